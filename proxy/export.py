@@ -1,0 +1,540 @@
+"""SSO export package -> :class:`RouteMap` / ``routes.yaml`` (``sso-proxy routes import``).
+
+The package is the one written by the WorkOS migration tooling (``export-auth0 --package --entities
+sso``)::
+
+    manifest.json             sourceTenant, e.g. globex-prod.eu.auth0.com
+    sso/proxy_routes.csv      one row per Auth0 connection: ACS URLs, entity IDs, cutoverState
+    sso/saml_connections.csv  idpEntityId, customEntityId, customAcsUrl, ... (and certificates, keys)
+    sso/oidc_connections.csv  clientId, discoveryEndpoint, customRedirectUri, ... (and clientSecret)
+
+``externalId`` is the Auth0 connection name in all three files. Only named, non-secret columns are
+read (an allow-list), so client secrets, keys and certificates never reach the route map, its
+summary or its warnings; a row whose field count differs from its header is skipped rather than
+read, because shifted columns could move a secret into an identifier column.
+
+What goes into a connection is everything that can identify it inside a callback:
+
+- ``audiences`` (SAML ``<Audience>``, the SP entity ID): Auth0's default ``urn:auth0:<tenant>:<name>``
+  (the exporter never writes it; the tenant comes from ``manifest.json``'s ``sourceTenant``),
+  ``customEntityId``, ``sourceEntityId`` and also ``idpEntityId``, because the exporter fills that
+  column from Auth0's ``options.entityId``, which on real tenants is the SP entity ID override.
+- ``issuers``: ``idpEntityId`` (SAML ``<Issuer>``); for OIDC the issuer derived from
+  ``discoveryEndpoint`` (OpenID Connect Discovery 1.0 section 4: ``<issuer>/.well-known/openid-configuration``).
+- ``acs_urls``: ``sourceAcsUrl``, ``customAcsUrl``, ``sourceRedirectUri``, ``customRedirectUri``.
+- ``client_ids``: OIDC ``clientId`` (the id_token ``aud``).
+
+``cutoverState`` maps to the route state: ``legacy`` and empty -> ``legacy``; ``workos`` -> ``workos``;
+``manual`` -> ``legacy``: manual means an operator decides, so the connection stays on Auth0 until
+someone runs ``sso-proxy routes set CONNECTION workos``. Any other value skips the row.
+
+An identifier claimed by several connections identifies none of them (``RouteMap.ambiguous``); the
+import warns, naming every claimant.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import NamedTuple, TextIO
+from urllib.parse import parse_qs, urlsplit
+
+from proxy.errors import ProxyError, RouteMapError
+from proxy.routemap import (
+    ID_KINDS,
+    PROTOCOLS,
+    STATES,
+    Connection,
+    RouteMap,
+    ambiguity_warnings,
+    dump_routemap,
+    load_routemap,
+    make_routemap,
+    parse_routemap,
+    workos_url_allowed,
+)
+
+ROUTES_CSV = "proxy_routes.csv"
+SAML_CSV = "saml_connections.csv"
+OIDC_CSV = "oidc_connections.csv"
+MANIFEST = "manifest.json"
+DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
+# cutoverState -> route state. ``manual`` means an operator decides: it stays on Auth0 (legacy)
+# until someone runs ``sso-proxy routes set``.
+CUTOVER_STATES = {"": "legacy", "legacy": "legacy", "workos": "workos", "manual": "legacy"}
+_TENANT_HOST = re.compile(r"^([a-z0-9][a-z0-9-]*)(?:\.[a-z0-9-]+)?\.auth0\.com$")
+_TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+class ExportError(ProxyError):
+    """The export package cannot be read at all (missing folder, unreadable file, bad manifest)."""
+
+
+class SkippedRow(NamedTuple):
+    """A CSV row left out of the route map: file (relative to the package), 1-based line, why."""
+
+    file: str
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """The route map built from an export package, and what the operator should know about it."""
+
+    route_map: RouteMap
+    warnings: list[str] = field(default_factory=list)
+    skipped: list[SkippedRow] = field(default_factory=list)
+    tenant: str | None = None
+
+    def summary(self) -> str:
+        """Connections per protocol and state, identifiers per kind, skipped rows, ambiguity, warnings."""
+        rm = self.route_map
+        lines = [
+            f"imported {len(rm.connections)} connection(s)"
+            + (f" (tenant {self.tenant})" if self.tenant else "")
+        ]
+        for protocol in PROTOCOLS:
+            conns = [c for c in rm.connections.values() if c.protocol == protocol]
+            per_state = ", ".join(f"{state} {sum(c.state == state for c in conns)}" for state in STATES)
+            lines.append(f"  {protocol}: {len(conns)} ({per_state})")
+        lines.append("identifiers:")
+        for kind in ID_KINDS:
+            unique = len(rm.index.get(kind, {}))
+            shared = len(rm.ambiguous.get(kind, {}))
+            lines.append(f"  {kind}: {unique + shared}" + (f" ({shared} ambiguous)" if shared else ""))
+        lines.append(f"rows skipped: {len(self.skipped)}")
+        lines.extend(f"  {row.file}:{row.line}: {row.reason}" for row in self.skipped)
+        ambiguous = ambiguity_warnings(rm)
+        if ambiguous:
+            lines.append(f"ambiguous identifiers (identify no connection): {len(ambiguous)}")
+            lines.extend(f"  {line}" for line in ambiguous)
+        shown = set(ambiguous)
+        others = [w for w in self.warnings if w not in shown]
+        if others:
+            lines.append(f"warnings: {len(others)}")
+            lines.extend(f"  {line}" for line in others)
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(slots=True)
+class _Draft:
+    """A connection being assembled from several rows and files."""
+
+    name: str
+    protocol: str
+    state: str
+    origin: str  # "file:line" of the row that created it
+    in_routes: bool = False
+    organization: str | None = None
+    workos_connection_id: str | None = None
+    workos_acs_url: str | None = None
+    ids: dict[str, list[str]] = field(default_factory=lambda: {kind: [] for kind in ID_KINDS})
+
+    def add(self, kind: str, *values: str) -> None:
+        for value in values:
+            if value and value not in self.ids[kind]:
+                self.ids[kind].append(value)
+
+    def to_connection(self) -> Connection:
+        return Connection(
+            name=self.name,
+            protocol=self.protocol,
+            state=self.state,
+            organization=self.organization,
+            workos_connection_id=self.workos_connection_id,
+            workos_acs_url=self.workos_acs_url,
+            **{kind: tuple(values) for kind, values in self.ids.items()},
+        )
+
+
+class _Row(NamedTuple):
+    line: int
+    values: dict[str, str]
+
+
+def locate_package(path: str) -> tuple[Path, Path]:
+    """(package root, sso folder) for a path that is either of them."""
+    given = Path(path)
+    if not given.is_dir():
+        raise ExportError(f"{path}: not a directory (expected an SSO export package or its sso/ folder)")
+    if (given / "sso").is_dir():
+        return given, given / "sso"
+    if any((given / name).is_file() for name in (ROUTES_CSV, SAML_CSV, OIDC_CSV)):
+        return given.parent, given
+    raise ExportError(f"{path}: no sso/ folder and none of {ROUTES_CSV}, {SAML_CSV}, {OIDC_CSV}")
+
+
+def tenant_from_host(value: str) -> str | None:
+    """``globex-prod.eu.auth0.com`` (or a URL on it, or a bare ``globex-prod``) -> ``globex-prod``."""
+    text = value.strip().lower()
+    host = urlsplit(text).hostname if "://" in text else text.rstrip("/")
+    if not host:
+        return None
+    match = _TENANT_HOST.match(host)
+    if match:
+        return match.group(1)
+    return host if _TENANT_NAME.match(host) else None
+
+
+def issuer_from_discovery(url: str) -> str:
+    """The issuer a discovery document URL belongs to (OpenID Connect Discovery 1.0, section 4)."""
+    if url.endswith(DISCOVERY_SUFFIX):
+        return url[: -len(DISCOVERY_SUFFIX)]
+    return url
+
+
+def read_csv(path: Path, label: str, skipped: list[SkippedRow]) -> Iterator[_Row]:
+    """Rows of a CSV as header -> stripped value, with the 1-based line each row starts on.
+
+    Handles a UTF-8 BOM, CRLF, quoted fields with commas and newlines, columns in any order and
+    unknown extra columns (kept, never read). Rows whose field count differs from the header's are
+    skipped: their columns cannot be trusted.
+    """
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh, strict=True)
+            header: list[str] | None = None
+            next_line = 1
+            for fields in reader:
+                line, next_line = next_line, reader.line_num + 1
+                if not fields or all(not f.strip() for f in fields):
+                    continue
+                if header is None:
+                    header = [name.strip() for name in fields]
+                    continue
+                if len(fields) != len(header):
+                    skipped.append(
+                        SkippedRow(label, line, f"{len(fields)} fields where the header has {len(header)}")
+                    )
+                    continue
+                yield _Row(line, {name: value.strip() for name, value in zip(header, fields) if name})
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{label}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except csv.Error as exc:
+        raise ExportError(f"{label}: malformed CSV: {exc}") from exc
+    except OSError as exc:
+        raise ExportError(f"{label}: cannot read: {exc.strerror or exc}") from exc
+
+
+def read_tenant(root: Path, warnings: list[str]) -> str | None:
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{MANIFEST}: cannot be read as JSON: {exc}") from exc
+    source = data.get("sourceTenant") if isinstance(data, dict) else None
+    if not isinstance(source, str) or not source.strip():
+        warnings.append(f"{MANIFEST}: no sourceTenant")
+        return None
+    tenant = tenant_from_host(source)
+    if tenant is None:
+        warnings.append(f"{MANIFEST}: sourceTenant {source!r} is not an Auth0 tenant domain")
+    return tenant
+
+
+class _Builder:
+    """Merges rows of the three CSVs into connection drafts; records skips and warnings."""
+
+    def __init__(self) -> None:
+        self.drafts: dict[str, _Draft] = {}
+        self.warnings: list[str] = []
+        self.skipped: list[SkippedRow] = []
+        self.tenant_hints: list[str] = []
+
+    def _draft(self, row: _Row, label: str, protocol: str, state: str | None) -> _Draft | None:
+        name = row.values.get("externalId", "")
+        where = f"{label}:{row.line}"
+        if not name:
+            self.skipped.append(SkippedRow(label, row.line, "no externalId"))
+            return None
+        draft = self.drafts.get(name)
+        if draft is None:
+            draft = _Draft(name=name, protocol=protocol, state=state or "legacy", origin=where)
+            self.drafts[name] = draft
+            return draft
+        if draft.protocol != protocol:
+            self.skipped.append(
+                SkippedRow(
+                    label,
+                    row.line,
+                    f"{name}: protocol {protocol} conflicts with {draft.protocol} from {draft.origin}",
+                )
+            )
+            return None
+        if state is not None and state != draft.state:
+            if draft.in_routes:
+                self.warnings.append(
+                    f"{name}: {where} says state {state} but {draft.origin} says {draft.state}; "
+                    "keeping legacy (stays on Auth0) until an operator decides"
+                )
+                draft.state = "legacy"
+            else:
+                draft.state = state
+        return draft
+
+    def _set_once(self, draft: _Draft, attr: str, value: str, where: str) -> None:
+        current = getattr(draft, attr)
+        if not value or value == current:
+            return
+        if current is None:
+            setattr(draft, attr, value)
+        else:
+            self.warnings.append(f"{draft.name}: {where} gives {attr} {value!r}; keeping {current!r}")
+
+    def add_route(self, row: _Row, label: str) -> None:
+        v = row.values
+        if not v.get("externalId"):
+            self.skipped.append(SkippedRow(label, row.line, "no externalId"))
+            return
+        provider = v.get("provider", "").lower()
+        if provider not in ("", "auth0"):
+            self.skipped.append(SkippedRow(label, row.line, f"provider {v['provider']!r} is not auth0"))
+            return
+        protocol = v.get("protocol", "").lower()
+        if protocol not in PROTOCOLS:
+            shown = repr(v["protocol"]) if v.get("protocol") else "missing"
+            self.skipped.append(SkippedRow(label, row.line, f"protocol {shown} is not saml or oidc"))
+            return
+        cutover = v.get("cutoverState", "").lower()
+        if cutover not in CUTOVER_STATES:
+            self.skipped.append(
+                SkippedRow(
+                    label, row.line, f"cutoverState {v['cutoverState']!r} is not legacy, workos or manual"
+                )
+            )
+            return
+        draft = self._draft(row, label, protocol, CUTOVER_STATES[cutover])
+        if draft is None:
+            return
+        draft.in_routes = True
+        name, where = draft.name, f"{label}:{row.line}"
+        if cutover == "manual":
+            self.warnings.append(
+                f"{name}: cutoverState manual: stays on Auth0 (legacy) until an operator runs "
+                f"`sso-proxy routes set {name} workos`"
+            )
+        self._set_once(draft, "organization", v.get("organizationExternalId", ""), where)
+        self._set_once(draft, "workos_connection_id", v.get("workosConnectionId", ""), where)
+        acs = v.get("workosAcsUrl", "")
+        if acs and not workos_url_allowed(acs, None):
+            self.warnings.append(
+                f"{name}: workosAcsUrl left out: not an https URL on a workos.com host "
+                "(a URL on the WorkOS custom domain may be set by hand in routes.yaml)"
+            )
+        else:
+            self._set_once(draft, "workos_acs_url", acs, where)
+        for column in ("sourceAcsUrl", "customAcsUrl", "sourceRedirectUri", "customRedirectUri"):
+            url = v.get(column, "")
+            self._check_callback_url(name, column, url, where)
+            draft.add("acs_urls", url)
+        if protocol == "saml":
+            draft.add("audiences", v.get("sourceEntityId", ""), v.get("customEntityId", ""))
+
+    def _check_callback_url(self, name: str, column: str, url: str, where: str) -> None:
+        if not url:
+            return
+        parts = urlsplit(url)
+        self.tenant_hints.append(parts.hostname or "")
+        named = parse_qs(parts.query).get("connection", [])
+        if named and named[0] != name:
+            self.warnings.append(f"{name}: {where} {column} names connection {named[0]!r}")
+
+    def add_saml(self, row: _Row, label: str) -> None:
+        draft = self._draft(row, label, "saml", None)
+        if draft is None:
+            return
+        v, where = row.values, f"{label}:{row.line}"
+        self._set_once(draft, "organization", v.get("organizationExternalId", ""), where)
+        entity = v.get("idpEntityId", "")
+        # The exporter fills idpEntityId from Auth0's options.entityId: the IdP's entity ID on some
+        # tenants, the SP entity ID override on others. Either way it can only mean this connection.
+        draft.add("issuers", entity)
+        draft.add("audiences", v.get("customEntityId", ""), entity)
+        self._check_callback_url(draft.name, "customAcsUrl", v.get("customAcsUrl", ""), where)
+        draft.add("acs_urls", v.get("customAcsUrl", ""))
+
+    def add_oidc(self, row: _Row, label: str) -> None:
+        draft = self._draft(row, label, "oidc", None)
+        if draft is None:
+            return
+        v, where = row.values, f"{label}:{row.line}"
+        self._set_once(draft, "organization", v.get("organizationExternalId", ""), where)
+        draft.add("client_ids", v.get("clientId", ""))
+        discovery = v.get("discoveryEndpoint", "")
+        if discovery:
+            if not discovery.endswith(DISCOVERY_SUFFIX):
+                self.warnings.append(
+                    f"{draft.name}: discoveryEndpoint does not end in {DISCOVERY_SUFFIX}; used as the issuer"
+                )
+            draft.add("issuers", issuer_from_discovery(discovery))
+        self._check_callback_url(draft.name, "customRedirectUri", v.get("customRedirectUri", ""), where)
+        draft.add("acs_urls", v.get("customRedirectUri", ""))
+
+
+def import_export(path: str) -> ImportResult:
+    """Read an SSO export package (its root or its ``sso/`` folder) into a route map."""
+    root, sso = locate_package(path)
+    builder = _Builder()
+    tenant = read_tenant(root, builder.warnings)
+    readers = ((ROUTES_CSV, builder.add_route), (SAML_CSV, builder.add_saml), (OIDC_CSV, builder.add_oidc))
+    for filename, add in readers:
+        label = f"sso/{filename}"
+        if not (sso / filename).is_file():
+            builder.warnings.append(f"{label}: not found")
+            continue
+        for row in read_csv(sso / filename, label, builder.skipped):
+            add(row, label)
+    for draft in builder.drafts.values():
+        if not draft.in_routes:
+            builder.warnings.append(
+                f"{draft.name}: only in {draft.origin.rsplit(':', 1)[0]}, not in sso/{ROUTES_CSV}; "
+                "imported as legacy"
+            )
+    if tenant is None:
+        hosts = sorted({host for host in builder.tenant_hints if _TENANT_HOST.match(host)})
+        if len(hosts) == 1:
+            tenant = tenant_from_host(hosts[0])
+            builder.warnings.append(
+                f"tenant {tenant} taken from callback URLs on {hosts[0]} (no usable manifest)"
+            )
+        else:
+            builder.warnings.append(
+                "tenant unknown: default SP entity IDs urn:auth0:<tenant>:<connection> not added"
+            )
+    if tenant is not None:
+        for draft in builder.drafts.values():
+            if draft.protocol == "saml":
+                default = f"urn:auth0:{tenant}:{draft.name}"
+                draft.ids["audiences"] = list(dict.fromkeys([default, *draft.ids["audiences"]]))
+    route_map = make_routemap([builder.drafts[name].to_connection() for name in sorted(builder.drafts)])
+    warnings = builder.warnings + ambiguity_warnings(route_map)
+    return ImportResult(route_map=route_map, warnings=warnings, skipped=builder.skipped, tenant=tenant)
+
+
+def carry_over(route_map: RouteMap, existing: RouteMap) -> tuple[RouteMap, list[str]]:
+    """Keep the rollout's progress: states and defaults of an existing route map win over the export.
+
+    The export says ``legacy`` for every connection; the file an operator has been editing with
+    ``routes set`` is the record of which connections have moved.
+    """
+    notes: list[str] = []
+    connections: list[Connection] = []
+    for name in sorted(route_map.connections):
+        conn = route_map.connections[name]
+        old = existing.connections.get(name)
+        if old is not None and old.state != conn.state:
+            notes.append(
+                f"{name}: state {old.state} kept from the existing route map (export says {conn.state})"
+            )
+            conn = replace(conn, state=old.state)
+        connections.append(conn)
+    gone = sorted(set(existing.connections) - set(route_map.connections))
+    if gone:
+        notes.append(f"no longer in the export, dropped: {', '.join(gone)}")
+    return make_routemap(connections, unknown=existing.unknown, mode=existing.mode), notes
+
+
+def render(result: ImportResult) -> str:
+    """The YAML text of an import, with a short header (no timestamps, so output is reproducible)."""
+    header = [
+        "# sso-proxy route map, generated by `sso-proxy routes import` from an SSO export package"
+        + (f" (tenant {result.tenant})." if result.tenant else "."),
+        "# Move one connection at a time: `sso-proxy routes set CONNECTION workos` (or back to legacy).",
+        "# An identifier listed under several connections identifies none of them.",
+    ]
+    for line in ambiguity_warnings(result.route_map):
+        header.append(f"# ambiguous: {line}".replace("\n", " ").replace("\r", " "))
+    return dump_routemap(result.route_map, header="\n".join(header) + "\n")
+
+
+def write_routemap_atomic(text: str, path: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never a mix.
+
+    A temp file in the same directory is written, fsynced and renamed over the target (rename is
+    atomic within one file system). A symlinked target is followed, so the link is kept. The file
+    keeps the mode of the file it replaces (else 0644), so a proxy running as another user can
+    still read it.
+    """
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target)
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def run_import(export_dir: str, output: str, stdout: TextIO, stderr: TextIO) -> int:
+    """``sso-proxy routes import EXPORT_DIR [-o PATH]``; ``-`` writes the YAML to stdout.
+
+    The summary goes to stdout, or to stderr when the YAML does. When PATH already holds a valid
+    route map, its states and defaults are kept (see :func:`carry_over`); an invalid one is not
+    overwritten.
+    """
+    try:
+        result = import_export(export_dir)
+    except ExportError as exc:
+        stderr.write(f"error: {exc}\n")
+        return 1
+    if output != "-" and os.path.exists(output):
+        try:
+            existing = load_routemap(output)
+        except RouteMapError as exc:
+            stderr.write(
+                f"error: {output} exists and is not a valid route map; fix or remove it first\n{exc}\n"
+            )
+            return 1
+        route_map, notes = carry_over(result.route_map, existing)
+        result = replace(result, route_map=route_map, warnings=result.warnings + notes)
+    text = render(result)
+    try:
+        parse_routemap(text, source=output)
+    except RouteMapError as exc:  # a bug here, never the operator's: refuse to write it
+        stderr.write(f"error: the generated route map does not validate\n{exc}\n")
+        return 1
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if output == "-":
+        stdout.write(text)
+        stderr.write(result.summary())
+        return 0
+    try:
+        write_routemap_atomic(text, output)
+    except OSError as exc:
+        stderr.write(f"error: cannot write {output}: {exc.strerror or exc}\n")
+        return 1
+    stdout.write(result.summary())
+    stdout.write(f"wrote {output} (sha256 {digest})\n")
+    return 0
