@@ -1,0 +1,553 @@
+"""Tests for proxy.export: the SSO export package importer behind ``sso-proxy routes import``."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from proxy.export import (
+    ExportError,
+    SkippedRow,
+    import_export,
+    issuer_from_discovery,
+    run_import,
+    tenant_from_host,
+    write_routemap_atomic,
+)
+from proxy.routemap import dump_routemap, parse_routemap
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "auth0-export"
+HERE = Path(__file__).resolve().parent / "fixtures" / "export"
+
+ROUTES_HEADER = (
+    "externalId,organizationExternalId,provider,protocol,sourceAcsUrl,sourceEntityId,sourceRedirectUri,"
+    "customAcsUrl,customEntityId,customRedirectUri,workosConnectionId,workosAcsUrl,cutoverState,notes"
+)
+SAML_HEADER = (
+    "name,organizationName,organizationId,organizationExternalId,domains,idpEntityId,idpUrl,x509Cert,"
+    "idpMetadataUrl,customEntityId,customAcsUrl,idpIdAttribute,emailAttribute,firstNameAttribute,"
+    "lastNameAttribute,nameAttribute,idpInitiatedEnabled,requestSigningKey,assertionEncryptionKey,"
+    "nameIdEncryptionKey,externalId"
+)
+OIDC_HEADER = (
+    "name,organizationName,organizationId,organizationExternalId,domains,clientId,clientSecret,"
+    "discoveryEndpoint,customRedirectUri,externalId"
+)
+MANIFEST = '{"schemaVersion": 1, "provider": "auth0", "sourceTenant": "acme.us.auth0.com"}'
+ACS = "https://acme.us.auth0.com/login/callback?connection="
+
+
+def route(name: str, protocol: str = "saml", state: str = "legacy", **extra: str) -> str:
+    """One proxy_routes.csv line in the exporter's column order."""
+    values = dict.fromkeys(ROUTES_HEADER.split(","), "")
+    values.update(externalId=name, provider="auth0", protocol=protocol, cutoverState=state)
+    if name:
+        values["sourceAcsUrl" if protocol == "saml" else "sourceRedirectUri"] = ACS + name
+    values.update(extra)
+    return ",".join(values.values())
+
+
+def row(header: str, **values: str) -> str:
+    """One CSV line for ``header`` with the given columns set and every other column empty."""
+    fields = dict.fromkeys(header.split(","), "")
+    assert set(values) <= set(fields), set(values) - set(fields)
+    fields.update(values)
+    return ",".join(fields.values())
+
+
+def saml_csv(*rows: dict[str, str]) -> str:
+    return "\n".join([SAML_HEADER, *(row(SAML_HEADER, **r) for r in rows)]) + "\n"
+
+
+def oidc_csv(*rows: dict[str, str]) -> str:
+    return "\n".join([OIDC_HEADER, *(row(OIDC_HEADER, **r) for r in rows)]) + "\n"
+
+
+def write_package(
+    root: Path,
+    routes: list[str] | str | None = None,
+    saml: str | None = None,
+    oidc: str | None = None,
+    manifest: str | None = MANIFEST,
+) -> Path:
+    """A small hand-made package; strings are written byte for byte (BOM, CRLF stay as given)."""
+    (root / "sso").mkdir(parents=True)
+    if manifest is not None:
+        (root / "manifest.json").write_text(manifest, encoding="utf-8")
+    if routes is not None:
+        text = routes if isinstance(routes, str) else "\n".join([ROUTES_HEADER, *routes]) + "\n"
+        (root / "sso" / "proxy_routes.csv").write_bytes(text.encode("utf-8"))
+    for name, text in (("saml_connections.csv", saml), ("oidc_connections.csv", oidc)):
+        if text is not None:
+            (root / "sso" / name).write_bytes(text.encode("utf-8"))
+    return root
+
+
+# --- the real exporter's packages -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["redacted", "with-secrets"])
+def test_real_package_imports_every_connection_with_its_identifiers(variant: str) -> None:
+    result = import_export(str(SHARED / variant))
+    rm = result.route_map
+    assert result.tenant == "globex-prod"
+    assert result.skipped == []
+    assert {name: (c.protocol, c.state) for name, c in rm.connections.items()} == {
+        "initech-okta": ("saml", "legacy"),
+        "umbrella-onelogin": ("saml", "legacy"),
+        "hooli-pingfederate": ("saml", "legacy"),
+        "initech-group-oidc": ("oidc", "legacy"),
+        "initrode-google": ("oidc", "legacy"),
+        "umbrella-entra": ("oidc", "legacy"),
+    }
+    okta = rm.connections["initech-okta"]
+    # Default SP entity ID derived from manifest.json, and idpEntityId as both Issuer and Audience.
+    assert okta.audiences == (
+        "urn:auth0:globex-prod:initech-okta",
+        "http://www.okta.com/exk8f3k2l1m0N9b8V7c6",
+    )
+    assert okta.issuers == ("http://www.okta.com/exk8f3k2l1m0N9b8V7c6",)
+    assert okta.acs_urls == ("https://globex-prod.eu.auth0.com/login/callback?connection=initech-okta",)
+    assert okta.organization == "org_Q2xV9kLm3PzR7tWc"
+    onelogin = rm.connections["umbrella-onelogin"]
+    assert "https://login.globex.com/saml/umbrella-corp" in onelogin.audiences
+    assert onelogin.acs_urls == ("https://login.globex.com/login/callback?connection=umbrella-onelogin",)
+    assert rm.connections["initrode-google"].issuers == ("https://accounts.google.com",)
+    assert rm.connections["initech-group-oidc"].client_ids == ("0oa1b2c3d4E5F6g7H8i9",)
+    assert rm.connections["umbrella-entra"].issuers == (
+        "https://login.microsoftonline.com/umbrellacorp.onmicrosoft.com/v2.0",
+    )
+    assert rm.lookup("audiences", "urn:auth0:globex-prod:hooli-pingfederate") == "hooli-pingfederate"
+    assert rm.lookup("client_ids", "3f2a9c1e-7b4d-4e8a-9c6f-1d2e3f4a5b6c") == "umbrella-entra"
+    assert dict(rm.ambiguous["issuers"]) == {}
+
+
+def test_package_root_and_sso_folder_give_the_same_map() -> None:
+    from_root = import_export(str(SHARED / "redacted"))
+    from_sso = import_export(str(SHARED / "redacted" / "sso"))
+    assert dump_routemap(from_root.route_map) == dump_routemap(from_sso.route_map)
+    assert from_sso.tenant == "globex-prod"
+
+
+def _secret_values(sso: Path) -> list[str]:
+    secret_column = re.compile(r"secret|key|cert|password|token", re.IGNORECASE)
+    values: list[str] = []
+    for name in ("saml_connections.csv", "oidc_connections.csv", "proxy_routes.csv"):
+        with (sso / name).open(encoding="utf-8-sig", newline="") as fh:
+            for row in csv.DictReader(fh):
+                for column, value in row.items():
+                    if secret_column.search(column) and value.strip():
+                        values.append(value.strip())
+                        # A PEM certificate: no line of it may leak either.
+                        values.extend(line for line in value.splitlines() if len(line) > 16)
+    return values
+
+
+def test_secrets_never_reach_the_route_map_summary_or_warnings(tmp_path: Path) -> None:
+    secrets = _secret_values(SHARED / "with-secrets" / "sso")
+    assert len(secrets) > 6  # the fixture really holds client secrets, keys and certificates
+    out, err = io.StringIO(), io.StringIO()
+    assert run_import(str(SHARED / "with-secrets"), "-", out, err) == 0
+    result = import_export(str(SHARED / "with-secrets"))
+    texts = {"yaml": out.getvalue(), "summary": err.getvalue(), "warnings": "\n".join(result.warnings)}
+    for secret in secrets:
+        for where, text in texts.items():
+            assert secret not in text, f"a secret reached the {where}"
+
+
+@pytest.mark.parametrize("variant", ["redacted", "with-secrets"])
+def test_output_is_byte_identical_across_runs_and_validates(variant: str, tmp_path: Path) -> None:
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    for target in (first, second, second):  # the third run overwrites the second's file
+        assert run_import(str(SHARED / variant), str(target), io.StringIO(), io.StringIO()) == 0
+    assert first.read_bytes() == second.read_bytes()
+    parsed = parse_routemap(first.read_bytes())
+    assert len(parsed.connections) == 6
+    assert first.read_text().startswith("# sso-proxy route map")
+
+
+# --- real-world CSV quirks ---------------------------------------------------------------------
+
+
+def test_bom_and_crlf(tmp_path: Path) -> None:
+    routes = "\ufeff" + "\r\n".join([ROUTES_HEADER, route("acme-okta"), route("acme-oidc", "oidc")]) + "\r\n"
+    saml = "\ufeff" + saml_csv({"idpEntityId": "http://idp/1", "externalId": "acme-okta"}).replace(
+        "\n", "\r\n"
+    )
+    result = import_export(str(write_package(tmp_path, routes=routes, saml=saml)))
+    assert sorted(result.route_map.connections) == ["acme-oidc", "acme-okta"]
+    okta = result.route_map.connections["acme-okta"]
+    assert okta.acs_urls == (ACS + "acme-okta",)  # no stray \r
+    assert okta.issuers == ("http://idp/1",)
+    assert result.skipped == []
+
+
+def test_quoted_fields_with_commas_and_newlines_keep_line_numbers(tmp_path: Path) -> None:
+    rows = [
+        route("acme-okta", notes='"Move after Q3, per CS.\nCall Bob first, then ""Alice"""'),
+        route("", notes="no name"),  # starts on line 4 because the previous row spans two lines
+    ]
+    saml_rows = saml_csv(
+        {
+            "name": "acme-okta",
+            "organizationName": '"Acme, Inc."',
+            "organizationExternalId": "org_1",
+            "domains": '"acme.com,acme.io"',
+            "idpEntityId": "http://idp/1",
+            "externalId": "acme-okta",
+        }
+    )
+    result = import_export(str(write_package(tmp_path, routes=rows, saml=saml_rows)))
+    assert list(result.route_map.connections) == ["acme-okta"]
+    assert result.route_map.connections["acme-okta"].organization == "org_1"
+    assert result.skipped == [SkippedRow("sso/proxy_routes.csv", 4, "no externalId")]
+
+
+def test_empty_optional_columns_are_left_out(tmp_path: Path) -> None:
+    line = "acme-okta,,,saml,,,,,,,,,,"
+    result = import_export(str(write_package(tmp_path, routes=[line])))
+    conn = result.route_map.connections["acme-okta"]
+    assert (conn.state, conn.organization, conn.workos_connection_id, conn.workos_acs_url) == (
+        "legacy",
+        None,
+        None,
+        None,
+    )
+    assert conn.audiences == ("urn:auth0:acme:acme-okta",)
+    assert conn.acs_urls == conn.issuers == conn.client_ids == ()
+    assert "organization" not in dump_routemap(result.route_map)
+
+
+def test_same_connection_in_several_rows_merges_identifiers(tmp_path: Path) -> None:
+    rows = [
+        route("acme-okta", organizationExternalId="org_1"),
+        route("acme-okta", sourceAcsUrl="https://login.acme.com/login/callback?connection=acme-okta"),
+        route("acme-okta", customEntityId="https://login.acme.com/saml/acme"),
+    ]
+    saml = saml_csv(
+        {"idpEntityId": "http://idp/1", "externalId": "acme-okta"},
+        {"idpEntityId": "http://idp/2", "externalId": "acme-okta"},
+    )
+    result = import_export(str(write_package(tmp_path, routes=rows, saml=saml)))
+    assert list(result.route_map.connections) == ["acme-okta"]
+    conn = result.route_map.connections["acme-okta"]
+    assert conn.acs_urls == (ACS + "acme-okta", "https://login.acme.com/login/callback?connection=acme-okta")
+    assert conn.audiences == (
+        "urn:auth0:acme:acme-okta",
+        "https://login.acme.com/saml/acme",
+        "http://idp/1",
+        "http://idp/2",
+    )
+    assert conn.issuers == ("http://idp/1", "http://idp/2")
+    assert conn.organization == "org_1"
+    assert result.route_map.ambiguous["acs_urls"] == {}  # one connection claiming a value twice is fine
+
+
+def test_columns_in_another_order_and_unknown_columns(tmp_path: Path) -> None:
+    routes = (
+        "cutoverState,futureColumn,protocol,externalId,sourceAcsUrl,workosConnectionId\n"
+        f"workos,ignored,saml,acme-okta,{ACS}acme-okta,conn_1\n"
+    )
+    oidc = "externalId,discoveryEndpoint,extra,clientId\nacme-oidc,https://idp/.well-known/openid-configuration,x,cid\n"
+    result = import_export(str(write_package(tmp_path, routes=routes, oidc=oidc)))
+    okta = result.route_map.connections["acme-okta"]
+    assert (okta.state, okta.workos_connection_id, okta.acs_urls) == (
+        "workos",
+        "conn_1",
+        (ACS + "acme-okta",),
+    )
+    oidc_conn = result.route_map.connections["acme-oidc"]
+    assert (oidc_conn.client_ids, oidc_conn.issuers) == (("cid",), ("https://idp",))
+    assert "ignored" not in dump_routemap(result.route_map)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (route(""), "no externalId"),
+        (route("x", protocol="ws-fed"), "protocol 'ws-fed' is not saml or oidc"),
+        (route("x", protocol=""), "protocol missing is not saml or oidc"),
+        (route("x", state="paused"), "cutoverState 'paused' is not legacy, workos or manual"),
+        (route("x", provider="okta"), "provider 'okta' is not auth0"),
+        (route("x") + ",surplus", "15 fields where the header has 14"),
+        ("x,org,auth0,saml", "4 fields where the header has 14"),
+    ],
+)
+def test_rows_that_cannot_be_used_are_skipped_with_line_and_reason(
+    tmp_path: Path, line: str, reason: str
+) -> None:
+    result = import_export(str(write_package(tmp_path, routes=[route("ok"), line])))
+    assert list(result.route_map.connections) == ["ok"]
+    assert result.skipped == [SkippedRow("sso/proxy_routes.csv", 3, reason)]
+    assert f"sso/proxy_routes.csv:3: {reason}" in result.summary()
+
+
+@pytest.mark.parametrize(
+    ("cutover", "state", "warned"),
+    [
+        ("legacy", "legacy", False),
+        ("workos", "workos", False),
+        ("manual", "legacy", True),
+        ("", "legacy", False),
+    ],
+)
+def test_cutover_state_mapping(tmp_path: Path, cutover: str, state: str, warned: bool) -> None:
+    result = import_export(str(write_package(tmp_path, routes=[route("acme", state=cutover)])))
+    assert result.route_map.connections["acme"].state == state
+    assert any("manual" in w and "routes set acme workos" in w for w in result.warnings) is warned
+
+
+def test_conflicting_states_for_one_connection_stay_on_auth0(tmp_path: Path) -> None:
+    result = import_export(str(write_package(tmp_path, routes=[route("a", state="workos"), route("a")])))
+    assert result.route_map.connections["a"].state == "legacy"
+    assert any(w.startswith("a: sso/proxy_routes.csv:3 says state legacy") for w in result.warnings)
+
+
+def test_protocol_conflict_between_files_skips_the_later_row(tmp_path: Path) -> None:
+    oidc = oidc_csv({"name": "a", "clientId": "cid", "externalId": "a"})
+    result = import_export(str(write_package(tmp_path, routes=[route("a", "saml")], oidc=oidc)))
+    assert result.route_map.connections["a"].protocol == "saml"
+    assert result.route_map.connections["a"].client_ids == ()
+    assert result.skipped == [
+        SkippedRow(
+            "sso/oidc_connections.csv", 2, "a: protocol oidc conflicts with saml from sso/proxy_routes.csv:2"
+        )
+    ]
+
+
+def test_connections_only_in_connection_csvs_are_imported_as_legacy(tmp_path: Path) -> None:
+    saml = saml_csv(
+        {"organizationExternalId": "org_9", "idpEntityId": "http://idp/9", "externalId": "lonely-saml"}
+    )
+    oidc = oidc_csv(
+        {
+            "clientId": "cid9",
+            "clientSecret": "s3cr3t",
+            "externalId": "lonely-oidc",
+            "discoveryEndpoint": "https://idp9/.well-known/openid-configuration",
+        }
+    )
+    result = import_export(str(write_package(tmp_path, routes=[route("a")], saml=saml, oidc=oidc)))
+    conns = result.route_map.connections
+    assert (conns["lonely-saml"].protocol, conns["lonely-saml"].state) == ("saml", "legacy")
+    assert (conns["lonely-oidc"].protocol, conns["lonely-oidc"].state) == ("oidc", "legacy")
+    assert conns["lonely-oidc"].issuers == ("https://idp9",)
+    assert "s3cr3t" not in dump_routemap(result.route_map) + result.summary()
+    for name, file in (("lonely-saml", "saml_connections.csv"), ("lonely-oidc", "oidc_connections.csv")):
+        assert (
+            f"{name}: only in sso/{file}, not in sso/proxy_routes.csv; imported as legacy" in result.warnings
+        )
+
+
+def test_missing_proxy_routes_csv_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    saml = saml_csv({"idpEntityId": "http://idp/1", "externalId": "a"})
+    result = import_export(str(write_package(tmp_path, saml=saml)))
+    assert list(result.route_map.connections) == ["a"]
+    assert "sso/proxy_routes.csv: not found" in result.warnings
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("https://api.workos.com/sso/saml/acs/conn_1", True),
+        ("https://workos.com/acs", True),
+        ("http://api.workos.com/sso/saml/acs/conn_1", False),
+        ("https://auth.acme.com/sso/saml/acs/conn_1", False),
+        ("https://evil.com/?x=.workos.com", False),
+    ],
+)
+def test_workos_acs_url_only_on_workos_hosts(tmp_path: Path, url: str, kept: bool) -> None:
+    result = import_export(str(write_package(tmp_path, routes=[route("acme", workosAcsUrl=url)])))
+    assert result.route_map.connections["acme"].workos_acs_url == (url if kept else None)
+    assert any(w.startswith("acme: workosAcsUrl left out") for w in result.warnings) is not kept
+    parse_routemap(dump_routemap(result.route_map))
+
+
+def test_callback_url_naming_another_connection_is_warned(tmp_path: Path) -> None:
+    rows = [route("a", sourceAcsUrl=ACS + "b")]
+    result = import_export(str(write_package(tmp_path, routes=rows)))
+    assert "a: sso/proxy_routes.csv:2 sourceAcsUrl names connection 'b'" in result.warnings
+
+
+# --- tenant and issuer derivation --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "tenant"),
+    [
+        ("globex-prod.eu.auth0.com", "globex-prod"),
+        ("globex-prod.auth0.com", "globex-prod"),
+        ("https://Globex-Prod.us.auth0.com/", "globex-prod"),
+        ("globex-prod", "globex-prod"),
+        ("login.globex.com", None),
+        ("", None),
+    ],
+)
+def test_tenant_from_host(value: str, tenant: str | None) -> None:
+    assert tenant_from_host(value) == tenant
+
+
+@pytest.mark.parametrize(
+    ("url", "issuer"),
+    [
+        ("https://accounts.google.com/.well-known/openid-configuration", "https://accounts.google.com"),
+        (
+            "https://idp.example/oauth2/default/.well-known/openid-configuration",
+            "https://idp.example/oauth2/default",
+        ),
+        ("https://idp.example/issuer", "https://idp.example/issuer"),
+    ],
+)
+def test_issuer_from_discovery(url: str, issuer: str) -> None:
+    assert issuer_from_discovery(url) == issuer
+
+
+def test_without_manifest_the_tenant_comes_from_callback_urls(tmp_path: Path) -> None:
+    result = import_export(str(write_package(tmp_path, routes=[route("a")], manifest=None)))
+    assert result.tenant == "acme"
+    assert result.route_map.connections["a"].audiences == ("urn:auth0:acme:a",)
+    assert "tenant acme taken from callback URLs on acme.us.auth0.com (no usable manifest)" in result.warnings
+
+
+def test_without_any_tenant_no_default_audience_is_invented(tmp_path: Path) -> None:
+    row = route("a", sourceAcsUrl="https://login.acme.com/login/callback?connection=a")
+    result = import_export(str(write_package(tmp_path, routes=[row], manifest='{"provider": "auth0"}')))
+    assert result.tenant is None
+    assert result.route_map.connections["a"].audiences == ()
+    assert any(w.startswith("tenant unknown") for w in result.warnings)
+
+
+@pytest.mark.parametrize("setup", ["not a directory", "empty directory", "broken manifest", "not utf-8"])
+def test_unreadable_packages_raise_export_error_and_exit_1(tmp_path: Path, setup: str) -> None:
+    target = tmp_path / "pkg"
+    if setup == "not a directory":
+        target.write_text("x")
+    elif setup == "empty directory":
+        target.mkdir()
+    elif setup == "broken manifest":
+        write_package(target, routes=[route("a")], manifest="{not json")
+    else:
+        write_package(target, routes=[route("a")])
+        (target / "sso" / "proxy_routes.csv").write_bytes(b"externalId\n\xff\xfe\n")
+    with pytest.raises(ExportError):
+        import_export(str(target))
+    out, err = io.StringIO(), io.StringIO()
+    assert run_import(str(target), str(tmp_path / "routes.yaml"), out, err) == 1
+    assert err.getvalue().startswith("error: ")
+    assert not (tmp_path / "routes.yaml").exists()
+
+
+# --- shared identifiers ------------------------------------------------------------------------
+
+
+def test_issuer_shared_by_two_connections_identifies_neither() -> None:
+    adfs = "http://adfs.contoso.com/adfs/services/trust"
+    result = import_export(str(HERE / "shared-adfs"))
+    rm = result.route_map
+    assert rm.lookup("issuers", adfs) is None
+    assert rm.lookup("audiences", adfs) is None
+    assert rm.ambiguous["issuers"][adfs] == ("contoso-adfs-eu", "contoso-adfs-us")
+    # Unshared identifiers still identify each connection.
+    assert rm.lookup("audiences", "urn:auth0:acme-prod:contoso-adfs-us") == "contoso-adfs-us"
+    warning = f"issuers: {adfs!r} is claimed by contoso-adfs-eu, contoso-adfs-us; it identifies none of them"
+    assert warning in result.warnings
+    summary = result.summary()
+    assert "ambiguous identifiers (identify no connection): 2" in summary
+    assert warning in summary
+    assert "issuers: 1 (1 ambiguous)" in summary
+    assert "saml: 2 (legacy 1, workos 1)" in summary
+
+
+# --- run_import --------------------------------------------------------------------------------
+
+
+def test_run_import_to_stdout_puts_the_summary_on_stderr() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert run_import(str(SHARED / "redacted"), "-", out, err) == 0
+    assert parse_routemap(out.getvalue()).connections.keys() >= {"initech-okta"}
+    assert "imported 6 connection(s) (tenant globex-prod)" in err.getvalue()
+    assert "imported" not in out.getvalue()
+
+
+def test_run_import_to_a_file_prints_summary_and_sha256(tmp_path: Path) -> None:
+    target = tmp_path / "routes.yaml"
+    out, err = io.StringIO(), io.StringIO()
+    assert run_import(str(SHARED / "redacted" / "sso"), str(target), out, err) == 0
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    assert out.getvalue().endswith(f"wrote {target} (sha256 {digest})\n")
+    assert "saml: 3 (legacy 3, workos 0)" in out.getvalue()
+    assert "oidc: 3 (legacy 3, workos 0)" in out.getvalue()
+    assert err.getvalue() == ""
+
+
+def test_reimport_keeps_the_rollout_state_of_an_existing_map(tmp_path: Path) -> None:
+    target = tmp_path / "routes.yaml"
+    assert run_import(str(SHARED / "redacted"), str(target), io.StringIO(), io.StringIO()) == 0
+    edited = target.read_text().replace("mode: normal", "mode: shadow")
+    edited = edited.replace(
+        "initech-okta:\n    protocol: saml\n    state: legacy",
+        "initech-okta:\n    protocol: saml\n    state: workos",
+    )
+    target.write_text(edited)
+    out = io.StringIO()
+    assert run_import(str(SHARED / "redacted"), str(target), out, io.StringIO()) == 0
+    rm = parse_routemap(target.read_bytes())
+    assert rm.connections["initech-okta"].state == "workos"
+    assert rm.mode == "shadow"
+    assert (
+        "initech-okta: state workos kept from the existing route map (export says legacy)" in out.getvalue()
+    )
+
+
+def test_run_import_does_not_overwrite_an_invalid_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "routes.yaml"
+    target.write_text("version: 2\n# hand edits in progress\n")
+    err = io.StringIO()
+    assert run_import(str(SHARED / "redacted"), str(target), io.StringIO(), err) == 1
+    assert "exists and is not a valid route map" in err.getvalue()
+    assert target.read_text() == "version: 2\n# hand edits in progress\n"
+
+
+# --- write_routemap_atomic ---------------------------------------------------------------------
+
+
+def test_atomic_write_keeps_mode_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    target = tmp_path / "routes.yaml"
+    target.write_text("old")
+    target.chmod(0o640)
+    write_routemap_atomic("new: ü\n", str(target))
+    assert target.read_text(encoding="utf-8") == "new: ü\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert os.listdir(tmp_path) == ["routes.yaml"]
+
+
+def test_atomic_write_new_file_is_readable_by_others(tmp_path: Path) -> None:
+    target = tmp_path / "routes.yaml"
+    write_routemap_atomic("x: 1\n", str(target))
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_atomic_write_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.yaml"
+    real.write_text("old")
+    link = tmp_path / "routes.yaml"
+    link.symlink_to(real)
+    write_routemap_atomic("new\n", str(link))
+    assert link.is_symlink()
+    assert real.read_text() == "new\n"
+
+
+def test_atomic_write_failure_removes_the_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "routes.yaml"
+    target.mkdir()  # the rename over a directory fails after the temp file was written
+    with pytest.raises(OSError):
+        write_routemap_atomic("x\n", str(target))
+    assert os.listdir(tmp_path) == ["routes.yaml"]
+    assert target.is_dir()
