@@ -55,9 +55,7 @@ class RouteMap:
     # kind -> identifier -> connection name; ambiguous identifiers are absent.
     index: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     # kind -> identifier -> the connections that all claim it.
-    ambiguous: Mapping[str, Mapping[str, tuple[str, ...]]] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    ambiguous: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=lambda: MappingProxyType({}))
     sha256: str = ""
 
     def lookup(self, kind: str, value: str) -> str | None:
@@ -87,9 +85,7 @@ def build_index(
     ambiguous: dict[str, dict[str, tuple[str, ...]]] = {}
     for kind, table in claims.items():
         index[kind] = {value: owners[0] for value, owners in table.items() if len(owners) == 1}
-        ambiguous[kind] = {
-            value: tuple(sorted(owners)) for value, owners in table.items() if len(owners) > 1
-        }
+        ambiguous[kind] = {value: tuple(sorted(owners)) for value, owners in table.items() if len(owners) > 1}
     return index, ambiguous
 
 
@@ -142,8 +138,14 @@ def _optional_string(raw: Mapping[str, Any], key: str, where: str, errors: list[
     return value
 
 
-def _choice(raw: Mapping[str, Any], key: str, choices: tuple[str, ...], where: str, errors: list[str],
-            default: str | None = None) -> str:
+def _choice(
+    raw: Mapping[str, Any],
+    key: str,
+    choices: tuple[str, ...],
+    where: str,
+    errors: list[str],
+    default: str | None = None,
+) -> str:
     value = raw.get(key, default)
     if value not in choices:
         shown = "missing" if value is None else repr(value)
@@ -152,8 +154,9 @@ def _choice(raw: Mapping[str, Any], key: str, choices: tuple[str, ...], where: s
     return str(value)
 
 
-def _parse_connection(name: Any, raw: Any, where: str, errors: list[str],
-                      workos_domain: str | None) -> Connection | None:
+def _parse_connection(
+    name: Any, raw: Any, where: str, errors: list[str], workos_domain: str | None
+) -> Connection | None:
     if not isinstance(name, str) or not name.strip():
         errors.append(f"{where}: connection names must be non-empty strings (got {name!r})")
         return None
@@ -182,8 +185,7 @@ def _parse_connection(name: Any, raw: Any, where: str, errors: list[str],
     )
 
 
-def parse_routemap(text: str | bytes, source: str = "routes.yaml",
-                   workos_domain: str | None = None) -> RouteMap:
+def parse_routemap(text: str | bytes, source: str = "routes.yaml", workos_domain: str | None = None) -> RouteMap:
     """Parse and fully validate a route map; raise :class:`RouteMapError` listing every error."""
     data = text.encode() if isinstance(text, str) else text
     try:

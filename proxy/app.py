@@ -1,0 +1,325 @@
+"""The two ASGI apps: the public listener (callbacks and passthrough) and the operations listener.
+
+The public app is a plain ASGI callable: the callback path is the product, and Starlette's routing
+and Request/Response objects cost about half the throughput of a bare ASGI app on this path
+(bench/RESULTS.md). The operations app, off the hot path, is a small Starlette app.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qsl, urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from proxy.callback import Callback, is_fallback, strip_fallback
+from proxy.config import Settings
+from proxy.decide import AUTH0, Decision, Identity, decide
+from proxy.errors import UpstreamError
+from proxy.logs import log_event
+from proxy.metrics import UNKNOWN, Metrics, status_class
+from proxy.reload import RouteStore
+from proxy.routemap import Connection
+from proxy.upstream import Upstream
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+CALLBACK_PATHS = frozenset(("/login/callback", "/login/callback/"))
+NO_STORE = (b"cache-control", b"no-store")
+
+_PAGES = {
+    400: ("Bad request", "The sign-in request could not be read."),
+    404: ("Not found", "There is nothing here."),
+    413: ("Request too large", "The sign-in request is larger than this service accepts."),
+    502: ("Sign-in temporarily unavailable", "The sign-in service could not be reached. Please try again."),
+    504: ("Sign-in temporarily unavailable", "The sign-in service took too long to answer. Please try again."),
+}
+
+# The auto-submitting form's only script; the CSP allows exactly this script by its hash.
+FORM_SCRIPT = "document.forms[0].submit();"
+FORM_SCRIPT_HASH = base64.b64encode(hashlib.sha256(FORM_SCRIPT.encode()).digest()).decode()
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Mutable run state shared by both listeners."""
+
+    draining: bool = False
+    started_at: float = field(default_factory=time.time)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def error_page(status: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Short, plain pages without internals."""
+    title, text = _PAGES.get(status, ("Error", "Something went wrong."))
+    body = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title></head>"
+        f"<body><h1>{title}</h1><p>{text}</p></body></html>"
+    ).encode()
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()), NO_STORE]
+    return headers, body
+
+
+async def send_page(send: Send, status: int) -> int:
+    headers, body = error_page(status)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return status
+
+
+def workos_target(settings: Settings, conn: Connection | None, query: bytes) -> str:
+    """Where a callback goes in WorkOS: only ever a configured host, with the original query."""
+    if conn is not None and conn.workos_acs_url:
+        base = conn.workos_acs_url
+        joiner = "&" if "?" in base else "?"
+    else:
+        base = f"{settings.workos_scheme}://{settings.workos_domain}/sso/{settings.workos_client_id}/auth0/callback"
+        joiner = "?"
+    return base + joiner + query.decode("latin-1") if query else base
+
+
+def form_page(target: str, body: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """An auto-submitting form re-POSTing every field (SAMLResponse, RelayState, ...) to ``target``."""
+    fields = parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+    inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in fields)
+    page = (
+        "<!doctype html><html><head><meta charset=utf-8><title>Signing in</title></head><body>"
+        f'<form method="post" action="{html.escape(target)}">{inputs}'
+        '<noscript><button type="submit">Continue</button></noscript></form>'
+        f"<script>{FORM_SCRIPT}</script></body></html>"
+    ).encode("latin-1")
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(target))
+    csp = (
+        f"default-src 'none'; script-src 'sha256-{FORM_SCRIPT_HASH}'; form-action {origin}; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    )
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(page)).encode()),
+        NO_STORE,
+        (b"content-security-policy", csp.encode()),
+        (b"referrer-policy", b"no-referrer"),
+    ]
+    return headers, page
+
+
+class PublicApp:
+    """The public listener: ``/login/callback`` is decided, everything else is passed through."""
+
+    def __init__(
+        self, settings: Settings, store: RouteStore, metrics: Metrics, upstream: Upstream, logger: logging.Logger
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.upstream = upstream
+        self.logger = logger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # websockets and lifespan are not served on this listener
+        started = time.perf_counter()
+        is_callback = scope["path"] in CALLBACK_PATHS and scope["method"] in ("GET", "POST")
+        group = "callback" if is_callback else "passthrough"
+        status = 500
+        try:
+            if not is_callback and not self.settings.passthrough:
+                status = await send_page(send, 404)
+                return
+            try:
+                body = await self._read_body(scope, receive)
+            except BodyTooLarge:
+                self.metrics.child(self.metrics.rejected, "body_too_large").inc()
+                status = await send_page(send, 413)
+                return
+            if is_callback:
+                status = await self._callback(scope, body, send, started)
+            else:
+                status = await self._forward(scope, body, scope["query_string"], send, single_use=False)
+        finally:
+            m = self.metrics
+            m.child(m.requests, group, m.method_label(scope["method"]), status_class(status)).inc()
+            m.child(m.duration, group).observe(time.perf_counter() - started)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.settings.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                raise BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _forward(self, scope: Scope, body: bytes, query: bytes, send: Send, *, single_use: bool) -> int:
+        try:
+            return await self.upstream.forward(scope, body, query, send, single_use=single_use)
+        except UpstreamError as exc:
+            log_event(
+                self.logger,
+                logging.WARNING,
+                "upstream error",
+                kind=exc.kind,
+                error=str(exc),
+                path=scope["path"],
+                method=scope["method"],
+            )
+            return await send_page(send, exc.status)
+
+    async def _callback(self, scope: Scope, body: bytes, send: Send, started: float) -> int:
+        query: bytes = scope["query_string"]
+        form = False
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                form = value[:33].lower() == b"application/x-www-form-urlencoded"
+                break
+        loaded = self.store.current
+        assert loaded is not None  # the server does not start without a map
+        route_map = loaded.route_map
+        try:
+            decision = decide(Callback(query, body, form), route_map)
+        except Exception:  # a bug must not lose a login: deliver to Auth0 and say so
+            self.logger.exception("decision failed; forwarding to Auth0")
+            decision = Decision(AUTH0, "unparseable", Identity(None, "none"), "unknown")
+        self._count(decision)
+        if decision.action == AUTH0:
+            forward_query = strip_fallback(query) if is_fallback(query) else query
+            status = await self._forward(scope, body, forward_query, send, single_use=True)
+        else:
+            conn = route_map.connections.get(decision.connection) if decision.connection else None
+            status = await self._to_workos(scope, conn, query, body, form, send)
+        if self.logger.isEnabledFor(logging.INFO):
+            log_event(
+                self.logger,
+                logging.INFO,
+                "callback",
+                request_id=_request_id(scope),
+                method=scope["method"],
+                path=scope["path"],
+                connection=decision.connection,
+                identified_by=decision.identity.identified_by,
+                decision=decision.action,
+                reason=decision.reason,
+                would=decision.would,
+                protocol=decision.protocol,
+                status=status,
+                map=route_map.sha256[:12],
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        return status
+
+    def _count(self, decision: Decision) -> None:
+        m = self.metrics
+        label = decision.connection or UNKNOWN
+        m.child(
+            m.callbacks, decision.protocol, label, decision.action, decision.reason, decision.identity.identified_by
+        ).inc()
+        if decision.reason == "fallback":
+            m.child(m.fallbacks, label).inc()
+        elif decision.would is not None:
+            m.child(m.shadow, label, decision.would).inc()
+
+    async def _to_workos(
+        self, scope: Scope, conn: Connection | None, query: bytes, body: bytes, form: bool, send: Send
+    ) -> int:
+        target = workos_target(self.settings, conn, query)
+        if self.settings.redirect_mode == "form" and scope["method"] == "POST" and form:
+            headers, page = form_page(target, body)
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": page})
+            return 200
+        # 307 keeps the method and body (RFC 9110 section 15.4.8); 302/303 would turn a POST into a GET.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 307,
+                "headers": [(b"location", target.encode("latin-1")), NO_STORE, (b"content-length", b"0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+        return 307
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and 0 < len(value) <= 128:
+            return str(value.decode("latin-1"))
+    return uuid.uuid4().hex
+
+
+def create_ops_app(store: RouteStore, metrics: Metrics, lifecycle: Lifecycle) -> Starlette:
+    """The operations listener: metrics, health, readiness, reload and the map in force."""
+
+    async def get_metrics(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        if lifecycle.draining:
+            return PlainTextResponse("draining\n", status_code=503)
+        if store.current is None:
+            return PlainTextResponse("no route map loaded\n", status_code=503)
+        return PlainTextResponse("ready\n")
+
+    async def reload(request: Request) -> Response:
+        result = store.reload("endpoint")
+        body = {"result": result.result, "sha256": result.sha256, "errors": list(result.errors)}
+        return JSONResponse(body, status_code=422 if result.result == "error" else 200)
+
+    async def routes(request: Request) -> Response:
+        loaded = store.current
+        if loaded is None:
+            return JSONResponse({"loaded": False, "last_error": store.last_error}, status_code=503)
+        rm = loaded.route_map
+        body = {
+            "loaded": True,
+            "sha256": rm.sha256,
+            "source": loaded.source,
+            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(loaded.loaded_at)),
+            "mode": rm.mode,
+            "unknown": rm.unknown,
+            "connections_per_state": rm.counts_by_state(),
+            "connections": {name: conn.state for name, conn in sorted(rm.connections.items())},
+            "last_error": store.last_error,
+        }
+        return Response(json.dumps(body, indent=2) + "\n", media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/metrics", get_metrics),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/-/reload", reload, methods=["POST"]),
+            Route("/routes", routes),
+        ]
+    )

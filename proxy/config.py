@@ -1,0 +1,342 @@
+"""Environment + command-line flags -> a frozen :class:`Settings`, with one clear error per bad value.
+
+Every setting has one environment variable and (except the contract's deployment wiring) one flag;
+``SETTINGS`` is the single table both are generated from. Flags win over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from proxy.errors import ConfigError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _text(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _host_port(value: str) -> str:
+    """A bare host[:port], the form WORKOS_CUSTOM_DOMAIN takes (no scheme, no path)."""
+    value = value.strip().lower()
+    if not value or "://" in value or "/" in value or "?" in value or "@" in value:
+        raise ValueError("must be a host name such as auth.example.com (no scheme, no path)")
+    parts = urlsplit("//" + value)
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError("has an invalid port") from exc
+    if not parts.hostname:
+        raise ValueError("must be a host name such as auth.example.com")
+    return value
+
+
+def _origin(value: str) -> str:
+    value = value.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an origin such as https://my-tenant.us.auth0.com")
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must be an origin only (scheme://host[:port]), without path, query or user")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError("has an invalid port") from exc
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError("must be a port number 0-65535")
+    return port
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a positive whole number")
+    return number
+
+
+def _seconds(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError("must be a number of seconds >= 0")
+    return number
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        value = value.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _networks(value: str) -> tuple[Network, ...]:
+    out = []
+    for item in value.split(","):
+        if item.strip():
+            out.append(ipaddress.ip_network(item.strip(), strict=False))
+    return tuple(out)
+
+
+def _hosts(value: str) -> tuple[str, ...]:
+    return tuple(_host_port(item) for item in value.split(",") if item.strip())
+
+
+def _header_name(value: str) -> str:
+    value = value.strip().lower()
+    if not value or not all(c.isalnum() or c in "-_" for c in value):
+        raise ValueError("must be an HTTP header name such as true-client-ip")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One row of the settings table."""
+
+    field: str
+    env: str
+    flag: str | None
+    parse: Callable[[str], Any]
+    default: str | None  # None: required
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "workos_domain",
+        "WORKOS_CUSTOM_DOMAIN",
+        None,
+        _host_port,
+        None,
+        "host of the WorkOS custom domain, e.g. auth.example.com",
+    ),
+    Setting("workos_client_id", "WORKOS_CLIENT_ID", None, _text, None, "WorkOS client ID"),
+    Setting(
+        "auth0_origin",
+        "AUTH0_FALLBACK_ORIGIN",
+        None,
+        _origin,
+        None,
+        "origin that receives forwarded traffic, e.g. https://my-tenant.us.auth0.com",
+    ),
+    Setting(
+        "cname_api_key",
+        "AUTH0_CNAME_API_KEY",
+        None,
+        str.strip,
+        "",
+        "sent as cname-api-key to Auth0 (custom domains with self-managed certificates)",
+    ),
+    Setting(
+        "client_ip_header",
+        "AUTH0_CLIENT_IP_HEADER",
+        None,
+        _header_name,
+        "true-client-ip",
+        "header carrying the end user's IP to Auth0",
+    ),
+    Setting("routes", "SSO_PROXY_ROUTES", "--routes", _text, "routes.yaml", "route map file"),
+    Setting("host", "SSO_PROXY_HOST", "--host", _text, "127.0.0.1", "public listener address"),
+    Setting("port", "SSO_PROXY_PORT", "--port", _port, "8080", "public listener port"),
+    Setting("admin_host", "SSO_PROXY_ADMIN_HOST", "--admin-host", _text, "127.0.0.1", "operations listener address"),
+    Setting("admin_port", "SSO_PROXY_ADMIN_PORT", "--admin-port", _port, "9090", "operations listener port"),
+    Setting(
+        "public_hosts",
+        "SSO_PROXY_PUBLIC_HOST",
+        "--public-host",
+        _hosts,
+        "",
+        "this service's own public host(s), comma-separated; refused as AUTH0_FALLBACK_ORIGIN",
+    ),
+    Setting(
+        "workos_scheme",
+        "SSO_PROXY_WORKOS_SCHEME",
+        "--workos-scheme",
+        _choice("https", "http"),
+        "https",
+        "scheme of WorkOS redirects (http only for local stand-ins)",
+    ),
+    Setting(
+        "redirect_mode",
+        "SSO_PROXY_REDIRECT_MODE",
+        "--redirect-mode",
+        _choice("307", "form"),
+        "307",
+        "how callbacks are sent to WorkOS: 307 redirect, or an auto-submitting form",
+    ),
+    Setting(
+        "passthrough",
+        "SSO_PROXY_PASSTHROUGH",
+        "--passthrough",
+        _bool,
+        "true",
+        "reverse-proxy non-callback paths to Auth0 (false: 404)",
+    ),
+    Setting(
+        "max_body_bytes",
+        "SSO_PROXY_MAX_BODY_BYTES",
+        "--max-body-bytes",
+        _positive_int,
+        "1048576",
+        "largest request body accepted (413 above)",
+    ),
+    Setting(
+        "connect_timeout",
+        "SSO_PROXY_CONNECT_TIMEOUT",
+        "--connect-timeout",
+        _seconds,
+        "5",
+        "seconds to connect to Auth0",
+    ),
+    Setting(
+        "read_timeout", "SSO_PROXY_READ_TIMEOUT", "--read-timeout", _seconds, "30", "seconds between bytes from Auth0"
+    ),
+    Setting(
+        "trusted_proxies",
+        "SSO_PROXY_TRUSTED_PROXIES",
+        "--trusted-proxies",
+        _networks,
+        "",
+        "comma-separated CIDRs whose X-Forwarded-For / X-Forwarded-Proto are trusted",
+    ),
+    Setting(
+        "reload_interval",
+        "SSO_PROXY_RELOAD_INTERVAL",
+        "--reload-interval",
+        _seconds,
+        "2",
+        "seconds between route file checks (0: off)",
+    ),
+    Setting(
+        "drain_seconds",
+        "SSO_PROXY_DRAIN_SECONDS",
+        "--drain-seconds",
+        _seconds,
+        "5",
+        "after SIGTERM, seconds of serving while not ready",
+    ),
+    Setting(
+        "shutdown_timeout",
+        "SSO_PROXY_SHUTDOWN_TIMEOUT",
+        "--shutdown-timeout",
+        _seconds,
+        "20",
+        "after the drain, seconds to let in-flight requests finish",
+    ),
+    Setting(
+        "log_level",
+        "SSO_PROXY_LOG_LEVEL",
+        "--log-level",
+        _choice("debug", "info", "warning", "error"),
+        "info",
+        "log level",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service reads at start, validated."""
+
+    workos_domain: str
+    workos_client_id: str
+    auth0_origin: str
+    cname_api_key: str = ""
+    client_ip_header: str = "true-client-ip"
+    routes: str = "routes.yaml"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9090
+    public_hosts: tuple[str, ...] = ()
+    workos_scheme: str = "https"
+    redirect_mode: str = "307"
+    passthrough: bool = True
+    max_body_bytes: int = 1048576
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    trusted_proxies: tuple[Network, ...] = ()
+    reload_interval: float = 2.0
+    drain_seconds: float = 5.0
+    shutdown_timeout: float = 20.0
+    log_level: str = "info"
+
+    @property
+    def auth0_host(self) -> str:
+        """The Host header Auth0 expects: the origin's host[:port]."""
+        return urlsplit(self.auth0_origin).netloc
+
+
+assert {s.field for s in SETTINGS} == {f.name for f in fields(Settings)}
+
+
+def add_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """Add one flag per setting that has one (all default to None: not given)."""
+    for setting in SETTINGS:
+        if setting.flag is None or (only is not None and setting.field not in only):
+            continue
+        parser.add_argument(
+            setting.flag,
+            dest=setting.field,
+            default=None,
+            metavar=setting.env,
+            help=f"{setting.help} (env {setting.env}, default {setting.default or 'unset'})",
+        )
+
+
+def _check_loops(settings: Settings) -> None:
+    origin_netloc = urlsplit(settings.auth0_origin).netloc
+    origin_host = urlsplit(settings.auth0_origin).hostname or ""
+    if origin_netloc == settings.workos_domain or origin_host == settings.workos_domain:
+        raise ConfigError("AUTH0_FALLBACK_ORIGIN: points at WORKOS_CUSTOM_DOMAIN; forwarded callbacks would loop")
+    for own in settings.public_hosts:
+        if origin_netloc == own or origin_host == own:
+            raise ConfigError(
+                f"AUTH0_FALLBACK_ORIGIN: points at this service's own public host {own} "
+                "(SSO_PROXY_PUBLIC_HOST); requests would loop"
+            )
+
+
+def load_settings(env: Mapping[str, str], flags: Mapping[str, Any] | None = None) -> Settings:
+    """Build Settings from the environment and parsed flags; ConfigError names the first bad one."""
+    flags = flags or {}
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = flags.get(setting.field)
+        name = setting.flag if raw is not None and setting.flag else setting.env
+        if raw is None:
+            raw = env.get(setting.env)
+        if raw is None or (isinstance(raw, str) and raw.strip() == "" and setting.default is None):
+            if setting.default is None:
+                raise ConfigError(f"{setting.env}: required setting is missing ({setting.help})")
+            raw = setting.default
+        try:
+            values[setting.field] = setting.parse(str(raw))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc} (got {str(raw)!r})") from exc
+    settings = Settings(**values)
+    _check_loops(settings)
+    return settings

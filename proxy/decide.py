@@ -1,0 +1,115 @@
+"""The routing decision: a pure function of a parsed callback and the route map in force.
+
+Hints are tried in a fixed order and the body is only read when the query did not already name a
+mapped connection. An identifier that two connections claim is not in the map's index, so it never
+decides: the next hint is tried, else the callback is unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
+
+from proxy.callback import Callback, guess_protocol, is_fallback, query_value, read_oidc, read_saml
+from proxy.routemap import RouteMap
+
+AUTH0 = "auth0"
+WORKOS = "workos"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Which connection a callback belongs to, and how that was found."""
+
+    connection: str | None
+    identified_by: str  # query, saml_audience, saml_issuer, saml_destination, oidc_aud, oidc_iss, none
+    hint: str | None = None  # the identifying value (never a secret: names, entity IDs, URLs)
+    unparseable: bool = False  # a SAMLResponse or id_token was present but could not be read
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where a callback goes and why."""
+
+    action: str  # workos | auth0
+    reason: str  # mapped, unknown_default, fallback, kill_switch, shadow, unparseable
+    identity: Identity
+    protocol: str  # saml | oidc | unknown
+    would: str | None = None  # in shadow mode: what normal mode would have done
+
+    @property
+    def connection(self) -> str | None:
+        return self.identity.connection
+
+
+def _audience_connection(audience: str, route_map: RouteMap) -> str | None:
+    """Auth0's default SP entity ID is urn:auth0:<tenant>:<connection>."""
+    found = route_map.lookup("audiences", audience)
+    if found is None and audience.startswith("urn:auth0:"):
+        name = audience.rsplit(":", 1)[1]
+        if name in route_map.connections:
+            return name
+    return found
+
+
+def _destination_connection(destination: str, route_map: RouteMap) -> str | None:
+    found = route_map.lookup("acs_urls", destination)
+    if found is None:
+        for key, value in parse_qsl(urlsplit(destination).query):
+            if key == "connection" and value in route_map.connections:
+                return value
+    return found
+
+
+def identify(cb: Callback, route_map: RouteMap) -> Identity:
+    """Try each hint in order; stop at the first that names exactly one mapped connection."""
+    named = query_value(cb.query, "connection")
+    if named is not None and named in route_map.connections:
+        return Identity(named, "query", named)
+    unparseable = False
+    saml = read_saml(cb)
+    if saml is not None:
+        unparseable = not saml.ok
+        for audience in saml.audiences:
+            found = _audience_connection(audience, route_map)
+            if found is not None:
+                return Identity(found, "saml_audience", audience)
+        if saml.issuer is not None:
+            found = route_map.lookup("issuers", saml.issuer)
+            if found is not None:
+                return Identity(found, "saml_issuer", saml.issuer)
+        if saml.destination is not None:
+            found = _destination_connection(saml.destination, route_map)
+            if found is not None:
+                return Identity(found, "saml_destination", saml.destination)
+    else:
+        oidc = read_oidc(cb)
+        if oidc is not None:
+            unparseable = not oidc.ok
+            for audience in oidc.audiences:
+                found = route_map.lookup("client_ids", audience)
+                if found is not None:
+                    return Identity(found, "oidc_aud", audience)
+            if oidc.issuer is not None:
+                found = route_map.lookup("issuers", oidc.issuer)
+                if found is not None:
+                    return Identity(found, "oidc_iss", oidc.issuer)
+    return Identity(None, "none", named, unparseable)
+
+
+def decide(cb: Callback, route_map: RouteMap) -> Decision:
+    """fallback > kill switch > shadow > the connection's state > defaults.unknown."""
+    identity = identify(cb, route_map)
+    conn = route_map.connections.get(identity.connection) if identity.connection else None
+    protocol = conn.protocol if conn is not None else guess_protocol(cb)
+    if is_fallback(cb.query):
+        return Decision(AUTH0, "fallback", identity, protocol)
+    if conn is not None:
+        normal, reason = (WORKOS if conn.state == "workos" else AUTH0), "mapped"
+    else:
+        normal, reason = route_map.unknown, "unparseable" if identity.unparseable else "unknown_default"
+    if route_map.mode == "auth0":
+        return Decision(AUTH0, "kill_switch", identity, protocol)
+    if route_map.mode == "shadow":
+        return Decision(AUTH0, "shadow", identity, protocol, would=normal)
+    return Decision(normal, reason, identity, protocol)

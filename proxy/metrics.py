@@ -1,0 +1,125 @@
+"""Every metric object, defined once, on a registry of the service's own (no global state).
+
+Label sets are bounded: connection labels only carry names from the route map in force, anything
+else is ``_unknown``; methods outside the usual set are ``other``. The process model is one server
+process per container, so a plain registry is correct; there is no multi-worker mode.
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from proxy import __version__
+
+UNKNOWN = "_unknown"
+METHODS = frozenset(("GET", "POST", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"))
+# From a sub-millisecond redirect to a multi-second upstream call.
+DURATION_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+class Metrics:
+    """All of sso-proxy's metrics on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        self.build_info = Gauge("sso_proxy_build_info", "Build information.", ["version", "python"], registry=r)
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.callbacks = Counter(
+            "sso_proxy_callbacks_total",
+            "Callbacks by protocol, connection, decision, reason, identification.",
+            ["protocol", "connection", "decision", "reason", "identified_by"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "sso_proxy_fallbacks_total", "Callbacks WorkOS sent back with fallback=auth0.", ["connection"], registry=r
+        )
+        self.shadow = Counter(
+            "sso_proxy_shadow_decisions_total",
+            "In shadow mode: what normal mode would have decided.",
+            ["connection", "would"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "sso_proxy_requests_total",
+            "Public listener requests.",
+            ["path_group", "method", "status_class"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "sso_proxy_request_duration_seconds",
+            "Public listener request duration (to the last byte).",
+            ["path_group"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.upstream_requests = Counter(
+            "sso_proxy_upstream_requests_total",
+            "Requests forwarded to Auth0, by response status class.",
+            ["status_class"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "sso_proxy_upstream_errors_total", "Forwarding errors by kind.", ["kind"], registry=r
+        )
+        for kind in ("connect", "timeout", "reset", "protocol"):
+            self.upstream_errors.labels(kind)
+        self.upstream_seconds = Histogram(
+            "sso_proxy_upstream_response_seconds",
+            "Time from forwarding to Auth0's response headers.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.upstream_in_flight = Gauge("sso_proxy_upstream_in_flight", "Requests to Auth0 in flight.", registry=r)
+        self.rejected = Counter(
+            "sso_proxy_rejected_requests_total", "Requests refused before routing.", ["reason"], registry=r
+        )
+        for reason in ("body_too_large", "bad_request"):
+            self.rejected.labels(reason)
+        self.reloads = Counter("sso_proxy_routemap_reloads_total", "Route map loads by result.", ["result"], registry=r)
+        for result in ("success", "error"):
+            self.reloads.labels(result)
+        self.last_reload = Gauge(
+            "sso_proxy_routemap_last_success_timestamp_seconds", "Unix time of the last successful load.", registry=r
+        )
+        self.routemap_info = Gauge(
+            "sso_proxy_routemap_info", "The route map in force.", ["sha256", "source"], registry=r
+        )
+        self.routemap_connections = Gauge(
+            "sso_proxy_routemap_connections", "Connections in the map in force, per state.", ["state"], registry=r
+        )
+        self.connection_state = Gauge(
+            "sso_proxy_connection_state",
+            "1 for each connection of the map in force, with its state.",
+            ["connection", "state"],
+            registry=r,
+        )
+        self.draining = Gauge("sso_proxy_draining", "1 while draining after SIGTERM.", registry=r)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """A cached labelled child: ``labels()`` costs microseconds on the hot path."""
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def method_label(self, method: str) -> str:
+        return method if method in METHODS else "other"

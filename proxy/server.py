@@ -1,0 +1,122 @@
+"""Runs the public and operations listeners in one process, with signals, reload and drain.
+
+Shutdown on SIGTERM/SIGINT: ``/readyz`` turns 503 at once, the public listener keeps serving for
+``drain_seconds`` (so the load balancer stops sending), then it stops accepting and in-flight
+requests get up to ``shutdown_timeout`` to finish before the process exits. A second signal exits
+at once. SIGHUP reloads the route map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any, Iterator
+
+import uvicorn
+
+from proxy.app import Lifecycle, PublicApp, create_ops_app
+from proxy.config import Settings
+from proxy.logs import log_event
+from proxy.metrics import Metrics
+from proxy.reload import RouteStore
+from proxy.upstream import Upstream
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server whose signals are handled by :func:`serve`, not by uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _config(app: Any, host: str, port: int, graceful: float | None) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http="httptools",
+        loop="none",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,  # X-Forwarded-For trust is upstream.py's, by configured addresses
+        server_header=False,  # Auth0's own headers pass through unchanged
+        date_header=False,
+        timeout_graceful_shutdown=graceful,  # type: ignore[arg-type]  # uvicorn uses it as a float
+    )
+
+
+async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger: logging.Logger) -> None:
+    """Serve until a termination signal, then drain and exit."""
+    lifecycle = Lifecycle()
+    upstream = Upstream(settings, metrics)
+    await upstream.start()
+    public = _Server(
+        _config(
+            PublicApp(settings, store, metrics, upstream, logger),
+            settings.host,
+            settings.port,
+            settings.shutdown_timeout,
+        )
+    )
+    ops = _Server(_config(create_ops_app(store, metrics, lifecycle), settings.admin_host, settings.admin_port, 1.0))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_terminate(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log_event(logger, logging.WARNING, "second signal: exiting now", signal=sig.name)
+            public.force_exit = ops.force_exit = True
+            public.should_exit = ops.should_exit = True
+            return
+        lifecycle.draining = True
+        metrics.draining.set(1)
+        log_event(
+            logger,
+            logging.INFO,
+            "draining",
+            signal=sig.name,
+            drain_seconds=settings.drain_seconds,
+            shutdown_timeout=settings.shutdown_timeout,
+        )
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_terminate, sig)
+    loop.add_signal_handler(signal.SIGHUP, lambda: store.reload("sighup"))
+    tasks = [asyncio.create_task(public.serve()), asyncio.create_task(ops.serve())]
+    watcher = asyncio.create_task(store.watch(settings.reload_interval)) if settings.reload_interval > 0 else None
+    waiter = asyncio.create_task(stop.wait())
+    while not (public.started and ops.started) and not any(t.done() for t in tasks):
+        await asyncio.sleep(0.01)
+    if public.started and ops.started:
+        log_event(
+            logger,
+            logging.INFO,
+            "listening",
+            public=f"{settings.host}:{settings.port}",
+            admin=f"{settings.admin_host}:{settings.admin_port}",
+        )
+    done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:  # a listener failed to start (port in use...)
+        public.should_exit = ops.should_exit = True
+    else:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(asyncio.gather(*tasks)), settings.drain_seconds)
+        public.should_exit = True
+        await tasks[0]
+        ops.should_exit = True
+    if watcher is not None:
+        watcher.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    waiter.cancel()
+    await upstream.close()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.remove_signal_handler(sig)
+    failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+    if not public.started or not ops.started or failed:
+        raise SystemExit(1)
+    log_event(logger, logging.INFO, "stopped")

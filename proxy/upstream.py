@@ -1,0 +1,216 @@
+"""Forwarding to Auth0: header rules, timeouts, streaming, error translation.
+
+The only module that knows the HTTP client. aiohttp was chosen with numbers (bench/RESULTS.md):
+forwarding through httpx's default transport ran several times slower on these machines.
+
+Rules (RFC 9110 section 7.6.1 for hop-by-hop headers; Auth0 "Configure Features to Use Custom
+Domains" / reverse proxy set-up for cname-api-key and the client IP header):
+- method, path, query and body go unchanged; end-to-end headers (Cookie, User-Agent, Origin,
+  Referer, ...) too, in order and with repetition; hop-by-hop headers are dropped;
+- Host is the origin's host; ``cname-api-key`` is ours alone; the end user's IP goes in the
+  configured header, computed here (client-supplied copies are removed; X-Forwarded-For is only
+  believed from configured proxy addresses);
+- redirects are handed to the browser, never followed; every Set-Cookie passes back unmodified;
+  compressed bodies are streamed through without being decompressed;
+- a request whose bytes may have reached Auth0 is never retried (SAML assertions and OIDC codes are
+  single-use), so the connection pool used for callbacks has aiohttp's stale-connection retry off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from typing import Any, Awaitable, Callable, Iterable
+
+import aiohttp
+from yarl import URL
+
+from proxy.config import Network, Settings
+from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
+from proxy.metrics import Metrics, status_class
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+HOP_BY_HOP = frozenset(
+    (
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    )
+)
+# Request headers this proxy sets itself; a client-supplied copy never reaches Auth0.
+_REPLACED = frozenset(
+    (
+        b"host",
+        b"content-length",
+        b"expect",
+        b"cname-api-key",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+    )
+)
+# Headers aiohttp would invent when the browser did not send them; the request must arrive unchanged.
+_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+CHUNK = 64 * 1024
+
+
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    return frozenset(tokens)
+
+
+def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    if not trusted:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def client_address(peer: str, forwarded_for: list[str], trusted: tuple[Network, ...]) -> str:
+    """The end user's IP: the peer, unless the peer is a trusted proxy; then the right-most
+    X-Forwarded-For entry that is not itself a trusted proxy."""
+    if not _is_trusted(peer, trusted):
+        return peer
+    for hop in reversed(forwarded_for):
+        if not _is_trusted(hop, trusted):
+            return hop
+    return forwarded_for[0] if forwarded_for else peer
+
+
+def request_headers(scope: dict[str, Any], settings: Settings) -> list[tuple[str, str]]:
+    """The headers to send to Auth0 for an incoming request (see the module rules)."""
+    incoming: Headers = scope["headers"]
+    drop = HOP_BY_HOP | _REPLACED | _connection_tokens(incoming) | {settings.client_ip_header.encode()}
+    out: list[tuple[str, str]] = []
+    forwarded_for: list[str] = []
+    forwarded_proto = forwarded_host = host = None
+    for name, value in incoming:
+        if name == b"x-forwarded-for":
+            forwarded_for.extend(v.strip() for v in value.decode("latin-1").split(",") if v.strip())
+        elif name == b"x-forwarded-proto":
+            forwarded_proto = value.decode("latin-1")
+        elif name == b"x-forwarded-host":
+            forwarded_host = value.decode("latin-1")
+        elif name == b"host":
+            host = value.decode("latin-1")
+        if name not in drop:
+            out.append((name.decode("latin-1"), value.decode("latin-1")))
+    client = scope.get("client")
+    peer = client[0] if client else ""
+    trusted = _is_trusted(peer, settings.trusted_proxies)
+    chain = forwarded_for if trusted else []
+    out.append(("Host", settings.auth0_host))
+    if settings.cname_api_key:
+        out.append(("cname-api-key", settings.cname_api_key))
+    user_ip = client_address(peer, chain, settings.trusted_proxies)
+    if user_ip:
+        out.append((settings.client_ip_header, user_ip))
+    out.append(("X-Forwarded-For", ", ".join([*chain, peer]) if peer else ", ".join(chain)))
+    out.append(("X-Forwarded-Proto", (forwarded_proto if trusted and forwarded_proto else scope["scheme"])))
+    if (trusted and forwarded_host) or host:
+        out.append(("X-Forwarded-Host", forwarded_host if trusted and forwarded_host else host or ""))
+    return out
+
+
+def _translate(exc: BaseException) -> UpstreamError:
+    """aiohttp's exceptions -> this package's; the message is for logs, never for the browser."""
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return UpstreamTimeout("Auth0 did not answer in time")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamConnectError(f"cannot connect to Auth0: {exc.os_error.__class__.__name__}")
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, ConnectionResetError)) or (
+        isinstance(exc, aiohttp.ClientOSError) and not isinstance(exc, aiohttp.ClientConnectorError)
+    ):
+        return UpstreamReset(f"connection to Auth0 reset: {exc.__class__.__name__}")
+    return UpstreamError(f"bad response from Auth0: {exc.__class__.__name__}")
+
+
+class Upstream:
+    """A pooled aiohttp client for Auth0, created in the server's start-up and closed at shutdown."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.settings.connect_timeout or None, sock_read=self.settings.read_timeout or None
+        )
+        for single_use in (False, True):
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=15, ttl_dns_cache=60),
+                timeout=timeout,
+                cookie_jar=aiohttp.DummyCookieJar(),  # never share one user's cookies with another
+                auto_decompress=False,
+                skip_auto_headers=_NO_AUTO_HEADERS,
+            )
+            if single_use:
+                # aiohttp retries idempotent requests once on a reused connection that closed; a
+                # callback's code or assertion is single-use, so callbacks must never be retried.
+                session._retry_connection = False
+            self._sessions[single_use] = session
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+    async def forward(self, scope: dict[str, Any], body: bytes, query: bytes, send: Send, *, single_use: bool) -> int:
+        """Send the request to Auth0 and stream the answer to ``send``; returns the status sent.
+
+        Raises UpstreamError when no response could be started (the caller answers 502/504).
+        Errors after the response started abort the connection (the status cannot change then).
+        """
+        m = self.metrics
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        target = self.settings.auth0_origin + raw_path.decode("latin-1")
+        if query:
+            target += "?" + query.decode("latin-1")
+        session = self._sessions[single_use]
+        started = time.perf_counter()
+        m.upstream_in_flight.inc()
+        try:
+            try:
+                response = await session.request(
+                    scope["method"],
+                    URL(target, encoded=True),
+                    headers=request_headers(scope, self.settings),
+                    data=body if body or scope["method"] not in ("GET", "HEAD") else None,
+                    allow_redirects=False,
+                )
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                error = _translate(exc)
+                m.child(m.upstream_errors, error.kind).inc()
+                raise error from exc
+            m.upstream_seconds.observe(time.perf_counter() - started)
+            m.child(m.upstream_requests, status_class(response.status)).inc()
+            async with response:
+                hop = HOP_BY_HOP | _connection_tokens(response.raw_headers)
+                headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in hop]
+                await send({"type": "http.response.start", "status": response.status, "headers": headers})
+                try:
+                    async for chunk in response.content.iter_chunked(CHUNK):
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    m.child(m.upstream_errors, _translate(exc).kind).inc()
+                    raise
+                await send({"type": "http.response.body", "body": b""})
+            return response.status
+        finally:
+            m.upstream_in_flight.dec()
