@@ -67,9 +67,7 @@ def locate_connection(text: str, connection: str, source: str = "routes.yaml") -
     found = _key(connections, connection)
     if found is None:
         known = sorted(str(k.value) for k, _ in connections.value if isinstance(k, yaml.ScalarNode))
-        raise EditError(
-            f"{source}: connection {connection!r} not found (known: {', '.join(known) or 'none'})"
-        )
+        raise EditError(f"{source}: connection {connection!r} not found (known: {', '.join(known) or 'none'})")
     key, body = found
     if not isinstance(body, yaml.MappingNode):
         raise EditError(f"{_where(source, key)}: connections.{connection} is not a mapping")
@@ -87,14 +85,11 @@ def edit_state(text: str, connection: str, state: str, source: str = "routes.yam
         start, end = node.start_mark.index, node.end_mark.index
         if not isinstance(node, yaml.ScalarNode) or not _SIMPLE_SCALAR.fullmatch(text[start:end]):
             raise EditError(
-                f"{_where(source, node)}: connections.{connection}.state is not a plain one-line value; "
-                "edit it by hand"
+                f"{_where(source, node)}: connections.{connection}.state is not a plain one-line value; edit it by hand"
             )
         return text[:start] + state + text[end:], str(node.value)
     if not body.value:
-        raise EditError(
-            f"{_where(source, body)}: connections.{connection} is empty; add protocol and state by hand"
-        )
+        raise EditError(f"{_where(source, body)}: connections.{connection} is empty; add protocol and state by hand")
     first_key = body.value[0][0]
     if body.flow_style:
         at = first_key.start_mark.index

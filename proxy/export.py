@@ -97,10 +97,7 @@ class ImportResult:
     def summary(self) -> str:
         """Connections per protocol and state, identifiers per kind, skipped rows, ambiguity, warnings."""
         rm = self.route_map
-        lines = [
-            f"imported {len(rm.connections)} connection(s)"
-            + (f" (tenant {self.tenant})" if self.tenant else "")
-        ]
+        lines = [f"imported {len(rm.connections)} connection(s)" + (f" (tenant {self.tenant})" if self.tenant else "")]
         for protocol in PROTOCOLS:
             conns = [c for c in rm.connections.values() if c.protocol == protocol]
             per_state = ", ".join(f"{state} {sum(c.state == state for c in conns)}" for state in STATES)
@@ -211,11 +208,9 @@ def read_csv(path: Path, label: str, skipped: list[SkippedRow]) -> Iterator[_Row
                     header = [name.strip() for name in fields]
                     continue
                 if len(fields) != len(header):
-                    skipped.append(
-                        SkippedRow(label, line, f"{len(fields)} fields where the header has {len(header)}")
-                    )
+                    skipped.append(SkippedRow(label, line, f"{len(fields)} fields where the header has {len(header)}"))
                     continue
-                yield _Row(line, {name: value.strip() for name, value in zip(header, fields) if name})
+                yield _Row(line, {name: value.strip() for name, value in zip(header, fields, strict=False) if name})
     except UnicodeDecodeError as exc:
         raise ExportError(f"{label}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except csv.Error as exc:
@@ -308,9 +303,7 @@ class _Builder:
         cutover = v.get("cutoverState", "").lower()
         if cutover not in CUTOVER_STATES:
             self.skipped.append(
-                SkippedRow(
-                    label, row.line, f"cutoverState {v['cutoverState']!r} is not legacy, workos or manual"
-                )
+                SkippedRow(label, row.line, f"cutoverState {v['cutoverState']!r} is not legacy, workos or manual")
             )
             return
         draft = self._draft(row, label, protocol, CUTOVER_STATES[cutover])
@@ -397,20 +390,15 @@ def import_export(path: str) -> ImportResult:
     for draft in builder.drafts.values():
         if not draft.in_routes:
             builder.warnings.append(
-                f"{draft.name}: only in {draft.origin.rsplit(':', 1)[0]}, not in sso/{ROUTES_CSV}; "
-                "imported as legacy"
+                f"{draft.name}: only in {draft.origin.rsplit(':', 1)[0]}, not in sso/{ROUTES_CSV}; imported as legacy"
             )
     if tenant is None:
         hosts = sorted({host for host in builder.tenant_hints if _TENANT_HOST.match(host)})
         if len(hosts) == 1:
             tenant = tenant_from_host(hosts[0])
-            builder.warnings.append(
-                f"tenant {tenant} taken from callback URLs on {hosts[0]} (no usable manifest)"
-            )
+            builder.warnings.append(f"tenant {tenant} taken from callback URLs on {hosts[0]} (no usable manifest)")
         else:
-            builder.warnings.append(
-                "tenant unknown: default SP entity IDs urn:auth0:<tenant>:<connection> not added"
-            )
+            builder.warnings.append("tenant unknown: default SP entity IDs urn:auth0:<tenant>:<connection> not added")
     if tenant is not None:
         for draft in builder.drafts.values():
             if draft.protocol == "saml":
@@ -433,9 +421,7 @@ def carry_over(route_map: RouteMap, existing: RouteMap) -> tuple[RouteMap, list[
         conn = route_map.connections[name]
         old = existing.connections.get(name)
         if old is not None and old.state != conn.state:
-            notes.append(
-                f"{name}: state {old.state} kept from the existing route map (export says {conn.state})"
-            )
+            notes.append(f"{name}: state {old.state} kept from the existing route map (export says {conn.state})")
             conn = replace(conn, state=old.state)
         connections.append(conn)
     gone = sorted(set(existing.connections) - set(route_map.connections))
@@ -513,9 +499,7 @@ def run_import(export_dir: str, output: str, stdout: TextIO, stderr: TextIO) -> 
         try:
             existing = load_routemap(output)
         except RouteMapError as exc:
-            stderr.write(
-                f"error: {output} exists and is not a valid route map; fix or remove it first\n{exc}\n"
-            )
+            stderr.write(f"error: {output} exists and is not a valid route map; fix or remove it first\n{exc}\n")
             return 1
         route_map, notes = carry_over(result.route_map, existing)
         result = replace(result, route_map=route_map, warnings=result.warnings + notes)

@@ -38,9 +38,7 @@ connections:
 
 
 def with_hooli_state(text: str) -> str:
-    return text.replace(
-        "    protocol: oidc  # no state yet", "    state: legacy\n    protocol: oidc  # no state yet"
-    )
+    return text.replace("    protocol: oidc  # no state yet", "    state: legacy\n    protocol: oidc  # no state yet")
 
 
 VALID = with_hooli_state(ROUTES)
@@ -161,9 +159,7 @@ def test_set_uses_the_last_of_duplicate_keys_like_the_loader() -> None:
 
 
 def test_set_checks_workos_acs_url_against_the_given_domain() -> None:
-    text = VALID.replace(
-        "    audiences: [urn", "    workos_acs_url: https://auth.globex.com/acs\n    audiences: [urn"
-    )
+    text = VALID.replace("    audiences: [urn", "    workos_acs_url: https://auth.globex.com/acs\n    audiences: [urn")
     with pytest.raises(RouteMapError):
         set_state(text, "initech-okta", "workos")
     edited = set_state(text, "initech-okta", "workos", workos_domain="auth.globex.com")
@@ -181,10 +177,7 @@ def test_run_set_writes_atomically_and_reports_the_change(tmp_path: Path) -> Non
     assert run_set(str(path), "initech-okta", "workos", out, err) == 0
     data = path.read_bytes()
     assert data.decode() == VALID.replace("state: legacy   # flip", "state: workos   # flip")
-    assert (
-        out.getvalue()
-        == f"connection initech-okta: legacy -> workos (sha256 {hashlib.sha256(data).hexdigest()})\n"
-    )
+    assert out.getvalue() == f"connection initech-okta: legacy -> workos (sha256 {hashlib.sha256(data).hexdigest()})\n"
     assert parse_routemap(data).sha256 == hashlib.sha256(data).hexdigest()
     assert err.getvalue() == ""
     assert stat.S_IMODE(path.stat().st_mode) == 0o640

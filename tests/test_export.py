@@ -178,9 +178,7 @@ def test_output_is_byte_identical_across_runs_and_validates(variant: str, tmp_pa
 
 def test_bom_and_crlf(tmp_path: Path) -> None:
     routes = "\ufeff" + "\r\n".join([ROUTES_HEADER, route("acme-okta"), route("acme-oidc", "oidc")]) + "\r\n"
-    saml = "\ufeff" + saml_csv({"idpEntityId": "http://idp/1", "externalId": "acme-okta"}).replace(
-        "\n", "\r\n"
-    )
+    saml = "\ufeff" + saml_csv({"idpEntityId": "http://idp/1", "externalId": "acme-okta"}).replace("\n", "\r\n")
     result = import_export(str(write_package(tmp_path, routes=routes, saml=saml)))
     assert sorted(result.route_map.connections) == ["acme-oidc", "acme-okta"]
     okta = result.route_map.connections["acme-okta"]
@@ -280,9 +278,7 @@ def test_columns_in_another_order_and_unknown_columns(tmp_path: Path) -> None:
         ("x,org,auth0,saml", "4 fields where the header has 14"),
     ],
 )
-def test_rows_that_cannot_be_used_are_skipped_with_line_and_reason(
-    tmp_path: Path, line: str, reason: str
-) -> None:
+def test_rows_that_cannot_be_used_are_skipped_with_line_and_reason(tmp_path: Path, line: str, reason: str) -> None:
     result = import_export(str(write_package(tmp_path, routes=[route("ok"), line])))
     assert list(result.route_map.connections) == ["ok"]
     assert result.skipped == [SkippedRow("sso/proxy_routes.csv", 3, reason)]
@@ -316,16 +312,12 @@ def test_protocol_conflict_between_files_skips_the_later_row(tmp_path: Path) -> 
     assert result.route_map.connections["a"].protocol == "saml"
     assert result.route_map.connections["a"].client_ids == ()
     assert result.skipped == [
-        SkippedRow(
-            "sso/oidc_connections.csv", 2, "a: protocol oidc conflicts with saml from sso/proxy_routes.csv:2"
-        )
+        SkippedRow("sso/oidc_connections.csv", 2, "a: protocol oidc conflicts with saml from sso/proxy_routes.csv:2")
     ]
 
 
 def test_connections_only_in_connection_csvs_are_imported_as_legacy(tmp_path: Path) -> None:
-    saml = saml_csv(
-        {"organizationExternalId": "org_9", "idpEntityId": "http://idp/9", "externalId": "lonely-saml"}
-    )
+    saml = saml_csv({"organizationExternalId": "org_9", "idpEntityId": "http://idp/9", "externalId": "lonely-saml"})
     oidc = oidc_csv(
         {
             "clientId": "cid9",
@@ -341,9 +333,7 @@ def test_connections_only_in_connection_csvs_are_imported_as_legacy(tmp_path: Pa
     assert conns["lonely-oidc"].issuers == ("https://idp9",)
     assert "s3cr3t" not in dump_routemap(result.route_map) + result.summary()
     for name, file in (("lonely-saml", "saml_connections.csv"), ("lonely-oidc", "oidc_connections.csv")):
-        assert (
-            f"{name}: only in sso/{file}, not in sso/proxy_routes.csv; imported as legacy" in result.warnings
-        )
+        assert f"{name}: only in sso/{file}, not in sso/proxy_routes.csv; imported as legacy" in result.warnings
 
 
 def test_missing_proxy_routes_csv_is_a_warning_not_an_error(tmp_path: Path) -> None:
@@ -501,9 +491,7 @@ def test_reimport_keeps_the_rollout_state_of_an_existing_map(tmp_path: Path) -> 
     rm = parse_routemap(target.read_bytes())
     assert rm.connections["initech-okta"].state == "workos"
     assert rm.mode == "shadow"
-    assert (
-        "initech-okta: state workos kept from the existing route map (export says legacy)" in out.getvalue()
-    )
+    assert "initech-okta: state workos kept from the existing route map (export says legacy)" in out.getvalue()
 
 
 def test_run_import_does_not_overwrite_an_invalid_existing_file(tmp_path: Path) -> None:
