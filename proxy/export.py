@@ -413,7 +413,8 @@ def carry_over(route_map: RouteMap, existing: RouteMap) -> tuple[RouteMap, list[
     """Keep the rollout's progress: states and defaults of an existing route map win over the export.
 
     The export says ``legacy`` for every connection; the file an operator has been editing with
-    ``routes set`` is the record of which connections have moved.
+    ``routes set`` is the record of which connections have moved. A ``workos_acs_url`` set by hand
+    (the export only ever brings ``*.workos.com`` ones) is kept when the export has none.
     """
     notes: list[str] = []
     connections: list[Connection] = []
@@ -423,6 +424,9 @@ def carry_over(route_map: RouteMap, existing: RouteMap) -> tuple[RouteMap, list[
         if old is not None and old.state != conn.state:
             notes.append(f"{name}: state {old.state} kept from the existing route map (export says {conn.state})")
             conn = replace(conn, state=old.state)
+        if old is not None and old.workos_acs_url and not conn.workos_acs_url:
+            notes.append(f"{name}: workos_acs_url kept from the existing route map")
+            conn = replace(conn, workos_acs_url=old.workos_acs_url)
         connections.append(conn)
     gone = sorted(set(existing.connections) - set(route_map.connections))
     if gone:
@@ -483,12 +487,13 @@ def write_routemap_atomic(text: str, path: str) -> None:
         os.close(dir_fd)
 
 
-def run_import(export_dir: str, output: str, stdout: TextIO, stderr: TextIO) -> int:
+def run_import(export_dir: str, output: str, stdout: TextIO, stderr: TextIO, workos_domain: str | None = None) -> int:
     """``sso-proxy routes import EXPORT_DIR [-o PATH]``; ``-`` writes the YAML to stdout.
 
     The summary goes to stdout, or to stderr when the YAML does. When PATH already holds a valid
     route map, its states and defaults are kept (see :func:`carry_over`); an invalid one is not
-    overwritten.
+    overwritten. ``workos_domain`` (``WORKOS_CUSTOM_DOMAIN``) lets hand-set ``workos_acs_url`` values
+    on the WorkOS custom domain validate.
     """
     try:
         result = import_export(export_dir)
@@ -497,7 +502,7 @@ def run_import(export_dir: str, output: str, stdout: TextIO, stderr: TextIO) -> 
         return 1
     if output != "-" and os.path.exists(output):
         try:
-            existing = load_routemap(output)
+            existing = load_routemap(output, workos_domain=workos_domain)
         except RouteMapError as exc:
             stderr.write(f"error: {output} exists and is not a valid route map; fix or remove it first\n{exc}\n")
             return 1
@@ -505,7 +510,7 @@ def run_import(export_dir: str, output: str, stdout: TextIO, stderr: TextIO) -> 
         result = replace(result, route_map=route_map, warnings=result.warnings + notes)
     text = render(result)
     try:
-        parse_routemap(text, source=output)
+        parse_routemap(text, source=output, workos_domain=workos_domain)
     except RouteMapError as exc:  # a bug here, never the operator's: refuse to write it
         stderr.write(f"error: the generated route map does not validate\n{exc}\n")
         return 1

@@ -539,3 +539,27 @@ def test_atomic_write_failure_removes_the_temp_file(tmp_path: Path) -> None:
         write_routemap_atomic("x\n", str(target))
     assert os.listdir(tmp_path) == ["routes.yaml"]
     assert target.is_dir()
+
+
+def test_reimport_keeps_a_hand_set_workos_acs_url_on_the_custom_domain(tmp_path: Path) -> None:
+    target = tmp_path / "routes.yaml"
+    assert run_import(str(SHARED / "redacted"), str(target), io.StringIO(), io.StringIO()) == 0
+    acs = "https://auth.globex.com/sso/saml/acs/conn_1"
+    text = target.read_text().replace(
+        "    organization: org_Q2xV9kLm3PzR7tWc\n",
+        f"    organization: org_Q2xV9kLm3PzR7tWc\n    workos_acs_url: {acs}\n",
+        1,
+    )
+    target.write_text(text)
+    # Without the custom domain the existing file does not validate, so it is left alone.
+    err = io.StringIO()
+    assert run_import(str(SHARED / "redacted"), str(target), io.StringIO(), err) == 1
+    assert "workos_acs_url" in err.getvalue()
+    assert target.read_text() == text
+    out = io.StringIO()
+    assert run_import(str(SHARED / "redacted"), str(target), out, io.StringIO(), workos_domain="auth.globex.com") == 0
+    assert (
+        parse_routemap(target.read_bytes(), workos_domain="auth.globex.com").connections["initech-okta"].workos_acs_url
+        == acs
+    )
+    assert "initech-okta: workos_acs_url kept from the existing route map" in out.getvalue()
