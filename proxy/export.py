@@ -266,15 +266,13 @@ class _Builder:
                 )
             )
             return None
+        # Only proxy_routes.csv (read first) carries a state, so a conflict is between two of its rows.
         if state is not None and state != draft.state:
-            if draft.in_routes:
-                self.warnings.append(
-                    f"{name}: {where} says state {state} but {draft.origin} says {draft.state}; "
-                    "keeping legacy (stays on Auth0) until an operator decides"
-                )
-                draft.state = "legacy"
-            else:
-                draft.state = state
+            self.warnings.append(
+                f"{name}: {where} says state {state} but {draft.origin} says {draft.state}; "
+                "keeping legacy (stays on Auth0) until an operator decides"
+            )
+            draft.state = "legacy"
         return draft
 
     def _set_once(self, draft: _Draft, attr: str, value: str, where: str) -> None:

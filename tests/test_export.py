@@ -17,6 +17,7 @@ from proxy.export import (
     SkippedRow,
     import_export,
     issuer_from_discovery,
+    render,
     run_import,
     tenant_from_host,
     write_routemap_atomic,
@@ -448,6 +449,7 @@ def test_issuer_shared_by_two_connections_identifies_neither() -> None:
     assert rm.lookup("audiences", "urn:auth0:acme-prod:contoso-adfs-us") == "contoso-adfs-us"
     warning = f"issuers: {adfs!r} is claimed by contoso-adfs-eu, contoso-adfs-us; it identifies none of them"
     assert warning in result.warnings
+    assert f"# ambiguous: {warning}\n" in render(result)  # reviewers see it in the file too
     summary = result.summary()
     assert "ambiguous identifiers (identify no connection): 2" in summary
     assert warning in summary
@@ -563,3 +565,32 @@ def test_reimport_keeps_a_hand_set_workos_acs_url_on_the_custom_domain(tmp_path:
         == acs
     )
     assert "initech-okta: workos_acs_url kept from the existing route map" in out.getvalue()
+
+
+def test_connection_csv_rows_without_external_id_are_skipped(tmp_path: Path) -> None:
+    saml = saml_csv({"name": "acme-okta", "idpEntityId": "http://idp/1"})
+    oidc = oidc_csv({"name": "acme-oidc", "clientId": "cid"}, {"clientId": "cid2", "externalId": "acme-oidc"})
+    result = import_export(str(write_package(tmp_path, routes=[route("a")], saml=saml, oidc=oidc)))
+    assert sorted(result.route_map.connections) == ["a", "acme-oidc"]
+    assert result.skipped == [
+        SkippedRow("sso/saml_connections.csv", 2, "no externalId"),
+        SkippedRow("sso/oidc_connections.csv", 2, "no externalId"),
+    ]
+
+
+def test_conflicting_single_values_keep_the_first_and_warn(tmp_path: Path) -> None:
+    rows = [route("a", organizationExternalId="org_1"), route("a", organizationExternalId="org_2")]
+    result = import_export(str(write_package(tmp_path, routes=rows)))
+    assert result.route_map.connections["a"].organization == "org_1"
+    assert "a: sso/proxy_routes.csv:3 gives organization 'org_2'; keeping 'org_1'" in result.warnings
+
+
+def test_reimport_drops_connections_gone_from_the_export_and_says_so(tmp_path: Path) -> None:
+    target = tmp_path / "routes.yaml"
+    first = write_package(tmp_path / "one", routes=[route("a"), route("b")])
+    second = write_package(tmp_path / "two", routes=[route("a")])
+    assert run_import(str(first), str(target), io.StringIO(), io.StringIO()) == 0
+    out = io.StringIO()
+    assert run_import(str(second), str(target), out, io.StringIO()) == 0
+    assert list(parse_routemap(target.read_bytes()).connections) == ["a"]
+    assert "no longer in the export, dropped: b" in out.getvalue()
