@@ -74,14 +74,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from proxy.export import run_import
 
-    return run_import(args.export_dir, args.output, sys.stdout, sys.stderr)
+    return run_import(
+        args.export_dir, args.output, sys.stdout, sys.stderr, os.environ.get("WORKOS_CUSTOM_DOMAIN") or None
+    )
 
 
 def cmd_set(args: argparse.Namespace) -> int:
     from proxy.edit import run_set
 
     path = args.routes or os.environ.get("SSO_PROXY_ROUTES") or "routes.yaml"
-    return run_set(path, args.connection, args.state, sys.stdout, sys.stderr)
+    return run_set(
+        path, args.connection, args.state, sys.stdout, sys.stderr, os.environ.get("WORKOS_CUSTOM_DOMAIN") or None
+    )
 
 
 def parse_raw_request(data: bytes) -> tuple[str, str, bytes, bool]:

@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make run` (the sandbox) and `make test` (everything).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install system-deps lint typecheck unit e2e bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,e2e]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages the tests use (chromium, xmlsec1, nginx, wrk, promtool); installs only what is missing.
+system-deps:
+	scripts/system-deps.sh
+
+run: $(STAMP)
+	$(BIN)/sso-proxy sandbox --routes routes.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q --ignore=tests/e2e
+
+e2e: $(STAMP) system-deps
+	$(BIN)/pytest -q tests/e2e
+
+# Everything CI runs: lint, types, the whole test suite (unit, integration, end-to-end) with a
+# branch-coverage gate.
+test: $(STAMP) system-deps lint typecheck
+	rm -f .coverage .coverage.*
+	$(BIN)/pytest --cov=proxy --cov-branch --cov-report=term --cov-fail-under=85
+
+bench: $(STAMP) system-deps
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

@@ -1,0 +1,253 @@
+"""Shared fixtures: the real stand-ins and the real proxy, on loopback.
+
+The stand-ins run in a background thread under uvicorn; the proxy runs as its own process
+(``python -m proxy serve``), exactly as an operator starts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from proxy.sandbox import create_auth0_standin, create_workos_standin
+
+ROOT = Path(__file__).resolve().parents[1]
+CNAME_KEY = "test-cname-api-key"
+CLIENT_ID = "client_test"
+
+ROUTES_YAML = """\
+version: 1
+defaults:
+  unknown: workos
+  mode: normal
+connections:
+  acme-okta:
+    protocol: saml
+    state: workos
+    audiences: [urn:auth0:globex-prod:acme-okta]
+    issuers: [http://www.okta.com/acme]
+  globex-adfs:
+    protocol: saml
+    state: legacy
+    audiences: [urn:auth0:globex-prod:globex-adfs]
+    issuers: [http://adfs.globex.com/adfs/services/trust]
+  hooli-ping:
+    protocol: saml
+    state: workos
+    audiences: [urn:auth0:globex-prod:hooli-ping]
+  initech-entra:
+    protocol: oidc
+    state: workos
+    client_ids: [3f2a9c1e-entra]
+    issuers: [https://login.microsoftonline.com/initech/v2.0]
+  umbrella-google:
+    protocol: oidc
+    state: legacy
+    client_ids: [umbrella-google-client]
+"""
+MIGRATED = ("acme-okta", "initech-entra")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ThreadServer:
+    """An ASGI app served by uvicorn on a loopback port in a background thread."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def start(self) -> ThreadServer:
+        self.server.config.setup_event_loop()
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("stand-in did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class StandIns:
+    auth0: ThreadServer
+    workos: ThreadServer
+    proxy_port: int
+
+    def received(self, which: str) -> list[dict[str, Any]]:
+        server = self.auth0 if which == "auth0" else self.workos
+        return list(httpx.get(f"{server.origin}/_standin/requests").json())
+
+    def clear(self) -> None:
+        for server in (self.auth0, self.workos):
+            httpx.delete(f"{server.origin}/_standin/requests")
+
+
+@dataclass
+class ProxyProcess:
+    """``python -m proxy serve`` as a child process, with its log lines collected."""
+
+    env: dict[str, str]
+    args: list[str]
+    port: int
+    admin_port: int
+    proc: subprocess.Popen[str] | None = None
+    log_lines: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self, wait_ready: bool = True) -> ProxyProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "serve", *self.args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if wait_ready:
+            self.wait_ready()
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log_lines.append(line.rstrip("\n"))
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError("proxy exited: " + "\n".join(self.log_lines))
+            try:
+                if httpx.get(f"{self.admin}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("proxy not ready: " + "\n".join(self.log_lines))
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        if self._reader is not None:
+            self._reader.join(5)
+        return code
+
+    def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample of /metrics, keyed by (name, sorted labels)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"{self.admin}/metrics").text
+        out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return out
+
+
+def proxy_env(auth0_origin: str, workos_domain: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SSO_PROXY_", "AUTH0_", "WORKOS_"))}
+    env.update(
+        {
+            "WORKOS_CUSTOM_DOMAIN": workos_domain,
+            "WORKOS_CLIENT_ID": CLIENT_ID,
+            "AUTH0_FALLBACK_ORIGIN": auth0_origin,
+            "AUTH0_CNAME_API_KEY": CNAME_KEY,
+            "SSO_PROXY_WORKOS_SCHEME": "http",
+            "SSO_PROXY_DRAIN_SECONDS": "0",
+            "SSO_PROXY_SHUTDOWN_TIMEOUT": "5",
+            "SSO_PROXY_RELOAD_INTERVAL": "0.2",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def standins() -> Iterator[StandIns]:
+    proxy_port = free_port()
+    auth0 = ThreadServer(create_auth0_standin(CNAME_KEY)).start()
+    workos = ThreadServer(create_workos_standin(CLIENT_ID, f"http://127.0.0.1:{proxy_port}", MIGRATED)).start()
+    yield StandIns(auth0, workos, proxy_port)
+    auth0.stop()
+    workos.stop()
+
+
+def start_proxy(standins: StandIns, routes: Path, port: int | None = None, **env: str) -> ProxyProcess:
+    admin_port = free_port()
+    port = port or free_port()
+    proc = ProxyProcess(
+        env=proxy_env(standins.auth0.origin, f"127.0.0.1:{standins.workos.port}", **env),
+        args=["--routes", str(routes), "--port", str(port), "--admin-port", str(admin_port)],
+        port=port,
+        admin_port=admin_port,
+    )
+    return proc.start()
+
+
+@pytest.fixture(scope="session")
+def routes_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("routes") / "routes.yaml"
+    path.write_text(ROUTES_YAML)
+    return path
+
+
+@pytest.fixture(scope="session")
+def proxy(standins: StandIns, routes_file: Path) -> Iterator[ProxyProcess]:
+    """The proxy in front of the stand-ins, on the port the WorkOS stand-in sends fallbacks to."""
+    proc = start_proxy(standins, routes_file, port=standins.proxy_port)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture()
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(follow_redirects=False, timeout=10) as c:
+        yield c
