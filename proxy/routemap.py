@@ -9,6 +9,7 @@ decision never guesses with it.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -24,6 +25,7 @@ UNKNOWN_DEFAULTS = ("workos", "auth0")
 MODES = ("normal", "auth0", "shadow")
 # Identifier lists a connection may carry, and the index each one feeds.
 ID_KINDS = ("audiences", "issuers", "acs_urls", "client_ids")
+_HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
 _CONNECTION_FIELDS = frozenset(
     ("protocol", "state", "organization", "workos_connection_id", "workos_acs_url", "notes", *ID_KINDS)
 )
@@ -100,9 +102,13 @@ def ambiguity_warnings(route_map: RouteMap) -> list[str]:
 
 def workos_url_allowed(url: str, workos_domain: str | None) -> bool:
     """A WorkOS ACS URL may only point at the WorkOS custom domain or a workos.com host."""
+    # Browsers read a backslash as a path separator ("https://evil.com\\.workos.com" goes to evil.com)
+    # and a CR/LF would split the Location header: only printable ASCII, no backslash.
+    if any(not "!" <= c <= "~" or c == "\\" for c in url):
+        return False
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or not host or parts.username or parts.password:
+    if parts.scheme != "https" or not _HOSTNAME.fullmatch(host) or parts.username or parts.password:
         return False
     if host == "workos.com" or host.endswith(".workos.com"):
         return True
