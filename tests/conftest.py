@@ -83,7 +83,6 @@ class ThreadServer:
         asyncio.run(self.server.serve())
 
     def start(self) -> ThreadServer:
-        self.server.config.setup_event_loop()
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:
