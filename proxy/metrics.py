@@ -14,6 +14,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -39,6 +40,7 @@ class Metrics:
         r = self.registry
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.build_info = Gauge("sso_proxy_build_info", "Build information.", ["version", "python"], registry=r)
         self.build_info.labels(__version__, platform.python_version()).set(1)
         self.callbacks = Counter(
