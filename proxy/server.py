@@ -104,8 +104,7 @@ async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger:
     if waiter not in done:  # a listener failed to start (port in use...)
         public.should_exit = ops.should_exit = True
     else:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(asyncio.gather(*tasks)), settings.drain_seconds)
+        await asyncio.sleep(settings.drain_seconds)  # still serving, /readyz 503: the LB stops sending
         public.should_exit = True
         await tasks[0]
         ops.should_exit = True
