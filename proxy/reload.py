@@ -103,41 +103,77 @@ class RouteStore:
         """Re-read the file; swap in a valid changed map, keep the last good one otherwise."""
         try:
             data = self._read()
-            sha = hashlib.sha256(data).hexdigest()
-            if self.current is not None and sha == self.current.route_map.sha256:
-                return ReloadResult("unchanged", sha)
+        except RouteMapError as exc:
+            return self._reject(trigger, "unreadable", exc.errors)
+        return self._apply(data, trigger)
+
+    def _apply(self, data: bytes, trigger: str) -> ReloadResult:
+        """Load ``data`` (one read: the content hashed is the content parsed)."""
+        sha = hashlib.sha256(data).hexdigest()
+        if self.current is not None and sha == self.current.route_map.sha256:
+            self._settle(trigger)
+            return ReloadResult("unchanged", sha)
+        try:
             route_map = parse_routemap(data, self.path, self.workos_domain)
         except RouteMapError as exc:
-            self.last_error = "\n".join(exc.errors)
-            self.metrics.child(self.metrics.reloads, "error").inc()
-            log_event(
-                self.logger,
-                logging.ERROR,
-                "route map rejected; last good map stays in force",
-                trigger=trigger,
-                source=self.path,
-                errors=exc.errors,
-                in_force=self.current.route_map.sha256 if self.current else None,
-            )
-            return ReloadResult("error", None, tuple(exc.errors))
+            return self._reject(trigger, sha, exc.errors)
         self._install(route_map, trigger)
         return ReloadResult("success", route_map.sha256)
 
-    def changed_on_disk(self) -> bool:
-        """True when the file's content differs from the map in force and from the last rejected one."""
+    def _settle(self, trigger: str) -> None:
+        """The file holds the map in force again (a bad edit rolled back): no error is pending."""
+        if self.last_error is None and self._failed_sha is None:
+            return
+        self.last_error = None
+        self._failed_sha = None
+        log_event(
+            self.logger,
+            logging.INFO,
+            "route file matches the map in force again",
+            trigger=trigger,
+            source=self.path,
+            sha256=self.current.route_map.sha256 if self.current else None,
+        )
+
+    def _reject(self, trigger: str, sha: str, errors: list[str]) -> ReloadResult:
+        # Remembered whatever the trigger, so the watcher does not count the same content again.
+        self._failed_sha = sha
+        self.last_error = "\n".join(errors)
+        self.metrics.child(self.metrics.reloads, "error").inc()
+        log_event(
+            self.logger,
+            logging.ERROR,
+            "route map rejected; last good map stays in force",
+            trigger=trigger,
+            source=self.path,
+            errors=errors,
+            in_force=self.current.route_map.sha256 if self.current else None,
+        )
+        return ReloadResult("error", None, tuple(errors))
+
+    def poll(self) -> ReloadResult | None:
+        """One watch tick: load the file when its content differs from the map in force and from the
+        last rejected content (so a broken file is counted and logged once, not every tick)."""
         try:
-            sha = hashlib.sha256(self._read()).hexdigest()
-        except RouteMapError:
-            sha = "unreadable"
-        known = self.current.route_map.sha256 if self.current else None
-        if sha in (known, self._failed_sha):
-            return False
-        self._failed_sha = sha  # cleared by a successful install
-        return True
+            data: bytes | None = self._read()
+            errors: list[str] = []
+        except RouteMapError as exc:
+            data, errors = None, exc.errors
+        sha = hashlib.sha256(data).hexdigest() if data is not None else "unreadable"
+        if self.current is not None and sha == self.current.route_map.sha256:
+            self._settle("file")
+            return None
+        if sha == self._failed_sha:
+            return None
+        if data is None:
+            return self._reject("file", sha, errors)
+        return self._apply(data, "file")
 
     async def watch(self, interval: float) -> None:
         """Poll the file's content hash every ``interval`` seconds until cancelled."""
         while True:
             await asyncio.sleep(interval)
-            if self.changed_on_disk():
-                self.reload("file")
+            try:
+                self.poll()
+            except Exception:  # a bug here must not end file watching for the life of the process
+                self.logger.exception("route file watch failed; retrying next interval")
