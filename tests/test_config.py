@@ -1,0 +1,234 @@
+"""Settings from the environment and flags: every setting's parsing, precedence and errors."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from typing import Any
+
+import pytest
+
+from proxy.config import SETTINGS, Settings, add_flags, load_settings
+from proxy.errors import ConfigError
+
+BASE = {
+    "WORKOS_CUSTOM_DOMAIN": "auth.example.com",
+    "WORKOS_CLIENT_ID": "client_01",
+    "AUTH0_FALLBACK_ORIGIN": "https://my-tenant.us.auth0.com",
+}
+
+
+def load(flags: dict[str, Any] | None = None, **env: str) -> Settings:
+    return load_settings({**BASE, **env}, flags)
+
+
+def test_defaults() -> None:
+    s = load()
+    assert s == Settings(
+        workos_domain="auth.example.com",
+        workos_client_id="client_01",
+        auth0_origin="https://my-tenant.us.auth0.com",
+    )
+    assert s.cname_api_key == ""
+    assert s.client_ip_header == "true-client-ip"
+    assert (s.host, s.port, s.admin_host, s.admin_port) == ("127.0.0.1", 8080, "127.0.0.1", 9090)
+    assert (s.routes, s.workos_scheme, s.redirect_mode, s.passthrough) == ("routes.yaml", "https", "307", True)
+    assert (s.max_body_bytes, s.connect_timeout, s.read_timeout) == (1048576, 5.0, 30.0)
+    assert (s.trusted_proxies, s.public_hosts) == ((), ())
+    assert (s.reload_interval, s.drain_seconds, s.shutdown_timeout, s.log_level) == (2.0, 5.0, 20.0, "info")
+    assert s.auth0_host == "my-tenant.us.auth0.com"
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "field", "expected"),
+    [
+        ("WORKOS_CUSTOM_DOMAIN", "Auth.Example.COM", "workos_domain", "auth.example.com"),
+        ("WORKOS_CUSTOM_DOMAIN", " auth.example.com:8443 ", "workos_domain", "auth.example.com:8443"),
+        ("WORKOS_CLIENT_ID", " client_X ", "workos_client_id", "client_X"),
+        ("AUTH0_FALLBACK_ORIGIN", "https://T.Auth0.com/", "auth0_origin", "https://t.auth0.com"),
+        ("AUTH0_FALLBACK_ORIGIN", "http://127.0.0.1:8081", "auth0_origin", "http://127.0.0.1:8081"),
+        ("AUTH0_CNAME_API_KEY", " key-123 ", "cname_api_key", "key-123"),
+        ("AUTH0_CNAME_API_KEY", "", "cname_api_key", ""),
+        ("AUTH0_CLIENT_IP_HEADER", "CF-Connecting-IP", "client_ip_header", "cf-connecting-ip"),
+        ("SSO_PROXY_ROUTES", "/etc/sso-proxy/routes.yaml", "routes", "/etc/sso-proxy/routes.yaml"),
+        ("SSO_PROXY_HOST", "0.0.0.0", "host", "0.0.0.0"),
+        ("SSO_PROXY_PORT", "8443", "port", 8443),
+        ("SSO_PROXY_PORT", "0", "port", 0),
+        ("SSO_PROXY_ADMIN_HOST", "0.0.0.0", "admin_host", "0.0.0.0"),
+        ("SSO_PROXY_ADMIN_PORT", "9191", "admin_port", 9191),
+        ("SSO_PROXY_PUBLIC_HOST", "login.example.com", "public_hosts", ("login.example.com",)),
+        ("SSO_PROXY_PUBLIC_HOST", "a.example.com, B.example.com,", "public_hosts", ("a.example.com", "b.example.com")),
+        ("SSO_PROXY_WORKOS_SCHEME", "HTTP", "workos_scheme", "http"),
+        ("SSO_PROXY_REDIRECT_MODE", "form", "redirect_mode", "form"),
+        ("SSO_PROXY_REDIRECT_MODE", "307", "redirect_mode", "307"),
+        ("SSO_PROXY_PASSTHROUGH", "false", "passthrough", False),
+        ("SSO_PROXY_PASSTHROUGH", "0", "passthrough", False),
+        ("SSO_PROXY_PASSTHROUGH", "Off", "passthrough", False),
+        ("SSO_PROXY_PASSTHROUGH", "no", "passthrough", False),
+        ("SSO_PROXY_PASSTHROUGH", "YES", "passthrough", True),
+        ("SSO_PROXY_PASSTHROUGH", "on", "passthrough", True),
+        ("SSO_PROXY_PASSTHROUGH", "1", "passthrough", True),
+        ("SSO_PROXY_MAX_BODY_BYTES", "2048", "max_body_bytes", 2048),
+        ("SSO_PROXY_CONNECT_TIMEOUT", "0.5", "connect_timeout", 0.5),
+        ("SSO_PROXY_READ_TIMEOUT", "0", "read_timeout", 0.0),
+        ("SSO_PROXY_READ_TIMEOUT", "2.5", "read_timeout", 2.5),
+        (
+            "SSO_PROXY_TRUSTED_PROXIES",
+            "10.0.0.0/8, 127.0.0.1/32,::1",
+            "trusted_proxies",
+            (
+                ipaddress.ip_network("10.0.0.0/8"),
+                ipaddress.ip_network("127.0.0.1/32"),
+                ipaddress.ip_network("::1/128"),
+            ),
+        ),
+        ("SSO_PROXY_TRUSTED_PROXIES", "10.1.2.3/8", "trusted_proxies", (ipaddress.ip_network("10.0.0.0/8"),)),
+        ("SSO_PROXY_TRUSTED_PROXIES", "", "trusted_proxies", ()),
+        ("SSO_PROXY_RELOAD_INTERVAL", "0", "reload_interval", 0.0),
+        ("SSO_PROXY_DRAIN_SECONDS", "1.5", "drain_seconds", 1.5),
+        ("SSO_PROXY_SHUTDOWN_TIMEOUT", "3", "shutdown_timeout", 3.0),
+        ("SSO_PROXY_LOG_LEVEL", "DEBUG", "log_level", "debug"),
+        ("SSO_PROXY_LOG_LEVEL", "warning", "log_level", "warning"),
+    ],
+)
+def test_env_parsing(env: str, value: str, field: str, expected: object) -> None:
+    assert getattr(load(**{env: value}), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        ("WORKOS_CUSTOM_DOMAIN", "https://auth.example.com"),
+        ("WORKOS_CUSTOM_DOMAIN", "auth.example.com/path"),
+        ("WORKOS_CUSTOM_DOMAIN", "auth.example.com?x=1"),
+        ("WORKOS_CUSTOM_DOMAIN", "user@auth.example.com"),
+        ("WORKOS_CUSTOM_DOMAIN", "auth.example.com:99999"),
+        ("WORKOS_CUSTOM_DOMAIN", "auth.example.com:port"),
+        ("WORKOS_CUSTOM_DOMAIN", ":443"),
+        ("AUTH0_FALLBACK_ORIGIN", "my-tenant.us.auth0.com"),
+        ("AUTH0_FALLBACK_ORIGIN", "ftp://my-tenant.us.auth0.com"),
+        ("AUTH0_FALLBACK_ORIGIN", "https://my-tenant.us.auth0.com/login"),
+        ("AUTH0_FALLBACK_ORIGIN", "https://my-tenant.us.auth0.com?x=1"),
+        ("AUTH0_FALLBACK_ORIGIN", "https://my-tenant.us.auth0.com#frag"),
+        ("AUTH0_FALLBACK_ORIGIN", "https://user:pw@my-tenant.us.auth0.com"),
+        ("AUTH0_FALLBACK_ORIGIN", "https://my-tenant.us.auth0.com:70000"),
+        ("AUTH0_FALLBACK_ORIGIN", "https://"),
+        ("AUTH0_CLIENT_IP_HEADER", "true client ip"),
+        ("AUTH0_CLIENT_IP_HEADER", "x-ip:"),
+        ("AUTH0_CLIENT_IP_HEADER", "   "),
+        ("SSO_PROXY_ROUTES", "  "),
+        ("SSO_PROXY_HOST", ""),
+        ("SSO_PROXY_PORT", "http"),
+        ("SSO_PROXY_PORT", "-1"),
+        ("SSO_PROXY_PORT", "65536"),
+        ("SSO_PROXY_PORT", ""),
+        ("SSO_PROXY_ADMIN_PORT", "9090.5"),
+        ("SSO_PROXY_ADMIN_HOST", " "),
+        ("SSO_PROXY_PUBLIC_HOST", "https://login.example.com"),
+        ("SSO_PROXY_WORKOS_SCHEME", "ftp"),
+        ("SSO_PROXY_REDIRECT_MODE", "302"),
+        ("SSO_PROXY_PASSTHROUGH", "maybe"),
+        ("SSO_PROXY_MAX_BODY_BYTES", "0"),
+        ("SSO_PROXY_MAX_BODY_BYTES", "-5"),
+        ("SSO_PROXY_MAX_BODY_BYTES", "1MB"),
+        ("SSO_PROXY_CONNECT_TIMEOUT", "-1"),
+        ("SSO_PROXY_CONNECT_TIMEOUT", "five"),
+        ("SSO_PROXY_READ_TIMEOUT", "nan"),
+        ("SSO_PROXY_READ_TIMEOUT", "inf"),
+        ("SSO_PROXY_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("SSO_PROXY_TRUSTED_PROXIES", "proxy.example.com"),
+        ("SSO_PROXY_RELOAD_INTERVAL", "-2"),
+        ("SSO_PROXY_DRAIN_SECONDS", "x"),
+        ("SSO_PROXY_SHUTDOWN_TIMEOUT", "-0.1"),
+        ("SSO_PROXY_LOG_LEVEL", "verbose"),
+    ],
+)
+def test_bad_values_name_the_variable(env: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(**{env: value})
+    message = str(info.value)
+    assert message.startswith(f"{env}: ")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("missing", ["WORKOS_CUSTOM_DOMAIN", "WORKOS_CLIENT_ID", "AUTH0_FALLBACK_ORIGIN"])
+@pytest.mark.parametrize("how", ["absent", "empty", "blank"])
+def test_missing_required_names_the_variable(missing: str, how: str) -> None:
+    env = dict(BASE)
+    if how == "absent":
+        del env[missing]
+    else:
+        env[missing] = "" if how == "empty" else "   "
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    message = str(info.value)
+    assert message.startswith(f"{missing}: ")
+    assert "missing" in message
+    assert "\n" not in message
+
+
+def test_flags_win_over_environment() -> None:
+    flags = {"port": "7000", "routes": "/tmp/r.yaml", "passthrough": "false", "redirect_mode": None}
+    s = load(flags, SSO_PROXY_PORT="6000", SSO_PROXY_ROUTES="/etc/x.yaml", SSO_PROXY_REDIRECT_MODE="form")
+    assert s.port == 7000
+    assert s.routes == "/tmp/r.yaml"
+    assert s.passthrough is False
+    assert s.redirect_mode == "form"  # a flag left as None does not hide the environment
+
+
+def test_bad_flag_is_named_by_flag() -> None:
+    with pytest.raises(ConfigError) as info:
+        load({"admin_port": "nine"}, SSO_PROXY_ADMIN_PORT="9191")
+    assert str(info.value).startswith("--admin-port: ")
+
+
+def test_argparse_flags_round_trip() -> None:
+    parser = argparse.ArgumentParser()
+    add_flags(parser)
+    args = parser.parse_args(
+        ["--port", "7001", "--max-body-bytes", "10", "--trusted-proxies", "127.0.0.1/32", "--redirect-mode", "form"]
+    )
+    s = load(vars(args))
+    assert (s.port, s.max_body_bytes, s.redirect_mode) == (7001, 10, "form")
+    assert s.trusted_proxies == (ipaddress.ip_network("127.0.0.1/32"),)
+
+
+def test_every_setting_has_env_and_flag_where_documented() -> None:
+    wiring = {"WORKOS_CUSTOM_DOMAIN", "WORKOS_CLIENT_ID", "AUTH0_FALLBACK_ORIGIN", "AUTH0_CNAME_API_KEY"}
+    wiring.add("AUTH0_CLIENT_IP_HEADER")
+    for setting in SETTINGS:
+        if setting.env in wiring:
+            assert setting.flag is None
+        else:
+            assert setting.env.startswith("SSO_PROXY_")
+            assert setting.flag == "--" + setting.env.removeprefix("SSO_PROXY_").lower().replace("_", "-")
+
+
+@pytest.mark.parametrize(
+    ("origin", "extra"),
+    [
+        ("https://auth.example.com", {}),
+        ("https://AUTH.example.com/", {}),
+        ("https://auth.example.com:443", {}),
+        ("http://auth.example.com:8443", {"WORKOS_CUSTOM_DOMAIN": "auth.example.com:8443"}),
+        ("https://login.example.com", {"SSO_PROXY_PUBLIC_HOST": "login.example.com"}),
+        ("https://login.example.com:8443", {"SSO_PROXY_PUBLIC_HOST": "other.example.com,login.example.com"}),
+    ],
+)
+def test_fallback_origin_that_would_loop_is_refused(origin: str, extra: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(**{"AUTH0_FALLBACK_ORIGIN": origin, **extra})
+    assert str(info.value).startswith("AUTH0_FALLBACK_ORIGIN: ")
+
+
+@pytest.mark.parametrize(
+    ("origin", "extra"),
+    [
+        ("https://my-tenant.us.auth0.com", {"SSO_PROXY_PUBLIC_HOST": "login.example.com"}),
+        # the stand-ins: same loopback host, different ports
+        ("http://127.0.0.1:8081", {"WORKOS_CUSTOM_DOMAIN": "127.0.0.1:8082"}),
+        ("https://auth.example.com.edge.net", {}),
+    ],
+)
+def test_fallback_origin_elsewhere_is_accepted(origin: str, extra: dict[str, str]) -> None:
+    assert load(**{"AUTH0_FALLBACK_ORIGIN": origin, **extra}).auth0_origin == origin

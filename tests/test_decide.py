@@ -1,0 +1,303 @@
+"""The routing decision as tables: identification methods, then mode x fallback x state x unknown default."""
+
+from __future__ import annotations
+
+import itertools
+from urllib.parse import quote, urlencode
+
+import pytest
+
+from proxy.callback import Callback
+from proxy.decide import Decision, Identity, decide, identify
+from proxy.routemap import RouteMap, parse_routemap
+
+from . import samples
+
+ROUTES = """
+version: 1
+defaults: {unknown: workos, mode: normal}
+connections:
+  acme:
+    protocol: saml
+    state: workos
+    audiences: [https://acme-sp.example.com]
+    issuers: [http://acme-idp.example.com]
+    acs_urls: [https://login.example.com/login/callback/acme]
+  globex:
+    protocol: saml
+    state: legacy
+    issuers: [http://globex-idp.example.com]
+  shared-one:
+    protocol: saml
+    state: workos
+    audiences: [https://shared-sp.example.com]
+    issuers: [http://shared-idp.example.com, http://one-idp.example.com]
+    acs_urls: [https://shared-acs.example.com/callback]
+  shared-two:
+    protocol: saml
+    state: legacy
+    audiences: [https://shared-sp.example.com]
+    issuers: [http://shared-idp.example.com]
+    acs_urls: [https://shared-acs.example.com/callback, https://two-acs.example.com/callback]
+  entra:
+    protocol: oidc
+    state: workos
+    client_ids: [entra-client]
+    issuers: [https://login.microsoftonline.com/entra/v2.0]
+  google:
+    protocol: oidc
+    state: legacy
+    client_ids: [google-client, shared-client]
+  okta-oidc:
+    protocol: oidc
+    state: workos
+    client_ids: [shared-client]
+    issuers: [https://okta-oidc.example.com]
+"""
+
+
+def route_map(unknown: str = "workos", mode: str = "normal") -> RouteMap:
+    text = ROUTES.replace("{unknown: workos, mode: normal}", f"{{unknown: {unknown}, mode: {mode}}}")
+    return parse_routemap(text)
+
+
+def saml_post(query: str = "", **xml: str | None) -> Callback:
+    return Callback(query.encode(), samples.saml_form(samples.saml_xml(**xml)).encode(), True)
+
+
+def saml_redirect(query: str = "", **xml: str | None) -> Callback:
+    q = samples.saml_redirect_query(samples.saml_xml(**xml))
+    return Callback(((query + "&") if query else "").encode() + q.encode())
+
+
+def oidc_post(payload: dict[str, object], query: str = "") -> Callback:
+    body = urlencode({"id_token": samples.id_token(payload), "state": "st"})
+    return Callback(query.encode(), body.encode(), True)
+
+
+NO_SAML = {"audience": None, "issuer": None, "destination": None}
+
+# (callback, connection, identified_by, hint)
+IDENTIFY_TABLE = [
+    pytest.param(Callback(b"connection=acme"), "acme", "query", "acme", id="query"),
+    pytest.param(Callback(b"x=1&connection=globex&connection=acme"), "globex", "query", "globex", id="query-first"),
+    pytest.param(
+        saml_post("connection=globex", audience="https://acme-sp.example.com"),
+        "globex",
+        "query",
+        "globex",
+        id="query-wins-over-body",
+    ),
+    pytest.param(
+        saml_post("connection=nope", audience="https://acme-sp.example.com"),
+        "acme",
+        "saml_audience",
+        "https://acme-sp.example.com",
+        id="unknown-query-name-then-body",
+    ),
+    pytest.param(
+        saml_post(audience="https://acme-sp.example.com", issuer="http://globex-idp.example.com"),
+        "acme",
+        "saml_audience",
+        "https://acme-sp.example.com",
+        id="audience-listed-before-issuer",
+    ),
+    pytest.param(
+        saml_post(audience="urn:auth0:globex-prod:globex", issuer=None, destination=None),
+        "globex",
+        "saml_audience",
+        "urn:auth0:globex-prod:globex",
+        id="audience-auth0-urn",
+    ),
+    pytest.param(
+        saml_post(audience="urn:auth0:globex-prod:nope", issuer="http://globex-idp.example.com"),
+        "globex",
+        "saml_issuer",
+        "http://globex-idp.example.com",
+        id="urn-of-unmapped-name-then-issuer",
+    ),
+    pytest.param(
+        saml_post(audience="https://unknown-sp", issuer="http://globex-idp.example.com"),
+        "globex",
+        "saml_issuer",
+        "http://globex-idp.example.com",
+        id="issuer",
+    ),
+    pytest.param(
+        saml_post(audience=None, issuer=None, destination="https://login.example.com/login/callback/acme"),
+        "acme",
+        "saml_destination",
+        "https://login.example.com/login/callback/acme",
+        id="destination-listed",
+    ),
+    pytest.param(
+        saml_post(audience=None, issuer=None, destination="https://login.example.com/login/callback?connection=globex"),
+        "globex",
+        "saml_destination",
+        "https://login.example.com/login/callback?connection=globex",
+        id="destination-connection-param",
+    ),
+    pytest.param(
+        saml_redirect(audience="https://acme-sp.example.com"),
+        "acme",
+        "saml_audience",
+        "https://acme-sp.example.com",
+        id="redirect-binding",
+    ),
+    # ambiguous identifiers are skipped and the next hint decides
+    pytest.param(
+        saml_post(audience="https://shared-sp.example.com", issuer="http://one-idp.example.com"),
+        "shared-one",
+        "saml_issuer",
+        "http://one-idp.example.com",
+        id="ambiguous-audience-then-issuer",
+    ),
+    pytest.param(
+        saml_post(
+            audience="https://shared-sp.example.com",
+            issuer="http://shared-idp.example.com",
+            destination="https://two-acs.example.com/callback",
+        ),
+        "shared-two",
+        "saml_destination",
+        "https://two-acs.example.com/callback",
+        id="ambiguous-audience-and-issuer-then-destination",
+    ),
+    pytest.param(
+        saml_post(
+            audience="https://shared-sp.example.com",
+            issuer="http://shared-idp.example.com",
+            destination="https://shared-acs.example.com/callback",
+        ),
+        None,
+        "none",
+        None,
+        id="all-ambiguous-unknown",
+    ),
+    pytest.param(oidc_post({"aud": "entra-client"}), "entra", "oidc_aud", "entra-client", id="oidc-aud"),
+    pytest.param(
+        oidc_post({"aud": ["other", "google-client"]}), "google", "oidc_aud", "google-client", id="oidc-aud-list"
+    ),
+    pytest.param(
+        oidc_post({"aud": "unmapped", "iss": "https://login.microsoftonline.com/entra/v2.0"}),
+        "entra",
+        "oidc_iss",
+        "https://login.microsoftonline.com/entra/v2.0",
+        id="oidc-iss",
+    ),
+    pytest.param(
+        oidc_post({"aud": "shared-client", "iss": "https://okta-oidc.example.com"}),
+        "okta-oidc",
+        "oidc_iss",
+        "https://okta-oidc.example.com",
+        id="oidc-ambiguous-aud-then-iss",
+    ),
+    pytest.param(oidc_post({"aud": "shared-client"}), None, "none", None, id="oidc-ambiguous-aud-only"),
+    pytest.param(Callback(b"code=abc&state=xyz"), None, "none", None, id="oidc-code-no-identity"),
+    pytest.param(Callback(b"connection=nope&code=abc"), None, "none", "nope", id="unmapped-query-name"),
+    pytest.param(saml_post(audience="https://x", issuer="http://y", destination="https://z"), None, "none", None),
+    pytest.param(Callback(), None, "none", None, id="empty"),
+]
+
+
+@pytest.mark.parametrize(("cb", "connection", "identified_by", "hint"), IDENTIFY_TABLE)
+def test_identify(cb: Callback, connection: str | None, identified_by: str, hint: str | None) -> None:
+    identity = identify(cb, route_map())
+    assert (identity.connection, identity.identified_by, identity.hint) == (connection, identified_by, hint)
+    assert identity.unparseable is False
+
+
+@pytest.mark.parametrize(
+    "cb",
+    [
+        pytest.param(Callback(b"", b"SAMLResponse=!!!!", True), id="saml-garbage"),
+        pytest.param(Callback(b"", samples.saml_form(samples.XXE).encode(), True), id="xxe"),
+        pytest.param(Callback(b"", samples.saml_form(samples.BILLION_LAUGHS).encode(), True), id="billion-laughs"),
+        pytest.param(saml_post(**NO_SAML), id="saml-without-hints"),
+        pytest.param(Callback(b"SAMLResponse=" + quote("bm90IGRlZmxhdGU=").encode()), id="redirect-garbage"),
+        pytest.param(Callback(b"", b"id_token=not-a-jwt&state=s", True), id="bad-id-token"),
+    ],
+)
+def test_unreadable_payload_is_unknown_with_reason_unparseable(cb: Callback) -> None:
+    identity = identify(cb, route_map())
+    assert identity == Identity(None, "none", None, True)
+    for unknown in ("workos", "auth0"):
+        decision = decide(cb, route_map(unknown=unknown))
+        assert (decision.action, decision.reason, decision.connection) == (unknown, "unparseable", None)
+
+
+def test_unreadable_payload_but_named_in_query() -> None:
+    cb = Callback(b"connection=acme", b"SAMLResponse=!!!!", True)
+    assert decide(cb, route_map()) == Decision("workos", "mapped", Identity("acme", "query", "acme"), "saml")
+
+
+# The state of the connection a callback names (None: not in the map).
+STATES = {"acme": "workos", "globex": "legacy", "nope": None}
+
+
+def normal_outcome(state: str | None, unknown: str) -> tuple[str, str]:
+    if state is None:
+        return unknown, "unknown_default"
+    return ("workos" if state == "workos" else "auth0"), "mapped"
+
+
+DECISION_TABLE = [
+    # mode, fallback, connection, unknown, expected (action, reason, would)
+    (mode, fallback, name, unknown)
+    for mode, fallback, name, unknown in itertools.product(
+        ("normal", "auth0", "shadow"), (False, True), STATES, ("workos", "auth0")
+    )
+]
+
+
+@pytest.mark.parametrize(("mode", "fallback", "name", "unknown"), DECISION_TABLE)
+def test_decision_table(mode: str, fallback: bool, name: str, unknown: str) -> None:
+    query = f"connection={name}" + ("&fallback=auth0" if fallback else "")
+    decision = decide(Callback(query.encode()), route_map(unknown=unknown, mode=mode))
+    normal, reason = normal_outcome(STATES[name], unknown)
+    if fallback:
+        expected = ("auth0", "fallback", None)
+    elif mode == "auth0":
+        expected = ("auth0", "kill_switch", None)
+    elif mode == "shadow":
+        expected = ("auth0", "shadow", normal)
+    else:
+        expected = (normal, reason, None)
+    assert (decision.action, decision.reason, decision.would) == expected
+    known = STATES[name] is not None
+    assert decision.connection == (name if known else None)
+    assert decision.identity.identified_by == ("query" if known else "none")
+    assert decision.protocol == ("saml" if known else "unknown")
+
+
+@pytest.mark.parametrize(
+    ("cb", "expected"),
+    [
+        (Callback(b"connection=acme"), ("workos", "mapped", "acme", "saml")),
+        (Callback(b"connection=globex"), ("auth0", "mapped", "globex", "saml")),
+        (Callback(b"code=abc&state=xyz"), ("workos", "unknown_default", None, "oidc")),
+        (oidc_post({"aud": "entra-client"}), ("workos", "mapped", "entra", "oidc")),
+        (oidc_post({"aud": "google-client"}), ("auth0", "mapped", "google", "oidc")),
+        (oidc_post({"aud": "nobody"}), ("workos", "unknown_default", None, "oidc")),
+        (saml_post(audience="https://x", issuer=None, destination=None), ("workos", "unknown_default", None, "saml")),
+        (Callback(b"state=only"), ("workos", "unknown_default", None, "unknown")),
+        # a fallback of an unknown callback still goes to Auth0
+        (Callback(b"code=abc&state=xyz&fallback=auth0"), ("auth0", "fallback", None, "oidc")),
+        # only fallback=auth0 counts as a fallback
+        (Callback(b"connection=acme&fallback=workos"), ("workos", "mapped", "acme", "saml")),
+    ],
+)
+def test_decision_examples(cb: Callback, expected: tuple[str, str, str | None, str]) -> None:
+    decision = decide(cb, route_map())
+    assert (decision.action, decision.reason, decision.connection, decision.protocol) == expected
+
+
+def test_oidc_code_unknown_default_auth0() -> None:
+    decision = decide(Callback(b"code=abc&state=xyz"), route_map(unknown="auth0"))
+    assert (decision.action, decision.reason) == ("auth0", "unknown_default")
+
+
+def test_shadow_records_what_normal_mode_would_do_for_unknown() -> None:
+    for unknown in ("workos", "auth0"):
+        decision = decide(Callback(b"code=abc"), route_map(unknown=unknown, mode="shadow"))
+        assert (decision.action, decision.reason, decision.would) == ("auth0", "shadow", unknown)
