@@ -228,10 +228,12 @@ async def run_sandbox(
     from proxy.server import _config, _Server, serve
 
     key = "sandbox-cname-api-key"
-    public = f"http://{host}:{port}"
+    # Bound to every interface (a container): the browser reaches the published ports on localhost.
+    seen_as = "localhost" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    public = f"http://{seen_as}:{port}"
     settings = load_settings(
         {
-            "WORKOS_CUSTOM_DOMAIN": f"{host}:{workos_port}",
+            "WORKOS_CUSTOM_DOMAIN": f"{seen_as}:{workos_port}",
             "WORKOS_CLIENT_ID": "client_sandbox",
             "AUTH0_FALLBACK_ORIGIN": f"http://{host}:{auth0_port}",
             "AUTH0_CNAME_API_KEY": key,
