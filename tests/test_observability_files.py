@@ -388,11 +388,11 @@ def test_every_metric_and_label_is_documented() -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ('sum by (decision) (rate(sso_proxy_fallbacks_total[5m]))', "by (decision)"),
+        ("sum by (decision) (rate(sso_proxy_fallbacks_total[5m]))", "by (decision)"),
         ('sso_proxy_routemap_reloads_total{result="failed"}', "documented values"),
         ('sso_proxy_draining{connection="x"}', "has no label 'connection'"),
-        ('sum(rate(sso_proxy_callbacks_total[5m])) by (kind)', "by (kind)"),
-        ('label_values(sso_proxy_requests_total, connection)', "label_values"),
+        ("sum(rate(sso_proxy_callbacks_total[5m])) by (kind)", "by (kind)"),
+        ("label_values(sso_proxy_requests_total, connection)", "label_values"),
     ],
 )
 def test_label_check_catches(text: str, problem: str) -> None:
@@ -464,8 +464,18 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
         "AUTH0_FALLBACK_ORIGIN": f"http://127.0.0.1:{closed_port}",
     }
     log = workdir / "server.log"
-    command = [sys.executable, "-m", "proxy", "serve", "--routes", str(routes), "--port", str(port),
-               "--admin-port", str(admin_port)]
+    command = [
+        sys.executable,
+        "-m",
+        "proxy",
+        "serve",
+        "--routes",
+        str(routes),
+        "--port",
+        str(port),
+        "--admin-port",
+        str(admin_port),
+    ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -479,7 +489,9 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"service not ready on 127.0.0.1:{admin_port} after {START_TIMEOUT}s:\n{log.read_text()[-3000:]}")
+                pytest.fail(
+                    f"service not ready on 127.0.0.1:{admin_port} after {START_TIMEOUT}s:\n{log.read_text()[-3000:]}"
+                )
             time.sleep(0.1)
         yield Instance(port, admin_port)
     finally:
