@@ -164,6 +164,7 @@ class OidcIdp:
     issuer: str
     key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "e2e"}))
     codes: dict[str, str] = field(default_factory=dict)  # code -> client_id
+    issued: list[str] = field(default_factory=list)  # every id_token handed to a browser, newest last
 
     def id_token(self, client_id: str, *, nonce: str | None = None, user: User | None = None) -> str:
         user = user or User()
@@ -250,6 +251,7 @@ def create_idp_app(saml_idps: dict[str, SamlIdp], oidc: OidcIdp) -> Starlette:
             oidc.codes[code] = client_id
             return RedirectResponse(f"{redirect_uri}?{urlencode({'code': code, 'state': state})}", 302)
         token = oidc.id_token(client_id, nonce=q.get("nonce"))
+        oidc.issued.append(token)
         return auto_post_form(redirect_uri, {"id_token": token, "state": state}, "Signing you in")
 
     async def health(_: Request) -> Response:

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
@@ -82,7 +82,7 @@ class ThreadedServer:
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, app: Any) -> ThreadedServer:
+    def start(self, app: Any) -> Self:
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="auto")
         server = self._server = uvicorn.Server(config)
         thread = self._thread = threading.Thread(

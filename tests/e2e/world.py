@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from .app_page import create_app_page
 from .idp import OidcIdp, SamlIdp, SamlSp, create_idp_app
 from .pki import make_key_pair
 from .servers import Labels, ProxyProcess, StandIn, ThreadedServer
@@ -87,14 +93,14 @@ class World:
     idps: Idps
 
 
-def route_map() -> dict[str, object]:
+def route_map(umbrella_issuer: str) -> dict[str, object]:
     return {
         "version": 1,
         "defaults": {"unknown": "workos", "mode": "normal"},
         "connections": {
             ACME: {"protocol": "saml", "state": "workos", "audiences": [auth0_audience(ACME)]},
             INITECH: {"protocol": "saml", "state": "legacy", "audiences": [auth0_audience(INITECH)]},
-            UMBRELLA: {"protocol": "saml", "state": "workos", "issuers": ["<umbrella issuer>"]},
+            UMBRELLA: {"protocol": "saml", "state": "workos", "issuers": [umbrella_issuer]},
             HOOLI: {"protocol": "oidc", "state": "workos", "client_ids": [HOOLI_CLIENT_ID]},
         },
     }
@@ -147,3 +153,63 @@ def counted(before: dict[Labels, float], after: dict[Labels, float]) -> dict[Lab
     """The counter samples that moved between two scrapes, and by how much."""
     moved = {key: after[key] - before.get(key, 0.0) for key in after}
     return {key: delta for key, delta in moved.items() if delta}
+
+
+@contextmanager
+def running_world(tmp: Path) -> Iterator[World]:
+    """Start the app page, the Auth0 stand-in, per redirect mode a WorkOS stand-in and a proxy,
+    and the IdPs; stop them all on exit."""
+    from proxy.routemap import Connection, make_routemap
+    from proxy.sandbox import create_auth0_standin, create_workos_standin
+
+    # What WorkOS knows: the connections already set up there, by the identifiers it reads.
+    workos_knows = make_routemap(
+        [
+            Connection(ACME, "saml", "workos", audiences=(auth0_audience(ACME),)),
+            Connection(HOOLI, "oidc", "workos", client_ids=(HOOLI_CLIENT_ID,)),
+        ]
+    )
+    cname_key = secrets.token_urlsafe(24)
+    started: list[ThreadedServer] = []
+    proxies: list[ProxyProcess] = []
+    try:
+        app = StandIn("app.globex.test")
+        started.append(app.start(create_app_page()))
+        auth0 = StandIn("auth0 stand-in", headers={"cname-api-key": cname_key})
+        app_url = f"http://app.globex.test:{app.port}/callback"
+        started.append(auth0.start(create_auth0_standin(cname_api_key=cname_key, app_url=app_url)))
+
+        routes = tmp / "routes.yaml"
+        pending: dict[str, tuple[ProxyProcess, StandIn]] = {}
+        for mode in MODES:
+            workos = StandIn(f"workos stand-in ({mode})")
+            env = {
+                "WORKOS_CUSTOM_DOMAIN": f"auth.workos.test:{workos.port}",
+                "WORKOS_CLIENT_ID": WORKOS_CLIENT_ID,
+                "AUTH0_FALLBACK_ORIGIN": auth0.origin,
+                "AUTH0_CNAME_API_KEY": cname_key,
+                "SSO_PROXY_WORKOS_SCHEME": "http",
+                "SSO_PROXY_REDIRECT_MODE": mode,
+                "SSO_PROXY_DRAIN_SECONDS": "0",
+                "SSO_PROXY_SHUTDOWN_TIMEOUT": "5",
+                "PYTHONUNBUFFERED": "1",
+            }
+            proxy = ProxyProcess(routes, env, tmp / f"proxy-{mode}.log")
+            origin = f"http://login.customer.test:{proxy.port}"
+            started.append(workos.start(create_workos_standin(WORKOS_CLIENT_ID, origin, MIGRATED, workos_knows)))
+            pending[mode] = (proxy, workos)
+
+        idps = start_idps(tmp, [proxy.port for proxy, _ in pending.values()])
+        started.append(idps.server)
+        routes.write_text(yaml.safe_dump(route_map(idps.saml["umbrella"].entity_id), sort_keys=False))
+
+        for proxy, _ in pending.values():
+            proxies.append(proxy.start())
+        for proxy in proxies:
+            proxy.wait_ready()
+        yield World({mode: Stack(mode, proxy, workos, auth0, app) for mode, (proxy, workos) in pending.items()}, idps)
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+        for server in reversed(started):
+            server.stop()
