@@ -176,6 +176,8 @@ class ProxyProcess:
         code = self.proc.wait(timeout)
         if self._reader is not None:
             self._reader.join(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()  # else a ResourceWarning, an error under filterwarnings=error
         return code
 
     def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
