@@ -1,0 +1,46 @@
+-- A bounded mix of every workload, for memory after N requests: each thread cycles through the
+-- requests listed in WRK_MIX_FILE (lines "METHOD<TAB>PATH<TAB>BODY_FILE or -") and stops after
+-- WRK_MIX_LIMIT responses (per thread). Prints "WRKJSON {...}" like request.lua.
+local reqs = {}
+local n = 0
+local limit = tonumber(os.getenv("WRK_MIX_LIMIT") or "50000")
+local count = 0
+
+for line in io.lines(os.getenv("WRK_MIX_FILE")) do
+  local method, path, body_file = line:match("^(%S+)\t(%S+)\t(%S+)$")
+  if method then
+    local body = nil
+    local headers = { ["User-Agent"] = "Mozilla/5.0 (bench)" }
+    if body_file ~= "-" then
+      local fh = assert(io.open(body_file, "rb"))
+      body = fh:read("*a")
+      fh:close()
+      headers["Content-Type"] = "application/x-www-form-urlencoded"
+    end
+    n = n + 1
+    reqs[n] = wrk.format(method, path, headers, body)
+  end
+end
+
+local i = 0
+function request()
+  i = i % n + 1
+  return reqs[i]
+end
+
+function response(status, headers, body)
+  count = count + 1
+  if count >= limit then
+    wrk.thread:stop()
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "bytes": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, ' ..
+    '"max_us": %d, "mean_us": %.1f, "err_connect": %d, "err_read": %d, "err_write": %d, "err_status": %d, ' ..
+    '"err_timeout": %d}\n',
+    summary.requests, summary.duration, summary.bytes, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean, e.connect, e.read, e.write, e.status, e.timeout))
+end
