@@ -1,0 +1,391 @@
+"""Hot reload against the real proxy process: symlink swap, SIGHUP, ``POST /-/reload``, keep-last-good.
+
+The route file is published the way a Kubernetes ConfigMap volume does it: ``routes.yaml`` is a
+symlink to ``..data/routes.yaml``, ``..data`` is a symlink to a timestamped directory, and an update
+writes a new directory and swaps ``..data`` with one atomic rename (then removes the old directory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROUTES_YAML, ProxyProcess, StandIns, start_proxy
+from tests.samples import saml_form, saml_xml
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+ACME_BODY = saml_form(saml_xml())  # audience urn:auth0:globex-prod:acme-okta
+
+# Version A is conftest's map (acme-okta: workos); version B moves acme-okta back to legacy.
+VERSION_A = ROUTES_YAML
+VERSION_B = ROUTES_YAML.replace(
+    "  acme-okta:\n    protocol: saml\n    state: workos", "  acme-okta:\n    protocol: saml\n    state: legacy"
+)
+assert VERSION_B != VERSION_A
+BROKEN_YAML = VERSION_B + "  bad: [unclosed\n"
+BROKEN_FIELD = VERSION_B.replace(
+    "  globex-adfs:\n    protocol: saml\n    state: legacy", "  globex-adfs:\n    protocol: saml\n    state: maybe"
+)
+assert BROKEN_FIELD != VERSION_B
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ConfigMapDir:
+    """A directory laid out and updated like a Kubernetes ConfigMap volume."""
+
+    def __init__(self, root: Path, text: str) -> None:
+        self.root = root
+        self.count = 0
+        self.current: Path | None = None
+        self.publish(text)
+        (root / "routes.yaml").symlink_to(Path("..data") / "routes.yaml")
+
+    @property
+    def path(self) -> Path:
+        return self.root / "routes.yaml"
+
+    def publish(self, text: str, remove_old: bool = True) -> None:
+        """Write a new version directory, then swap ``..data`` to it atomically."""
+        self.count += 1
+        version = self.root / f"..2026_{os.getpid()}_{self.count:05d}"
+        version.mkdir()
+        (version / "routes.yaml").write_text(text)
+        tmp = self.root / "..data_tmp"
+        tmp.symlink_to(version.name)
+        os.replace(tmp, self.root / "..data")
+        old, self.current = self.current, version
+        if old is not None and remove_old:
+            shutil.rmtree(old)
+
+
+def stop_proxy(proc: ProxyProcess) -> None:
+    """Stop the proxy and close its log pipe (``ProxyProcess.stop`` leaves it open: a ResourceWarning)."""
+    try:
+        assert proc.stop() == 0, "\n".join(proc.log_lines)
+    finally:
+        if proc.proc is not None and proc.proc.stderr is not None:
+            proc.proc.stderr.close()
+
+
+def decision_of(client: httpx.Client, proxy: ProxyProcess, query: str = "connection=acme-okta") -> str:
+    """'workos' (307 to the WorkOS stand-in) or 'auth0' (forwarded; the Auth0 stand-in's 302)."""
+    response = client.post(f"{proxy.url}/login/callback?{query}", content=ACME_BODY, headers=FORM)
+    if response.status_code == 307 and "/sso/client_test/auth0/callback" in response.headers["location"]:
+        return "workos"
+    if response.status_code == 302 and "/_standin/app" in response.headers["location"]:
+        return "auth0"
+    raise AssertionError(f"unexpected response {response.status_code} {response.headers}")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.02) -> float:
+    """Poll until ``predicate`` holds; return the seconds it took."""
+    started = time.monotonic()
+    while True:
+        if predicate():
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(step)
+
+
+def routes_info(proxy: ProxyProcess) -> dict[str, Any]:
+    response = httpx.get(f"{proxy.admin}/routes")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def reloads(samples: Samples, result: str) -> float:
+    return samples[("sso_proxy_routemap_reloads_total", (("result", result),))]
+
+
+def info_shas(samples: Samples) -> list[str]:
+    return [dict(labels)["sha256"] for (name, labels), v in samples.items() if name == "sso_proxy_routemap_info" and v]
+
+
+def connection_states(samples: Samples) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for (name, labels), value in samples.items():
+        if name == "sso_proxy_connection_state" and value == 1:
+            d = dict(labels)
+            assert d["connection"] not in out, f"{d['connection']} has two states"
+            out[d["connection"]] = d["state"]
+    return out
+
+
+def per_state(samples: Samples) -> dict[str, float]:
+    return {
+        dict(labels)["state"]: v for (name, labels), v in samples.items() if name == "sso_proxy_routemap_connections"
+    }
+
+
+def log_events(proxy: ProxyProcess, msg: str) -> list[dict[str, Any]]:
+    out = []
+    for line in list(proxy.log_lines):
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("msg") == msg:
+                out.append(event)
+    return out
+
+
+@pytest.fixture()
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(follow_redirects=False, timeout=10) as c:
+        yield c
+
+
+INTERVAL = 0.2
+
+
+@pytest.fixture()
+def configmap(tmp_path: Path) -> ConfigMapDir:
+    root = tmp_path / "config"
+    root.mkdir()
+    return ConfigMapDir(root, VERSION_A)
+
+
+@pytest.fixture()
+def watched(standins: StandIns, configmap: ConfigMapDir) -> Iterator[ProxyProcess]:
+    proc = start_proxy(standins, configmap.path, SSO_PROXY_RELOAD_INTERVAL=str(INTERVAL))
+    yield proc
+    stop_proxy(proc)
+
+
+@pytest.fixture()
+def unwatched(standins: StandIns, tmp_path: Path) -> Iterator[tuple[ProxyProcess, Path]]:
+    """File watching off (interval 0): only SIGHUP and the endpoint reload."""
+    path = tmp_path / "routes.yaml"
+    path.write_text(VERSION_A)
+    proc = start_proxy(standins, path, SSO_PROXY_RELOAD_INTERVAL="0")
+    yield proc, path
+    stop_proxy(proc)
+
+
+def test_symlink_swap_is_picked_up_within_the_interval(
+    watched: ProxyProcess, configmap: ConfigMapDir, client: httpx.Client
+) -> None:
+    assert decision_of(client, watched) == "workos"
+    before = watched.scrape()
+    assert info_shas(before) == [sha(VERSION_A)]
+    assert routes_info(watched)["sha256"] == sha(VERSION_A)
+    started = time.time()
+
+    configmap.publish(VERSION_B)
+    took = wait_for(lambda: decision_of(client, watched) == "auth0", timeout=INTERVAL + 2)
+    assert took <= INTERVAL + 1.0, f"picked up after {took:.2f} s (interval {INTERVAL} s)"
+    # Identified by audience (no connection in the query) follows the same map.
+    assert decision_of(client, watched, query="") == "auth0"
+
+    info = routes_info(watched)
+    assert info["sha256"] == sha(VERSION_B)
+    assert info["source"] == str(configmap.path)  # the stable path, not the version directory
+    assert info["connections"]["acme-okta"] == "legacy"
+    assert info["connections_per_state"] == {"legacy": 3, "workos": 2}
+    assert info["last_error"] is None
+
+    after = watched.scrape()
+    assert reloads(after, "success") == reloads(before, "success") + 1
+    assert reloads(after, "error") == reloads(before, "error")
+    assert info_shas(after) == [sha(VERSION_B)]
+    assert after[("sso_proxy_routemap_last_success_timestamp_seconds", ())] >= started - 1
+    assert per_state(after) == {"legacy": 3, "workos": 2}
+    assert connection_states(after)["acme-okta"] == "legacy"
+    [loaded] = [e for e in log_events(watched, "route map loaded") if e["trigger"] == "file"]
+    assert loaded["changed"] == ["acme-okta: workos -> legacy"]
+    assert loaded["sha256"] == sha(VERSION_B)
+
+    # Swapping back to the same content as an earlier version is a change too.
+    configmap.publish(VERSION_A)
+    wait_for(lambda: decision_of(client, watched) == "workos", timeout=INTERVAL + 2)
+    assert info_shas(watched.scrape()) == [sha(VERSION_A)]
+
+
+def test_unchanged_content_is_not_reloaded(watched: ProxyProcess, configmap: ConfigMapDir) -> None:
+    before = reloads(watched.scrape(), "success")
+    configmap.publish(VERSION_A)  # a new directory and symlink, same bytes
+    time.sleep(INTERVAL * 4)
+    assert reloads(watched.scrape(), "success") == before
+    assert [e for e in log_events(watched, "route map loaded") if e["trigger"] != "start"] == []
+
+
+def test_sighup_reloads(unwatched: tuple[ProxyProcess, Path], client: httpx.Client) -> None:
+    proxy, path = unwatched
+    assert decision_of(client, proxy) == "workos"
+    before = reloads(proxy.scrape(), "success")
+    path.write_text(VERSION_B)
+    time.sleep(0.5)
+    assert decision_of(client, proxy) == "workos"  # watching is off: nothing yet
+
+    assert proxy.proc is not None
+    proxy.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: decision_of(client, proxy) == "auth0", timeout=3)
+    samples = proxy.scrape()
+    assert reloads(samples, "success") == before + 1
+    assert info_shas(samples) == [sha(VERSION_B)]
+    assert [e["trigger"] for e in log_events(proxy, "route map loaded")] == ["start", "sighup"]
+
+    # A broken file on SIGHUP: logged, counted, the old map stays.
+    path.write_text(BROKEN_FIELD)
+    proxy.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: bool(log_events(proxy, "route map rejected; last good map stays in force")), timeout=3)
+    [rejected] = log_events(proxy, "route map rejected; last good map stays in force")
+    assert rejected["trigger"] == "sighup"
+    assert rejected["in_force"] == sha(VERSION_B)
+    assert any("connections.globex-adfs.state" in e for e in rejected["errors"])
+    assert decision_of(client, proxy) == "auth0"
+    assert httpx.get(f"{proxy.admin}/readyz").status_code == 200
+    assert proxy.proc.poll() is None
+
+
+def test_reload_endpoint_reports_success_unchanged_and_error(
+    unwatched: tuple[ProxyProcess, Path], client: httpx.Client
+) -> None:
+    proxy, path = unwatched
+    reload_url = f"{proxy.admin}/-/reload"
+
+    response = httpx.post(reload_url)
+    assert response.status_code == 200
+    assert response.json() == {"result": "unchanged", "sha256": sha(VERSION_A), "errors": []}
+
+    path.write_text(VERSION_B)
+    response = httpx.post(reload_url)
+    assert response.status_code == 200
+    assert response.json() == {"result": "success", "sha256": sha(VERSION_B), "errors": []}
+    assert decision_of(client, proxy) == "auth0"  # in force as soon as the endpoint answered
+
+    path.write_text(
+        BROKEN_FIELD.replace(
+            "    state: workos\n    audiences: [urn:auth0:globex-prod:hooli-ping]",
+            "    state: workos\n    colour: blue\n    audiences: [urn:auth0:globex-prod:hooli-ping]",
+        )
+    )
+    response = httpx.post(reload_url)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["result"] == "error"
+    assert body["sha256"] is None
+    # Every error, each located: file, connection, field.
+    assert len(body["errors"]) == 2
+    assert any(e.startswith(f"{path}: connections.globex-adfs.state:") and "'maybe'" in e for e in body["errors"])
+    assert any(e.startswith(f"{path}: connections.hooli-ping.colour:") for e in body["errors"])
+    assert decision_of(client, proxy) == "auth0"
+    assert routes_info(proxy)["sha256"] == sha(VERSION_B)
+    assert routes_info(proxy)["last_error"] == "\n".join(body["errors"])
+
+    path.write_text("version: 1\nconnections: [unclosed\n")
+    body = httpx.post(reload_url).json()
+    assert body["result"] == "error"
+    [error] = body["errors"]
+    assert error.startswith(f"{path}:") and "not valid YAML" in error
+
+    path.unlink()
+    body = httpx.post(reload_url).json()
+    assert body["result"] == "error"
+    assert body["errors"] == [f"{path}: cannot read: No such file or directory"]
+    assert httpx.get(f"{proxy.admin}/readyz").status_code == 200
+
+    path.write_text(VERSION_A)
+    assert httpx.post(reload_url).json()["result"] == "success"
+    assert decision_of(client, proxy) == "workos"
+    assert routes_info(proxy)["last_error"] is None
+    samples = proxy.scrape()
+    assert reloads(samples, "error") == 3
+    assert reloads(samples, "success") == 3  # start, B, A
+
+
+@pytest.mark.parametrize("broken", [BROKEN_YAML, BROKEN_FIELD], ids=["invalid-yaml", "invalid-field"])
+def test_broken_file_keeps_the_old_map_serving(
+    watched: ProxyProcess, configmap: ConfigMapDir, client: httpx.Client, broken: str
+) -> None:
+    assert decision_of(client, watched) == "workos"
+    before = watched.scrape()
+    loaded_at = routes_info(watched)["loaded_at"]
+
+    configmap.publish(broken)
+    wait_for(lambda: reloads(watched.scrape(), "error") > reloads(before, "error"), timeout=INTERVAL + 2)
+    time.sleep(INTERVAL * 5)  # several more ticks see the same broken content
+
+    during = watched.scrape()
+    assert reloads(during, "error") == reloads(before, "error") + 1, "counted once per distinct broken content"
+    assert reloads(during, "success") == reloads(before, "success")
+    assert info_shas(during) == [sha(VERSION_A)]
+    assert (
+        during[("sso_proxy_routemap_last_success_timestamp_seconds", ())]
+        == before[("sso_proxy_routemap_last_success_timestamp_seconds", ())]
+    )
+    assert per_state(during) == {"legacy": 2, "workos": 3}
+    assert connection_states(during)["acme-okta"] == "workos"
+    assert decision_of(client, watched) == "workos"
+    assert decision_of(client, watched, query="") == "workos"
+    assert httpx.get(f"{watched.admin}/readyz").status_code == 200
+    info = routes_info(watched)
+    assert info["sha256"] == sha(VERSION_A)
+    assert info["loaded_at"] == loaded_at
+    assert info["last_error"], "the reload error is shown"
+    assert str(configmap.path) in info["last_error"]
+    rejected = log_events(watched, "route map rejected; last good map stays in force")
+    assert len(rejected) == 1
+    assert rejected[0]["in_force"] == sha(VERSION_A)
+
+    # A second, different broken content is a new error, counted once.
+    configmap.publish(broken + "# another broken revision\n")
+    wait_for(lambda: reloads(watched.scrape(), "error") == reloads(before, "error") + 2, timeout=INTERVAL + 2)
+    time.sleep(INTERVAL * 3)
+    assert reloads(watched.scrape(), "error") == reloads(before, "error") + 2
+
+    # The fixed file is picked up.
+    configmap.publish(VERSION_B)
+    wait_for(lambda: decision_of(client, watched) == "auth0", timeout=INTERVAL + 2)
+    after = watched.scrape()
+    assert reloads(after, "success") == reloads(before, "success") + 1
+    assert reloads(after, "error") == reloads(before, "error") + 2
+    assert info_shas(after) == [sha(VERSION_B)]
+    assert per_state(after) == {"legacy": 3, "workos": 2}
+    assert connection_states(after)["acme-okta"] == "legacy"
+    info = routes_info(watched)
+    assert info["sha256"] == sha(VERSION_B)
+    assert info["last_error"] is None
+
+
+def test_broken_then_reverted_to_the_map_in_force(
+    watched: ProxyProcess, configmap: ConfigMapDir, client: httpx.Client
+) -> None:
+    """Rolling a bad edit back to the content already in force clears the error; a repeat is seen again."""
+    before = watched.scrape()
+    configmap.publish(BROKEN_FIELD)
+    wait_for(lambda: routes_info(watched)["last_error"] is not None, timeout=INTERVAL + 2)
+    configmap.publish(VERSION_A)
+    wait_for(lambda: routes_info(watched)["last_error"] is None, timeout=INTERVAL + 2)
+    configmap.publish(BROKEN_FIELD)  # the same bad edit again is reported again
+    wait_for(lambda: routes_info(watched)["last_error"] is not None, timeout=INTERVAL + 2)
+    samples = watched.scrape()
+    assert reloads(samples, "error") == reloads(before, "error") + 2
+    assert reloads(samples, "success") == reloads(before, "success")
+    assert decision_of(client, watched) == "workos"
+
+
+def test_explicit_reload_of_broken_content_is_not_counted_again_by_the_watcher(
+    watched: ProxyProcess, configmap: ConfigMapDir
+) -> None:
+    configmap.publish(BROKEN_FIELD)
+    assert httpx.post(f"{watched.admin}/-/reload").json()["result"] == "error"
+    after_post = reloads(watched.scrape(), "error")
+    time.sleep(INTERVAL * 5)
+    assert reloads(watched.scrape(), "error") == after_post
+    assert len(log_events(watched, "route map rejected; last good map stays in force")) == after_post
