@@ -10,8 +10,8 @@ from .saml_sp import Validated, service_provider, validate
 from .servers import Recorded
 from .world import Idps, Stack
 
-# Characters a RelayState really carries (an URL with its own query), to catch re-encoding.
-RELAY_STATE = "https://app.globex.test/after-login?tab=billing&q=a+b%20c/=="
+# What a RelayState really carries (an URL with its own query, escapes, non-ASCII): any re-encoding shows.
+RELAY_STATE = "https://app.globex.test/after-login?tab=billing&q=a+b%20c/==&name=caf\u00e9-\u2713"
 
 
 @dataclass(frozen=True, slots=True)
