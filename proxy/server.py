@@ -65,12 +65,14 @@ async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger:
     ops = _Server(_config(create_ops_app(store, metrics, lifecycle), settings.admin_host, settings.admin_port, 1.0))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    now = asyncio.Event()  # a second signal: cut the drain period short too
 
     def on_terminate(sig: signal.Signals) -> None:
         if stop.is_set():
             log_event(logger, logging.WARNING, "second signal: exiting now", signal=sig.name)
             public.force_exit = ops.force_exit = True
             public.should_exit = ops.should_exit = True
+            now.set()
             return
         lifecycle.draining = True
         metrics.draining.set(1)
@@ -104,7 +106,9 @@ async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger:
     if waiter not in done:  # a listener failed to start (port in use...)
         public.should_exit = ops.should_exit = True
     else:
-        await asyncio.sleep(settings.drain_seconds)  # still serving, /readyz 503: the LB stops sending
+        # Still serving, /readyz 503: the load balancer stops sending. Ends early on a second signal.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(now.wait(), settings.drain_seconds)
         public.should_exit = True
         await tasks[0]
         ops.should_exit = True
