@@ -66,6 +66,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class ClientGone(Exception):
+    """The client disconnected before its body was complete: nothing may be forwarded."""
+
+
 def error_page(status: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Short, plain pages without internals."""
     title, text = _PAGES.get(status, ("Error", "Something went wrong."))
@@ -149,6 +153,9 @@ class PublicApp:
                 self.metrics.child(self.metrics.rejected, "body_too_large").inc()
                 status = await send_page(send, 413)
                 return
+            except ClientGone:
+                status = 499  # nginx's "client closed request"; no response can be sent
+                return
             if is_callback:
                 status = await self._callback(scope, body, send, started)
             else:
@@ -168,7 +175,8 @@ class PublicApp:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                # A truncated body must not reach Auth0 as if it were the whole request.
+                raise ClientGone
             chunk = message.get("body", b"")
             if chunk:
                 size += len(chunk)
