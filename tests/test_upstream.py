@@ -1,0 +1,183 @@
+"""Forwarding rules as pure functions: request headers, the end user's address, error translation."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import aiohttp
+import pytest
+
+from proxy.config import Settings
+from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
+from proxy.upstream import _translate, client_address, request_headers
+
+TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.1/32"))
+
+
+def settings(**kw: Any) -> Settings:
+    base: dict[str, Any] = {
+        "workos_domain": "auth.example.com",
+        "workos_client_id": "client",
+        "auth0_origin": "https://tenant.us.auth0.com",
+    }
+    return Settings(**{**base, **kw})
+
+
+def scope(headers: list[tuple[str, str]], peer: str = "203.0.113.9", scheme: str = "http") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "POST",
+        "scheme": scheme,
+        "path": "/login/callback",
+        "client": (peer, 40000),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+    }
+
+
+def names(headers: list[tuple[str, str]]) -> list[str]:
+    return [k.lower() for k, _ in headers]
+
+
+def values(headers: list[tuple[str, str]], name: str) -> list[str]:
+    return [v for k, v in headers if k.lower() == name]
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "trusted", "expected"),
+    [
+        ("203.0.113.9", [], (), "203.0.113.9"),
+        ("203.0.113.9", ["1.2.3.4"], (), "203.0.113.9"),  # untrusted peer: X-Forwarded-For ignored
+        ("203.0.113.9", ["1.2.3.4"], TRUSTED, "203.0.113.9"),
+        ("10.0.0.5", ["1.2.3.4"], TRUSTED, "1.2.3.4"),
+        ("10.0.0.5", ["6.6.6.6", "1.2.3.4", "10.1.1.1"], TRUSTED, "1.2.3.4"),  # right-most untrusted hop
+        ("10.0.0.5", ["10.9.9.9", "10.1.1.1"], TRUSTED, "10.9.9.9"),
+        ("10.0.0.5", [], TRUSTED, "10.0.0.5"),
+        ("10.0.0.5", ["not-an-ip"], TRUSTED, "not-an-ip"),
+        ("::1", ["1.2.3.4"], (ipaddress.ip_network("::1/128"),), "1.2.3.4"),
+        ("", ["1.2.3.4"], TRUSTED, ""),
+    ],
+)
+def test_client_address(peer: str, forwarded_for: list[str], trusted: tuple[Any, ...], expected: str) -> None:
+    assert client_address(peer, forwarded_for, trusted) == expected
+
+
+def test_end_to_end_headers_pass_in_order_with_repetition() -> None:
+    incoming = [
+        ("Host", "login.example.com"),
+        ("User-Agent", "Mozilla/5.0"),
+        ("Cookie", "a=1"),
+        ("Cookie", "b=2"),
+        ("Origin", "https://idp.example.com"),
+        ("Referer", "https://idp.example.com/app"),
+        ("Accept-Language", "de"),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Content-Length", "10"),
+    ]
+    out = request_headers(scope(incoming), settings())
+    passed = [(k, v) for k, v in out if k.lower() in ("user-agent", "cookie", "origin", "referer", "accept-language")]
+    assert passed == [(k.lower(), v) for k, v in incoming[1:7]]
+    assert values(out, "content-type") == ["application/x-www-form-urlencoded"]
+    assert values(out, "content-length") == []  # the client library sets it from the body
+    assert values(out, "host") == ["tenant.us.auth0.com"]
+    assert values(out, "x-forwarded-host") == ["login.example.com"]
+    assert values(out, "x-forwarded-proto") == ["http"]
+
+
+def test_hop_by_hop_and_connection_tokens_are_dropped() -> None:
+    incoming = [
+        ("Connection", "keep-alive, X-Private-Hop"),
+        ("Keep-Alive", "timeout=5"),
+        ("Proxy-Authorization", "Basic eA=="),
+        ("Proxy-Connection", "keep-alive"),
+        ("TE", "trailers"),
+        ("Trailer", "X-T"),
+        ("Transfer-Encoding", "chunked"),
+        ("Upgrade", "h2c"),
+        ("X-Private-Hop", "1"),
+        ("Expect", "100-continue"),
+        ("X-Kept", "yes"),
+    ]
+    out = request_headers(scope(incoming), settings())
+    lowered = names(out)
+    for name, _ in incoming[:-1]:
+        assert name.lower() not in lowered
+    assert values(out, "x-kept") == ["yes"]
+
+
+def test_cname_api_key_added_and_client_copy_removed() -> None:
+    out = request_headers(scope([("cname-api-key", "forged")]), settings(cname_api_key="real-key"))
+    assert values(out, "cname-api-key") == ["real-key"]
+    out = request_headers(scope([("cname-api-key", "forged")]), settings())
+    assert values(out, "cname-api-key") == []
+
+
+def test_untrusted_peer_spoofed_headers_are_replaced() -> None:
+    incoming = [
+        ("True-Client-IP", "6.6.6.6"),
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("Host", "login.example.com"),
+    ]
+    out = request_headers(scope(incoming, peer="203.0.113.9"), settings(trusted_proxies=TRUSTED))
+    assert values(out, "true-client-ip") == ["203.0.113.9"]
+    assert values(out, "x-forwarded-for") == ["203.0.113.9"]
+    assert values(out, "x-forwarded-proto") == ["http"]
+    assert values(out, "x-forwarded-host") == ["login.example.com"]
+
+
+def test_trusted_peer_forwarded_headers_are_believed() -> None:
+    incoming = [
+        ("True-Client-IP", "6.6.6.6"),
+        ("X-Forwarded-For", "198.51.100.7, 10.2.2.2"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "login.example.com"),
+        ("Host", "internal:8080"),
+    ]
+    out = request_headers(scope(incoming, peer="10.0.0.5"), settings(trusted_proxies=TRUSTED))
+    assert values(out, "true-client-ip") == ["198.51.100.7"]  # a client-supplied copy never passes
+    assert values(out, "x-forwarded-for") == ["198.51.100.7, 10.2.2.2, 10.0.0.5"]
+    assert values(out, "x-forwarded-proto") == ["https"]
+    assert values(out, "x-forwarded-host") == ["login.example.com"]
+
+
+def test_custom_client_ip_header() -> None:
+    incoming = [("CF-Connecting-IP", "6.6.6.6"), ("True-Client-IP", "7.7.7.7")]
+    out = request_headers(scope(incoming), settings(client_ip_header="cf-connecting-ip"))
+    assert values(out, "cf-connecting-ip") == ["203.0.113.9"]
+    assert values(out, "true-client-ip") == ["7.7.7.7"]  # not ours: an ordinary end-to-end header
+
+
+def test_https_scheme_and_no_host() -> None:
+    out = request_headers(scope([], scheme="https"), settings())
+    assert values(out, "x-forwarded-proto") == ["https"]
+    assert values(out, "x-forwarded-host") == []
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "cls", "status"),
+    [
+        (TimeoutError(), "timeout", UpstreamTimeout, 504),
+        (aiohttp.ServerTimeoutError("read"), "timeout", UpstreamTimeout, 504),
+        (aiohttp.ServerDisconnectedError(), "reset", UpstreamReset, 502),
+        (ConnectionResetError(), "reset", UpstreamReset, 502),
+        (aiohttp.ClientOSError(104, "reset"), "reset", UpstreamReset, 502),
+        (aiohttp.ClientPayloadError("bad"), "protocol", UpstreamError, 502),
+        (aiohttp.ClientResponseError(None, (), status=400), "protocol", UpstreamError, 502),  # type: ignore[arg-type]
+    ],
+)
+def test_translate(exc: BaseException, kind: str, cls: type[UpstreamError], status: int) -> None:
+    error = _translate(exc)
+    assert type(error) is cls
+    assert (error.kind, error.status) == (kind, status)
+
+
+def test_translate_connect_error() -> None:
+    from aiohttp.client_reqrep import ConnectionKey
+
+    key = ConnectionKey("127.0.0.1", 1, False, True, None, None, None)
+    error = _translate(aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused")))
+    assert type(error) is UpstreamConnectError
+    assert (error.kind, error.status) == ("connect", 502)
+    assert "ConnectionRefusedError" in str(error)
