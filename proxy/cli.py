@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 from typing import Sequence, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from proxy import __version__
 from proxy.config import add_flags, load_settings
@@ -89,18 +89,21 @@ def cmd_set(args: argparse.Namespace) -> int:
 
 
 def parse_raw_request(data: bytes) -> tuple[str, str, bytes, bool]:
-    """A saved raw HTTP/1.1 request -> (method, target, body, is_form)."""
-    head, _, body = data.replace(b"\r\n", b"\n").partition(b"\n\n")
-    lines = head.decode("latin-1").split("\n")
+    """A saved raw HTTP/1.1 request -> (method, target, body, is_form); the body is kept byte for byte."""
+    cut = min((i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0), default=len(data))
+    head = data[:cut]
+    body = data[cut:].removeprefix(b"\r\n\r\n" if data[cut : cut + 4] == b"\r\n\r\n" else b"\n\n")
+    lines = head.decode("latin-1").replace("\r\n", "\n").split("\n")
     method, target = ([*lines[0].split(" "), "", ""])[:2]
     form = any(
         line.lower().startswith("content-type:") and "x-www-form-urlencoded" in line.lower() for line in lines[1:]
     )
-    return method.upper(), target, body.rstrip(b"\n") if form else body, form
+    return method.upper(), target, body.rstrip(b"\r\n") if form else body, form
 
 
-def explain(route_map_path: str, url: str, body: bytes, form: bool, out: TextIO) -> int:
+def explain(route_map_path: str, url: str, body: bytes, form: bool, out: TextIO, method: str = "POST") -> int:
     """Print the decision the server would make for this callback, and why."""
+    from proxy.app import CALLBACK_PATHS
     from proxy.callback import Callback
     from proxy.decide import decide
     from proxy.routemap import load_routemap
@@ -112,10 +115,13 @@ def explain(route_map_path: str, url: str, body: bytes, form: bool, out: TextIO)
         print("\n".join(exc.errors), file=sys.stderr)
         return 1
     parts = urlsplit(url)
-    if parts.path not in ("/login/callback", "/login/callback/"):
-        out.write(f"path {parts.path or '/'} is not /login/callback: passed through to Auth0 unchanged\n")
+    if parts.path not in CALLBACK_PATHS or method not in ("GET", "POST"):
+        out.write(
+            f"{method} {parts.path or '/'} is not a GET or POST to /login/callback: passed through to Auth0 unchanged\n"
+        )
         return 0
-    query = parts.query.encode("latin-1")
+    # As a browser sends it: anything outside URL characters percent-encoded as UTF-8.
+    query = quote(parts.query, safe="&=%+;/:?@!$'()*,~").encode("ascii")
     decision = decide(Callback(query, body, form), route_map)
     identity = decision.identity
     conn = route_map.connections.get(identity.connection) if identity.connection else None
@@ -164,9 +170,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     url = args.url or ""
     body = b""
     form = True
+    method = ""
     if args.request:
         with open(args.request, "rb") as fh:
-            _, target, body, form = parse_raw_request(fh.read())
+            method, target, body, form = parse_raw_request(fh.read())
         url = url or target
     elif args.data_file:
         with open(args.data_file, "rb") as fh:
@@ -176,7 +183,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not url:
         print("sso-proxy explain: give a callback URL or --request FILE", file=sys.stderr)
         return 2
-    return explain(route_map_path, url, body, form, sys.stdout)
+    method = (args.method or method or ("POST" if body else "GET")).upper()
+    return explain(route_map_path, url, body, form, sys.stdout, method)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -231,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--data", "-d", help="the form body (application/x-www-form-urlencoded)")
     exp.add_argument("--data-file", help="a file holding the form body")
     exp.add_argument("--request", help="a file holding a saved raw HTTP request")
+    exp.add_argument("--method", "-X", help="the request method (default POST with a body, else GET)")
     exp.add_argument("--routes", default=None, help="route map file (env SSO_PROXY_ROUTES, default routes.yaml)")
     exp.set_defaults(func=cmd_explain)
 

@@ -421,7 +421,6 @@ def test_explain_agrees_with_the_server(
         assert "/_standin/app" in response.headers["location"]
 
 
-@pytest.mark.xfail(strict=True, reason="explain ignores the method: the server passes PUT /login/callback through")
 def test_explain_a_non_callback_method(routes_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     request_file = tmp_path / "callback.http"
     request_file.write_bytes(raw_request("PUT", "/login/callback?connection=acme-okta"))
