@@ -191,31 +191,11 @@ def _parse_connection(
     )
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice in one mapping (PyYAML silently keeps the last):
-    a connection or ``defaults`` repeated by a hand edit must not quietly override the first."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:  # unhashable: SafeLoader reports it
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (each key may appear once)", key_node.start_mark
-                )
-        return super().construct_mapping(node, deep)
-
-
 def parse_routemap(text: str | bytes, source: str = "routes.yaml", workos_domain: str | None = None) -> RouteMap:
     """Parse and fully validate a route map; raise :class:`RouteMapError` listing every error."""
     data = text.encode() if isinstance(text, str) else text
     try:
-        raw = yaml.load(data, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.safe_load(data)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
