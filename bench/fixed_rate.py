@@ -113,9 +113,18 @@ async def run(url: str, method: str, body: bytes, rate: float, seconds: float, m
             return float("nan")
         return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000, 3)
 
-    return {"sent": total, "ok": len(latencies), "errors": errors, "statuses": statuses,
-            "conns": open_conns, "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
-            "p999_ms": pct(99.9), "max_ms": round(latencies[-1] * 1000, 3) if latencies else None}
+    return {
+        "sent": total,
+        "ok": len(latencies),
+        "errors": errors,
+        "statuses": statuses,
+        "conns": open_conns,
+        "p50_ms": pct(50),
+        "p90_ms": pct(90),
+        "p99_ms": pct(99),
+        "p999_ms": pct(99.9),
+        "max_ms": round(latencies[-1] * 1000, 3) if latencies else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ Server and Date headers off; see ``proxy/server.py``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any, Awaitable, Callable
 
 import uvicorn
@@ -31,22 +30,41 @@ async def floor_app(scope: dict[str, Any], receive: Receive, send: Send) -> None
         more = message.get("more_body", False)
     query = scope["query_string"]
     location = TARGET + b"?" + query if query else TARGET
-    await send({"type": "http.response.start", "status": 307,
-                "headers": [(b"location", location), (b"cache-control", b"no-store"),
-                            (b"content-length", b"0")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 307,
+            "headers": [(b"location", location), (b"cache-control", b"no-store"), (b"content-length", b"0")],
+        }
+    )
     await send({"type": "http.response.body", "body": b""})
 
 
 def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
     """The service's uvicorn options (proxy/server.py ``_config``), for a fair comparison."""
-    return uvicorn.Config(app, host=host, port=port, http="httptools", loop="none", lifespan="off",
-                          access_log=False, log_config=None, log_level="warning",
-                          proxy_headers=False, server_header=False, date_header=False)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http="httptools",
+        loop="none",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        log_level="warning",
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+    )
 
 
-def run_like_service(app: Any, host: str, port: int,
-                     startup: Callable[[], Awaitable[None]] | None = None,
-                     shutdown: Callable[[], Awaitable[None]] | None = None) -> None:
+def run_like_service(
+    app: Any,
+    host: str,
+    port: int,
+    startup: Callable[[], Awaitable[None]] | None = None,
+    shutdown: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     """One uvloop event loop, one uvicorn server, like ``sso-proxy serve``."""
     import uvloop
 

@@ -19,10 +19,22 @@ from typing import Any, Awaitable, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from floor_app import Receive, Send, run_like_service  # noqa: E402
+from floor_app import Receive, Send, run_like_service
 
-HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
-                        b"te", b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length"))
+HOP_BY_HOP = frozenset(
+    (
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+    )
+)
 CHUNK = 64 * 1024
 App = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
@@ -68,8 +80,13 @@ def aiohttp_app(upstream: str) -> tuple[App, Callable[[], Awaitable[None]], Call
         url = upstream + scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             url += "?" + scope["query_string"].decode("latin-1")
-        async with state["s"].request(scope["method"], URL(url, encoded=True), headers=out_headers(scope, host),
-                                      data=body or None, allow_redirects=False) as resp:
+        async with state["s"].request(
+            scope["method"],
+            URL(url, encoded=True),
+            headers=out_headers(scope, host),
+            data=body or None,
+            allow_redirects=False,
+        ) as resp:
             headers = [(k, v) for k, v in resp.raw_headers if k.lower() not in HOP_BY_HOP]
             await send({"type": "http.response.start", "status": resp.status, "headers": headers})
             async for chunk in resp.content.iter_chunked(CHUNK):
@@ -102,8 +119,7 @@ def httpx_app(upstream: str) -> tuple[App, Callable[[], Awaitable[None]], Callab
             return
         body = await read_body(receive)
         client = state["c"]
-        url = httpx.URL(upstream + scope["raw_path"].decode("latin-1"),
-                        query=scope["query_string"] or None)
+        url = httpx.URL(upstream + scope["raw_path"].decode("latin-1"), query=scope["query_string"] or None)
         request = client.build_request(scope["method"], url, headers=out_headers(scope, host), content=body)
         resp = await client.send(request, stream=True)
         try:

@@ -52,7 +52,9 @@ def _http_common(prefix: str) -> str:
 
 def upstream_conf(prefix: str, port: int, big_dir: str) -> str:
     """The Auth0 stand-in: small 200 for everything, a large file at /big."""
-    return _common(prefix) + f"""http {{
+    return (
+        _common(prefix)
+        + f"""http {{
 {_http_common(prefix)}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
@@ -70,10 +72,17 @@ def upstream_conf(prefix: str, port: int, big_dir: str) -> str:
     }}
 }}
 """
+    )
 
 
-def reference_conf(prefix: str, port: int, upstream_port: int, routes: dict,
-                   workos_origin: str = "https://auth.example.test", client_id: str = "client_bench") -> str:
+def reference_conf(
+    prefix: str,
+    port: int,
+    upstream_port: int,
+    routes: dict,
+    workos_origin: str = "https://auth.example.test",
+    client_id: str = "client_bench",
+) -> str:
     """nginx doing the proxy's job, from a parsed route map."""
     defaults = routes.get("defaults") or {}
     unknown = defaults.get("unknown", "workos")
@@ -87,7 +96,9 @@ def reference_conf(prefix: str, port: int, upstream_port: int, routes: dict,
     route_map = "\n".join(lines)
     # mode auth0 (kill switch) and shadow both send every callback to Auth0.
     forced = "" if mode == "normal" else "        set $go auth0;\n"
-    return _common(prefix) + f"""http {{
+    return (
+        _common(prefix)
+        + f"""http {{
 {_http_common(prefix)}
     map $arg_connection $sso_route {{
         default {"workos" if unknown == "workos" else "auth0"};
@@ -122,6 +133,7 @@ def reference_conf(prefix: str, port: int, upstream_port: int, routes: dict,
     }}
 }}
 """
+    )
 
 
 def write(prefix: str, text: str) -> str:

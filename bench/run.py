@@ -34,13 +34,12 @@ import platform
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,9 +47,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import nginx_conf  # noqa: E402
-from samlgen import TENANT, saml_form_body  # noqa: E402
-
 import yaml  # noqa: E402
+from samlgen import TENANT, saml_form_body  # noqa: E402
 
 PY = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -62,6 +60,7 @@ BIG_BYTES = 100 * 1024 * 1024
 
 
 # ---- the workloads -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -75,20 +74,47 @@ class Workload:
 
 
 WORKLOADS = [
-    Workload("saml_query", "SAML POST 10 KB, ?connection= (307)", "POST",
-             "/login/callback?connection=acme-okta", "saml", 307, "redirect"),
-    Workload("saml_xml", "SAML POST 10 KB, connection from XML (307)", "POST",
-             "/login/callback", "saml", 307, "redirect"),
-    Workload("oidc_get", "OIDC GET code+state, unknown -> workos (307)", "GET",
-             "/login/callback?code=Q2vbHs7xYm1uTnKe0PqZ&state=g6Fo2SBLb3NqX0FhYkNkRWZH", None, 307,
-             "redirect"),
-    Workload("fallback", "fallback=auth0 SAML POST forwarded (200)", "POST",
-             "/login/callback?connection=acme-okta&fallback=auth0", "saml", 200, "forward"),
-    Workload("pass_get", "passthrough GET /authorize (200)", "GET",
-             "/authorize?client_id=abc123&response_type=code&redirect_uri=https%3A%2F%2Fapp.globex.com"
-             "%2Fcallback&scope=openid%20profile%20email&state=xyzzy", None, 200, "forward"),
-    Workload("pass_post", "passthrough POST /oauth/token (200)", "POST", "/oauth/token", "token", 200,
-             "forward"),
+    Workload(
+        "saml_query",
+        "SAML POST 10 KB, ?connection= (307)",
+        "POST",
+        "/login/callback?connection=acme-okta",
+        "saml",
+        307,
+        "redirect",
+    ),
+    Workload(
+        "saml_xml", "SAML POST 10 KB, connection from XML (307)", "POST", "/login/callback", "saml", 307, "redirect"
+    ),
+    Workload(
+        "oidc_get",
+        "OIDC GET code+state, unknown -> workos (307)",
+        "GET",
+        "/login/callback?code=Q2vbHs7xYm1uTnKe0PqZ&state=g6Fo2SBLb3NqX0FhYkNkRWZH",
+        None,
+        307,
+        "redirect",
+    ),
+    Workload(
+        "fallback",
+        "fallback=auth0 SAML POST forwarded (200)",
+        "POST",
+        "/login/callback?connection=acme-okta&fallback=auth0",
+        "saml",
+        200,
+        "forward",
+    ),
+    Workload(
+        "pass_get",
+        "passthrough GET /authorize (200)",
+        "GET",
+        "/authorize?client_id=abc123&response_type=code&redirect_uri=https%3A%2F%2Fapp.globex.com"
+        "%2Fcallback&scope=openid%20profile%20email&state=xyzzy",
+        None,
+        200,
+        "forward",
+    ),
+    Workload("pass_post", "passthrough POST /oauth/token (200)", "POST", "/oauth/token", "token", 200, "forward"),
 ]
 TARGETS_FOR = {
     "redirect": ("service", "nginx", "floor"),
@@ -107,27 +133,38 @@ def write_inputs(work: str) -> dict[str, str]:
         fh.write(saml)
     files["token"] = os.path.join(work, "token.txt")
     with open(files["token"], "wb") as fh:
-        fh.write(b"grant_type=authorization_code&client_id=abc123&client_secret=s3cr3t&code=Q2vbHs7xYm1uTnKe0PqZ"
-                 b"&redirect_uri=https%3A%2F%2Fapp.globex.com%2Fcallback")
+        fh.write(
+            b"grant_type=authorization_code&client_id=abc123&client_secret=s3cr3t&code=Q2vbHs7xYm1uTnKe0PqZ"
+            b"&redirect_uri=https%3A%2F%2Fapp.globex.com%2Fcallback"
+        )
     connections: dict[str, Any] = {
-        "acme-okta": {"protocol": "saml", "state": "workos", "organization": "org_acme",
-                      "audiences": [f"urn:auth0:{TENANT}:acme-okta"],
-                      "issuers": ["http://www.okta.com/exk8f3k2AbCdEfGh0x7"],
-                      "acs_urls": ["https://login.globex.com/login/callback?connection=acme-okta"]},
-        "legacy-corp": {"protocol": "saml", "state": "legacy",
-                        "audiences": [f"urn:auth0:{TENANT}:legacy-corp"]},
+        "acme-okta": {
+            "protocol": "saml",
+            "state": "workos",
+            "organization": "org_acme",
+            "audiences": [f"urn:auth0:{TENANT}:acme-okta"],
+            "issuers": ["http://www.okta.com/exk8f3k2AbCdEfGh0x7"],
+            "acs_urls": ["https://login.globex.com/login/callback?connection=acme-okta"],
+        },
+        "legacy-corp": {"protocol": "saml", "state": "legacy", "audiences": [f"urn:auth0:{TENANT}:legacy-corp"]},
     }
     # A realistic map size: 200 more connections, half migrated, SAML and OIDC.
     for i in range(200):
         name = f"customer-{i:03d}-{'okta' if i % 2 else 'entra'}"
         if i % 2:
-            connections[name] = {"protocol": "saml", "state": "workos" if i % 4 == 1 else "legacy",
-                                 "audiences": [f"urn:auth0:{TENANT}:{name}"],
-                                 "issuers": [f"http://www.okta.com/exk{i:06d}"]}
+            connections[name] = {
+                "protocol": "saml",
+                "state": "workos" if i % 4 == 1 else "legacy",
+                "audiences": [f"urn:auth0:{TENANT}:{name}"],
+                "issuers": [f"http://www.okta.com/exk{i:06d}"],
+            }
         else:
-            connections[name] = {"protocol": "oidc", "state": "workos" if i % 4 == 0 else "legacy",
-                                 "client_ids": [f"{i:08x}-7b4d-4e8a-9c6f-1d2e3f4a5b6c"],
-                                 "issuers": [f"https://login.microsoftonline.com/tenant{i}/v2.0"]}
+            connections[name] = {
+                "protocol": "oidc",
+                "state": "workos" if i % 4 == 0 else "legacy",
+                "client_ids": [f"{i:08x}-7b4d-4e8a-9c6f-1d2e3f4a5b6c"],
+                "issuers": [f"https://login.microsoftonline.com/tenant{i}/v2.0"],
+            }
     routes = {"version": 1, "defaults": {"unknown": "workos", "mode": "normal"}, "connections": connections}
     files["routes"] = os.path.join(work, "routes.yaml")
     with open(files["routes"], "w") as fh:
@@ -146,6 +183,7 @@ def write_inputs(work: str) -> dict[str, str]:
 
 
 # ---- processes -----------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -225,8 +263,9 @@ class Server:
                 self.proc.wait(timeout=5)
 
 
-def wait_http(port: int, path: str = "/", timeout: float = 20.0, proc: subprocess.Popen | None = None,
-              want: int | None = None) -> None:
+def wait_http(
+    port: int, path: str = "/", timeout: float = 20.0, proc: subprocess.Popen | None = None, want: int | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -267,8 +306,12 @@ class Lab:
     def start_upstream(self) -> None:
         prefix = os.path.join(self.work, "nginx-upstream")
         conf = nginx_conf.write(prefix, nginx_conf.upstream_conf(prefix, self.upstream_port, self.files["big_dir"]))
-        proc = subprocess.Popen(["nginx", "-p", prefix, "-c", conf], stdout=self._log("nginx-upstream"),
-                                stderr=subprocess.STDOUT, preexec_fn=pin(self.cpu("load")))
+        proc = subprocess.Popen(
+            ["nginx", "-p", prefix, "-c", conf],
+            stdout=self._log("nginx-upstream"),
+            stderr=subprocess.STDOUT,
+            preexec_fn=pin(self.cpu("load")),
+        )
         self.upstream = Server("nginx", self.upstream_port, proc)
         wait_http(self.upstream_port, proc=proc)
 
@@ -279,11 +322,24 @@ class Lab:
         log = self._log(name)
         if name == "service":
             admin = free_port()
-            env.update(WORKOS_CUSTOM_DOMAIN=WORKOS_DOMAIN, WORKOS_CLIENT_ID=CLIENT_ID,
-                       AUTH0_FALLBACK_ORIGIN=f"http://127.0.0.1:{self.upstream_port}",
-                       SSO_PROXY_LOG_LEVEL="warning")
-            argv = [PY, "-m", "proxy", "serve", "--routes", self.files["routes"], "--port", str(port),
-                    "--admin-port", str(admin)]
+            env.update(
+                WORKOS_CUSTOM_DOMAIN=WORKOS_DOMAIN,
+                WORKOS_CLIENT_ID=CLIENT_ID,
+                AUTH0_FALLBACK_ORIGIN=f"http://127.0.0.1:{self.upstream_port}",
+                SSO_PROXY_LOG_LEVEL="warning",
+            )
+            argv = [
+                PY,
+                "-m",
+                "proxy",
+                "serve",
+                "--routes",
+                self.files["routes"],
+                "--port",
+                str(port),
+                "--admin-port",
+                str(admin),
+            ]
         elif name == "nginx":
             prefix = os.path.join(self.work, f"nginx-ref-{port}")
             with open(self.files["routes"]) as fh:
@@ -293,12 +349,21 @@ class Lab:
         elif name == "floor":
             argv = [PY, os.path.join(HERE, "floor_app.py"), "--port", str(port)]
         elif name in ("fwd_aiohttp", "fwd_httpx"):
-            argv = [PY, os.path.join(HERE, "min_forwarder.py"), "--client", name.split("_")[1],
-                    "--upstream", f"http://127.0.0.1:{self.upstream_port}", "--port", str(port)]
+            argv = [
+                PY,
+                os.path.join(HERE, "min_forwarder.py"),
+                "--client",
+                name.split("_")[1],
+                "--upstream",
+                f"http://127.0.0.1:{self.upstream_port}",
+                "--port",
+                str(port),
+            ]
         else:
             raise ValueError(name)
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=pin(self.cpu("server")))
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin(self.cpu("server"))
+        )
         server = Server(name, port, proc, admin)
         try:
             if admin is not None:
@@ -315,6 +380,7 @@ class Lab:
 
 
 # ---- measurements --------------------------------------------------------------------------
+
 
 def check(port: int, w: Workload, files: dict[str, str]) -> str:
     """One request; '' when the answer is what the workload expects, else what was wrong."""
@@ -336,23 +402,32 @@ def check(port: int, w: Workload, files: dict[str, str]) -> str:
     return ""
 
 
-def wrk(port: int, w: Workload, files: dict[str, str], seconds: float, conns: int, threads: int,
-        cpu: int | None) -> dict[str, Any]:
+def wrk(
+    port: int, w: Workload, files: dict[str, str], seconds: float, conns: int, threads: int, cpu: int | None
+) -> dict[str, Any]:
     env = dict(os.environ, WRK_METHOD=w.method, WRK_BODY_FILE=files[w.body] if w.body else "")
-    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "10s",
-            "-s", os.path.join(HERE, "wrk", "request.lua"), f"http://127.0.0.1:{port}{w.path}"]
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{conns}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        os.path.join(HERE, "wrk", "request.lua"),
+        f"http://127.0.0.1:{port}{w.path}",
+    ]
     return _run_wrk(argv, env, cpu, seconds)
 
 
 def _run_wrk(argv: list[str], env: dict[str, str], cpu: int | None, seconds: float) -> dict[str, Any]:
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60,
-                         preexec_fn=pin(cpu))
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60, preexec_fn=pin(cpu))
     for line in out.stdout.splitlines():
         if line.startswith("WRKJSON "):
             data: dict[str, Any] = json.loads(line[8:])
             data["rps"] = data["requests"] / (data["duration_us"] / 1e6) if data["duration_us"] else 0.0
-            data["errors"] = sum(data[k] for k in ("err_connect", "err_read", "err_write", "err_status",
-                                                   "err_timeout"))
+            data["errors"] = sum(data[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
             return data
     raise RuntimeError(f"wrk gave no result: {out.stdout[-500:]} {out.stderr[-500:]}")
 
@@ -370,8 +445,7 @@ class Row:
     note: str = ""
 
 
-def measure(lab: Lab, target: str, w: Workload, args: argparse.Namespace,
-            profile_out: str | None = None) -> Row:
+def measure(lab: Lab, target: str, w: Workload, args: argparse.Namespace, profile_out: str | None = None) -> Row:
     row = Row(w.key, target)
     try:
         server = lab.start(target)
@@ -388,9 +462,25 @@ def measure(lab: Lab, target: str, w: Workload, args: argparse.Namespace,
         cpu0 = cpu_seconds(pids)
         spy = None
         if profile_out:
-            spy = subprocess.Popen(["py-spy", "record", "-r", "250", "-d", str(int(args.duration)), "--format",
-                                    "raw", "--nonblocking", "-o", profile_out, "--pid", str(server.proc.pid)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spy = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "-r",
+                    "250",
+                    "-d",
+                    str(int(args.duration)),
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "-o",
+                    profile_out,
+                    "--pid",
+                    str(server.proc.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         res = wrk(server.port, w, lab.files, args.duration, args.connections, args.threads, lab.cpu("load"))
         cpu1 = cpu_seconds(pids)
         if spy is not None:
@@ -440,10 +530,15 @@ def stream_big(lab: Lab, target: str) -> dict[str, Any]:
         stop.set()
         t.join()
         time.sleep(0.3)
-        out.update(status=resp.status, bytes=got, seconds=elapsed, mb_per_s=got / elapsed / 1e6,
-                   rss_during_max_mb=max(samples) / 1024 if samples else 0.0,
-                   rss_after_mb=status_kb(pids, "VmRSS") / 1024,
-                   hwm_mb=status_kb(pids, "VmHWM") / 1024)
+        out.update(
+            status=resp.status,
+            bytes=got,
+            seconds=elapsed,
+            mb_per_s=got / elapsed / 1e6,
+            rss_during_max_mb=max(samples) / 1024 if samples else 0.0,
+            rss_after_mb=status_kb(pids, "VmRSS") / 1024,
+            hwm_mb=status_kb(pids, "VmHWM") / 1024,
+        )
         out["flat"] = got == BIG_BYTES and out["rss_during_max_mb"] - out["rss_before_mb"] < 20
     finally:
         server.stop()
@@ -451,8 +546,18 @@ def stream_big(lab: Lab, target: str) -> dict[str, Any]:
 
 
 def fixed_rate(lab: Lab, port: int, w: Workload, rate: float, seconds: float) -> dict[str, Any]:
-    argv = [PY, os.path.join(HERE, "fixed_rate.py"), "--url", f"http://127.0.0.1:{port}{w.path}",
-            "--method", w.method, "--rate", str(rate), "--seconds", str(seconds)]
+    argv = [
+        PY,
+        os.path.join(HERE, "fixed_rate.py"),
+        "--url",
+        f"http://127.0.0.1:{port}{w.path}",
+        "--method",
+        w.method,
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+    ]
     if w.body:
         argv += ["--body-file", lab.files[w.body]]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 90, preexec_fn=pin(lab.cpu("load")))
@@ -491,20 +596,40 @@ def mixed_memory(lab: Lab, args: argparse.Namespace) -> dict[str, Any]:
         before = status_kb(pids, "VmRSS") / 1024
         per_thread = args.mixed // args.threads
         env = dict(os.environ, WRK_MIX_FILE=lab.files["mix"], WRK_MIX_LIMIT=str(per_thread))
-        argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", "-d300s", "--timeout", "10s",
-                "-s", os.path.join(HERE, "wrk", "mixed.lua"), f"http://127.0.0.1:{server.port}/"]
+        argv = [
+            "wrk",
+            f"-t{args.threads}",
+            f"-c{args.connections}",
+            "-d300s",
+            "--timeout",
+            "10s",
+            "-s",
+            os.path.join(HERE, "wrk", "mixed.lua"),
+            f"http://127.0.0.1:{server.port}/",
+        ]
         res = _run_wrk(argv, env, lab.cpu("load"), 300)
         time.sleep(0.5)
-        return {"requests": res["requests"], "errors": res["errors"], "rps": res["rps"],
-                "rss_before_mb": before, "rss_after_mb": status_kb(pids, "VmRSS") / 1024,
-                "hwm_mb": status_kb(pids, "VmHWM") / 1024}
+        return {
+            "requests": res["requests"],
+            "errors": res["errors"],
+            "rps": res["rps"],
+            "rss_before_mb": before,
+            "rss_after_mb": status_kb(pids, "VmRSS") / 1024,
+            "hwm_mb": status_kb(pids, "VmHWM") / 1024,
+        }
     finally:
         server.stop()
 
 
 def micro(lab: Lab, number: int) -> str:
-    out = subprocess.run([PY, os.path.join(HERE, "micro_identify.py"), "--number", str(number)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600, preexec_fn=pin(lab.cpu("server")))
+    out = subprocess.run(
+        [PY, os.path.join(HERE, "micro_identify.py"), "--number", str(number)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=pin(lab.cpu("server")),
+    )
     return out.stdout + (out.stderr[-2000:] if out.returncode else "")
 
 
@@ -532,8 +657,20 @@ def summarize_profile(path: str, top: int = 20) -> str:
     for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"| {100 * n / total:.1f} | `{f}` |")
     lines += ["", "| inclusive % | function |", "|---:|---|"]
-    skip = ("<module>", "_run_module_as_main", "_run_code", "Runner.run", "run_until_complete", "main (", "_run (",
-            "cmd_serve", "run_forever", "Server.serve", "Server.main_loop", "Server._serve")
+    skip = (
+        "<module>",
+        "_run_module_as_main",
+        "_run_code",
+        "Runner.run",
+        "run_until_complete",
+        "main (",
+        "_run (",
+        "cmd_serve",
+        "run_forever",
+        "Server.serve",
+        "Server.main_loop",
+        "Server._serve",
+    )
     shown = [(f, n) for f, n in inclusive.items() if not f.startswith(skip)]
     for f, n in sorted(shown, key=lambda kv: -kv[1])[:top]:
         lines.append(f"| {100 * n / total:.1f} | `{f}` |")
@@ -541,6 +678,7 @@ def summarize_profile(path: str, top: int = 20) -> str:
 
 
 # ---- report --------------------------------------------------------------------------------
+
 
 def machine() -> str:
     model = ""
@@ -551,21 +689,34 @@ def machine() -> str:
                 break
     wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
     ngx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
-    return (f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, {ngx}, {wrk_v.strip()}")
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, {ngx}, {wrk_v.strip()}"
+    )
 
 
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b else "-"
 
 
-def render(rows: list[Row], big: list[dict[str, Any]], lat: list[dict[str, Any]], mixed: dict[str, Any] | None,
-           micro_out: str, args: argparse.Namespace, started: str, load: str,
-           profiles: dict[str, str]) -> tuple[str, str]:
+def render(
+    rows: list[Row],
+    big: list[dict[str, Any]],
+    lat: list[dict[str, Any]],
+    mixed: dict[str, Any] | None,
+    micro_out: str,
+    args: argparse.Namespace,
+    started: str,
+    load: str,
+    profiles: dict[str, str],
+) -> tuple[str, str]:
     """(terminal table, RESULTS.md text)."""
     by = {(r.workload, r.target): r for r in rows}
-    table = ["| workload | target | req/s | p50 ms | p99 ms | CPU s / 1k req | peak RSS MB | vs Python ref | vs nginx | note |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    table = [
+        "| workload | target | req/s | p50 ms | p99 ms | CPU s / 1k req | peak RSS MB | vs Python ref | vs nginx "
+        "| note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for w in WORKLOADS:
         ref = by.get((w.key, PY_REFERENCE[w.group]))
         ngx = by.get((w.key, "nginx"))
@@ -577,7 +728,9 @@ def render(rows: list[Row], big: list[dict[str, Any]], lat: list[dict[str, Any]]
             table.append(
                 f"| {w.key} | {t} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_per_1k:.3f} | "
                 f"{r.peak_rss_mb:.0f} | {ratio(r.rps, ref.rps) if ref else '-'} | "
-                f"{ratio(r.rps, ngx.rps) if ngx else '-'} | {note} |")
+                f"{ratio(r.rps, ngx.rps) if ngx else '-'} | {note} |"
+            )
+
     # Targets of issue 7.
     def rps(wk: str, t: str) -> float:
         r = by.get((wk, t))
@@ -606,15 +759,24 @@ def render(rows: list[Row], big: list[dict[str, Any]], lat: list[dict[str, Any]]
             add(f"Forward ({wk}): >= 85% of the minimal aiohttp forwarder", f"{q:.0%}", q >= 0.85)
     svc_lat = next((r for r in lat if r["target"] == "service"), None)
     if svc_lat:
-        add(f"Forward p99 added latency at {args.rate:.0f} req/s: <= 5 ms",
-            f"{svc_lat['added_p99_ms']:.2f} ms", svc_lat["added_p99_ms"] <= 5 and not svc_lat["errors"])
+        add(
+            f"Forward p99 added latency at {args.rate:.0f} req/s: <= 5 ms",
+            f"{svc_lat['added_p99_ms']:.2f} ms",
+            svc_lat["added_p99_ms"] <= 5 and not svc_lat["errors"],
+        )
     if mixed:
-        add(f"RSS after {mixed['requests']:,} mixed requests: <= 100 MB", f"{mixed['rss_after_mb']:.0f} MB",
-            mixed["rss_after_mb"] <= 100 and mixed["requests"] >= args.mixed)
+        add(
+            f"RSS after {mixed['requests']:,} mixed requests: <= 100 MB",
+            f"{mixed['rss_after_mb']:.0f} MB",
+            mixed["rss_after_mb"] <= 100 and mixed["requests"] >= args.mixed,
+        )
     svc_big = next((b for b in big if b["target"] == "service"), None)
     if svc_big:
-        add("Flat RSS while streaming 100 MB (growth < 20 MB)",
-            f"+{svc_big['rss_during_max_mb'] - svc_big['rss_before_mb']:.1f} MB", bool(svc_big.get("flat")))
+        add(
+            "Flat RSS while streaming 100 MB (growth < 20 MB)",
+            f"+{svc_big['rss_during_max_mb'] - svc_big['rss_before_mb']:.1f} MB",
+            bool(svc_big.get("flat")),
+        )
 
     targets = ["| target (issue 7) | measured | met |", "|---|---|---|"]
     targets += [f"| {n} | {v} | {'yes' if ok else 'NO'} |" for n, v, ok in checks]
@@ -623,31 +785,47 @@ def render(rows: list[Row], big: list[dict[str, Any]], lat: list[dict[str, Any]]
     for wk in ("fallback", "pass_get", "pass_post"):
         a, h = by.get((wk, "fwd_aiohttp")), by.get((wk, "fwd_httpx"))
         if a and h:
-            clients.append(f"| {wk} | {a.rps:,.0f} | {a.p50_ms:.2f} | {h.rps:,.0f} | {h.p50_ms:.2f} | "
-                           f"{ratio(a.rps, h.rps)} |")
+            clients.append(
+                f"| {wk} | {a.rps:,.0f} | {a.p50_ms:.2f} | {h.rps:,.0f} | {h.p50_ms:.2f} | {ratio(a.rps, h.rps)} |"
+            )
     if clients:
-        clients = ["| workload | aiohttp req/s | aiohttp p50 ms | httpx req/s | httpx p50 ms | aiohttp / httpx |",
-                   "|---|---:|---:|---:|---:|---:|", *clients]
+        clients = [
+            "| workload | aiohttp req/s | aiohttp p50 ms | httpx req/s | httpx p50 ms | aiohttp / httpx |",
+            "|---|---:|---:|---:|---:|---:|",
+            *clients,
+        ]
 
-    big_t = ["| through | status | MB/s | RSS before MB | RSS max during MB | RSS after MB | flat |",
-             "|---|---|---:|---:|---:|---:|---|"]
+    big_t = [
+        "| through | status | MB/s | RSS before MB | RSS max during MB | RSS after MB | flat |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     for b in big:
         if "status" not in b:
             big_t.append(f"| {b['target']} | {b.get('error', 'failed')} | | | | | |")
             continue
-        big_t.append(f"| {b['target']} | {b['status']}, {b['bytes']:,} B | {b['mb_per_s']:.0f} | "
-                     f"{b['rss_before_mb']:.1f} | {b['rss_during_max_mb']:.1f} | {b['rss_after_mb']:.1f} | "
-                     f"{'yes' if b['flat'] else 'no'} |")
-    lat_t = ["| target | p50 ms | p99 ms | p99.9 ms | max ms | added p50 ms | added p99 ms | ok / sent | errors |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        big_t.append(
+            f"| {b['target']} | {b['status']}, {b['bytes']:,} B | {b['mb_per_s']:.0f} | "
+            f"{b['rss_before_mb']:.1f} | {b['rss_during_max_mb']:.1f} | {b['rss_after_mb']:.1f} | "
+            f"{'yes' if b['flat'] else 'no'} |"
+        )
+    lat_t = [
+        "| target | p50 ms | p99 ms | p99.9 ms | max ms | added p50 ms | added p99 ms | ok / sent | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in lat:
-        lat_t.append(f"| {r['target']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p999_ms']:.2f} | "
-                     f"{r['max_ms']:.2f} | {r.get('added_p50_ms', 0):.2f} | {r.get('added_p99_ms', 0):.2f} | "
-                     f"{r['ok']}/{r['sent']} | {r['errors']} |")
+        lat_t.append(
+            f"| {r['target']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p999_ms']:.2f} | "
+            f"{r['max_ms']:.2f} | {r.get('added_p50_ms', 0):.2f} | {r.get('added_p99_ms', 0):.2f} | "
+            f"{r['ok']}/{r['sent']} | {r['errors']} |"
+        )
 
     command = "python bench/run.py " + " ".join(sys.argv[1:])
-    pinning = ("wrk, the load clients and the upstream nginx pinned to CPU 0; each server under test "
-               "pinned to CPU 1 (taskset-style sched_setaffinity)" if args.pin else "no CPU pinning")
+    pinning = (
+        "wrk, the load clients and the upstream nginx pinned to CPU 0; each server under test "
+        "pinned to CPU 1 (taskset-style sched_setaffinity)"
+        if args.pin
+        else "no CPU pinning"
+    )
     head = [
         "# Benchmark results",
         "",
@@ -667,26 +845,44 @@ def render(rows: list[Row], big: list[dict[str, Any]], lat: list[dict[str, Any]]
         "- 'vs Python ref' is req/s over the floor (redirect workloads) or over fwd_aiohttp (forward workloads)",
         "",
     ]
-    md = head + ["## Throughput", "", *table, "", "## Targets of issue 7", "", *targets, ""]
+    md = [*head, "## Throughput", "", *table, "", "## Targets of issue 7", "", *targets, ""]
     if clients:
         md += ["## Forwarding client (issue 2): aiohttp vs httpx, same run", "", *clients, ""]
-    md += ["## 100 MB response streamed", "", *big_t, "",
-           f"## Added latency at a fixed {args.rate:.0f} req/s (fallback SAML POST forward, "
-           f"{args.rate_seconds:g} s, `bench/fixed_rate.py`)", "", *lat_t, ""]
+    md += [
+        "## 100 MB response streamed",
+        "",
+        *big_t,
+        "",
+        f"## Added latency at a fixed {args.rate:.0f} req/s (fallback SAML POST forward, "
+        f"{args.rate_seconds:g} s, `bench/fixed_rate.py`)",
+        "",
+        *lat_t,
+        "",
+    ]
     if mixed:
-        md += ["## Memory after mixed requests", "",
-               f"{mixed['requests']:,} requests cycling through every workload above ({mixed['rps']:,.0f} req/s, "
-               f"{mixed['errors']} errors): RSS {mixed['rss_before_mb']:.1f} MB before, "
-               f"{mixed['rss_after_mb']:.1f} MB after, peak {mixed['hwm_mb']:.1f} MB.", ""]
+        md += [
+            "## Memory after mixed requests",
+            "",
+            f"{mixed['requests']:,} requests cycling through every workload above ({mixed['rps']:,.0f} req/s, "
+            f"{mixed['errors']} errors): RSS {mixed['rss_before_mb']:.1f} MB before, "
+            f"{mixed['rss_after_mb']:.1f} MB after, peak {mixed['hwm_mb']:.1f} MB.",
+            "",
+        ]
     if micro_out:
-        md += ["## Identification micro-benchmark (`bench/micro_identify.py`, µs per call)", "", "```",
-               micro_out.rstrip(), "```", ""]
+        md += [
+            "## Identification micro-benchmark (`bench/micro_identify.py`, µs per call)",
+            "",
+            "```",
+            micro_out.rstrip(),
+            "```",
+            "",
+        ]
     for wk, text in profiles.items():
         md += [f"## Profile of the service during `{wk}` (py-spy, 250 Hz)", "", text, ""]
     notes = os.path.join(HERE, "NOTES.md")
     if os.path.exists(notes):
         md += [open(notes).read().rstrip(), ""]
-    term = "\n".join(table + [""] + targets)
+    term = "\n".join([*table, "", *targets])
     return term, "\n".join(md)
 
 
@@ -718,7 +914,7 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             print(f"{tool} not found: apt-get install -y wrk nginx", file=sys.stderr)
             return 2
-    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = open("/proc/loadavg").read().split()[:3]
     out_path = args.out or (None if args.quick else os.path.join(HERE, "RESULTS.md"))
 
@@ -747,9 +943,12 @@ def main(argv: list[str] | None = None) -> int:
                     prof = os.path.join(log_dir, f"profile-{w.key}.txt")
                 row = measure(lab, target, w, args, prof)
                 rows.append(row)
-                print(f"{w.key:<11} {target:<12} {row.rps:>9,.0f} req/s  p50 {row.p50_ms:6.2f} ms  "
-                      f"p99 {row.p99_ms:6.2f} ms  cpu/1k {row.cpu_per_1k:.3f} s  rss {row.peak_rss_mb:5.0f} MB  "
-                      f"{row.note}", flush=True)
+                print(
+                    f"{w.key:<11} {target:<12} {row.rps:>9,.0f} req/s  p50 {row.p50_ms:6.2f} ms  "
+                    f"p99 {row.p99_ms:6.2f} ms  cpu/1k {row.cpu_per_1k:.3f} s  rss {row.peak_rss_mb:5.0f} MB  "
+                    f"{row.note}",
+                    flush=True,
+                )
                 if prof and os.path.exists(prof):
                     profiles[w.key] = summarize_profile(prof)
         if "big" not in skip:

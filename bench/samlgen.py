@@ -32,11 +32,26 @@ def _b64(rng: random.Random, nbytes: int, wrap: int = 0) -> str:
 
 
 def _signature(rng: random.Random, ref: str) -> str:
-    return f"""<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#{ref}"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"><ec:InclusiveNamespaces xmlns:ec="http://www.w3.org/2001/10/xml-exc-c14n#" PrefixList="xs"/></ds:Transform></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue>{_b64(rng, 32)}</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>{_b64(rng, 256, 76)}</ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{_b64(rng, 1000, 76)}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>"""
+    c14n = "http://www.w3.org/2001/10/xml-exc-c14n#"
+    return (
+        '<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo>'
+        f'<ds:CanonicalizationMethod Algorithm="{c14n}"/>'
+        '<ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/>'
+        f'<ds:Reference URI="#{ref}"><ds:Transforms>'
+        '<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>'
+        f'<ds:Transform Algorithm="{c14n}"><ec:InclusiveNamespaces xmlns:ec="{c14n}" PrefixList="xs"/>'
+        "</ds:Transform></ds:Transforms>"
+        '<ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>'
+        f"<ds:DigestValue>{_b64(rng, 32)}</ds:DigestValue></ds:Reference></ds:SignedInfo>"
+        f"<ds:SignatureValue>{_b64(rng, 256, 76)}</ds:SignatureValue>"
+        f"<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{_b64(rng, 1000, 76)}</ds:X509Certificate>"
+        "</ds:X509Data></ds:KeyInfo></ds:Signature>"
+    )
 
 
-def saml_response_xml(connection: str, tenant: str = TENANT, issuer: str | None = None,
-                      destination: str | None = None, seed: int = 7) -> str:
+def saml_response_xml(
+    connection: str, tenant: str = TENANT, issuer: str | None = None, destination: str | None = None, seed: int = 7
+) -> str:
     """The XML text of a Response addressed to ``urn:auth0:<tenant>:<connection>``."""
     rng = random.Random(seed)
     issuer = issuer or "http://www.okta.com/exk8f3k2AbCdEfGh0x7"
@@ -47,8 +62,7 @@ def saml_response_xml(connection: str, tenant: str = TENANT, issuer: str | None 
         f'<saml2:AttributeValue xmlns:xs="http://www.w3.org/2001/XMLSchema" '
         f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="xs:string">'
         f"app-{name}-users</saml2:AttributeValue>"
-        for name in ("finance", "engineering", "sales", "support", "okta-admins", "vpn", "wiki",
-                     "jira")
+        for name in ("finance", "engineering", "sales", "support", "okta-admins", "vpn", "wiki", "jira")
     )
 
     def attr(name: str, value: str) -> str:
@@ -75,7 +89,7 @@ def saml_response_xml(connection: str, tenant: str = TENANT, issuer: str | None 
         f'<saml2:Issuer Format="urn:oasis:names:tc:SAML:2.0:nameid-format:entity">{issuer}'
         f"</saml2:Issuer>"
         f"{_signature(rng, aid)}"
-        f"<saml2:Subject><saml2:NameID Format=\"urn:oasis:names:tc:SAML:1.1:nameid-format:"
+        f'<saml2:Subject><saml2:NameID Format="urn:oasis:names:tc:SAML:1.1:nameid-format:'
         f'emailAddress">jane.doe@acme.example</saml2:NameID>'
         f'<saml2:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer">'
         f'<saml2:SubjectConfirmationData InResponseTo="_a1b2c3d4e5f60718293a4b5c6d7e8f90" '
@@ -99,8 +113,7 @@ def saml_response_xml(connection: str, tenant: str = TENANT, issuer: str | None 
     )
 
 
-def saml_form_body(connection: str, tenant: str = TENANT, relay_state: str | None = None,
-                   seed: int = 7) -> bytes:
+def saml_form_body(connection: str, tenant: str = TENANT, relay_state: str | None = None, seed: int = 7) -> bytes:
     """``SAMLResponse=<base64, url-encoded>&RelayState=...`` as a browser posts it."""
     xml = saml_response_xml(connection, tenant, seed=seed).encode()
     fields = {"SAMLResponse": base64.b64encode(xml).decode()}
