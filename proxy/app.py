@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -109,11 +109,10 @@ def form_page(target: str, body: bytes) -> tuple[list[tuple[bytes, bytes]], byte
         '<noscript><button type="submit">Continue</button></noscript></form>'
         f"<script>{FORM_SCRIPT}</script></body></html>"
     ).encode("latin-1")
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(target))
-    csp = (
-        f"default-src 'none'; script-src 'sha256-{FORM_SCRIPT_HASH}'; form-action {origin}; "
-        "base-uri 'none'; frame-ancestors 'none'"
-    )
+    # No form-action: Chromium applies it to every redirect after the submission too, so WorkOS's
+    # 302 to the application (or its 307 back with fallback=auth0) would be blocked. The target is
+    # server-chosen from configuration, so the directive would protect nothing here.
+    csp = f"default-src 'none'; script-src 'sha256-{FORM_SCRIPT_HASH}'; base-uri 'none'; frame-ancestors 'none'"
     headers = [
         (b"content-type", b"text/html; charset=utf-8"),
         (b"content-length", str(len(page)).encode()),

@@ -329,7 +329,7 @@ def load_settings(env: Mapping[str, str], flags: Mapping[str, Any] | None = None
         name = setting.flag if raw is not None and setting.flag else setting.env
         if raw is None:
             raw = env.get(setting.env)
-        if raw is None or (isinstance(raw, str) and raw.strip() == "" and setting.default is None):
+        if raw is None or (isinstance(raw, str) and raw.strip() == ""):  # empty means unset (ConfigMaps)
             if setting.default is None:
                 raise ConfigError(f"{setting.env}: required setting is missing ({setting.help})")
             raw = setting.default

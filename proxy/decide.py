@@ -45,7 +45,8 @@ class Decision:
 def _audience_connection(audience: str, route_map: RouteMap) -> str | None:
     """Auth0's default SP entity ID is urn:auth0:<tenant>:<connection>."""
     found = route_map.lookup("audiences", audience)
-    if found is None and audience.startswith("urn:auth0:"):
+    ambiguous = audience in route_map.ambiguous.get("audiences", {})
+    if found is None and not ambiguous and audience.startswith("urn:auth0:"):
         name = audience.rsplit(":", 1)[1]
         if name in route_map.connections:
             return name

@@ -191,17 +191,47 @@ def _parse_connection(
     )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that records duplicate mapping keys instead of letting the last one win.
+
+    A route map with ``defaults`` or a connection written twice is ambiguous about what the
+    operator meant (kill switch or not?), so it is refused, located, like any other error.
+    """
+
+    def __init__(self, stream: bytes) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in seen:
+                mark = key_node.start_mark
+                self.duplicates.append(f"{mark.line + 1}:{mark.column + 1}: duplicate key {key!r}")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(data: bytes) -> tuple[Any, list[str]]:
+    loader = _UniqueKeyLoader(data)
+    try:
+        return loader.get_single_data(), loader.duplicates
+    finally:
+        loader.dispose()
+
+
 def parse_routemap(text: str | bytes, source: str = "routes.yaml", workos_domain: str | None = None) -> RouteMap:
     """Parse and fully validate a route map; raise :class:`RouteMapError` listing every error."""
     data = text.encode() if isinstance(text, str) else text
     try:
-        raw = yaml.safe_load(data)
+        raw, duplicates = _load_yaml(data)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise RouteMapError(source, [f"{where}: not valid YAML: {problem}"]) from exc
-    errors: list[str] = []
+    errors: list[str] = [f"{source}:{where} (the YAML loader would keep the last one)" for where in duplicates]
     if not isinstance(raw, dict):
         raise RouteMapError(source, [f"{source}: must be a mapping with version, defaults, connections"])
     for key in sorted(set(raw) - {"version", "defaults", "connections"}, key=str):

@@ -152,10 +152,13 @@ def test_set_refuses_a_result_that_does_not_validate() -> None:
     assert "connections.hooli.state: must be one of legacy, workos (got missing)" in str(info.value)
 
 
-def test_set_uses_the_last_of_duplicate_keys_like_the_loader() -> None:
+def test_set_refuses_a_map_with_duplicate_keys() -> None:
+    # the route map refuses duplicate keys (which one did the operator mean?), so set cannot
+    # produce a valid map from one: it says where the duplicate is instead of guessing
     text = VALID.replace("    audiences: [urn", "    state: legacy\n    audiences: [urn")
-    edited = set_state(text, "initech-okta", "workos")
-    assert "state: legacy   # flip" in edited and "    state: workos\n    audiences" in edited
+    with pytest.raises(RouteMapError) as info:
+        set_state(text, "initech-okta", "workos")
+    assert "duplicate key 'state'" in str(info.value)
 
 
 def test_set_checks_workos_acs_url_against_the_given_domain() -> None:
