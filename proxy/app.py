@@ -153,6 +153,7 @@ class PublicApp:
                 status = await send_page(send, 413)
                 return
             except ClientGone:
+                self.metrics.child(self.metrics.rejected, "incomplete_body").inc()
                 status = 499  # nginx's "client closed request"; no response can be sent
                 return
             if is_callback:

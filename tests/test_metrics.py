@@ -549,7 +549,7 @@ def test_build_info_and_standard_collectors(mproxy: ProxyProcess) -> None:
     # Error kinds and rejection reasons exist at zero before the first one, so rate() works from the start.
     for kind in ("connect", "timeout", "reset", "protocol"):
         assert key("sso_proxy_upstream_errors_total", kind=kind) in scrape
-    for reason in ("body_too_large", "bad_request"):
+    for reason in ("body_too_large", "incomplete_body"):
         assert key("sso_proxy_rejected_requests_total", reason=reason) in scrape
 
 

@@ -510,10 +510,14 @@ def test_truncated_body_is_never_forwarded(
 ) -> None:
     """A client that disconnects mid-body must not have its partial request replayed to Auth0."""
     standins.clear()
+    before = metric(proxy, "sso_proxy_rejected_requests_total", reason="incomplete_body")
     with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
         sock.sendall(head)
         time.sleep(0.2)
-    time.sleep(0.3)
+    deadline = time.monotonic() + 5
+    while metric(proxy, "sso_proxy_rejected_requests_total", reason="incomplete_body") == before:
+        assert time.monotonic() < deadline, "the cut request was never counted"
+        time.sleep(0.05)
     assert standins.received("auth0") == []
     assert client.get(f"{proxy.url}/login/callback?connection=acme-okta").status_code == 307
 
