@@ -39,7 +39,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # *_created series double the series count and no dashboard or alert uses them. The switch
         # is process-wide in prometheus_client; this service has one Metrics per process.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)
