@@ -252,3 +252,8 @@ def proxy(standins: StandIns, routes_file: Path) -> Iterator[ProxyProcess]:
 def client() -> Iterator[httpx.Client]:
     with httpx.Client(follow_redirects=False, timeout=10) as c:
         yield c
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The browser suite last: it is the slowest, and its session fixtures hold a browser open."""
+    items.sort(key=lambda item: "tests/e2e/" in item.nodeid)

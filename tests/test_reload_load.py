@@ -13,6 +13,7 @@ the reload interval (+ a margin for the tick, the read and the parse) agrees wit
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import threading
@@ -203,7 +204,10 @@ def test_callbacks_under_continuous_reloads(
         stop_at[0] = max(swapper.final_at + FINAL_SECONDS, started)
         return await task
 
-    results = asyncio.run(scenario())
+    # In a thread of its own: another suite's fixture (Playwright's sync API) may keep an event loop
+    # running in the main thread for the whole session.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        results = pool.submit(asyncio.run, scenario()).result()
     swapper.join(5)
     assert swapper.error is None
     assert swapper.final_at is not None
