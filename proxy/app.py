@@ -187,10 +187,15 @@ class PublicApp:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _forward(self, scope: Scope, body: bytes, query: bytes, send: Send, *, single_use: bool) -> int:
+    async def _forward(
+        self, scope: Scope, body: bytes, query: bytes, send: Send, *, single_use: bool, connection: str | None = None
+    ) -> int:
+        """Forward to Auth0; a failure becomes a 502/504 page (and, for a callback, a per-connection error)."""
         try:
             return await self.upstream.forward(scope, body, query, send, single_use=single_use)
         except UpstreamError as exc:
+            if connection is not None:
+                self.metrics.child(self.metrics.callback_errors, connection, exc.kind).inc()
             log_event(
                 self.logger,
                 logging.WARNING,
@@ -220,7 +225,9 @@ class PublicApp:
         self._count(decision)
         if decision.action == AUTH0:
             forward_query = strip_fallback(query) if is_fallback(query) else query
-            status = await self._forward(scope, body, forward_query, send, single_use=True)
+            status = await self._forward(
+                scope, body, forward_query, send, single_use=True, connection=decision.connection or UNKNOWN
+            )
         else:
             conn = route_map.connections.get(decision.connection) if decision.connection else None
             status = await self._to_workos(scope, conn, query, body, form, send)

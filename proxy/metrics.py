@@ -86,6 +86,12 @@ class Metrics:
         )
         for kind in ("connect", "timeout", "reset", "protocol"):
             self.upstream_errors.labels(kind)
+        self.callback_errors = Counter(
+            "sso_proxy_callback_errors_total",
+            "Callbacks that could not be delivered to Auth0 (the user saw a 502/504 page), by connection.",
+            ["connection", "kind"],
+            registry=r,
+        )
         self.upstream_seconds = Histogram(
             "sso_proxy_upstream_response_seconds",
             "Time from forwarding to Auth0's response headers.",

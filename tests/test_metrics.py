@@ -461,6 +461,8 @@ def test_upstream_connect_error(standins: StandIns, routes_path: Path) -> None:
             request_changes("passthrough", "GET", 502),
             request_changes("callback", "POST", 502),
             {callback_key("saml", "globex-adfs", "auth0", "mapped", "query"): 1.0},
+            # the lost login is attributed to its connection (the dashboard's per-connection errors)
+            {key("sso_proxy_callback_errors_total", connection="globex-adfs", kind="connect"): 1.0},
         )
         assert settle(proc, before, expected) == expected
         assert proc.scrape()[key("sso_proxy_upstream_in_flight")] == 0.0
