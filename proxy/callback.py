@@ -52,10 +52,6 @@ class Callback:
     body: bytes = b""
     form: bool = False  # body is application/x-www-form-urlencoded
 
-    @property
-    def params(self) -> list[tuple[str, str]]:
-        return parse_query(self.query)
-
 
 def parse_query(query: bytes) -> list[tuple[str, str]]:
     """Query parameters in order, repetition kept; undecodable bytes replaced, never an error."""

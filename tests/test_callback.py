@@ -46,7 +46,6 @@ DEST = "https://login.globex.com/login/callback"
 )
 def test_parse_query(query: bytes, expected: list[tuple[str, str]]) -> None:
     assert parse_query(query) == expected
-    assert Callback(query=query).params == expected
 
 
 @pytest.mark.parametrize(
