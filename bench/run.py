@@ -423,13 +423,17 @@ def wrk(
 
 def _run_wrk(argv: list[str], env: dict[str, str], cpu: int | None, seconds: float) -> dict[str, Any]:
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60, preexec_fn=pin(cpu))
-    for line in out.stdout.splitlines():
+    return _parse_wrk(out.stdout, out.stderr)
+
+
+def _parse_wrk(stdout: str, stderr: str) -> dict[str, Any]:
+    for line in stdout.splitlines():
         if line.startswith("WRKJSON "):
             data: dict[str, Any] = json.loads(line[8:])
             data["rps"] = data["requests"] / (data["duration_us"] / 1e6) if data["duration_us"] else 0.0
             data["errors"] = sum(data[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
             return data
-    raise RuntimeError(f"wrk gave no result: {out.stdout[-500:]} {out.stderr[-500:]}")
+    raise RuntimeError(f"wrk gave no result: {stdout[-500:]} {stderr[-500:]}")
 
 
 @dataclass
@@ -595,7 +599,8 @@ def mixed_memory(lab: Lab, args: argparse.Namespace) -> dict[str, Any]:
         pids = server.pids()
         before = status_kb(pids, "VmRSS") / 1024
         per_thread = args.mixed // args.threads
-        env = dict(os.environ, WRK_MIX_FILE=lab.files["mix"], WRK_MIX_LIMIT=str(per_thread))
+        done_dir = tempfile.mkdtemp(prefix="mix-", dir=lab.work)
+        env = dict(os.environ, WRK_MIX_FILE=lab.files["mix"], WRK_MIX_LIMIT=str(per_thread), WRK_MIX_DONE_DIR=done_dir)
         argv = [
             "wrk",
             f"-t{args.threads}",
@@ -607,7 +612,19 @@ def mixed_memory(lab: Lab, args: argparse.Namespace) -> dict[str, Any]:
             os.path.join(HERE, "wrk", "mixed.lua"),
             f"http://127.0.0.1:{server.port}/",
         ]
-        res = _run_wrk(argv, env, lab.cpu("load"), 300)
+        # wrk sleeps for its whole -d even when every thread has stopped; SIGINT ends that sleep
+        # and it still reports. Each thread leaves a file in done_dir when it has its share.
+        proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=pin(lab.cpu("load"))
+        )
+        deadline = time.monotonic() + 310
+        while proc.poll() is None and time.monotonic() < deadline:
+            if len(os.listdir(done_dir)) >= args.threads:
+                proc.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.2)
+        stdout, stderr = proc.communicate(timeout=60)
+        res = _parse_wrk(stdout, stderr)
         time.sleep(0.5)
         return {
             "requests": res["requests"],
@@ -741,12 +758,22 @@ def render(
     def add(name: str, value: str, ok: bool | None) -> None:
         checks.append((name, value, ok))
 
-    if rps("saml_query", "floor") and rps("saml_query", "service"):
-        q = rps("saml_query", "service") / rps("saml_query", "floor")
-        add("Redirect, ?connection: >= 60% of the floor", f"{q:.0%}", q >= 0.60)
-    if rps("saml_xml", "floor") and rps("saml_xml", "service"):
-        q = rps("saml_xml", "service") / rps("saml_xml", "floor")
-        add("Redirect, connection from XML: >= 40% of the floor", f"{q:.0%}", q >= 0.40)
+    def cpu(wk: str, t: str) -> float:
+        r = by.get((wk, t))
+        return r.cpu_per_1k if r and not r.note else 0.0
+
+    def vs_ref(wk: str, ref: str, goal: float, name: str) -> None:
+        """Throughput ratio (the target as written) and, beside it, the ratio of CPU per request:
+        with the server alone on its core the two agree; when other load shares the machine the
+        CPU ratio is the steadier one."""
+        if not (rps(wk, ref) and rps(wk, "service")):
+            return
+        q = rps(wk, "service") / rps(wk, ref)
+        c = cpu(wk, ref) / cpu(wk, "service") if cpu(wk, "service") else 0.0
+        add(name, f"{q:.0%} of req/s (CPU per request: {c:.0%})", q >= goal)
+
+    vs_ref("saml_query", "floor", 0.60, "Redirect, ?connection: >= 60% of the floor")
+    vs_ref("saml_xml", "floor", 0.40, "Redirect, connection from XML: >= 40% of the floor")
     micro_us = None
     for line in micro_out.splitlines():
         if line.startswith("svc   callback.read_saml (whole"):
@@ -754,9 +781,7 @@ def render(
     if micro_us is not None:
         add("Identify from a 10 KB SAMLResponse: <= 60 µs (micro, best of 7)", f"{micro_us:.0f} µs", micro_us <= 60)
     for wk in ("fallback", "pass_get", "pass_post"):
-        if rps(wk, "fwd_aiohttp") and rps(wk, "service"):
-            q = rps(wk, "service") / rps(wk, "fwd_aiohttp")
-            add(f"Forward ({wk}): >= 85% of the minimal aiohttp forwarder", f"{q:.0%}", q >= 0.85)
+        vs_ref(wk, "fwd_aiohttp", 0.85, f"Forward ({wk}): >= 85% of the minimal aiohttp forwarder")
     svc_lat = next((r for r in lat if r["target"] == "service"), None)
     if svc_lat:
         add(
@@ -834,7 +859,8 @@ def render(
         f"- command: `{command}` (`make bench`)",
         f"- load average before the run: {load}",
         f"- wrk: {args.threads} threads, {args.connections} connections, {args.duration:g} s per run after a "
-        f"{args.warmup:g} s warm-up; a fresh server process per (target, workload); {pinning}",
+        f"{args.warmup:g} s warm-up; a fresh server process per (target, workload); {pinning}; "
+        f"{args.repeat} interleaved pass(es), the best req/s of each (target, workload) kept",
         "- upstream stand-in: nginx, one worker (small 200 + Set-Cookie; 100 MB file at /big)",
         "- references: nginx (one worker, `map $arg_connection` -> 307 or proxy_pass, generated from the same "
         "route map); floor = bare ASGI 307 (`bench/floor_app.py`); fwd_aiohttp / fwd_httpx = minimal forwarders "
@@ -890,6 +916,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--warmup", type=float, default=2)
+    ap.add_argument("--repeat", type=int, default=1, help="passes over the workloads; the best of each is kept")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rate", type=float, default=500)
@@ -932,25 +959,30 @@ def main(argv: list[str] | None = None) -> int:
     profiles: dict[str, str] = {}
     try:
         lab.start_upstream()
-        for w in WORKLOADS:
-            if w.key not in args.workloads.split(","):
-                continue
-            for target in TARGETS_FOR[w.group]:
-                if target not in args.only:
+        samples: dict[tuple[str, str], list[Row]] = {}
+        for rep in range(args.repeat):
+            for w in WORKLOADS:
+                if w.key not in args.workloads.split(","):
                     continue
-                prof = None
-                if target == "service" and w.key in args.profile.split(","):
-                    prof = os.path.join(log_dir, f"profile-{w.key}.txt")
-                row = measure(lab, target, w, args, prof)
-                rows.append(row)
-                print(
-                    f"{w.key:<11} {target:<12} {row.rps:>9,.0f} req/s  p50 {row.p50_ms:6.2f} ms  "
-                    f"p99 {row.p99_ms:6.2f} ms  cpu/1k {row.cpu_per_1k:.3f} s  rss {row.peak_rss_mb:5.0f} MB  "
-                    f"{row.note}",
-                    flush=True,
-                )
-                if prof and os.path.exists(prof):
-                    profiles[w.key] = summarize_profile(prof)
+                for target in TARGETS_FOR[w.group]:
+                    if target not in args.only:
+                        continue
+                    prof = None
+                    if target == "service" and w.key in args.profile.split(",") and rep == 0:
+                        prof = os.path.join(log_dir, f"profile-{w.key}.txt")
+                    row = measure(lab, target, w, args, prof)
+                    samples.setdefault((w.key, target), []).append(row)
+                    print(
+                        f"{w.key:<11} {target:<12} {row.rps:>9,.0f} req/s  p50 {row.p50_ms:6.2f} ms  "
+                        f"p99 {row.p99_ms:6.2f} ms  cpu/1k {row.cpu_per_1k:.3f} s  rss {row.peak_rss_mb:5.0f} MB  "
+                        f"{row.note}",
+                        flush=True,
+                    )
+                    if prof and os.path.exists(prof):
+                        profiles[w.key] = summarize_profile(prof)
+        # Of repeated runs, the least disturbed: the one with the most req/s (its own latency,
+        # CPU and RSS figures go with it).
+        rows = [max(runs, key=lambda r: (not r.note, r.rps)) for runs in samples.values()]
         if "big" not in skip:
             for target in ("service", "nginx", "fwd_aiohttp"):
                 if target in args.only:

@@ -1,6 +1,13 @@
 -- A bounded mix of every workload, for memory after N requests: each thread cycles through the
 -- requests listed in WRK_MIX_FILE (lines "METHOD<TAB>PATH<TAB>BODY_FILE or -") and stops after
--- WRK_MIX_LIMIT responses (per thread). Prints "WRKJSON {...}" like request.lua.
+-- WRK_MIX_LIMIT responses (per thread), leaving a file in WRK_MIX_DONE_DIR so that bench/run.py can
+-- end wrk's timer early (SIGINT). Prints "WRKJSON {...}" like request.lua.
+local threads_made = 0
+function setup(thread)
+  threads_made = threads_made + 1
+  thread:set("thread_id", threads_made)
+end
+
 local reqs = {}
 local n = 0
 local limit = tonumber(os.getenv("WRK_MIX_LIMIT") or "50000")
@@ -30,7 +37,12 @@ end
 
 function response(status, headers, body)
   count = count + 1
-  if count >= limit then
+  if count == limit then
+    local dir = os.getenv("WRK_MIX_DONE_DIR")
+    if dir then
+      local fh = io.open(dir .. "/done-" .. tostring(thread_id), "w")
+      if fh then fh:close() end
+    end
     wrk.thread:stop()
   end
 end
