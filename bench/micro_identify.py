@@ -317,6 +317,76 @@ def saml_audience_scan(xml: bytes) -> dict[str, str]:
     return {"audience": m.group(1).decode("utf-8", "replace").strip()} if m else {}
 
 
+_WS = b" \t\r\n"
+_AUDIENCE_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?Audience(?:[ \t\r\n][^>]*)?>([^<]*)</")
+# Constructs before the Audience that a scan cannot read the way a parser does: comments, CDATA,
+# processing instructions (after the XML declaration), DTDs; any of them -> the expat path.
+_NOT_SCANNABLE = (b"<!--", b"<![CDATA[", b"<!DOCTYPE", b"<!ENTITY")
+
+
+def decoded_chunks(raw: bytes, step: int = 4096) -> Any:
+    """Decode a url-encoded base64 form value a slice at a time: (unquote, base64) per ``step``
+    characters, so a reader that stops early never pays for the tail."""
+    if b"+" in raw:
+        raw = raw.replace(b"+", b"")  # a form-encoded space; base64 ignores whitespace
+    n = len(raw)
+    pending = b""
+    i = 0
+    while i < n:
+        j = min(n, i + step)
+        if j < n:
+            k = raw.rfind(b"%", j - 2, j)  # never cut inside a %XX escape
+            if k != -1:
+                j = k
+        piece = raw[i:j]
+        if b"%" in piece:
+            piece = urllib.parse.unquote_to_bytes(piece)
+        if b"\n" in piece or b"\r" in piece or b" " in piece or b"\t" in piece:
+            piece = piece.translate(None, _WS)  # wrapped base64 (some IdPs): keep 4-char quanta aligned
+        piece = pending + piece
+        cut = len(piece) if j >= n else len(piece) - len(piece) % 4
+        pending = piece[cut:]
+        i = j
+        yield binascii.a2b_base64(piece[:cut])
+
+
+def audience_scan_prefix(raw: bytes) -> str | None:
+    """The first Audience, decoding only as much of the SAMLResponse as it takes and reading it
+    with a tag scan; None when the scan cannot be trusted (then the caller uses expat on the whole).
+
+    Safe: nothing is parsed or expanded (no DTD, no entities), a document with a DOCTYPE is never
+    scanned. Exact for responses without comments, CDATA, PIs or entity references before the
+    Audience (real IdP output); anything else goes to the parser path."""
+    buf = b""
+    for chunk in decoded_chunks(raw):
+        start = max(0, len(buf) - 512)  # a tag cut by the chunk boundary is found on the next pass
+        buf += chunk
+        m = _AUDIENCE_TAG.search(buf, start)
+        if m is None:
+            continue
+        head = buf[: m.end()]
+        if any(bad in head for bad in _NOT_SCANNABLE) or head.find(b"<?", 2) != -1:
+            return None
+        text = m.group(1)
+        if b"&" in text:
+            return None
+        try:
+            return text.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def pipe_scan_prefix_then_expat(body: bytes) -> str | None:
+    v = field_slice(body)
+    if v is None:
+        return None
+    found = audience_scan_prefix(v)
+    if found is not None:
+        return found
+    return saml_facts_expat_plain(binascii.a2b_base64(unescape_unquote(v))).get("audience")
+
+
 def saml_facts_defusedxml(xml: bytes) -> dict[str, str]:
     from defusedxml import ElementTree as DET
 
@@ -493,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         ("pipe  slice + unquote + b64 + expat(no ns, lean)", lambda: pipe_slice_unquote_expat_plain(body)),
         ("pipe  slice + unquote + prefix b64 + lean expat", lambda: pipe_slice_unquote_prefix(body)),
         ("pipe  slice + unquote + b64 + regex scan", lambda: pipe_slice_unquote_scan(body)),
+        ("pipe  slice + chunked unquote/b64 + tag scan (expat fallback)", lambda: pipe_scan_prefix_then_expat(body)),
     ]
     if not have_defused:
         steps = [st for st in steps if "defusedxml" not in st[0]]
