@@ -844,7 +844,7 @@ def render(
             f"{r['ok']}/{r['sent']} | {r['errors']} |"
         )
 
-    command = "python bench/run.py " + " ".join(sys.argv[1:])
+    command = getattr(args, "command", None) or "python bench/run.py " + " ".join(sys.argv[1:])
     pinning = (
         "wrk, the load clients and the upstream nginx pinned to CPU 0; each server under test "
         "pinned to CPU 1 (taskset-style sched_setaffinity)"
@@ -930,7 +930,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="", help="comma list of workloads to py-spy the service during")
     ap.add_argument("--no-pin", dest="pin", action="store_false")
     ap.add_argument("--out", help="where to write the results (default bench/RESULTS.md)")
+    ap.add_argument(
+        "--render", metavar="JSON", help="only re-write the results from a saved run (bench/out/last-run.json)"
+    )
     args = ap.parse_args(argv)
+    if args.render:
+        with open(args.render) as fh:
+            saved = json.load(fh)
+        old = argparse.Namespace(**saved["args"])
+        term, md = render(
+            [Row(**r) for r in saved["rows"]],
+            saved["big"],
+            saved["lat"],
+            saved["mixed"],
+            saved["micro"],
+            old,
+            saved["started"],
+            saved["load"],
+            saved["profiles"],
+        )
+        out_path = args.out or os.path.join(HERE, "RESULTS.md")
+        with open(out_path, "w") as fh:
+            fh.write(md + "\n")
+        print(term)
+        print(f"\nwrote {os.path.relpath(out_path)}")
+        return 0
     if args.quick:
         args.duration, args.warmup, args.rate_seconds, args.mixed, args.micro_number = 3, 1, 5, 20_000, 300
     args.only = args.only.split(",")
@@ -1005,6 +1029,20 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         lab.stop_all()
         shutil.rmtree(work, ignore_errors=True)
+    args.command = "python bench/run.py " + " ".join(sys.argv[1:])
+    saved = {
+        "rows": [vars(r) for r in rows],
+        "big": big,
+        "lat": lat,
+        "mixed": mixed,
+        "micro": micro_out,
+        "args": vars(args),
+        "started": started,
+        "load": " ".join(load),
+        "profiles": profiles,
+    }
+    with open(os.path.join(log_dir, "last-run.json"), "w") as fh:
+        json.dump(saved, fh, indent=1)
     term, md = render(rows, big, lat, mixed, micro_out, args, started, " ".join(load), profiles)
     print()
     print(term)
