@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from proxy.callback import Callback, is_fallback, strip_fallback
+from proxy.callback import Callback, strip_fallback
 from proxy.config import Settings
 from proxy.decide import AUTH0, Decision, Identity, decide
 from proxy.errors import UpstreamError
@@ -224,7 +224,7 @@ class PublicApp:
             decision = Decision(AUTH0, "unparseable", Identity(None, "none"), "unknown")
         self._count(decision)
         if decision.action == AUTH0:
-            forward_query = strip_fallback(query) if is_fallback(query) else query
+            forward_query = strip_fallback(query) if decision.reason == "fallback" else query
             status = await self._forward(
                 scope, body, forward_query, send, single_use=True, connection=decision.connection or UNKNOWN
             )

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
 import zlib
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qsl, unquote_to_bytes
+from typing import Any, Iterator
+from urllib.parse import parse_qsl, unquote_plus, unquote_to_bytes
 from xml.parsers import expat
 
 # Cap on the inflated size of a Redirect-binding SAMLResponse and on an id_token (defence against
@@ -58,20 +59,44 @@ def parse_query(query: bytes) -> list[tuple[str, str]]:
     return parse_qsl(query.decode("latin-1"), keep_blank_values=True, encoding="utf-8", errors="replace")
 
 
+def _raw_values(data: bytes, name: bytes) -> Iterator[bytes]:
+    """Every raw (still percent-encoded) value of ``name`` in a query or form, in order.
+
+    A find-and-slice instead of a full parse: the callback path reads two or three names out of a
+    query or a 10 KB form, and parsing everything costs more than the decision itself. Names are
+    matched as written (IdPs, Auth0 and WorkOS never percent-encode ``connection`` or ``fallback``).
+    """
+    key = name + b"="
+    start = 0
+    while True:
+        at = data.find(key, start)
+        if at < 0:
+            return
+        if at == 0 or data[at - 1] == 0x26:  # b"&"
+            begin = at + len(key)
+            end = data.find(b"&", begin)
+            yield data[begin:] if end < 0 else data[begin:end]
+            start = begin
+        else:
+            start = at + 1
+
+
+def _decode_value(raw: bytes) -> str:
+    if b"%" in raw or b"+" in raw:
+        return unquote_plus(raw.decode("latin-1"), encoding="utf-8", errors="replace")
+    return raw.decode("utf-8", errors="replace")
+
+
 def query_value(query: bytes, name: str) -> str | None:
     """The first value of ``name`` in a raw query, or None."""
-    key = name.encode()
-    if key not in query:  # cheap reject: most queries lack most names
-        return None
-    for k, v in parse_query(query):
-        if k == name:
-            return v
+    for raw in _raw_values(query, name.encode()):
+        return _decode_value(raw)
     return None
 
 
 def is_fallback(query: bytes) -> bool:
     """WorkOS sends the browser back with ``fallback=auth0`` when it cannot handle a callback."""
-    return b"fallback" in query and any(k == "fallback" and v == "auth0" for k, v in parse_query(query))
+    return any(_decode_value(raw) == "auth0" for raw in _raw_values(query, b"fallback"))
 
 
 def strip_fallback(query: bytes) -> bytes:
@@ -87,17 +112,9 @@ def strip_fallback(query: bytes) -> bytes:
 
 def form_field(body: bytes, name: bytes) -> bytes | None:
     """The raw (still percent-encoded) value of a form field, found without parsing the whole form."""
-    key = name + b"="
-    start = 0
-    while True:
-        at = body.find(key, start)
-        if at < 0:
-            return None
-        if at == 0 or body[at - 1 : at] == b"&":
-            begin = at + len(key)
-            end = body.find(b"&", begin)
-            return body[begin:] if end < 0 else body[begin:end]
-        start = at + 1
+    for raw in _raw_values(body, name):
+        return raw
+    return None
 
 
 def unescape_base64_field(raw: bytes) -> bytes:
@@ -197,22 +214,53 @@ def saml_response(cb: Callback) -> bytes | None:
     return None
 
 
-def read_saml(cb: Callback) -> SamlFacts | None:
-    """SAML facts of a callback, None when it carries no SAMLResponse."""
+def saml_document(cb: Callback) -> bytes | None:
+    """The SAMLResponse XML of a callback; None without one, b"" when it cannot be decoded."""
     raw = saml_response(cb)
     if raw is None:
         return None
     try:
         data = binascii.a2b_base64(unescape_base64_field(raw))
     except (binascii.Error, ValueError):
-        return SamlFacts(ok=False)
+        return b""
     if not data.lstrip().startswith(b"<"):
         # Redirect binding: DEFLATE then base64 (SAML bindings 3.4.4.1).
         try:
             data = _inflate(data)
         except (zlib.error, ValueError):
-            return SamlFacts(ok=False)
-    return read_saml_xml(data)
+            return b""
+    return data
+
+
+# The fast path: the first Audience found by a tag scan, for documents a scan reads exactly as a
+# parser would. Nothing is parsed or expanded, so no DTD or entity can act; anything a scan could
+# misread before the Audience (comments, CDATA, processing instructions, DTDs, entity references)
+# sends the callback to the expat path instead. bench/micro_identify.py measures both.
+# One pass finds whichever comes first: a "<!" (comment, CDATA, DTD, entity declaration), a "<?"
+# (processing instruction), or the Audience element.
+_SCAN = re.compile(rb"<[!?]|<(?:[A-Za-z_][\w.-]*:)?Audience(?:[ \t\r\n][^>]*)?>([^<]*)</")
+
+
+def scan_audience(xml: bytes) -> str | None:
+    """The first Audience by a tag scan, or None when only a parser can say (see above)."""
+    found = _SCAN.search(xml)
+    if found is not None and found.start() == 0 and xml.startswith(b"<?xml"):  # the XML declaration
+        found = _SCAN.search(xml, 1)
+    if found is None or found.group(1) is None:
+        return None
+    text = found.group(1)
+    if b"&" in text:
+        return None
+    try:
+        return text.decode("utf-8").strip() or None
+    except UnicodeDecodeError:
+        return None
+
+
+def read_saml(cb: Callback) -> SamlFacts | None:
+    """SAML facts of a callback by the parser, None when it carries no SAMLResponse."""
+    xml = saml_document(cb)
+    return None if xml is None else read_saml_xml(xml)
 
 
 def _b64url(segment: str) -> bytes:

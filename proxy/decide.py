@@ -10,7 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
-from proxy.callback import Callback, guess_protocol, is_fallback, query_value, read_oidc, read_saml
+from proxy.callback import (
+    Callback,
+    guess_protocol,
+    is_fallback,
+    query_value,
+    read_oidc,
+    read_saml_xml,
+    saml_document,
+    scan_audience,
+)
 from proxy.routemap import RouteMap
 
 AUTH0 = "auth0"
@@ -68,8 +77,13 @@ def identify(cb: Callback, route_map: RouteMap) -> Identity:
     if named is not None and named in route_map.connections:
         return Identity(named, "query", named)
     unparseable = False
-    saml = read_saml(cb)
-    if saml is not None:
+    xml = saml_document(cb)
+    if xml is not None:
+        audience = scan_audience(xml)  # fast path; the parser below reads everything else
+        found = _audience_connection(audience, route_map) if audience is not None else None
+        if audience is not None and found is not None:
+            return Identity(found, "saml_audience", audience)
+        saml = read_saml_xml(xml)
         unparseable = not saml.ok
         for audience in saml.audiences:
             found = _audience_connection(audience, route_map)

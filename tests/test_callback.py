@@ -22,6 +22,7 @@ from proxy.callback import (
     read_oidc,
     read_saml,
     read_saml_xml,
+    scan_audience,
     strip_fallback,
     unescape_base64_field,
 )
@@ -367,3 +368,75 @@ def test_no_id_token() -> None:
 )
 def test_guess_protocol(cb: Callback, expected: str) -> None:
     assert guess_protocol(cb) == expected
+
+
+# --- the Audience tag scan (fast path) and its refusals ----------------------------------------
+
+_REAL = b"<saml2:Audience>urn:auth0:globex-prod:acme-okta</saml2:Audience>"
+
+
+@pytest.mark.parametrize(
+    ("xml", "expected"),
+    [
+        (samples.saml_xml(padding=4000), "urn:auth0:globex-prod:acme-okta"),
+        (b'<r><Audience xmlns="urn:oasis:names:tc:SAML:2.0:assertion">aud-1</Audience></r>', "aud-1"),
+        (b"<r><saml:Audience\n  a='1'>  spaced  </saml:Audience></r>", "spaced"),
+        (b'<?xml version="1.0"?><r>' + _REAL + b"</r>", "urn:auth0:globex-prod:acme-okta"),
+        # a scan could misread these: the parser decides instead
+        (b"<r><!-- <Audience>decoy</Audience> -->" + _REAL + b"</r>", None),
+        (b"<r><![CDATA[<Audience>decoy</Audience>]]>" + _REAL + b"</r>", None),
+        (b'<?xml version="1.0"?><?pi x?><r>' + _REAL + b"</r>", None),
+        (b"<!DOCTYPE r><r>" + _REAL + b"</r>", None),
+        (b"<r><Audience>a&amp;b</Audience></r>", None),
+        (b"<r><Audience>\xff\xfe</Audience></r>", None),
+        (b"<r><Audience></Audience></r>", None),
+        (b"<r><AudienceRestriction/></r>", None),
+        (b"not xml at all", None),
+    ],
+)
+def test_scan_audience(xml: bytes, expected: str | None) -> None:
+    assert scan_audience(xml) == expected
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        b"<r><!-- <Audience>decoy</Audience> -->" + _REAL + b"</r>",
+        b'<?xml version="1.0"?><?pi x?><r>' + _REAL + b"</r>",
+    ],
+)
+def test_the_parser_reads_what_the_scan_refuses(xml: bytes) -> None:
+    assert scan_audience(xml) is None
+    assert read_saml_xml(xml).audiences == ("urn:auth0:globex-prod:acme-okta",)
+
+
+@pytest.mark.parametrize(
+    ("query", "name", "expected"),
+    [
+        (b"connection=acme&x=1", "connection", "acme"),
+        (b"x=1&connection=acme%2Dokta", "connection", "acme-okta"),
+        (b"xconnection=no&connection=yes", "connection", "yes"),
+        (b"connection=first&connection=second", "connection", "first"),
+        (b"connection=a+b", "connection", "a b"),
+        (b"connection=", "connection", ""),
+        (b"connection", "connection", None),
+        (b"", "connection", None),
+    ],
+)
+def test_query_value_by_find_and_slice(query: bytes, name: str, expected: str | None) -> None:
+    assert query_value(query, name) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (b"fallback=auth0", True),
+        (b"a=1&fallback=auth0&b=2", True),
+        (b"fallback=workos&fallback=auth0", True),
+        (b"fallback=auth1", False),
+        (b"nofallback=auth0", False),
+        (b"fallback=auth%30", True),
+    ],
+)
+def test_is_fallback_any_occurrence(query: bytes, expected: bool) -> None:
+    assert is_fallback(query) is expected
