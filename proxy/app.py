@@ -146,8 +146,16 @@ class PublicApp:
             if not is_callback and not self.settings.passthrough:
                 status = await send_page(send, 404)
                 return
+            length, form = -1, False  # one pass over the headers for what this app reads
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    length = int(value) if value.isdigit() else -1
+                elif name == b"content-type":
+                    form = value[:33].lower() == b"application/x-www-form-urlencoded"
             try:
-                body = await self._read_body(scope, receive)
+                if length > self.settings.max_body_bytes:
+                    raise BodyTooLarge
+                body = await self._read_body(receive)
             except BodyTooLarge:
                 self.metrics.child(self.metrics.rejected, "body_too_large").inc()
                 status = await send_page(send, 413)
@@ -157,7 +165,7 @@ class PublicApp:
                 status = 499  # nginx's "client closed request"; no response can be sent
                 return
             if is_callback:
-                status = await self._callback(scope, body, send, started)
+                status = await self._callback(scope, body, form, send, started)
             else:
                 status = await self._forward(scope, body, scope["query_string"], send, single_use=False)
         finally:
@@ -165,11 +173,8 @@ class PublicApp:
             m.child(m.requests, group, m.method_label(scope["method"]), status_class(status)).inc()
             m.child(m.duration, group).observe(time.perf_counter() - started)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _read_body(self, receive: Receive) -> bytes:
         limit = self.settings.max_body_bytes
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                raise BodyTooLarge
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -207,13 +212,8 @@ class PublicApp:
             )
             return await send_page(send, exc.status)
 
-    async def _callback(self, scope: Scope, body: bytes, send: Send, started: float) -> int:
+    async def _callback(self, scope: Scope, body: bytes, form: bool, send: Send, started: float) -> int:
         query: bytes = scope["query_string"]
-        form = False
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                form = value[:33].lower() == b"application/x-www-form-urlencoded"
-                break
         loaded = self.store.current
         assert loaded is not None  # the server does not start without a map
         route_map = loaded.route_map
