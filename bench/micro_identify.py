@@ -490,17 +490,33 @@ def service_candidates(body: bytes) -> list[tuple[str, Callable[[], Any]]]:
         ("svc   callback.unescape_base64_field", lambda: cb.unescape_base64_field(raw)),
         ("svc   callback.read_saml_xml", lambda: cb.read_saml_xml(xml)),
         (
-            "svc   callback.read_saml (whole: the 60 µs budget)",
+            "svc   callback.read_saml (the parser path)",
             lambda: cb.read_saml(cb.Callback(query=b"", body=body, form=True)),
         ),
     ]
+    try:
+        from proxy import decide as dc
+        from proxy.routemap import parse_routemap
+
+        route_map = parse_routemap(
+            "version: 1\nconnections:\n  acme-okta:\n    protocol: saml\n    state: workos\n"
+            "    audiences: [urn:auth0:globex-prod:acme-okta]\n"
+        )
+        callback = cb.Callback(query=b"", body=body, form=True)
+        if getattr(dc.identify(callback, route_map), "connection", None) != "acme-okta":
+            print("# decide.identify: wrong answer")
+        calls.append(
+            ("svc   decide.identify, form body to connection (60 µs budget)", lambda: dc.identify(callback, route_map))
+        )
+    except Exception as exc:
+        print(f"# decide.identify: skipped ({exc.__class__.__name__}: {exc})")
     for name, fn in calls:
         try:
             got = fn()
         except Exception as exc:
             print(f"# {name}: skipped ({exc.__class__.__name__}: {exc})")
             continue
-        if name.endswith("budget)") or name.endswith("read_saml_xml"):
+        if name.endswith("path)") or name.endswith("read_saml_xml"):
             audiences = getattr(got, "audiences", ())
             if EXPECTED not in audiences:
                 print(f"# {name}: wrong answer {got!r}")
