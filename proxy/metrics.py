@@ -8,18 +8,19 @@ process per container, so a plain registry is correct; there is no multi-worker 
 from __future__ import annotations
 
 import platform
-from typing import Any
+from bisect import bisect_left
+from typing import Any, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     GCCollector,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from proxy import __version__
 
@@ -31,6 +32,106 @@ DURATION_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 
 def status_class(status: int) -> str:
     return f"{status // 100}xx"
+
+
+class _CounterCell:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class _HistogramCell:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.sum += value
+        self.counts[bisect_left(self.bounds, value)] += 1  # le is inclusive
+
+
+class LoopCounter:
+    """A labelled counter for the request path, updated and scraped on the event loop thread only.
+
+    prometheus_client's Counter takes a lock and runs checks on every ``inc``; on the callback path
+    that was a measurable share of the per-request budget (bench/NOTES.md). Every update here
+    happens on the one event loop thread, and the scrape runs on that same loop, so no lock is
+    needed. Exposed like a Counter (``<name>_total``), with HELP/TYPE even before the first sample.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: list[str], registry: CollectorRegistry) -> None:
+        self.name = name.removesuffix("_total")
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self._cells: dict[tuple[str, ...], _CounterCell] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> _CounterCell:
+        cell = self._cells.get(values)
+        if cell is None:
+            cell = self._cells[values] = _CounterCell()
+        return cell
+
+    def describe(self) -> list[Metric]:
+        return [CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, cell in self._cells.items():
+            family.add_metric(list(values), cell.value)
+        yield family
+
+
+class LoopHistogram:
+    """A histogram with the same loop-only contract as :class:`LoopCounter`."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: list[str],
+        buckets: tuple[float, ...],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.bounds = buckets
+        self._cells: dict[tuple[str, ...], _HistogramCell] = {}
+        if not labelnames:
+            self.labels()  # an unlabelled histogram shows zeros from the start, as prometheus_client's does
+        registry.register(self)
+
+    def labels(self, *values: str) -> _HistogramCell:
+        cell = self._cells.get(values)
+        if cell is None:
+            cell = self._cells[values] = _HistogramCell(self.bounds)
+        return cell
+
+    def observe(self, value: float) -> None:
+        self.labels().observe(value)
+
+    def describe(self) -> list[Metric]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        les = [repr(float(b)) for b in self.bounds] + ["+Inf"]  # 0.005, 1.0: as prometheus_client writes them
+        for values, cell in self._cells.items():
+            total = 0
+            buckets = []
+            for le, count in zip(les, cell.counts, strict=True):
+                total += count
+                buckets.append((le, float(total)))
+            family.add_metric(list(values), buckets, cell.sum)
+        yield family
 
 
 class Metrics:
@@ -47,59 +148,60 @@ class Metrics:
         GCCollector(registry=r)
         self.build_info = Gauge("sso_proxy_build_info", "Build information.", ["version", "python"], registry=r)
         self.build_info.labels(__version__, platform.python_version()).set(1)
-        self.callbacks = Counter(
+        self.callbacks = LoopCounter(
             "sso_proxy_callbacks_total",
             "Callbacks by protocol, connection, decision, reason, identification.",
             ["protocol", "connection", "decision", "reason", "identified_by"],
             registry=r,
         )
-        self.fallbacks = Counter(
+        self.fallbacks = LoopCounter(
             "sso_proxy_fallbacks_total", "Callbacks WorkOS sent back with fallback=auth0.", ["connection"], registry=r
         )
-        self.shadow = Counter(
+        self.shadow = LoopCounter(
             "sso_proxy_shadow_decisions_total",
             "In shadow mode: what normal mode would have decided.",
             ["connection", "would"],
             registry=r,
         )
-        self.requests = Counter(
+        self.requests = LoopCounter(
             "sso_proxy_requests_total",
             "Public listener requests.",
             ["path_group", "method", "status_class"],
             registry=r,
         )
-        self.duration = Histogram(
+        self.duration = LoopHistogram(
             "sso_proxy_request_duration_seconds",
             "Public listener request duration (to the last byte).",
             ["path_group"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
-        self.upstream_requests = Counter(
+        self.upstream_requests = LoopCounter(
             "sso_proxy_upstream_requests_total",
             "Requests forwarded to Auth0, by response status class.",
             ["status_class"],
             registry=r,
         )
-        self.upstream_errors = Counter(
+        self.upstream_errors = LoopCounter(
             "sso_proxy_upstream_errors_total", "Forwarding errors by kind.", ["kind"], registry=r
         )
         for kind in ("connect", "timeout", "reset", "protocol"):
             self.upstream_errors.labels(kind)
-        self.callback_errors = Counter(
+        self.callback_errors = LoopCounter(
             "sso_proxy_callback_errors_total",
             "Callbacks that could not be delivered to Auth0 (the user saw a 502/504 page), by connection.",
             ["connection", "kind"],
             registry=r,
         )
-        self.upstream_seconds = Histogram(
+        self.upstream_seconds = LoopHistogram(
             "sso_proxy_upstream_response_seconds",
             "Time from forwarding to Auth0's response headers.",
+            [],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.upstream_in_flight = Gauge("sso_proxy_upstream_in_flight", "Requests to Auth0 in flight.", registry=r)
-        self.rejected = Counter(
+        self.rejected = LoopCounter(
             "sso_proxy_rejected_requests_total", "Requests refused before routing.", ["reason"], registry=r
         )
         for reason in ("body_too_large", "incomplete_body"):

@@ -612,3 +612,26 @@ def test_reload_metrics(mproxy: ProxyProcess, routes_path: Path) -> None:
         routes_path.write_text(original)
         assert httpx.post(f"{mproxy.admin}/-/reload", timeout=10).json()["result"] == "success"
     assert routemap_series(mproxy.scrape())[key("sso_proxy_routemap_info", sha256=old_sha, source=str(routes_path))]
+
+
+def test_loop_histogram_buckets_are_inclusive_and_cumulative() -> None:
+    """The lock-free histogram exposes what prometheus_client's would: le inclusive, cumulative."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from proxy.metrics import LoopHistogram
+
+    ours = LoopHistogram("ours_seconds", "x", ["g"], (0.1, 1.0), CollectorRegistry())
+    theirs = Histogram("theirs_seconds", "x", ["g"], buckets=(0.1, 1.0), registry=CollectorRegistry())
+    for value in (0.05, 0.1, 0.5, 1.0, 7.0):
+        ours.labels("a").observe(value)
+        theirs.labels("a").observe(value)
+
+    def samples(metric: object, prefix: str) -> dict[tuple[str, str], float]:
+        (family,) = metric.collect()  # type: ignore[attr-defined]
+        return {
+            (s.name.removeprefix(prefix), s.labels.get("le", "")): s.value
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert samples(ours, "ours") == samples(theirs, "theirs")
