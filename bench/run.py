@@ -860,7 +860,7 @@ def render(
         "",
         f"- date: {started}",
         f"- machine: {machine()}",
-        f"- command: `{command}` (`make bench`)",
+        f"- command: `{command}` (`make bench`), at commit {getattr(args, 'commit', '') or 'unknown'}",
         f"- load average before the run: {load}",
         f"- wrk: {args.threads} threads, {args.connections} connections, {args.duration:g} s per run after a "
         f"{args.warmup:g} s warm-up; a fresh server process per (target, workload); {pinning}; "
@@ -970,6 +970,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{tool} not found: apt-get install -y wrk nginx", file=sys.stderr)
             return 2
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     load = open("/proc/loadavg").read().split()[:3]
     out_path = args.out or (None if args.quick else os.path.join(HERE, "RESULTS.md"))
 
@@ -1034,6 +1037,7 @@ def main(argv: list[str] | None = None) -> int:
         lab.stop_all()
         shutil.rmtree(work, ignore_errors=True)
     args.command = "python bench/run.py " + " ".join(sys.argv[1:])
+    args.commit = commit
     saved = {
         "rows": [vars(r) for r in rows],
         "big": big,
