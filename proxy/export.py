@@ -402,7 +402,11 @@ def import_export(path: str) -> ImportResult:
             if draft.protocol == "saml":
                 default = f"urn:auth0:{tenant}:{draft.name}"
                 draft.ids["audiences"] = list(dict.fromkeys([default, *draft.ids["audiences"]]))
-    route_map = make_routemap([builder.drafts[name].to_connection() for name in sorted(builder.drafts)])
+    # A fresh map starts fully transparent: every connection legacy (as exported) and unidentified
+    # callbacks to Auth0 too, so deploying the proxy changes nothing until an operator cuts over.
+    route_map = make_routemap(
+        [builder.drafts[name].to_connection() for name in sorted(builder.drafts)], unknown="auth0"
+    )
     warnings = builder.warnings + ambiguity_warnings(route_map)
     return ImportResult(route_map=route_map, warnings=warnings, skipped=builder.skipped, tenant=tenant)
 

@@ -594,3 +594,11 @@ def test_reimport_drops_connections_gone_from_the_export_and_says_so(tmp_path: P
     assert run_import(str(second), str(target), out, io.StringIO()) == 0
     assert list(parse_routemap(target.read_bytes()).connections) == ["a"]
     assert "no longer in the export, dropped: b" in out.getvalue()
+
+
+def test_a_fresh_import_is_fully_transparent() -> None:
+    """Deploying a freshly imported map changes nothing: every connection and every unknown to Auth0."""
+    result = import_export(str(SHARED / "redacted"))
+    assert result.route_map.unknown == "auth0"
+    assert result.route_map.mode == "normal"
+    assert {conn.state for conn in result.route_map.connections.values()} == {"legacy"}
