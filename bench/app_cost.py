@@ -88,8 +88,8 @@ def build_service() -> Any:
     from proxy.reload import RouteStore
     from proxy.upstream import Upstream
 
-    routes = os.path.join(tempfile.mkdtemp(prefix="sso-bench-app-"), "routes.yaml")
-    with open(routes, "w") as fh:
+    fd, routes = tempfile.mkstemp(prefix="sso-bench-app-", suffix=".yaml")
+    with os.fdopen(fd, "w") as fh:
         fh.write(ROUTES)
     env = {
         "WORKOS_CUSTOM_DOMAIN": "auth.example.test",
@@ -104,6 +104,7 @@ def build_service() -> Any:
     metrics = Metrics()
     store = RouteStore(settings.routes, settings.workos_domain, metrics, logger)
     store.load_initial()
+    os.unlink(routes)  # loaded; nothing watches it here
     return PublicApp(settings, store, metrics, Upstream(settings, metrics), logger)
 
 
