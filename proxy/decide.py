@@ -7,7 +7,7 @@ decides: the next hint is tried, else the callback is unknown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from proxy.callback import (
@@ -26,8 +26,9 @@ AUTH0 = "auth0"
 WORKOS = "workos"
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+# NamedTuples, not frozen dataclasses: two are made per callback, and a frozen dataclass's
+# __init__ (object.__setattr__ per field) costs about twice as much on this hot path.
+class Identity(NamedTuple):
     """Which connection a callback belongs to, and how that was found."""
 
     connection: str | None
@@ -36,8 +37,7 @@ class Identity:
     unparseable: bool = False  # a SAMLResponse or id_token was present but could not be read
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """Where a callback goes and why."""
 
     action: str  # workos | auth0

@@ -92,24 +92,30 @@ def client_address(peer: str, forwarded_for: list[str], trusted: tuple[Network, 
     return forwarded_for[0] if forwarded_for else peer
 
 
+_ALWAYS_DROPPED = HOP_BY_HOP | _REPLACED
+
+
 def request_headers(scope: dict[str, Any], settings: Settings) -> list[tuple[str, str]]:
-    """The headers to send to Auth0 for an incoming request (see the module rules)."""
-    incoming: Headers = scope["headers"]
-    drop = HOP_BY_HOP | _REPLACED | _connection_tokens(incoming) | {settings.client_ip_header.encode()}
-    out: list[tuple[str, str]] = []
+    """The headers to send to Auth0 for an incoming request (see the module rules). One pass."""
+    ip_header = settings.client_ip_header.encode()
+    kept: Headers = []
     forwarded_for: list[str] = []
     forwarded_proto = forwarded_host = host = None
-    for name, value in incoming:
-        if name == b"x-forwarded-for":
+    named_hops: frozenset[bytes] = frozenset()
+    for name, value in scope["headers"]:
+        if name not in _ALWAYS_DROPPED and name != ip_header:
+            kept.append((name, value))
+        elif name == b"host":
+            host = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
             forwarded_for.extend(v.strip() for v in value.decode("latin-1").split(",") if v.strip())
         elif name == b"x-forwarded-proto":
             forwarded_proto = value.decode("latin-1")
         elif name == b"x-forwarded-host":
             forwarded_host = value.decode("latin-1")
-        elif name == b"host":
-            host = value.decode("latin-1")
-        if name not in drop:
-            out.append((name.decode("latin-1"), value.decode("latin-1")))
+        elif name == b"connection":
+            named_hops |= _connection_tokens([(name, value)])
+    out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in kept if k not in named_hops]
     client = scope.get("client")
     peer = client[0] if client else ""
     trusted = _is_trusted(peer, settings.trusted_proxies)
