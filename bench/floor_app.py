@@ -11,6 +11,7 @@ Server and Date headers off; see ``proxy/server.py``).
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any, Awaitable, Callable
 
 import uvicorn
@@ -41,21 +42,11 @@ async def floor_app(scope: dict[str, Any], receive: Receive, send: Send) -> None
 
 
 def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
-    """The service's uvicorn options (proxy/server.py ``_config``), for a fair comparison."""
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        http="httptools",
-        loop="none",
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-        log_level="warning",
-        proxy_headers=False,
-        server_header=False,
-        date_header=False,
-    )
+    """The service's own uvicorn options (``proxy.listener.uvicorn_config``), for a fair comparison."""
+    from proxy.listener import uvicorn_config as service_config
+
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    return service_config(app, host, port, None)
 
 
 def run_like_service(

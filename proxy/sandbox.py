@@ -222,10 +222,11 @@ async def run_sandbox(
 ) -> None:
     """The proxy plus both stand-ins on loopback, until Ctrl+C."""
     from proxy.config import load_settings
+    from proxy.listener import ListenerServer, uvicorn_config
     from proxy.logs import setup_logging
     from proxy.metrics import Metrics
     from proxy.reload import RouteStore
-    from proxy.server import _config, _Server, serve
+    from proxy.server import serve
 
     key = "sandbox-cname-api-key"
     # Bound to every interface (a container): the browser reaches the published ports on localhost.
@@ -251,9 +252,9 @@ async def run_sandbox(
     metrics = Metrics()
     store = RouteStore(settings.routes, settings.workos_domain, metrics, logger)
     store.load_initial()
-    auth0 = _Server(_config(create_auth0_standin(key), host, auth0_port, 1.0))
-    workos = _Server(
-        _config(
+    auth0 = ListenerServer(uvicorn_config(create_auth0_standin(key), host, auth0_port, 1.0))
+    workos = ListenerServer(
+        uvicorn_config(
             create_workos_standin(
                 "client_sandbox", public, migrated, store.current.route_map if store.current else None
             ),

@@ -12,41 +12,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any, Iterator
-
-import uvicorn
 
 from proxy.app import Lifecycle, PublicApp, create_ops_app
 from proxy.config import Settings
+from proxy.listener import ListenerServer, uvicorn_config
 from proxy.logs import log_event
 from proxy.metrics import Metrics
 from proxy.reload import RouteStore
 from proxy.upstream import Upstream
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server whose signals are handled by :func:`serve`, not by uvicorn."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _config(app: Any, host: str, port: int, graceful: float | None) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        http="httptools",
-        loop="none",
-        lifespan="off",
-        access_log=False,
-        log_config=None,
-        proxy_headers=False,  # X-Forwarded-For trust is upstream.py's, by configured addresses
-        server_header=False,  # Auth0's own headers pass through unchanged
-        date_header=False,
-        timeout_graceful_shutdown=graceful,  # type: ignore[arg-type]  # uvicorn uses it as a float
-    )
 
 
 async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger: logging.Logger) -> None:
@@ -54,15 +27,17 @@ async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger:
     lifecycle = Lifecycle()
     upstream = Upstream(settings, metrics)
     await upstream.start()
-    public = _Server(
-        _config(
+    public = ListenerServer(
+        uvicorn_config(
             PublicApp(settings, store, metrics, upstream, logger),
             settings.host,
             settings.port,
             settings.shutdown_timeout,
         )
     )
-    ops = _Server(_config(create_ops_app(store, metrics, lifecycle), settings.admin_host, settings.admin_port, 1.0))
+    ops = ListenerServer(
+        uvicorn_config(create_ops_app(store, metrics, lifecycle), settings.admin_host, settings.admin_port, 1.0)
+    )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     now = asyncio.Event()  # a second signal: cut the drain period short too
