@@ -157,11 +157,11 @@ class PublicApp:
                     raise BodyTooLarge
                 body = await self._read_body(receive)
             except BodyTooLarge:
-                self.metrics.child(self.metrics.rejected, "body_too_large").inc()
+                self.metrics.rejected.labels("body_too_large").inc()
                 status = await send_page(send, 413)
                 return
             except ClientGone:
-                self.metrics.child(self.metrics.rejected, "incomplete_body").inc()
+                self.metrics.rejected.labels("incomplete_body").inc()
                 status = 499  # nginx's "client closed request"; no response can be sent
                 return
             if is_callback:
@@ -170,8 +170,8 @@ class PublicApp:
                 status = await self._forward(scope, body, scope["query_string"], send, single_use=False)
         finally:
             m = self.metrics
-            m.child(m.requests, group, m.method_label(scope["method"]), status_class(status)).inc()
-            m.child(m.duration, group).observe(time.perf_counter() - started)
+            m.requests.labels(group, m.method_label(scope["method"]), status_class(status)).inc()
+            m.duration.labels(group).observe(time.perf_counter() - started)
 
     async def _read_body(self, receive: Receive) -> bytes:
         limit = self.settings.max_body_bytes
@@ -200,7 +200,7 @@ class PublicApp:
             return await self.upstream.forward(scope, body, query, send, single_use=single_use)
         except UpstreamError as exc:
             if connection is not None:
-                self.metrics.child(self.metrics.callback_errors, connection, exc.kind).inc()
+                self.metrics.callback_errors.labels(connection, exc.kind).inc()
             log_event(
                 self.logger,
                 logging.WARNING,
@@ -254,13 +254,13 @@ class PublicApp:
     def _count(self, decision: Decision) -> None:
         m = self.metrics
         label = decision.connection or UNKNOWN
-        m.child(
-            m.callbacks, decision.protocol, label, decision.action, decision.reason, decision.identity.identified_by
+        m.callbacks.labels(
+            decision.protocol, label, decision.action, decision.reason, decision.identity.identified_by
         ).inc()
         if decision.reason == "fallback":
-            m.child(m.fallbacks, label).inc()
+            m.fallbacks.labels(label).inc()
         elif decision.would is not None:
-            m.child(m.shadow, label, decision.would).inc()
+            m.shadow.labels(label, decision.would).inc()
 
     async def _to_workos(
         self, scope: Scope, conn: Connection | None, query: bytes, body: bytes, form: bool, send: Send

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import platform
 from bisect import bisect_left
-from typing import Any, Iterator
+from typing import Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -225,15 +225,6 @@ class Metrics:
             registry=r,
         )
         self.draining = Gauge("sso_proxy_draining", "1 while draining after SIGTERM.", registry=r)
-        self._children: dict[tuple[Any, ...], Any] = {}
-
-    def child(self, metric: Any, *labels: str) -> Any:
-        """A cached labelled child: ``labels()`` costs microseconds on the hot path."""
-        key = (id(metric), *labels)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = metric.labels(*labels)
-        return found
 
     def method_label(self, method: str) -> str:
         return method if method in METHODS else "other"

@@ -66,7 +66,7 @@ class RouteStore:
         self.last_error = None
         self._failed_sha = None
         m = self.metrics
-        m.child(m.reloads, "success").inc()
+        m.reloads.labels("success").inc()
         m.last_reload.set(loaded.loaded_at)
         m.routemap_info.clear()
         m.routemap_info.labels(route_map.sha256, self.path).set(1)
@@ -139,7 +139,7 @@ class RouteStore:
         # Remembered whatever the trigger, so the watcher does not count the same content again.
         self._failed_sha = sha
         self.last_error = "\n".join(errors)
-        self.metrics.child(self.metrics.reloads, "error").inc()
+        self.metrics.reloads.labels("error").inc()
         log_event(
             self.logger,
             logging.ERROR,

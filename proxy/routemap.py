@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -257,6 +257,11 @@ def parse_routemap(text: str | bytes, source: str = "routes.yaml", workos_domain
             connections[conn.name] = conn
     if errors:
         raise RouteMapError(source, errors)
+    return _assemble(connections, unknown, mode, hashlib.sha256(data).hexdigest())
+
+
+def _assemble(connections: dict[str, Connection], unknown: str, mode: str, sha256: str) -> RouteMap:
+    """A read-only RouteMap with its lookup indexes, from validated connections."""
     index, ambiguous = build_index(connections)
     return RouteMap(
         unknown=unknown,
@@ -264,7 +269,7 @@ def parse_routemap(text: str | bytes, source: str = "routes.yaml", workos_domain
         connections=MappingProxyType(connections),
         index=MappingProxyType({k: MappingProxyType(v) for k, v in index.items()}),
         ambiguous=MappingProxyType({k: MappingProxyType(v) for k, v in ambiguous.items()}),
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256,
     )
 
 
@@ -307,14 +312,5 @@ def dump_routemap(route_map: RouteMap, header: str = "") -> str:
 
 def make_routemap(connections: list[Connection], unknown: str = "workos", mode: str = "normal") -> RouteMap:
     """Build a RouteMap in code (tests, importer); sha256 is of its YAML form."""
-    by_name = {conn.name: conn for conn in connections}
-    index, ambiguous = build_index(by_name)
-    draft = RouteMap(
-        unknown=unknown,
-        mode=mode,
-        connections=MappingProxyType(by_name),
-        index=MappingProxyType({k: MappingProxyType(v) for k, v in index.items()}),
-        ambiguous=MappingProxyType({k: MappingProxyType(v) for k, v in ambiguous.items()}),
-    )
-    sha = hashlib.sha256(dump_routemap(draft).encode()).hexdigest()
-    return RouteMap(draft.unknown, draft.mode, draft.connections, draft.index, draft.ambiguous, sha)
+    draft = _assemble({conn.name: conn for conn in connections}, unknown, mode, "")
+    return replace(draft, sha256=hashlib.sha256(dump_routemap(draft).encode()).hexdigest())

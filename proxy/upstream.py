@@ -202,10 +202,10 @@ class Upstream:
                 )
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 error = _translate(exc)
-                m.child(m.upstream_errors, error.kind).inc()
+                m.upstream_errors.labels(error.kind).inc()
                 raise error from exc
             m.upstream_seconds.observe(time.perf_counter() - started)
-            m.child(m.upstream_requests, status_class(response.status)).inc()
+            m.upstream_requests.labels(status_class(response.status)).inc()
             async with response:
                 hop = HOP_BY_HOP | _connection_tokens(response.raw_headers)
                 headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in hop]
@@ -214,7 +214,7 @@ class Upstream:
                     async for chunk in response.content.iter_chunked(CHUNK):
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                    m.child(m.upstream_errors, _translate(exc).kind).inc()
+                    m.upstream_errors.labels(_translate(exc).kind).inc()
                     raise
                 await send({"type": "http.response.body", "body": b""})
             return response.status
