@@ -12,6 +12,7 @@ defusedxml's ``forbid_dtd=True``. Redirect-binding payloads are inflated with an
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
 import re
 import zlib
@@ -299,3 +300,58 @@ def guess_protocol(cb: Callback) -> str:
     if b"id_token=" in cb.body or b"code=" in cb.query or b"id_token=" in cb.query:
         return "oidc"
     return "unknown"
+
+
+def in_response_to(xml: bytes) -> str | None:
+    """The ``InResponseTo`` of a SAML response's root element (the AuthnRequest it answers); the
+    parser stops at the root, DTDs refused."""
+    found: list[str] = []
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        value = attrs.get("InResponseTo")
+        if value:
+            found.append(value)
+        raise _Stop
+
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = _refuse
+    parser.EntityDeclHandler = _refuse
+    parser.UnparsedEntityDeclHandler = _refuse
+    parser.ExternalEntityRefHandler = _refuse  # type: ignore[assignment]
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartElementHandler = start
+    try:
+        parser.Parse(xml, True)
+    except (_Stop, _Forbidden, expat.ExpatError, ValueError):
+        pass
+    return found[0] if found else None
+
+
+def transaction_values(cb: Callback) -> list[tuple[str, str]]:
+    """The values a login's starter issued and the callback echoes: ``state`` (query, form_post
+    body) and ``RelayState`` (POST body, Redirect-binding query), as (name, value), in that order."""
+    out: list[tuple[str, str]] = []
+    for name in ("state", "RelayState"):
+        key = name.encode() + b"="
+        if cb.form and key in cb.body:
+            raw = form_field(cb.body, name.encode())
+            if raw is not None:
+                out.append((name, _decode_value(raw)))
+        if key in cb.query:
+            raw = form_field(cb.query, name.encode())
+            if raw is not None:
+                out.append((name, _decode_value(raw)))
+    return out
+
+
+def callback_digest(cb: Callback) -> str | None:
+    """A digest naming this callback's credential (SAMLResponse, id_token or code), the same however
+    the browser re-encodes the form; None when it carries none."""
+    for name in (b"SAMLResponse", b"id_token", b"code"):
+        raw = form_field(cb.body, name) if cb.form else None
+        if raw is None:
+            raw = form_field(cb.query, name)
+        if raw is not None:
+            value = unescape_base64_field(raw) if name == b"SAMLResponse" else _decode_value(raw).encode()
+            return name.decode() + ":" + hashlib.sha256(value).hexdigest()
+    return None

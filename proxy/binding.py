@@ -1,0 +1,506 @@
+"""Binding logins to whoever started them: a signed cookie of MACs, and what to bind.
+
+The callback path decides by connection, but Auth0 (and WorkOS) refuse a ``state`` they did not
+issue, so a login must come back to whoever started it (issue 10). Every login Auth0 starts sends
+the browser to the identity provider through a response this proxy passes on; when it does, a
+cookie is added holding an HMAC-SHA256 of the login's ``state`` / ``RelayState`` (and a SAML
+AuthnRequest's ``ID``, which the IdP echoes as ``InResponseTo``). On ``/login/callback`` a value
+whose MAC is in the cookie was started by Auth0. Nothing is stored server-side: any replica with
+the same keys decides. The same cookie format marks the callbacks this proxy itself sent to WorkOS,
+so a ``fallback=auth0`` can be told apart as solicited.
+
+Everything here is pure (the keys and the clock are passed in) and never raises on bad input:
+
+- cookie: ``<name>=<base64url(entries || tag)>``; an entry is 4 bytes of expiry (Unix seconds),
+  one byte ``n`` (1 or 2) and ``n`` 16-byte MACs; ``tag`` is a 16-byte HMAC of the entries under
+  the first key (all keys verify, so keys rotate without breaking a login in flight). At most
+  :data:`MAX_ENTRIES` logins, oldest dropped; a cookie longer than :data:`MAX_COOKIE_CHARS`, with a
+  bad tag, or malformed, holds no bindings. Comparisons are constant-time (``hmac.compare_digest``).
+- what to bind (OIDC/OAuth2 per RFC 6749 section 4.1.1; SAML bindings sections 3.4 and 3.5): a 3xx
+  to another host whose query has ``state`` and a ``redirect_uri`` on this service's
+  ``/login/callback``; a 3xx with ``SAMLRequest`` (+ ``RelayState``), the request inflated with a
+  cap to read its ``ID``; a 200 ``text/html`` page whose form posts ``SAMLRequest`` (+
+  ``RelayState``), read only when small enough (:data:`MAX_PAGE_BYTES`) and in an encoding the
+  standard library can read (identity, gzip, deflate).
+
+Every parser is linear: tag scans use patterns that cannot backtrack across the input, inflation
+and decompression are capped, XML is read by expat with DTDs refused.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import re
+import struct
+import zlib
+from dataclasses import dataclass, field
+from html import unescape
+from typing import Iterable, NamedTuple
+from urllib.parse import parse_qsl, urlsplit
+from xml.parsers import expat
+
+from proxy.callback import Callback, callback_digest, in_response_to, saml_document, transaction_values
+
+# Cookie names. Not __Host- prefixed: that prefix requires Path=/, and these ride only on the callback.
+AUTH0_COOKIE = "sso_proxy_tx"  # logins Auth0 started
+WORKOS_COOKIE = "sso_proxy_wx"  # callbacks this proxy sent to WorkOS (a fallback=auth0 is then solicited)
+COOKIE_PATH = "/login/callback"
+
+# MAC domain separation: a MAC made for one purpose never verifies for another.
+AUTH0_PURPOSE = b"sso-proxy auth0 transaction v1"
+WORKOS_PURPOSE = b"sso-proxy workos redirect v1"
+
+MAC_BYTES = 16
+MAX_ENTRIES = 8  # logins in flight per browser (tabs); the oldest is dropped beyond this
+MAX_TAGS = 2  # SAML: RelayState and the AuthnRequest ID
+MAX_COOKIE_CHARS = 512  # 8 entries of 2 MACs: 8 * 37 + 16 bytes = 416 base64url characters
+MAX_LOCATION_CHARS = 16 << 10
+MAX_INFLATED_REQUEST = 64 << 10  # an AuthnRequest is a few KB
+MAX_PAGE_BYTES = 128 << 10  # an auto-post page is a few KB; larger pages are never buffered
+MAX_VALUE_CHARS = 2048  # a state/RelayState longer than this is not bound (SAML caps RelayState at 80 bytes)
+WORKOS_TTL = 120  # a WorkOS round trip takes seconds
+
+OIDC_STATE = "oidc_state"
+SAML_RELAYSTATE = "saml_relaystate"
+_CALLBACK_PATHS = ("/login/callback", "/login/callback/")
+_PAGE_ENCODINGS = frozenset((b"", b"identity", b"gzip", b"x-gzip", b"deflate"))
+
+
+class Entry(NamedTuple):
+    """One login in flight: when it expires and the MACs of its values."""
+
+    expires: int
+    tags: tuple[bytes, ...]
+
+
+class Login(NamedTuple):
+    """A login an upstream response starts: its kind and the values the callback will carry."""
+
+    kind: str  # oidc_state | saml_relaystate
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The MAC keys: the first signs, all verify. Never printed (``repr`` hides them)."""
+
+    secrets: tuple[bytes, ...] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.secrets:
+            raise ValueError("at least one key is needed")
+
+
+def mac(key: bytes, purpose: bytes, value: str) -> bytes:
+    """The truncated HMAC-SHA256 of one value for one purpose."""
+    return hmac.digest(key, purpose + b"\x00" + value.encode("utf-8", "surrogatepass"), hashlib.sha256)[:MAC_BYTES]
+
+
+def _b64encode(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii").replace("+", "-").replace("/", "_").rstrip("=")
+
+
+def _b64decode(text: str) -> bytes:
+    return binascii.a2b_base64(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), strict_mode=True)
+
+
+def _pack(entries: Iterable[Entry]) -> bytes:
+    return b"".join(struct.pack(">IB", e.expires, len(e.tags)) + b"".join(e.tags) for e in entries)
+
+
+def encode_cookie(entries: tuple[Entry, ...], keys: Keys, purpose: bytes) -> str:
+    """The cookie value for ``entries`` (at most the last MAX_ENTRIES), signed with the first key."""
+    payload = _pack(entries[-MAX_ENTRIES:])
+    return _b64encode(payload + hmac.digest(keys.secrets[0], purpose + payload, hashlib.sha256)[:MAC_BYTES])
+
+
+def decode_cookie(value: str | bytes | None, keys: Keys, purpose: bytes, now: float) -> tuple[Entry, ...]:
+    """The unexpired entries of a cookie value; a tampered, garbage or oversized value has none."""
+    if not value or len(value) > MAX_COOKIE_CHARS:
+        return ()
+    try:
+        text = value.decode("ascii") if isinstance(value, bytes) else value
+        raw = _b64decode(text)
+    except (binascii.Error, ValueError):
+        return ()
+    if len(raw) <= MAC_BYTES:
+        return ()
+    payload, tag = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
+    if not any(
+        hmac.compare_digest(hmac.digest(key, purpose + payload, hashlib.sha256)[:MAC_BYTES], tag)
+        for key in keys.secrets
+    ):
+        return ()
+    entries: list[Entry] = []
+    at = 0
+    while at < len(payload):
+        if at + 5 > len(payload):
+            return ()
+        expires, count = struct.unpack_from(">IB", payload, at)
+        at += 5
+        if not 1 <= count <= MAX_TAGS or at + count * MAC_BYTES > len(payload):
+            return ()
+        tags = tuple(payload[at + i * MAC_BYTES : at + (i + 1) * MAC_BYTES] for i in range(count))
+        at += count * MAC_BYTES
+        if expires > now:
+            entries.append(Entry(expires, tags))
+    return tuple(entries[-MAX_ENTRIES:])
+
+
+def add_entry(
+    entries: tuple[Entry, ...], values: tuple[str, ...], keys: Keys, purpose: bytes, expires: int
+) -> tuple[Entry, ...]:
+    """``entries`` plus one for ``values`` (MACed with the first key); the oldest dropped beyond the bound.
+
+    An entry already holding one of the values is replaced, so a retried redirect does not fill the cookie.
+    """
+    tags = tuple(mac(keys.secrets[0], purpose, v) for v in values[:MAX_TAGS])
+    kept = tuple(e for e in entries if not any(hmac.compare_digest(t, n) for t in e.tags for n in tags))
+    return (*kept, Entry(expires, tags))[-MAX_ENTRIES:]
+
+
+def find_entry(entries: tuple[Entry, ...], values: Iterable[str], keys: Keys, purpose: bytes) -> int | None:
+    """The index of the entry holding the MAC of one of ``values`` (under any key), else None.
+
+    Every tag is compared, in constant time, whatever matched first.
+    """
+    found: int | None = None
+    for value in values:
+        if not value or len(value) > MAX_VALUE_CHARS:
+            continue
+        for key in keys.secrets:
+            wanted = mac(key, purpose, value)
+            for index, entry in enumerate(entries):
+                for tag in entry.tags:
+                    if hmac.compare_digest(tag, wanted) and found is None:
+                        found = index
+    return found
+
+
+def remove_entry(entries: tuple[Entry, ...], index: int) -> tuple[Entry, ...]:
+    return entries[:index] + entries[index + 1 :]
+
+
+def set_cookie(name: str, value: str, max_age: int) -> bytes:
+    """A Set-Cookie header value for the callback path. SameSite=None so the IdP's cross-site POST
+    back carries it, which requires Secure (so it only round-trips over https)."""
+    return f"{name}={value}; Path={COOKIE_PATH}; Max-Age={max_age}; Secure; HttpOnly; SameSite=None".encode("ascii")
+
+
+def delete_cookie(name: str) -> bytes:
+    return f"{name}=; Path={COOKIE_PATH}; Max-Age=0; Secure; HttpOnly; SameSite=None".encode("ascii")
+
+
+def update_cookie(name: str, entries: tuple[Entry, ...], keys: Keys, purpose: bytes, now: float) -> bytes:
+    """Set-Cookie for ``entries``: the cookie lives as long as its newest entry; none left deletes it."""
+    if not entries:
+        return delete_cookie(name)
+    max_age = max(1, max(e.expires for e in entries) - int(now))
+    return set_cookie(name, encode_cookie(entries, keys, purpose), max_age)
+
+
+def cookie_values(headers: Iterable[tuple[bytes, bytes]], name: str) -> list[bytes]:
+    """Every value of cookie ``name`` in the request's Cookie headers, in order (RFC 6265 section 5.4:
+    a more specific path comes first). One pass; values are never decoded or logged."""
+    wanted = name.encode("ascii") + b"="
+    found: list[bytes] = []
+    for header, value in headers:
+        if header != b"cookie" or wanted not in value:
+            continue
+        for piece in value.split(b";"):
+            piece = piece.strip()
+            if piece.startswith(wanted):
+                found.append(piece[len(wanted) :])
+    return found
+
+
+def read_entries(
+    headers: Iterable[tuple[bytes, bytes]], name: str, keys: Keys, purpose: bytes, now: float
+) -> tuple[Entry, ...]:
+    """The entries of the first valid copy of cookie ``name`` (a planted copy elsewhere is ignored)."""
+    for value in cookie_values(headers, name)[:4]:
+        entries = decode_cookie(value, keys, purpose, now)
+        if entries:
+            return entries
+    return ()
+
+
+# --- what an upstream response starts -------------------------------------------------------------
+
+
+def _query(url: str) -> dict[str, str]:
+    """The first value of each query parameter (undecodable bytes replaced, never an error)."""
+    out: dict[str, str] = {}
+    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True, errors="replace"):
+        out.setdefault(key, value)
+    return out
+
+
+def _netloc(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return None
+    return parts.netloc.lower() if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def is_own_callback(url: str, own_hosts: frozenset[str]) -> bool:
+    """``url`` is this service's ``/login/callback`` (on one of ``own_hosts``, host[:port] lowercased)."""
+    netloc = _netloc(url)
+    return netloc is not None and netloc in own_hosts and urlsplit(url).path in _CALLBACK_PATHS
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Forbidden(Exception):
+    pass
+
+
+def _refuse(*_args: object) -> None:
+    raise _Forbidden
+
+
+def authn_request_facts(xml: bytes) -> tuple[str | None, str | None]:
+    """(ID, AssertionConsumerServiceURL) of an AuthnRequest's root element; DTDs refused, stops at the root."""
+    found: list[tuple[str | None, str | None]] = []
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        if name.rpartition(":")[2] == "AuthnRequest":
+            found.append((attrs.get("ID"), attrs.get("AssertionConsumerServiceURL")))
+        raise _Stop
+
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = _refuse
+    parser.EntityDeclHandler = _refuse
+    parser.UnparsedEntityDeclHandler = _refuse
+    parser.ExternalEntityRefHandler = _refuse  # type: ignore[assignment]
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartElementHandler = start
+    try:
+        parser.Parse(xml, True)
+    except _Stop:
+        pass
+    except (_Forbidden, expat.ExpatError, ValueError):
+        return None, None
+    return found[0] if found else (None, None)
+
+
+def read_saml_request(encoded: str, deflated: bool) -> tuple[str | None, str | None]:
+    """(ID, ACS URL) of a base64 SAMLRequest (Redirect binding: DEFLATEd first), inflated with a cap."""
+    try:
+        data = binascii.a2b_base64(encoded.replace(" ", "+"))  # a '+' read from a query as a space
+        if deflated:
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            data = inflater.decompress(data, MAX_INFLATED_REQUEST)
+            if inflater.unconsumed_tail:
+                return None, None
+    except (binascii.Error, ValueError, zlib.error):
+        return None, None
+    return authn_request_facts(data)
+
+
+def _saml_login(saml_request: str, relay_state: str | None, deflated: bool, own_hosts: frozenset[str]) -> Login | None:
+    request_id, acs = read_saml_request(saml_request, deflated)
+    if acs and _netloc(acs) is not None and not is_own_callback(acs, own_hosts):
+        return None  # the IdP will post to someone else
+    values = tuple(v for v in (relay_state, request_id) if v and len(v) <= MAX_VALUE_CHARS)
+    return Login(SAML_RELAYSTATE, values) if values else None
+
+
+def inspect_location(location: str, own_hosts: frozenset[str]) -> Login | None:
+    """The login a redirect to ``location`` starts, if it sends the browser to an IdP that comes back
+    to this service's ``/login/callback``; else None."""
+    if len(location) > MAX_LOCATION_CHARS or "?" not in location:
+        return None
+    netloc = _netloc(location)
+    if netloc is None or netloc in own_hosts:
+        return None  # relative, or to this service itself (e.g. /u/login): nothing to bind yet
+    query = _query(location)
+    if "SAMLRequest" in query:
+        return _saml_login(query["SAMLRequest"], query.get("RelayState"), True, own_hosts)
+    state = query.get("state")
+    if state and len(state) <= MAX_VALUE_CHARS and is_own_callback(query.get("redirect_uri", ""), own_hosts):
+        return Login(OIDC_STATE, (state,))
+    return None
+
+
+# A tag scan that cannot backtrack across the page: each match attempt stops at the next < or >.
+_FORM = re.compile(rb"<form\b([^<>]*)>", re.IGNORECASE)
+_INPUT = re.compile(rb"<input\b([^<>]*)>", re.IGNORECASE)
+_ATTR = re.compile(rb"""([a-zA-Z_:][-\w:.]*)\s*=\s*(?:"([^"<>]*)"|'([^'<>]*)'|([^\s"'<>=`]+))""")
+
+
+def _attrs(raw: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for match in _ATTR.finditer(raw):
+        name = match.group(1).decode("latin-1").lower()
+        value = match.group(2) if match.group(2) is not None else match.group(3) or match.group(4) or b""
+        out.setdefault(name, unescape(value.decode("utf-8", "replace")))
+    return out
+
+
+def inspect_page(page: bytes, own_hosts: frozenset[str]) -> Login | None:
+    """The login an auto-post page starts (SAML HTTP-POST binding): its form's SAMLRequest and RelayState."""
+    if b"SAMLRequest" not in page or len(page) > MAX_PAGE_BYTES:
+        return None
+    fields: dict[str, str] = {}
+    for match in _INPUT.finditer(page):
+        attrs = _attrs(match.group(1))
+        name = attrs.get("name")
+        if name in ("SAMLRequest", "RelayState") and name not in fields:
+            fields[name] = attrs.get("value", "")
+    if "SAMLRequest" not in fields:
+        return None
+    form = _FORM.search(page)
+    action = _attrs(form.group(1)).get("action", "") if form else ""
+    netloc = _netloc(action)
+    if netloc is None or netloc in own_hosts:
+        return None
+    return _saml_login(fields["SAMLRequest"], fields.get("RelayState"), False, own_hosts)
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def may_be_post_page(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a response can be an auto-post page worth buffering: 200, text/html, small, readable."""
+    if status != 200:
+        return False
+    content_type = _header(headers, b"content-type")
+    if content_type is None or not content_type[:9].lower() == b"text/html":
+        return False
+    encoding = (_header(headers, b"content-encoding") or b"").strip().lower()
+    if encoding not in _PAGE_ENCODINGS:
+        return False
+    length = _header(headers, b"content-length")
+    return length is None or (length.isdigit() and int(length) <= MAX_PAGE_BYTES)
+
+
+def decode_page(body: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The page text for inspection (the response itself is passed on unchanged), capped; None if unreadable."""
+    encoding = (_header(headers, b"content-encoding") or b"").strip().lower()
+    if encoding in (b"", b"identity"):
+        return body
+    try:
+        wbits = 16 + zlib.MAX_WBITS if encoding in (b"gzip", b"x-gzip") else zlib.MAX_WBITS
+        inflater = zlib.decompressobj(wbits)
+        data = inflater.decompress(body, MAX_PAGE_BYTES)
+        if inflater.unconsumed_tail:
+            return None
+        return data
+    except zlib.error:
+        return None
+
+
+def inspect_response(status: int, headers: list[tuple[bytes, bytes]], own_hosts: frozenset[str]) -> Login | None:
+    """The login a 3xx response starts (from its Location), else None."""
+    if not 300 <= status < 400:
+        return None
+    location = _header(headers, b"location")
+    if location is None:
+        return None
+    return inspect_location(location.decode("latin-1"), own_hosts)
+
+
+# --- the request path's use of the above ---------------------------------------------------------
+
+
+def request_host(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    host = _header(headers, b"host")
+    return host.decode("latin-1").strip().lower() if host else None
+
+
+class CallbackBinding(NamedTuple):
+    """What the cookies say about one callback."""
+
+    bound: frozenset[str]  # which of state / RelayState / InResponseTo are bound to an Auth0 transaction
+    set_cookie: bytes | None  # Set-Cookie removing the matched entry from the forwarded response
+
+
+NOT_BOUND = CallbackBinding(frozenset(), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Binder:
+    """The binding settings in force: keys, lifetime, this service's own hosts (besides the request's Host)."""
+
+    keys: Keys
+    ttl: int = 600
+    public_hosts: frozenset[str] = frozenset()
+
+    def own_hosts(self, request_headers: Iterable[tuple[bytes, bytes]]) -> frozenset[str]:
+        host = request_host(request_headers)
+        return self.public_hosts | {host} if host else self.public_hosts
+
+    def auth0_binding(self, request_headers: list[tuple[bytes, bytes]], cb: Callback, now: float) -> CallbackBinding:
+        """Whether the callback's state / RelayState / InResponseTo was bound when Auth0 started it."""
+        entries = read_entries(request_headers, AUTH0_COOKIE, self.keys, AUTH0_PURPOSE, now)
+        if not entries:
+            return NOT_BOUND
+        candidates = transaction_values(cb)
+        found = self._find(entries, candidates, AUTH0_PURPOSE)
+        if found is None:
+            xml = saml_document(cb)
+            reply_to = in_response_to(xml) if xml else None
+            if reply_to is not None:
+                found = self._find(entries, [("InResponseTo", reply_to)], AUTH0_PURPOSE)
+        if found is None:
+            return NOT_BOUND
+        name, index = found
+        left = remove_entry(entries, index)
+        return CallbackBinding(frozenset((name,)), update_cookie(AUTH0_COOKIE, left, self.keys, AUTH0_PURPOSE, now))
+
+    def _find(
+        self, entries: tuple[Entry, ...], candidates: list[tuple[str, str]], purpose: bytes
+    ) -> tuple[str, int] | None:
+        for name, value in candidates:
+            index = find_entry(entries, (value,), self.keys, purpose)
+            if index is not None:
+                return name, index
+        return None
+
+    def _workos_values(self, cb: Callback) -> list[tuple[str, str]]:
+        values = transaction_values(cb)
+        if not values:
+            digest = callback_digest(cb)
+            if digest is not None:
+                values = [("digest", digest)]
+        return values
+
+    def solicited(
+        self, request_headers: list[tuple[bytes, bytes]], cb: Callback, now: float
+    ) -> tuple[bool, bytes | None]:
+        """Whether a ``fallback=auth0`` callback is one this proxy sent to WorkOS; and the Set-Cookie
+        removing its entry."""
+        entries = read_entries(request_headers, WORKOS_COOKIE, self.keys, WORKOS_PURPOSE, now)
+        if not entries:
+            return False, None
+        found = self._find(entries, self._workos_values(cb), WORKOS_PURPOSE)
+        if found is None:
+            return False, None
+        left = remove_entry(entries, found[1])
+        return True, update_cookie(WORKOS_COOKIE, left, self.keys, WORKOS_PURPOSE, now)
+
+    def workos_cookie(self, request_headers: list[tuple[bytes, bytes]], cb: Callback, now: float) -> bytes | None:
+        """Set-Cookie for a callback this proxy sends to WorkOS, so its fallback is known as solicited."""
+        values = self._workos_values(cb)
+        if not values:
+            return None
+        entries = read_entries(request_headers, WORKOS_COOKIE, self.keys, WORKOS_PURPOSE, now)
+        added = add_entry(entries, tuple(v for _, v in values), self.keys, WORKOS_PURPOSE, int(now) + WORKOS_TTL)
+        return update_cookie(WORKOS_COOKIE, added, self.keys, WORKOS_PURPOSE, now)
+
+    def bind(self, request_headers: list[tuple[bytes, bytes]], login: Login, now: float) -> bytes:
+        """Set-Cookie adding a login Auth0 starts to the browser's bindings."""
+        entries = read_entries(request_headers, AUTH0_COOKIE, self.keys, AUTH0_PURPOSE, now)
+        added = add_entry(entries, login.values, self.keys, AUTH0_PURPOSE, int(now) + self.ttl)
+        return update_cookie(AUTH0_COOKIE, added, self.keys, AUTH0_PURPOSE, now)
