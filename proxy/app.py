@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from proxy.binding import NOT_BOUND, Binder, CallbackBinding, Keys, PassthroughHook
 from proxy.callback import Callback, strip_fallback
 from proxy.config import Settings
 from proxy.decide import AUTH0, Decision, Identity, decide
@@ -32,7 +33,7 @@ from proxy.logs import log_event
 from proxy.metrics import UNKNOWN, Metrics, status_class
 from proxy.reload import RouteStore
 from proxy.routemap import Connection
-from proxy.upstream import Upstream
+from proxy.upstream import AppendHeaders, ResponseHook, Upstream
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -134,6 +135,7 @@ class PublicApp:
         self.metrics = metrics
         self.upstream = upstream
         self.logger = logger
+        self.binder = make_binder(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -167,7 +169,10 @@ class PublicApp:
             if is_callback:
                 status = await self._callback(scope, body, form, send, started)
             else:
-                status = await self._forward(scope, body, scope["query_string"], send, single_use=False)
+                hook = None
+                if self.binder is not None:
+                    hook = PassthroughHook(self.binder, scope["headers"], time.time(), self._count_binding)
+                status = await self._forward(scope, body, scope["query_string"], send, single_use=False, hook=hook)
         finally:
             m = self.metrics
             m.requests.labels(group, m.method_label(scope["method"]), status_class(status)).inc()
@@ -192,12 +197,23 @@ class PublicApp:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    def _count_binding(self, kind: str) -> None:
+        self.metrics.bindings.labels(kind).inc()
+
     async def _forward(
-        self, scope: Scope, body: bytes, query: bytes, send: Send, *, single_use: bool, connection: str | None = None
+        self,
+        scope: Scope,
+        body: bytes,
+        query: bytes,
+        send: Send,
+        *,
+        single_use: bool,
+        connection: str | None = None,
+        hook: ResponseHook | None = None,
     ) -> int:
         """Forward to Auth0; a failure becomes a 502/504 page (and, for a callback, a per-connection error)."""
         try:
-            return await self.upstream.forward(scope, body, query, send, single_use=single_use)
+            return await self.upstream.forward(scope, body, query, send, single_use=single_use, hook=hook)
         except UpstreamError as exc:
             if connection is not None:
                 self.metrics.callback_errors.labels(connection, exc.kind).inc()
@@ -217,16 +233,28 @@ class PublicApp:
         loaded = self.store.current
         assert loaded is not None  # the server does not start without a map
         route_map = loaded.route_map
+        cb = Callback(query, body, form)
+        binder = self.binder
+        tx: CallbackBinding = NOT_BOUND
         try:
-            decision = decide(Callback(query, body, form), route_map)
+            if binder is not None:
+                tx = binder.auth0_binding(scope["headers"], cb, time.time())
+            decision = decide(cb, route_map, tx.bound)
         except Exception:  # a bug must not lose a login: deliver to Auth0 and say so
             self.logger.exception("decision failed; forwarding to Auth0")
             decision = Decision(AUTH0, "unparseable", Identity(None, "none"), "unknown")
-        self._count(decision)
+        self._count(decision, cb, binder is not None)
         if decision.action == AUTH0:
             forward_query = strip_fallback(query) if decision.reason == "fallback" else query
+            cookie = tx.set_cookie if decision.reason == "auth0_transaction" else None
             status = await self._forward(
-                scope, body, forward_query, send, single_use=True, connection=decision.connection or UNKNOWN
+                scope,
+                body,
+                forward_query,
+                send,
+                single_use=True,
+                connection=decision.connection or UNKNOWN,
+                hook=AppendHeaders([(b"set-cookie", cookie)]) if cookie else None,
             )
         else:
             conn = route_map.connections.get(decision.connection) if decision.connection else None
@@ -251,12 +279,14 @@ class PublicApp:
             )
         return status
 
-    def _count(self, decision: Decision) -> None:
+    def _count(self, decision: Decision, cb: Callback, binding: bool) -> None:
         m = self.metrics
         label = decision.connection or UNKNOWN
         m.callbacks.labels(
             decision.protocol, label, decision.action, decision.reason, decision.identity.identified_by
         ).inc()
+        if binding and decision.reason not in ("auth0_transaction", "fallback") and carries_login_value(cb):
+            m.unbound.labels(decision.protocol, decision.action).inc()
         if decision.reason == "fallback":
             m.fallbacks.labels(label).inc()
         elif decision.would is not None:
@@ -281,6 +311,22 @@ class PublicApp:
         )
         await send({"type": "http.response.body", "body": b""})
         return 307
+
+
+def make_binder(settings: Settings) -> Binder | None:
+    """The transaction binding in force, or None when SSO_PROXY_TRANSACTION_BINDING is false."""
+    if not settings.transaction_binding:
+        return None
+    return Binder(Keys(settings.transaction_keys), settings.transaction_ttl, frozenset(settings.public_hosts))
+
+
+def carries_login_value(cb: Callback) -> bool:
+    """A cheap look for a state or RelayState a login's starter issued (for counting unbound callbacks)."""
+    return (
+        b"state=" in cb.query
+        or b"RelayState=" in cb.query
+        or (cb.form and (b"state=" in cb.body or b"RelayState=" in cb.body))
+    )
 
 
 def _request_id(scope: Scope) -> str:

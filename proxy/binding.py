@@ -37,7 +37,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from html import unescape
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 from xml.parsers import expat
 
@@ -504,3 +504,43 @@ class Binder:
         entries = read_entries(request_headers, AUTH0_COOKIE, self.keys, AUTH0_PURPOSE, now)
         added = add_entry(entries, login.values, self.keys, AUTH0_PURPOSE, int(now) + self.ttl)
         return update_cookie(AUTH0_COOKIE, added, self.keys, AUTH0_PURPOSE, now)
+
+
+class PassthroughHook:
+    """For one passthrough response: a 3xx or auto-post page starting a login gets the binding cookie.
+
+    Satisfies ``proxy.upstream.ResponseHook``; ``counted`` is told the kind of each binding set.
+    Only a 200 ``text/html`` response small enough to be an auto-post page is buffered (up to
+    :data:`MAX_PAGE_BYTES`); everything else streams untouched.
+    """
+
+    __slots__ = ("binder", "counted", "now", "request_headers")
+
+    def __init__(
+        self,
+        binder: Binder,
+        request_headers: list[tuple[bytes, bytes]],
+        now: float,
+        counted: Callable[[str], None],
+    ) -> None:
+        self.binder = binder
+        self.request_headers = request_headers
+        self.now = now
+        self.counted = counted
+
+    def _cookie(self, login: Login | None) -> list[tuple[bytes, bytes]]:
+        if login is None:
+            return []
+        self.counted(login.kind)
+        return [(b"set-cookie", self.binder.bind(self.request_headers, login, self.now))]
+
+    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int]:
+        if 300 <= status < 400:
+            return self._cookie(inspect_response(status, headers, self.binder.own_hosts(self.request_headers))), 0
+        return [], MAX_PAGE_BYTES if may_be_post_page(status, headers) else 0
+
+    def body(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> list[tuple[bytes, bytes]]:
+        page = decode_page(body, headers)
+        if page is None:
+            return []
+        return self._cookie(inspect_page(page, self.binder.own_hosts(self.request_headers)))

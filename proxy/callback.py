@@ -355,3 +355,15 @@ def callback_digest(cb: Callback) -> str | None:
             value = unescape_base64_field(raw) if name == b"SAMLResponse" else _decode_value(raw).encode()
             return name.decode() + ":" + hashlib.sha256(value).hexdigest()
     return None
+
+
+def is_auth0_only(cb: Callback) -> bool:
+    """A WS-Federation sign-in response (``wresult``/``wctx``): Auth0's classic-login database logins
+    and WS-Fed/ADFS connections post these; WorkOS takes none of them."""
+    for name in (b"wresult", b"wctx"):
+        key = name + b"="
+        if (cb.form and key in cb.body and form_field(cb.body, name) is not None) or (
+            key in cb.query and form_field(cb.query, name) is not None
+        ):
+            return True
+    return False

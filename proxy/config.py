@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-from dataclasses import dataclass, fields
+import os
+import secrets
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from proxy.errors import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+MIN_KEY_CHARS = 32
 
 
 def _text(value: str) -> str:
@@ -105,6 +108,27 @@ def _hosts(value: str) -> tuple[str, ...]:
     return tuple(_host_port(item) for item in value.split(",") if item.strip())
 
 
+def _keys(value: str) -> tuple[bytes, ...]:
+    """Comma-separated secrets of at least 32 characters each; never echoed in an error."""
+    keys = tuple(item.strip() for item in value.split(",") if item.strip())
+    for index, key in enumerate(keys, 1):
+        if len(key) < MIN_KEY_CHARS:
+            raise ValueError(
+                f"key {index} of {len(keys)} has {len(key)} characters; each must have at least {MIN_KEY_CHARS} "
+                "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+    return tuple(key.encode() for key in keys)
+
+
+def _file(value: str) -> str:
+    value = value.strip()
+    if not value:
+        return ""  # unset
+    if not os.path.isfile(value) or not os.access(value, os.R_OK):
+        raise ValueError("is not a readable file")
+    return value
+
+
 def _header_name(value: str) -> str:
     value = value.strip().lower()
     if not value or not all(c.isalnum() or c in "-_" for c in value):
@@ -122,6 +146,7 @@ class Setting:
     parse: Callable[[str], Any]
     default: str | None  # None: required
     help: str
+    secret: bool = False  # never echoed in an error message
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -247,6 +272,36 @@ SETTINGS: tuple[Setting, ...] = (
         "after the drain, seconds to let in-flight requests finish",
     ),
     Setting(
+        "transaction_keys",
+        "SSO_PROXY_TRANSACTION_KEYS",
+        None,  # no flag: a secret does not belong in a process listing
+        _keys,
+        "",
+        "comma-separated secrets (>= 32 characters each) binding Auth0-started logins; the first signs, all "
+        "verify; unset: a random key per process",
+        secret=True,
+    ),
+    Setting(
+        "transaction_binding",
+        "SSO_PROXY_TRANSACTION_BINDING",
+        "--transaction-binding",
+        _bool,
+        "true",
+        "route a callback to whoever started its login (Auth0-started logins back to Auth0)",
+    ),
+    Setting(
+        "transaction_ttl",
+        "SSO_PROXY_TRANSACTION_TTL",
+        "--transaction-ttl",
+        _positive_int,
+        "600",
+        "seconds a login's binding lives",
+    ),
+    Setting(
+        "tls_cert", "SSO_PROXY_TLS_CERT", "--tls-cert", _file, "", "PEM certificate: serve the public listener over TLS"
+    ),
+    Setting("tls_key", "SSO_PROXY_TLS_KEY", "--tls-key", _file, "", "PEM private key of --tls-cert"),
+    Setting(
         "log_level",
         "SSO_PROXY_LOG_LEVEL",
         "--log-level",
@@ -283,6 +338,11 @@ class Settings:
     drain_seconds: float = 5.0
     shutdown_timeout: float = 20.0
     log_level: str = "info"
+    transaction_keys: tuple[bytes, ...] = field(default=(), repr=False, compare=False)  # random when unset
+    transaction_binding: bool = True
+    transaction_ttl: int = 600
+    tls_cert: str = ""
+    tls_key: str = ""
 
     @property
     def auth0_host(self) -> str:
@@ -336,7 +396,12 @@ def load_settings(env: Mapping[str, str], flags: Mapping[str, Any] | None = None
         try:
             values[setting.field] = setting.parse(str(raw))
         except ValueError as exc:
-            raise ConfigError(f"{name}: {exc} (got {str(raw)!r})") from exc
+            got = "" if setting.secret else f" (got {str(raw)!r})"
+            raise ConfigError(f"{name}: {exc}{got}") from exc
+    if not values["transaction_keys"]:
+        values["transaction_keys"] = (secrets.token_bytes(32),)  # one replica's own; see the README
+    if bool(values["tls_cert"]) != bool(values["tls_key"]):
+        raise ConfigError("SSO_PROXY_TLS_CERT, SSO_PROXY_TLS_KEY: give both or neither")
     settings = Settings(**values)
     _check_loops(settings)
     return settings

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 from proxy.callback import (
     Callback,
     guess_protocol,
+    is_auth0_only,
     is_fallback,
     query_value,
     read_oidc,
@@ -41,7 +42,7 @@ class Decision(NamedTuple):
     """Where a callback goes and why."""
 
     action: str  # workos | auth0
-    reason: str  # mapped, unknown_default, fallback, kill_switch, shadow, unparseable
+    reason: str  # mapped, unknown_default, fallback, auth0_only, auth0_transaction, kill_switch, shadow, unparseable
     identity: Identity
     protocol: str  # saml | oidc | unknown
     would: str | None = None  # in shadow mode: what normal mode would have done
@@ -112,13 +113,27 @@ def identify(cb: Callback, route_map: RouteMap) -> Identity:
     return Identity(None, "none", named, unparseable)
 
 
-def decide(cb: Callback, route_map: RouteMap) -> Decision:
-    """fallback > kill switch > shadow > the connection's state > defaults.unknown."""
+NOT_BOUND: frozenset[str] = frozenset()
+
+
+def decide(cb: Callback, route_map: RouteMap, bound: frozenset[str] = NOT_BOUND) -> Decision:
+    """fallback > Auth0-only callbacks > bound to an Auth0 transaction > kill switch > shadow >
+    the connection's state > defaults.unknown.
+
+    ``bound`` names the callback's values (state, RelayState, InResponseTo) whose MAC the request's
+    binding cookie holds: the login was started by Auth0 (proxy/binding.py), so only Auth0 can
+    finish it, whatever the connection's state. A forged or stale binding can only send a callback
+    to Auth0, which checks its own state anyway.
+    """
     identity = identify(cb, route_map)
     conn = route_map.connections.get(identity.connection) if identity.connection else None
     protocol = conn.protocol if conn is not None else guess_protocol(cb)
     if is_fallback(cb.query):
         return Decision(AUTH0, "fallback", identity, protocol)
+    if is_auth0_only(cb):
+        return Decision(AUTH0, "auth0_only", identity, protocol)
+    if bound:
+        return Decision(AUTH0, "auth0_transaction", identity, protocol)
     if conn is not None:
         normal, reason = (WORKOS if conn.state == "workos" else AUTH0), "mapped"
     else:

@@ -20,7 +20,10 @@ class ListenerServer(uvicorn.Server):
         yield
 
 
-def uvicorn_config(app: Any, host: str, port: int, graceful: float | None) -> uvicorn.Config:
+def uvicorn_config(
+    app: Any, host: str, port: int, graceful: float | None, tls_cert: str = "", tls_key: str = ""
+) -> uvicorn.Config:
+    """``tls_cert``/``tls_key`` (PEM files) serve the listener over TLS (uvicorn's ssl options)."""
     return uvicorn.Config(
         app,
         host=host,
@@ -34,4 +37,6 @@ def uvicorn_config(app: Any, host: str, port: int, graceful: float | None) -> uv
         server_header=False,  # Auth0's own headers pass through unchanged
         date_header=False,
         timeout_graceful_shutdown=graceful,  # type: ignore[arg-type]  # uvicorn uses it as a float
+        ssl_certfile=tls_cert or None,
+        ssl_keyfile=tls_key or None,
     )

@@ -157,6 +157,20 @@ class Metrics:
         self.fallbacks = LoopCounter(
             "sso_proxy_fallbacks_total", "Callbacks WorkOS sent back with fallback=auth0.", ["connection"], registry=r
         )
+        self.bindings = LoopCounter(
+            "sso_proxy_bindings_total",
+            "Logins Auth0 started that were bound to the browser (binding cookie set), by kind.",
+            ["kind"],
+            registry=r,
+        )
+        for kind in ("oidc_state", "saml_relaystate"):
+            self.bindings.labels(kind)
+        self.unbound = LoopCounter(
+            "sso_proxy_unbound_callbacks_total",
+            "Callbacks carrying a state or RelayState that no binding cookie named, by protocol and decision.",
+            ["protocol", "decision"],
+            registry=r,
+        )
         self.shadow = LoopCounter(
             "sso_proxy_shadow_decisions_total",
             "In shadow mode: what normal mode would have decided.",

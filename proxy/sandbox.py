@@ -10,8 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import html
 import secrets
-from typing import Any, Iterable, TextIO
+import zlib
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, TextIO
+from urllib.parse import urlencode
+from xml.sax.saxutils import quoteattr
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -78,9 +83,85 @@ def create_workos_standin(
     return Starlette(routes=routes)
 
 
-def create_auth0_standin(cname_api_key: str | None = None, app_url: str | None = None) -> Starlette:
-    """Auth0's custom domain as the proxy meets it (login callback, authorize, token, discovery)."""
+@dataclass(frozen=True, slots=True)
+class UpstreamIdp:
+    """How the Auth0 stand-in sends a browser to one connection's identity provider."""
+
+    protocol: str  # oidc | saml
+    url: str  # the IdP's authorize (OIDC) or SSO (SAML) endpoint
+    binding: str = "redirect"  # SAML: redirect (HTTP-Redirect, a 302) | post (HTTP-POST, an auto-post page)
+    client_id: str = "auth0-standin-client"
+
+
+def authn_request(request_id: str, acs_url: str, issuer: str) -> bytes:
+    """A minimal SAML 2.0 AuthnRequest as Auth0 sends it (SAML core section 3.4.1)."""
+    return (
+        '<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+        f'ID="{request_id}" Version="2.0" IssueInstant="2026-01-01T00:00:00Z" '
+        f"AssertionConsumerServiceURL={quoteattr(acs_url)} "
+        'ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST">'
+        f'<saml:Issuer xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion">{html.escape(issuer)}</saml:Issuer>'
+        "</samlp:AuthnRequest>"
+    ).encode()
+
+
+def start_login(
+    connection: str, idp: UpstreamIdp, public_origin: str, tenant: str = "standin"
+) -> tuple[Response, tuple[str, ...]]:
+    """The response sending the browser to ``idp`` for ``connection``, and the values it issued
+    (OIDC: state; SAML: RelayState and the AuthnRequest ID)."""
+    callback = f"{public_origin}/login/callback"
+    state = secrets.token_urlsafe(24)
+    if idp.protocol == "oidc":
+        query = {
+            "client_id": idp.client_id,
+            "response_type": "code",
+            "redirect_uri": callback,
+            "scope": "openid email profile",
+            "state": state,
+        }
+        return RedirectResponse(f"{idp.url}?{urlencode(query)}", status_code=302), (state,)
+    request_id = "_" + secrets.token_hex(16)
+    xml = authn_request(request_id, callback, f"urn:auth0:{tenant}:{connection}")
+    if idp.binding == "post":
+        fields = {"SAMLRequest": base64.b64encode(xml).decode(), "RelayState": state}
+        inputs = "".join(f'<input type="hidden" name="{k}" value="{html.escape(v)}"/>' for k, v in fields.items())
+        page = (
+            "<!DOCTYPE html><html><head><title>Submit this form</title></head>"
+            '<body onload="document.forms[0].submit()">'
+            f'<form method="post" action="{html.escape(idp.url)}">{inputs}'
+            '<noscript><input type="submit" value="Submit"/></noscript></form></body></html>'
+        )
+        return HTMLResponse(page), (state, request_id)
+    deflated = zlib.compress(xml)[2:-4]  # raw DEFLATE (SAML bindings section 3.4.4.1)
+    query = {"SAMLRequest": base64.b64encode(deflated).decode(), "RelayState": state}
+    return RedirectResponse(f"{idp.url}?{urlencode(query)}", status_code=302), (state, request_id)
+
+
+def _public_origin(request: Request, configured: str | None) -> str:
+    """This login's custom domain as the browser sees it: configured, else what the proxy forwarded."""
+    if configured:
+        return configured
+    proto = request.headers.get("x-forwarded-proto") or request.url.scheme
+    host = request.headers.get("x-forwarded-host") or request.headers.get("host", "")
+    return f"{proto}://{host}"
+
+
+def create_auth0_standin(
+    cname_api_key: str | None = None,
+    app_url: str | None = None,
+    idps: Mapping[str, UpstreamIdp] | None = None,
+    public_origin: str | None = None,
+) -> Starlette:
+    """Auth0's custom domain as the proxy meets it (login callback, authorize, token, discovery).
+
+    ``/authorize?connection=X`` for a connection in ``idps`` starts a transaction as Auth0 does: a
+    302 to the IdP with ``state`` and ``redirect_uri`` (OIDC), or a real AuthnRequest by the
+    HTTP-Redirect or HTTP-POST binding (SAML). What it issued is listed at ``/_standin/issued``.
+    """
     received, routes = _recorder()
+    issued: set[str] = set()
+    connections = dict(idps or {})
 
     def refused(request: Request) -> Response | None:
         if cname_api_key and request.headers.get("cname-api-key") != cname_api_key:
@@ -108,6 +189,11 @@ def create_auth0_standin(cname_api_key: str | None = None, app_url: str | None =
         await _record(received, request)
         if (denied := refused(request)) is not None:
             return denied
+        connection = request.query_params.get("connection")
+        if connection in connections:
+            started, values = start_login(connection, connections[connection], _public_origin(request, public_origin))
+            issued.update(values)
+            return started
         response = RedirectResponse("/u/login?state=login-state", status_code=302)
         response.set_cookie("auth0_session", "s-" + secrets.token_urlsafe(8), path="/", httponly=True)
         return response
@@ -157,7 +243,11 @@ def create_auth0_standin(cname_api_key: str | None = None, app_url: str | None =
             }
         )
 
+    async def list_issued(request: Request) -> Response:
+        return JSONResponse(sorted(issued))
+
     routes += [
+        Route("/_standin/issued", list_issued),
         Route("/login/callback", login_callback, methods=["GET", "POST"]),
         Route("/authorize", authorize),
         Route("/oauth/token", token, methods=["POST"]),

@@ -33,6 +33,8 @@ async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger:
             settings.host,
             settings.port,
             settings.shutdown_timeout,
+            settings.tls_cert,
+            settings.tls_key,
         )
     )
     ops = ListenerServer(
@@ -74,7 +76,7 @@ async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger:
             logger,
             logging.INFO,
             "listening",
-            public=f"{settings.host}:{settings.port}",
+            public=f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}",
             admin=f"{settings.admin_host}:{settings.admin_port}",
         )
     done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 import aiohttp
 from yarl import URL
@@ -61,6 +61,51 @@ _REPLACED = frozenset(
 # Headers aiohttp would invent when the browser did not send them; the request must arrive unchanged.
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 CHUNK = 64 * 1024
+
+
+class ResponseHook(Protocol):
+    """Looks at a forwarded response's head, and when it asks, at a bounded body, to add headers.
+
+    The body is never changed. Without a hook, or when ``head`` asks for no buffering, the response
+    streams exactly as before.
+    """
+
+    def head(self, status: int, headers: Headers) -> tuple[Headers, int]:
+        """Headers to append, and how many body bytes to buffer for :meth:`body` (0: none)."""
+        ...
+
+    def body(self, status: int, headers: Headers, body: bytes) -> Headers:
+        """Headers to append, given the whole body (called only when it fitted in the buffer)."""
+        ...
+
+
+class AppendHeaders:
+    """A hook that appends fixed headers (a Set-Cookie) to the response, whatever it is."""
+
+    __slots__ = ("extra",)
+
+    def __init__(self, extra: Headers) -> None:
+        self.extra = extra
+
+    def head(self, status: int, headers: Headers) -> tuple[Headers, int]:
+        return self.extra, 0
+
+    def body(self, status: int, headers: Headers, body: bytes) -> Headers:  # pragma: no cover - never buffers
+        return []
+
+
+async def _read_up_to(content: aiohttp.StreamReader, cap: int) -> tuple[bytes, bool]:
+    """Up to a little over ``cap`` bytes of a body, and whether that was all of it."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await content.read(CHUNK)
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            return b"".join(chunks), False
 
 
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -177,9 +222,19 @@ class Upstream:
             await session.close()
         self._sessions.clear()
 
-    async def forward(self, scope: dict[str, Any], body: bytes, query: bytes, send: Send, *, single_use: bool) -> int:
+    async def forward(
+        self,
+        scope: dict[str, Any],
+        body: bytes,
+        query: bytes,
+        send: Send,
+        *,
+        single_use: bool,
+        hook: ResponseHook | None = None,
+    ) -> int:
         """Send the request to Auth0 and stream the answer to ``send``; returns the status sent.
 
+        ``hook`` may append headers after seeing the response head (and a bounded body it asked for).
         Raises UpstreamError when no response could be started (the caller answers 502/504).
         Errors after the response started abort the connection (the status cannot change then).
         """
@@ -209,7 +264,26 @@ class Upstream:
             async with response:
                 hop = HOP_BY_HOP | _connection_tokens(response.raw_headers)
                 headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in hop]
+                prefix, complete = b"", False
+                if hook is not None:
+                    extra, cap = hook.head(response.status, headers)
+                    if cap > 0:
+                        try:
+                            prefix, complete = await _read_up_to(response.content, cap)
+                        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                            error = _translate(exc)  # nothing sent yet: the browser gets a 502/504 page
+                            m.upstream_errors.labels(error.kind).inc()
+                            raise error from exc
+                        if complete:
+                            extra = [*extra, *hook.body(response.status, headers, prefix)]
+                    if extra:
+                        headers = [*headers, *extra]
                 await send({"type": "http.response.start", "status": response.status, "headers": headers})
+                if prefix:
+                    await send({"type": "http.response.body", "body": prefix, "more_body": True})
+                if complete:
+                    await send({"type": "http.response.body", "body": b""})
+                    return response.status
                 try:
                     async for chunk in response.content.iter_chunked(CHUNK):
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})

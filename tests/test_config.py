@@ -191,8 +191,9 @@ def test_argparse_flags_round_trip() -> None:
 def test_every_setting_has_env_and_flag_where_documented() -> None:
     wiring = {"WORKOS_CUSTOM_DOMAIN", "WORKOS_CLIENT_ID", "AUTH0_FALLBACK_ORIGIN", "AUTH0_CNAME_API_KEY"}
     wiring.add("AUTH0_CLIENT_IP_HEADER")
+    secrets_only_in_env = {"SSO_PROXY_TRANSACTION_KEYS"}  # a flag would show the secret in a process listing
     for setting in SETTINGS:
-        if setting.env in wiring:
+        if setting.env in wiring or setting.env in secrets_only_in_env:
             assert setting.flag is None
         else:
             assert setting.env.startswith("SSO_PROXY_")
@@ -246,3 +247,51 @@ def test_an_empty_optional_setting_means_its_default(name: str, field: str, defa
         name: " ",
     }
     assert getattr(load_settings(env), field) == default
+
+
+KEY1 = "k" * 32
+KEY2 = "second-key-" + "x" * 30
+
+
+def test_transaction_settings() -> None:
+    s = load()
+    assert (s.transaction_binding, s.transaction_ttl) == (True, 600)
+    (random_key,) = s.transaction_keys  # unset: a random key per process
+    assert len(random_key) == 32
+    assert load().transaction_keys != s.transaction_keys
+    s = load(SSO_PROXY_TRANSACTION_KEYS=f" {KEY1} , {KEY2},", SSO_PROXY_TRANSACTION_TTL="60")
+    assert s.transaction_keys == (KEY1.encode(), KEY2.encode())
+    assert s.transaction_ttl == 60
+    assert load({"transaction_binding": "false"}).transaction_binding is False
+    assert KEY1 not in repr(s) and KEY2 not in repr(s)
+
+
+@pytest.mark.parametrize("value", ["short", f"{KEY1},short", f"{KEY1},{'y' * 31}"])
+def test_a_short_key_is_one_clear_error_without_the_secret(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(SSO_PROXY_TRANSACTION_KEYS=value)
+    message = str(info.value)
+    assert message.startswith("SSO_PROXY_TRANSACTION_KEYS: key ")
+    assert "at least 32" in message and "\n" not in message
+    assert "short" not in message and KEY1 not in message and "yyyy" not in message
+
+
+@pytest.mark.parametrize("env", ["SSO_PROXY_TRANSACTION_TTL", "SSO_PROXY_TRANSACTION_BINDING"])
+def test_bad_transaction_settings(env: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(**{env: "-1"})
+    assert str(info.value).startswith(f"{env}: ")
+
+
+def test_tls_files(tmp_path: Any) -> None:
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("cert")
+    key.write_text("key")
+    s = load(SSO_PROXY_TLS_CERT=str(cert), SSO_PROXY_TLS_KEY=str(key))
+    assert (s.tls_cert, s.tls_key) == (str(cert), str(key))
+    assert load({"tls_cert": str(cert), "tls_key": str(key)}).tls_cert == str(cert)
+    assert load().tls_cert == ""
+    with pytest.raises(ConfigError, match="SSO_PROXY_TLS_CERT: is not a readable file"):
+        load(SSO_PROXY_TLS_CERT=str(tmp_path / "absent.pem"), SSO_PROXY_TLS_KEY=str(key))
+    with pytest.raises(ConfigError, match="give both or neither"):
+        load(SSO_PROXY_TLS_CERT=str(cert))

@@ -241,22 +241,33 @@ def normal_outcome(state: str | None, unknown: str) -> tuple[str, str]:
     return ("workos" if state == "workos" else "auth0"), "mapped"
 
 
+# What kind of callback it is beyond its connection: plain, a WS-Federation post (Auth0 only), or
+# one whose state is bound to an Auth0 transaction (the request carried its MAC).
+KINDS = ("plain", "wsfed", "bound")
+
+
 DECISION_TABLE = [
-    # mode, fallback, connection, unknown, expected (action, reason, would)
-    (mode, fallback, name, unknown)
-    for mode, fallback, name, unknown in itertools.product(
-        ("normal", "auth0", "shadow"), (False, True), STATES, ("workos", "auth0")
+    (mode, fallback, kind, name, unknown)
+    for mode, fallback, kind, name, unknown in itertools.product(
+        ("normal", "auth0", "shadow"), (False, True), KINDS, STATES, ("workos", "auth0")
     )
 ]
 
 
-@pytest.mark.parametrize(("mode", "fallback", "name", "unknown"), DECISION_TABLE)
-def test_decision_table(mode: str, fallback: bool, name: str, unknown: str) -> None:
-    query = f"connection={name}" + ("&fallback=auth0" if fallback else "")
-    decision = decide(Callback(query.encode()), route_map(unknown=unknown, mode=mode))
+@pytest.mark.parametrize(("mode", "fallback", "kind", "name", "unknown"), DECISION_TABLE)
+def test_decision_table(mode: str, fallback: bool, kind: str, name: str, unknown: str) -> None:
+    """fallback > auth0_only > auth0_transaction > kill switch > shadow > state > defaults.unknown."""
+    query = f"connection={name}&state=s1" + ("&fallback=auth0" if fallback else "")
+    body = b"wa=wsignin1.0&wresult=%3Ct%2F%3E&wctx=rm%3D0" if kind == "wsfed" else b""
+    bound = frozenset({"state"}) if kind == "bound" else frozenset()
+    decision = decide(Callback(query.encode(), body, True), route_map(unknown=unknown, mode=mode), bound)
     normal, reason = normal_outcome(STATES[name], unknown)
     if fallback:
         expected = ("auth0", "fallback", None)
+    elif kind == "wsfed":
+        expected = ("auth0", "auth0_only", None)
+    elif kind == "bound":
+        expected = ("auth0", "auth0_transaction", None)
     elif mode == "auth0":
         expected = ("auth0", "kill_switch", None)
     elif mode == "shadow":
@@ -268,6 +279,32 @@ def test_decision_table(mode: str, fallback: bool, name: str, unknown: str) -> N
     assert decision.connection == (name if known else None)
     assert decision.identity.identified_by == ("query" if known else "none")
     assert decision.protocol == ("saml" if known else "unknown")
+
+
+@pytest.mark.parametrize(
+    ("cb", "expected"),
+    [
+        (Callback(b"", b"wa=wsignin1.0&wresult=x&wctx=y", True), True),
+        (Callback(b"", b"wctx=y", True), True),
+        (Callback(b"wa=wsignin1.0&wresult=x"), True),
+        (Callback(b"", b"wresult=x", False), False),  # not a form: the body is not read
+        (Callback(b"", b"xwresult=x&awctx=y", True), False),
+        (Callback(b"code=abc&state=xyz"), False),
+    ],
+)
+def test_auth0_only(cb: Callback, expected: bool) -> None:
+    decision = decide(cb, route_map())
+    assert (decision.reason == "auth0_only") is expected
+
+
+def test_a_bound_oidc_code_of_a_cut_over_connection_goes_to_auth0() -> None:
+    """Issue 10 item 1: code+state names no connection; the binding says Auth0 started it."""
+    cb = Callback(b"code=abc&state=xyz")
+    assert decide(cb, route_map(unknown="workos")).action == "workos"
+    decision = decide(cb, route_map(unknown="workos"), frozenset({"state"}))
+    assert (decision.action, decision.reason, decision.protocol) == ("auth0", "auth0_transaction", "oidc")
+    named = decide(oidc_post({"aud": "entra-client"}), route_map(), frozenset({"state"}))
+    assert (named.action, named.reason, named.connection) == ("auth0", "auth0_transaction", "entra")
 
 
 @pytest.mark.parametrize(

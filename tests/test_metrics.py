@@ -301,8 +301,18 @@ def send_case(proxy: ProxyProcess, case: Case) -> httpx.Response:
         return client.request(case.method, url, content=case.body.encode(), headers=FORM)
 
 
+def unbound(case: Case, protocol: str, decision: str) -> dict[Key, float]:
+    """A callback carrying a state or RelayState that no binding cookie names is counted as unbound
+    (these requests carry no cookie); a fallback is not a login's first arrival, so it is not."""
+    carries = any(name in case.query or name in (case.body or "") for name in ("state=", "RelayState="))
+    if not carries or case.labels[3] == "fallback":
+        return {}
+    return {key("sso_proxy_unbound_callbacks_total", protocol=protocol, decision=decision): 1.0}
+
+
 def case_changes(case: Case) -> dict[Key, float]:
     return add(
+        unbound(case, case.labels[0], case.labels[2]),
         {callback_key(*case.labels): 1.0},
         request_changes("callback", case.method, case.status, case.status if case.forwarded else None),
         case.extra,
@@ -337,6 +347,7 @@ def test_kill_switch_metrics(mproxy: ProxyProcess, routes_path: Path) -> None:
             reply = send_case(mproxy, case)
             assert reply.status_code == 302, (name, reply.text)  # every callback goes to Auth0
             expected = add(
+                unbound(case, protocol, "auth0"),
                 {callback_key(protocol, connection, "auth0", "kill_switch", identified_by): 1.0},
                 request_changes("callback", case.method, 302, 302),
             )
@@ -351,6 +362,7 @@ def test_shadow_metrics(mproxy: ProxyProcess, routes_path: Path) -> None:
             reply = send_case(mproxy, case)
             assert reply.status_code == 302, (name, reply.text)  # shadow: decided and counted, sent to Auth0
             expected = add(
+                unbound(case, protocol, "auth0"),
                 {callback_key(protocol, connection, "auth0", "shadow", identified_by): 1.0},
                 {key("sso_proxy_shadow_decisions_total", connection=connection, would=would): 1.0},
                 request_changes("callback", case.method, 302, 302),
@@ -372,8 +384,10 @@ def test_unmapped_connection_names_are_labelled_unknown(mproxy: ProxyProcess) ->
         assert client.get(f"{base}?connection={stranger}&code=c&state=s&fallback=auth0").status_code == 302
     expected = add(
         {callback_key("oidc", "_unknown", "workos", "unknown_default", "none"): 1.0},
+        {key("sso_proxy_unbound_callbacks_total", protocol="oidc", decision="workos"): 1.0},
         request_changes("callback", "GET", 307),
         {callback_key("saml", "_unknown", "workos", "unknown_default", "none"): 1.0},
+        {key("sso_proxy_unbound_callbacks_total", protocol="saml", decision="workos"): 1.0},
         request_changes("callback", "POST", 307),
         {callback_key("oidc", "_unknown", "auth0", "fallback", "none"): 1.0},
         {key("sso_proxy_fallbacks_total", connection="_unknown"): 1.0},
