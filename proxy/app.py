@@ -243,10 +243,16 @@ class PublicApp:
         except Exception:  # a bug must not lose a login: deliver to Auth0 and say so
             self.logger.exception("decision failed; forwarding to Auth0")
             decision = Decision(AUTH0, "unparseable", Identity(None, "none"), "unknown")
-        self._count(decision, cb, binder is not None)
+        cookie: bytes | None = None  # a Set-Cookie of the binding module's for this response
+        solicited = "unknown"  # of a fallback: did this proxy send that callback to WorkOS?
+        if decision.reason == "auth0_transaction":
+            cookie = tx.set_cookie
+        elif decision.reason == "fallback" and binder is not None:
+            was_sent, cookie = binder.solicited(scope["headers"], cb, time.time())
+            solicited = "true" if was_sent else "false"
+        self._count(decision, cb, binder is not None, solicited)
         if decision.action == AUTH0:
             forward_query = strip_fallback(query) if decision.reason == "fallback" else query
-            cookie = tx.set_cookie if decision.reason == "auth0_transaction" else None
             status = await self._forward(
                 scope,
                 body,
@@ -258,7 +264,9 @@ class PublicApp:
             )
         else:
             conn = route_map.connections.get(decision.connection) if decision.connection else None
-            status = await self._to_workos(scope, conn, query, body, form, send)
+            if binder is not None:
+                cookie = binder.workos_cookie(scope["headers"], cb, time.time())
+            status = await self._to_workos(scope, conn, query, body, form, send, cookie)
         if self.logger.isEnabledFor(logging.INFO):
             log_event(
                 self.logger,
@@ -279,7 +287,7 @@ class PublicApp:
             )
         return status
 
-    def _count(self, decision: Decision, cb: Callback, binding: bool) -> None:
+    def _count(self, decision: Decision, cb: Callback, binding: bool, solicited: str) -> None:
         m = self.metrics
         label = decision.connection or UNKNOWN
         m.callbacks.labels(
@@ -288,17 +296,27 @@ class PublicApp:
         if binding and decision.reason not in ("auth0_transaction", "fallback") and carries_login_value(cb):
             m.unbound.labels(decision.protocol, decision.action).inc()
         if decision.reason == "fallback":
-            m.fallbacks.labels(label).inc()
+            m.fallbacks.labels(label, solicited).inc()
         elif decision.would is not None:
             m.shadow.labels(label, decision.would).inc()
 
     async def _to_workos(
-        self, scope: Scope, conn: Connection | None, query: bytes, body: bytes, form: bool, send: Send
+        self,
+        scope: Scope,
+        conn: Connection | None,
+        query: bytes,
+        body: bytes,
+        form: bool,
+        send: Send,
+        cookie: bytes | None = None,
     ) -> int:
+        """307 (or an auto-submitting form) to WorkOS; ``cookie`` marks the callback as sent by this
+        proxy, so WorkOS's fallback=auth0 for it is counted as solicited."""
         target = workos_target(self.settings, conn, query)
+        extra = [(b"set-cookie", cookie)] if cookie else []
         if self.settings.redirect_mode == "form" and scope["method"] == "POST" and form:
             headers, page = form_page(target, body)
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.start", "status": 200, "headers": headers + extra})
             await send({"type": "http.response.body", "body": page})
             return 200
         # 307 keeps the method and body (RFC 9110 section 15.4.8); 302/303 would turn a POST into a GET.
@@ -306,7 +324,7 @@ class PublicApp:
             {
                 "type": "http.response.start",
                 "status": 307,
-                "headers": [(b"location", target.encode("latin-1")), NO_STORE, (b"content-length", b"0")],
+                "headers": [(b"location", target.encode("latin-1")), NO_STORE, (b"content-length", b"0"), *extra],
             }
         )
         await send({"type": "http.response.body", "body": b""})

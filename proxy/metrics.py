@@ -155,7 +155,12 @@ class Metrics:
             registry=r,
         )
         self.fallbacks = LoopCounter(
-            "sso_proxy_fallbacks_total", "Callbacks WorkOS sent back with fallback=auth0.", ["connection"], registry=r
+            "sso_proxy_fallbacks_total",
+            "Callbacks that came back with fallback=auth0; solicited: true when this proxy had sent that callback "
+            "to WorkOS (its cookie came back), false when not (anyone can add fallback=auth0), unknown with "
+            "transaction binding off.",
+            ["connection", "solicited"],
+            registry=r,
         )
         self.bindings = LoopCounter(
             "sso_proxy_bindings_total",

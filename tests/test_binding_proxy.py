@@ -225,3 +225,30 @@ def test_passthrough_that_starts_nothing_is_untouched(replicas: tuple[ProxyProce
     assert plain.status_code == 302 and cookie_pair(plain) is None
     big = httpx.get(f"{a.url}/_standin/big?bytes=300000", timeout=10)
     assert len(big.content) == 300000
+
+
+def test_fallbacks_of_callbacks_this_proxy_sent_are_solicited(
+    replicas: tuple[ProxyProcess, ProxyProcess], bstandins: StandIns
+) -> None:
+    """hooli-ping is cut over in the map but unknown to WorkOS: WorkOS bounces it (issue 10 item 6)."""
+    a, b = replicas
+    body = saml_form(saml_xml(audience="urn:auth0:globex-prod:hooli-ping")).encode()
+    labels = {"connection": "hooli-ping"}
+    before = {s: metric(b, "sso_proxy_fallbacks_total", **labels, solicited=s) for s in ("true", "false")}
+    sent = httpx.post(f"{a.url}/login/callback?connection=hooli-ping", content=body, headers=FORM, timeout=10)
+    assert sent.status_code == 307
+    cookie = cookie_pair(sent, "sso_proxy_wx")
+    assert cookie is not None
+    bounced = httpx.post(sent.headers["location"], content=body, headers=FORM, timeout=10)
+    assert bounced.status_code == 307 and bounced.headers["location"].endswith("&fallback=auth0")
+    # The load balancer sends the bounced callback to the other replica: the same keys verify it.
+    returned = bounced.headers["location"].replace(a.url, b.url)
+    assert returned != bounced.headers["location"]
+    back = httpx.post(returned, content=body, headers={**FORM, "cookie": cookie}, timeout=10)
+    assert back.status_code == 302  # forwarded to Auth0
+    assert cookie_pair(back, "sso_proxy_wx") == "sso_proxy_wx="  # used once
+    # The same URL without the cookie (anyone can add fallback=auth0): forwarded, counted as unsolicited.
+    again = httpx.post(returned, content=body, headers=FORM, timeout=10)
+    assert again.status_code == 302
+    assert metric(b, "sso_proxy_fallbacks_total", **labels, solicited="true") == before["true"] + 1
+    assert metric(b, "sso_proxy_fallbacks_total", **labels, solicited="false") == before["false"] + 1
