@@ -6,12 +6,16 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Sequence, TextIO
+import time
+from typing import TYPE_CHECKING, Sequence, TextIO
 from urllib.parse import quote, urlsplit
 
 from proxy import __version__
 from proxy.config import add_flags, load_settings
 from proxy.errors import ConfigError, RouteMapError
+
+if TYPE_CHECKING:
+    from proxy.callback import Callback
 
 
 def _run(coro: object) -> None:
@@ -51,7 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from proxy.routemap import ambiguity_warnings, load_routemap
+    from proxy.routemap import ambiguity_warnings, cutover_warnings, load_routemap
 
     workos_domain = os.environ.get("WORKOS_CUSTOM_DOMAIN") or None
     try:
@@ -61,7 +65,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(error, file=sys.stderr)
         print(f"{args.path}: invalid ({len(exc.errors)} error(s))", file=sys.stderr)
         return 1
-    for warning in ambiguity_warnings(route_map):
+    for warning in ambiguity_warnings(route_map) + cutover_warnings(route_map):
         print(f"{args.path}: warning: {warning}", file=sys.stderr)
     counts = ", ".join(f"{n} {s}" for s, n in route_map.counts_by_state().items())
     print(
@@ -101,8 +105,47 @@ def parse_raw_request(data: bytes) -> tuple[str, str, bytes, bool]:
     return method.upper(), target, body.rstrip(b"\r\n") if form else body, form
 
 
-def explain(route_map_path: str, url: str, body: bytes, form: bool, out: TextIO, method: str = "POST") -> int:
-    """Print the decision the server would make for this callback, and why."""
+def raw_request_cookies(data: bytes) -> str:
+    """The Cookie header(s) of a saved raw HTTP request, joined as one header value."""
+    cut = min((i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0), default=len(data))
+    lines = data[:cut].decode("latin-1").replace("\r\n", "\n").split("\n")[1:]
+    return "; ".join(line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("cookie:"))
+
+
+def explain_binding(cb: Callback, cookie: str) -> tuple[frozenset[str], str | None]:
+    """What the request's binding cookie says (checked with SSO_PROXY_TRANSACTION_KEYS from the
+    environment, as the service would): the bound values, and a line for the output."""
+    from proxy.binding import AUTH0_COOKIE, Binder, Keys, cookie_values
+    from proxy.config import SETTINGS
+
+    headers = [(b"cookie", cookie.encode("latin-1", "replace"))]
+    if not cookie_values(headers, AUTH0_COOKIE):
+        return frozenset(), None
+    raw_keys = os.environ.get("SSO_PROXY_TRANSACTION_KEYS", "").strip()
+    if not raw_keys:
+        return frozenset(), (
+            "a binding cookie is present, but SSO_PROXY_TRANSACTION_KEYS is not set here: it cannot be checked "
+            "(set it to the service's keys)"
+        )
+    parse = next(s.parse for s in SETTINGS if s.env == "SSO_PROXY_TRANSACTION_KEYS")
+    try:
+        keys = Keys(parse(raw_keys))
+    except ValueError as exc:
+        raise ConfigError(f"SSO_PROXY_TRANSACTION_KEYS: {exc}") from exc
+    found = Binder(keys).auth0_binding(headers, cb, time.time())
+    if found.bound:
+        return found.bound, f"bound to an Auth0 transaction (by {', '.join(sorted(found.bound))})"
+    return frozenset(), (
+        "a binding cookie is present, but it binds none of this callback's state/RelayState/InResponseTo "
+        "(another login, used, expired, another key, or altered)"
+    )
+
+
+def explain(
+    route_map_path: str, url: str, body: bytes, form: bool, out: TextIO, method: str = "POST", cookie: str = ""
+) -> int:
+    """Print the decision the server would make for this callback (with ``cookie``, the request's
+    Cookie header), and why."""
     from proxy.app import CALLBACK_PATHS
     from proxy.callback import Callback
     from proxy.decide import decide
@@ -122,7 +165,13 @@ def explain(route_map_path: str, url: str, body: bytes, form: bool, out: TextIO,
         return 0
     # As a browser sends it: anything outside URL characters percent-encoded as UTF-8.
     query = quote(parts.query, safe="&=%+;/:?@!$'()*,~").encode("ascii")
-    decision = decide(Callback(query, body, form), route_map)
+    cb = Callback(query, body, form)
+    try:
+        bound, binding_line = explain_binding(cb, cookie)
+    except ConfigError as exc:
+        print(f"sso-proxy explain: {exc}", file=sys.stderr)
+        return 2
+    decision = decide(cb, route_map, bound)
     identity = decision.identity
     conn = route_map.connections.get(identity.connection) if identity.connection else None
     out.write(
@@ -139,6 +188,8 @@ def explain(route_map_path: str, url: str, body: bytes, form: bool, out: TextIO,
         + (" (SAMLResponse/id_token present but unreadable)" if identity.unparseable else "")
         + "\n"
     )
+    if binding_line is not None:
+        out.write(f"binding:        {binding_line}\n")
     out.write(f"decision:       {decision.action}\n")
     out.write(
         f"reason:         {decision.reason}"
@@ -171,10 +222,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     body = b""
     form = True
     method = ""
+    cookie = args.cookie or ""
     if args.request:
         with open(args.request, "rb") as fh:
-            method, target, body, form = parse_raw_request(fh.read())
+            data = fh.read()
+        method, target, body, form = parse_raw_request(data)
         url = url or target
+        cookie = cookie or raw_request_cookies(data)
     elif args.data_file:
         with open(args.data_file, "rb") as fh:
             body = fh.read().strip()
@@ -184,7 +238,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print("sso-proxy explain: give a callback URL or --request FILE", file=sys.stderr)
         return 2
     method = (args.method or method or ("POST" if body else "GET")).upper()
-    return explain(route_map_path, url, body, form, sys.stdout, method)
+    return explain(route_map_path, url, body, form, sys.stdout, method, cookie)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -240,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--data-file", help="a file holding the form body")
     exp.add_argument("--request", help="a file holding a saved raw HTTP request")
     exp.add_argument("--method", "-X", help="the request method (default POST with a body, else GET)")
+    exp.add_argument(
+        "--cookie",
+        "-b",
+        help="the request's Cookie header, as curl -b takes it ('sso_proxy_tx=...'); a binding cookie is "
+        "checked with SSO_PROXY_TRANSACTION_KEYS from the environment",
+    )
     exp.add_argument("--routes", default=None, help="route map file (env SSO_PROXY_ROUTES, default routes.yaml)")
     exp.set_defaults(func=cmd_explain)
 

@@ -20,7 +20,7 @@ import yaml
 
 from proxy.errors import ProxyError, RouteMapError
 from proxy.export import write_routemap_atomic
-from proxy.routemap import STATES, parse_routemap
+from proxy.routemap import STATES, cutover_warnings, parse_routemap
 
 # A one-line scalar that can be swapped for another word: plain, or single/double quoted.
 _SIMPLE_SCALAR = re.compile(r"""[A-Za-z0-9_.-]*|"[^"\\\n]*"|'[^'\n]*'""")
@@ -158,4 +158,7 @@ def run_set(
         stderr.write(f"error: cannot write {path}: {exc.strerror or exc}\n")
         return 1
     stdout.write(f"connection {connection}: {old or '(no state)'} -> {state} (sha256 {digest})\n")
+    new_map = parse_routemap(new_text, source=path, workos_domain=workos_domain)
+    for warning in cutover_warnings(new_map, frozenset((connection,))):
+        stderr.write(f"warning: {warning}\n")
     return 0

@@ -100,6 +100,25 @@ def ambiguity_warnings(route_map: RouteMap) -> list[str]:
     ]
 
 
+def cutover_warnings(route_map: RouteMap, only: frozenset[str] | None = None) -> list[str]:
+    """One line per OIDC connection cut over to WorkOS while ``defaults.unknown`` is auth0 (issue 10).
+
+    Auth0's usual OIDC callback (``code`` + ``state``) names no connection, so with unknown -> auth0
+    every WorkOS-started login of that connection would end on Auth0's "invalid state".
+    """
+    if route_map.unknown != "auth0":
+        return []
+    return [
+        f"connection {name} (oidc) is on workos but defaults.unknown is auth0: its code-flow callbacks "
+        "(code+state, no connection named) cannot be identified and go to Auth0, which refuses a login WorkOS "
+        "started. Set defaults.unknown: workos once every replica shares SSO_PROXY_TRANSACTION_KEYS and one "
+        "SSO_PROXY_TRANSACTION_TTL has passed (Auth0-started logins are then bound and still reach Auth0; "
+        "README 'Who starts a login'), or keep the connection on legacy"
+        for name, conn in sorted(route_map.connections.items())
+        if conn.protocol == "oidc" and conn.state == "workos" and (only is None or name in only)
+    ]
+
+
 def workos_url_allowed(url: str, workos_domain: str | None) -> bool:
     """A WorkOS ACS URL may only point at the WorkOS custom domain or a workos.com host."""
     # Browsers read a backslash as a path separator ("https://evil.com\\.workos.com" goes to evil.com)
