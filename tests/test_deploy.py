@@ -437,6 +437,13 @@ def test_cname_api_key_comes_from_a_secret(container: dict[str, Any]) -> None:
     assert ref["key"] == "AUTH0_CNAME_API_KEY" and ref["name"]
 
 
+def test_transaction_keys_come_from_a_secret(container: dict[str, Any]) -> None:
+    """Every replica must share the binding keys; a secret never sits in the settings ConfigMap."""
+    item = next(e for e in container["env"] if e["name"] == "SSO_PROXY_TRANSACTION_KEYS")
+    ref = item["valueFrom"]["secretKeyRef"]
+    assert ref["key"] == "SSO_PROXY_TRANSACTION_KEYS" and ref["name"] and ref["optional"] is True
+
+
 def test_routes_configmap_is_mounted_as_the_routes_directory(
     pod: dict[str, Any], container: dict[str, Any], rendered: list[dict[str, Any]]
 ) -> None:
