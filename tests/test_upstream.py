@@ -198,7 +198,9 @@ ORIGINS = ["https://tenant.us.auth0.com", "http://127.0.0.1:8081", "https://[::1
         (b"/p%20x/%2e%2e", b"a=%zz&b", "/p%20x/%2e%2e"),  # bytes as they came, never re-encoded
     ],
 )
-def test_upstream_url_keeps_the_configured_origin(origin: str, raw_path: bytes, query: bytes, expected_path: str) -> None:
+def test_upstream_url_keeps_the_configured_origin(
+    origin: str, raw_path: bytes, query: bytes, expected_path: str
+) -> None:
     configured = URL(origin)
     url = upstream_url(configured, raw_path, query)
     assert (url.scheme, url.raw_host, url.port) == (configured.scheme, configured.raw_host, configured.port)
