@@ -33,15 +33,20 @@ import binascii
 import hashlib
 import hmac
 import re
-import struct
 import zlib
 from dataclasses import dataclass, field
 from html import unescape
-from typing import Callable, Iterable, NamedTuple
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, Callable, Iterable, NamedTuple
 from xml.parsers import expat
 
-from proxy.callback import Callback, callback_digest, in_response_to, saml_document, transaction_values
+from proxy.callback import (
+    Callback,
+    callback_digest,
+    in_response_to,
+    query_value,
+    saml_document,
+    transaction_values,
+)
 
 # Cookie names. Not __Host- prefixed: that prefix requires Path=/, and these ride only on the callback.
 AUTH0_COOKIE = "sso_proxy_tx"  # logins Auth0 started
@@ -55,7 +60,7 @@ WORKOS_PURPOSE = b"sso-proxy workos redirect v1"
 MAC_BYTES = 16
 MAX_ENTRIES = 8  # logins in flight per browser (tabs); the oldest is dropped beyond this
 MAX_TAGS = 2  # SAML: RelayState and the AuthnRequest ID
-MAX_COOKIE_CHARS = 512  # 8 entries of 2 MACs: 8 * 37 + 16 bytes = 416 base64url characters
+MAX_COOKIE_CHARS = 512  # 8 records of 36 bytes and a 16-byte tag: 406 base64url characters
 MAX_LOCATION_CHARS = 16 << 10
 MAX_INFLATED_REQUEST = 64 << 10  # an AuthnRequest is a few KB
 MAX_PAGE_BYTES = 128 << 10  # an auto-post page is a few KB; larger pages are never buffered
@@ -82,20 +87,53 @@ class Login(NamedTuple):
     values: tuple[str, ...]
 
 
+def _pads(key: bytes) -> tuple[Any, Any]:
+    """HMAC's inner and outer hash states for ``key`` (RFC 2104), computed once per key."""
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\x00")
+    return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
+
+
+_BLOCK = 64  # SHA-256's block size
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """The MAC keys: the first signs, all verify. Never printed (``repr`` hides them)."""
+    """The MAC keys: the first signs, all verify. Never printed (``repr`` hides them).
+
+    HMAC-SHA256 is computed from per-key inner/outer hash states prepared once (RFC 2104): the
+    one-shot ``hmac.digest`` sets the key up on every call, which costs more than the hashing of a
+    short value (bench/micro_binding.py).
+    """
 
     secrets: tuple[bytes, ...] = field(repr=False)
+    _pads: tuple[tuple[Any, Any], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.secrets:
             raise ValueError("at least one key is needed")
+        object.__setattr__(self, "_pads", tuple(_pads(key) for key in self.secrets))
+
+    def digest(self, index: int, data: bytes) -> bytes:
+        """The truncated HMAC-SHA256 of ``data`` under key ``index``."""
+        inner, outer = self._pads[index]
+        i = inner.copy()
+        i.update(data)
+        o = outer.copy()
+        o.update(i.digest())
+        return bytes(o.digest()[:MAC_BYTES])
+
+
+def _message(purpose: bytes, value: str) -> bytes:
+    return purpose + b"\x00" + value.encode("utf-8", "surrogatepass")
 
 
 def mac(key: bytes, purpose: bytes, value: str) -> bytes:
-    """The truncated HMAC-SHA256 of one value for one purpose."""
-    return hmac.digest(key, purpose + b"\x00" + value.encode("utf-8", "surrogatepass"), hashlib.sha256)[:MAC_BYTES]
+    """The truncated HMAC-SHA256 of one value for one purpose (the reference the fast path is tested against)."""
+    return hmac.digest(key, _message(purpose, value), hashlib.sha256)[:MAC_BYTES]
 
 
 def _b64encode(data: bytes) -> str:
@@ -106,47 +144,89 @@ def _b64decode(text: str) -> bytes:
     return binascii.a2b_base64(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), strict_mode=True)
 
 
+# A record: 4 bytes of expiry (Unix seconds, big-endian) and two MAC slots; an entry with one value
+# repeats its MAC. Fixed-size records let the hot check compare tags by offset, building no objects.
+RECORD = 4 + 2 * MAC_BYTES
+
+
 def _pack(entries: Iterable[Entry]) -> bytes:
-    return b"".join(struct.pack(">IB", e.expires, len(e.tags)) + b"".join(e.tags) for e in entries)
+    return b"".join(
+        e.expires.to_bytes(4, "big") + e.tags[0] + (e.tags[1] if len(e.tags) > 1 else e.tags[0]) for e in entries
+    )
+
+
+def make_record(values: tuple[str, ...], keys: Keys, purpose: bytes, expires: int) -> bytes:
+    """One record for a login's values (at most two), MACed with the first key."""
+    first = keys.digest(0, _message(purpose, values[0]))
+    second = keys.digest(0, _message(purpose, values[1])) if len(values) > 1 else first
+    return expires.to_bytes(4, "big") + first + second
+
+
+def sign_payload(payload: bytes, keys: Keys, purpose: bytes) -> str:
+    """The cookie value for records: the records and their tag under the first key."""
+    return _b64encode(payload + keys.digest(0, purpose + payload))
 
 
 def encode_cookie(entries: tuple[Entry, ...], keys: Keys, purpose: bytes) -> str:
     """The cookie value for ``entries`` (at most the last MAX_ENTRIES), signed with the first key."""
-    payload = _pack(entries[-MAX_ENTRIES:])
-    return _b64encode(payload + hmac.digest(keys.secrets[0], purpose + payload, hashlib.sha256)[:MAC_BYTES])
+    return sign_payload(_pack(entries[-MAX_ENTRIES:]), keys, purpose)
 
 
-def decode_cookie(value: str | bytes | None, keys: Keys, purpose: bytes, now: float) -> tuple[Entry, ...]:
-    """The unexpired entries of a cookie value; a tampered, garbage or oversized value has none."""
+def verified_payload(value: str | bytes | None, keys: Keys, purpose: bytes) -> bytes:
+    """The records of a cookie value whose tag verifies under one of ``keys``; b"" for a tampered,
+    garbage or oversized value. Never raises."""
     if not value or len(value) > MAX_COOKIE_CHARS:
-        return ()
+        return b""
     try:
         text = value.decode("ascii") if isinstance(value, bytes) else value
         raw = _b64decode(text)
     except (binascii.Error, ValueError):
-        return ()
-    if len(raw) <= MAC_BYTES:
-        return ()
+        return b""
     payload, tag = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
-    if not any(
-        hmac.compare_digest(hmac.digest(key, purpose + payload, hashlib.sha256)[:MAC_BYTES], tag)
-        for key in keys.secrets
-    ):
-        return ()
-    entries: list[Entry] = []
-    at = 0
-    while at < len(payload):
-        if at + 5 > len(payload):
-            return ()
-        expires, count = struct.unpack_from(">IB", payload, at)
-        at += 5
-        if not 1 <= count <= MAX_TAGS or at + count * MAC_BYTES > len(payload):
-            return ()
-        tags = tuple(payload[at + i * MAC_BYTES : at + (i + 1) * MAC_BYTES] for i in range(count))
-        at += count * MAC_BYTES
+    if not payload or len(payload) % RECORD or len(payload) > MAX_ENTRIES * RECORD:
+        return b""
+    verified = False
+    for index in range(len(keys.secrets)):
+        verified |= hmac.compare_digest(keys.digest(index, purpose + payload), tag)
+    return payload if verified else b""
+
+
+def entries_of(payload: bytes, now: float) -> tuple[Entry, ...]:
+    """The unexpired entries of verified records."""
+    out = []
+    for at in range(0, len(payload), RECORD):
+        expires = int.from_bytes(payload[at : at + 4], "big")
         if expires > now:
-            entries.append(Entry(expires, tags))
-    return tuple(entries[-MAX_ENTRIES:])
+            first, second = payload[at + 4 : at + 4 + MAC_BYTES], payload[at + 4 + MAC_BYTES : at + RECORD]
+            out.append(Entry(expires, (first,) if first == second else (first, second)))
+    return tuple(out)
+
+
+def decode_cookie(value: str | bytes | None, keys: Keys, purpose: bytes, now: float) -> tuple[Entry, ...]:
+    """The unexpired entries of a cookie value; a tampered, garbage or oversized value has none."""
+    return entries_of(verified_payload(value, keys, purpose), now)
+
+
+def find_record(payload: bytes, values: Iterable[str], keys: Keys, purpose: bytes, now: float) -> int | None:
+    """The index of the unexpired record holding the MAC of one of ``values`` (under any key), else None.
+
+    Each MAC is compared in constant time (``hmac.compare_digest``). The scan stops at the first
+    match: which record matched is no secret (the browser holds the cookie); the MAC bytes are.
+    """
+    end = len(payload) // RECORD * RECORD
+    for value in values:
+        if not value or len(value) > MAX_VALUE_CHARS:
+            continue
+        message = _message(purpose, value)
+        for index in range(len(keys.secrets)):
+            wanted = keys.digest(index, message)
+            for at in range(4, end, RECORD):
+                if (
+                    hmac.compare_digest(payload[at : at + MAC_BYTES], wanted)
+                    or hmac.compare_digest(payload[at + MAC_BYTES : at + 2 * MAC_BYTES], wanted)
+                ) and int.from_bytes(payload[at - 4 : at], "big") > now:
+                    return at // RECORD
+    return None
 
 
 def add_entry(
@@ -156,31 +236,23 @@ def add_entry(
 
     An entry already holding one of the values is replaced, so a retried redirect does not fill the cookie.
     """
-    tags = tuple(mac(keys.secrets[0], purpose, v) for v in values[:MAX_TAGS])
+    tags = tuple(keys.digest(0, _message(purpose, v)) for v in values[:MAX_TAGS])
     kept = tuple(e for e in entries if not any(hmac.compare_digest(t, n) for t in e.tags for n in tags))
     return (*kept, Entry(expires, tags))[-MAX_ENTRIES:]
 
 
 def find_entry(entries: tuple[Entry, ...], values: Iterable[str], keys: Keys, purpose: bytes) -> int | None:
-    """The index of the entry holding the MAC of one of ``values`` (under any key), else None.
-
-    Every tag is compared, in constant time, whatever matched first.
-    """
-    found: int | None = None
-    for value in values:
-        if not value or len(value) > MAX_VALUE_CHARS:
-            continue
-        for key in keys.secrets:
-            wanted = mac(key, purpose, value)
-            for index, entry in enumerate(entries):
-                for tag in entry.tags:
-                    if hmac.compare_digest(tag, wanted) and found is None:
-                        found = index
-    return found
+    """The index of the entry holding the MAC of one of ``values`` (under any key), else None."""
+    return find_record(_pack(entries), values, keys, purpose, 0)
 
 
 def remove_entry(entries: tuple[Entry, ...], index: int) -> tuple[Entry, ...]:
     return entries[:index] + entries[index + 1 :]
+
+
+def without_record(payload: bytes, record: int, now: float) -> tuple[Entry, ...]:
+    """The unexpired entries of ``payload`` but the one at ``record`` (used once, it is removed)."""
+    return entries_of(payload[: record * RECORD] + payload[(record + 1) * RECORD :], now)
 
 
 def set_cookie(name: str, value: str, max_age: int) -> bytes:
@@ -216,41 +288,56 @@ def cookie_values(headers: Iterable[tuple[bytes, bytes]], name: str) -> list[byt
     return found
 
 
+def read_payload(headers: Iterable[tuple[bytes, bytes]], name: str, keys: Keys, purpose: bytes) -> bytes:
+    """The verified records of the first valid copy of cookie ``name`` (a planted copy is ignored)."""
+    for value in cookie_values(headers, name)[:4]:
+        payload = verified_payload(value, keys, purpose)
+        if payload:
+            return payload
+    return b""
+
+
 def read_entries(
     headers: Iterable[tuple[bytes, bytes]], name: str, keys: Keys, purpose: bytes, now: float
 ) -> tuple[Entry, ...]:
-    """The entries of the first valid copy of cookie ``name`` (a planted copy elsewhere is ignored)."""
-    for value in cookie_values(headers, name)[:4]:
-        entries = decode_cookie(value, keys, purpose, now)
-        if entries:
-            return entries
-    return ()
+    """The unexpired entries of the first valid copy of cookie ``name``."""
+    return entries_of(read_payload(headers, name, keys, purpose), now)
 
 
 # --- what an upstream response starts -------------------------------------------------------------
 
 
-def _query(url: str) -> dict[str, str]:
-    """The first value of each query parameter (undecodable bytes replaced, never an error)."""
-    out: dict[str, str] = {}
-    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True, errors="replace"):
-        out.setdefault(key, value)
-    return out
+def _split(url: str) -> tuple[str, str] | None:
+    """(host[:port] lowercased, path) of an absolute http(s) URL, else None. One pass of finds: this
+    runs on every redirect Auth0 answers, and ``urlsplit`` costs several times more."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    end = len(rest)
+    for mark in "/?#":
+        at = rest.find(mark, 0, end)
+        if at >= 0:
+            end = at
+    netloc = rest[:end].lower()
+    if not netloc or "@" in netloc or "\\" in netloc:
+        return None  # no userinfo: never one of this service's hosts
+    path_end = len(rest)
+    for mark in "?#":
+        at = rest.find(mark, end)
+        if at >= 0 and at < path_end:
+            path_end = at
+    return netloc, rest[end:path_end]
 
 
 def _netloc(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        _ = parts.port
-    except ValueError:
-        return None
-    return parts.netloc.lower() if parts.scheme in ("http", "https") and parts.netloc else None
+    split = _split(url)
+    return split[0] if split is not None else None
 
 
 def is_own_callback(url: str, own_hosts: frozenset[str]) -> bool:
     """``url`` is this service's ``/login/callback`` (on one of ``own_hosts``, host[:port] lowercased)."""
-    netloc = _netloc(url)
-    return netloc is not None and netloc in own_hosts and urlsplit(url).path in _CALLBACK_PATHS
+    split = _split(url)
+    return split is not None and split[0] in own_hosts and split[1] in _CALLBACK_PATHS
 
 
 class _Stop(Exception):
@@ -315,16 +402,18 @@ def _saml_login(saml_request: str, relay_state: str | None, deflated: bool, own_
 def inspect_location(location: str, own_hosts: frozenset[str]) -> Login | None:
     """The login a redirect to ``location`` starts, if it sends the browser to an IdP that comes back
     to this service's ``/login/callback``; else None."""
-    if len(location) > MAX_LOCATION_CHARS or "?" not in location:
-        return None
+    if len(location) > MAX_LOCATION_CHARS or ("state=" not in location and "SAMLRequest=" not in location):
+        return None  # the common case (Auth0's own pages, the app's callback with code+state): one scan
     netloc = _netloc(location)
     if netloc is None or netloc in own_hosts:
         return None  # relative, or to this service itself (e.g. /u/login): nothing to bind yet
-    query = _query(location)
-    if "SAMLRequest" in query:
-        return _saml_login(query["SAMLRequest"], query.get("RelayState"), True, own_hosts)
-    state = query.get("state")
-    if state and len(state) <= MAX_VALUE_CHARS and is_own_callback(query.get("redirect_uri", ""), own_hosts):
+    query = location.partition("?")[2].partition("#")[0].encode("utf-8", "surrogateescape")
+    saml_request = query_value(query, "SAMLRequest")
+    if saml_request is not None:
+        return _saml_login(saml_request, query_value(query, "RelayState"), True, own_hosts)
+    state = query_value(query, "state")
+    redirect_uri = query_value(query, "redirect_uri")
+    if state and len(state) <= MAX_VALUE_CHARS and redirect_uri and is_own_callback(redirect_uri, own_hosts):
         return Login(OIDC_STATE, (state,))
     return None
 
@@ -423,10 +512,11 @@ class CallbackBinding(NamedTuple):
     """What the cookies say about one callback."""
 
     bound: frozenset[str]  # which of state / RelayState / InResponseTo are bound to an Auth0 transaction
-    set_cookie: bytes | None  # Set-Cookie removing the matched entry from the forwarded response
+    payload: bytes = b""  # the cookie's verified records
+    record: int = -1  # the one that matched
 
 
-NOT_BOUND = CallbackBinding(frozenset(), None)
+NOT_BOUND = CallbackBinding(frozenset())
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,29 +533,34 @@ class Binder:
 
     def auth0_binding(self, request_headers: list[tuple[bytes, bytes]], cb: Callback, now: float) -> CallbackBinding:
         """Whether the callback's state / RelayState / InResponseTo was bound when Auth0 started it."""
-        entries = read_entries(request_headers, AUTH0_COOKIE, self.keys, AUTH0_PURPOSE, now)
-        if not entries:
+        payload = read_payload(request_headers, AUTH0_COOKIE, self.keys, AUTH0_PURPOSE)
+        if not payload:
             return NOT_BOUND
-        candidates = transaction_values(cb)
-        found = self._find(entries, candidates, AUTH0_PURPOSE)
+        found = self._find(payload, transaction_values(cb), AUTH0_PURPOSE, now)
         if found is None:
             xml = saml_document(cb)
             reply_to = in_response_to(xml) if xml else None
             if reply_to is not None:
-                found = self._find(entries, [("InResponseTo", reply_to)], AUTH0_PURPOSE)
+                found = self._find(payload, [("InResponseTo", reply_to)], AUTH0_PURPOSE, now)
         if found is None:
             return NOT_BOUND
-        name, index = found
-        left = remove_entry(entries, index)
-        return CallbackBinding(frozenset((name,)), update_cookie(AUTH0_COOKIE, left, self.keys, AUTH0_PURPOSE, now))
+        name, record = found
+        return CallbackBinding(frozenset((name,)), payload, record)
+
+    def used_cookie(self, found: CallbackBinding, now: float) -> bytes | None:
+        """Set-Cookie for the forwarded callback: the bindings without the one it used (single use)."""
+        if not found.bound:
+            return None
+        left = without_record(found.payload, found.record, now)
+        return update_cookie(AUTH0_COOKIE, left, self.keys, AUTH0_PURPOSE, now)
 
     def _find(
-        self, entries: tuple[Entry, ...], candidates: list[tuple[str, str]], purpose: bytes
+        self, payload: bytes, candidates: list[tuple[str, str]], purpose: bytes, now: float
     ) -> tuple[str, int] | None:
         for name, value in candidates:
-            index = find_entry(entries, (value,), self.keys, purpose)
-            if index is not None:
-                return name, index
+            record = find_record(payload, (value,), self.keys, purpose, now)
+            if record is not None:
+                return name, record
         return None
 
     def _workos_values(self, cb: Callback) -> list[tuple[str, str]]:
@@ -481,13 +576,13 @@ class Binder:
     ) -> tuple[bool, bytes | None]:
         """Whether a ``fallback=auth0`` callback is one this proxy sent to WorkOS; and the Set-Cookie
         removing its entry."""
-        entries = read_entries(request_headers, WORKOS_COOKIE, self.keys, WORKOS_PURPOSE, now)
-        if not entries:
+        payload = read_payload(request_headers, WORKOS_COOKIE, self.keys, WORKOS_PURPOSE)
+        if not payload:
             return False, None
-        found = self._find(entries, self._workos_values(cb), WORKOS_PURPOSE)
+        found = self._find(payload, self._workos_values(cb), WORKOS_PURPOSE, now)
         if found is None:
             return False, None
-        left = remove_entry(entries, found[1])
+        left = without_record(payload, found[1], now)
         return True, update_cookie(WORKOS_COOKIE, left, self.keys, WORKOS_PURPOSE, now)
 
     def workos_cookie(self, request_headers: list[tuple[bytes, bytes]], cb: Callback, now: float) -> bytes | None:
@@ -495,15 +590,29 @@ class Binder:
         values = self._workos_values(cb)
         if not values:
             return None
-        entries = read_entries(request_headers, WORKOS_COOKIE, self.keys, WORKOS_PURPOSE, now)
-        added = add_entry(entries, tuple(v for _, v in values), self.keys, WORKOS_PURPOSE, int(now) + WORKOS_TTL)
-        return update_cookie(WORKOS_COOKIE, added, self.keys, WORKOS_PURPOSE, now)
+        return self._append(
+            request_headers, WORKOS_COOKIE, WORKOS_PURPOSE, tuple(v for _, v in values), WORKOS_TTL, now
+        )
 
     def bind(self, request_headers: list[tuple[bytes, bytes]], login: Login, now: float) -> bytes:
         """Set-Cookie adding a login Auth0 starts to the browser's bindings."""
-        entries = read_entries(request_headers, AUTH0_COOKIE, self.keys, AUTH0_PURPOSE, now)
-        added = add_entry(entries, login.values, self.keys, AUTH0_PURPOSE, int(now) + self.ttl)
-        return update_cookie(AUTH0_COOKIE, added, self.keys, AUTH0_PURPOSE, now)
+        return self._append(request_headers, AUTH0_COOKIE, AUTH0_PURPOSE, login.values, self.ttl, now)
+
+    def _append(
+        self,
+        request_headers: list[tuple[bytes, bytes]],
+        name: str,
+        purpose: bytes,
+        values: tuple[str, ...],
+        ttl: int,
+        now: float,
+    ) -> bytes:
+        """Set-Cookie with one record more than the request's cookie (the oldest dropped beyond the
+        bound). Records are appended as bytes: expired ones are ignored by the check and pushed out
+        by newer ones, so nothing is parsed here."""
+        payload = read_payload(request_headers, name, self.keys, purpose)
+        added = (payload + make_record(values, self.keys, purpose, int(now) + ttl))[-MAX_ENTRIES * RECORD :]
+        return set_cookie(name, sign_payload(added, self.keys, purpose), ttl)
 
 
 class PassthroughHook:

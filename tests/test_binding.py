@@ -169,18 +169,25 @@ def test_tampered_garbage_or_oversized_cookie_holds_nothing(value: str | bytes |
     assert decode_cookie(value, KEYS, AUTH0_PURPOSE, NOW) == ()
 
 
-@pytest.mark.parametrize("count", [0, 3, 255])
-def test_a_signed_but_malformed_payload_holds_nothing(count: int) -> None:
+@pytest.mark.parametrize("size", [0, binding.RECORD - 1, binding.RECORD + 1, (MAX_ENTRIES + 1) * binding.RECORD])
+def test_a_signed_but_malformed_payload_holds_nothing(size: int) -> None:
     import hashlib
     import hmac
 
-    payload = (int(NOW) + 60).to_bytes(4, "big") + bytes([count]) + b"t" * 16
+    payload = (int(NOW) + 60).to_bytes(4, "big") * (size // 4 + 1)
+    payload = payload[:size]
     tag = hmac.digest(KEY_A, AUTH0_PURPOSE + payload, hashlib.sha256)[:16]
     value = base64.urlsafe_b64encode(payload + tag).decode().rstrip("=")
     assert decode_cookie(value, KEYS, AUTH0_PURPOSE, NOW) == ()
-    short = payload[:3]
-    value = base64.urlsafe_b64encode(short + hmac.digest(KEY_A, AUTH0_PURPOSE + short, hashlib.sha256)[:16]).decode()
-    assert decode_cookie(value.rstrip("="), KEYS, AUTH0_PURPOSE, NOW) == ()
+
+
+@pytest.mark.parametrize("key", [b"a" * 32, b"k" * 64, b"long" * 40, bytes(range(256))])
+def test_the_fast_hmac_is_hmac_sha256(key: bytes) -> None:
+    """Keys.digest (prepared inner/outer states) against the standard library's HMAC."""
+    keys = Keys((b"x" * 32, key))
+    for value in ("", "state-1", "\u00e9t\u00e9", "s" * 500):
+        message = AUTH0_PURPOSE + b"\x00" + value.encode()
+        assert keys.digest(1, message) == binding.mac(key, AUTH0_PURPOSE, value)
 
 
 @pytest.mark.parametrize(
@@ -233,7 +240,11 @@ def oidc_location(**params: str) -> str:
         ("/u/login?state=abc&redirect_uri=" + CALLBACK, None),  # relative: Auth0's own pages
         ("https://login.globex.com/u/login?state=abc&redirect_uri=" + CALLBACK, None),  # own host
         ("https://idp.acme.com/authorize", None),
-        ("https://idp.acme.com:bad/authorize?state=s&redirect_uri=" + CALLBACK, None),
+        # The IdP's address is the browser's business; only that it is not this service matters.
+        ("https://idp.acme.com:bad/authorize?state=s&redirect_uri=" + CALLBACK, Login(OIDC_STATE, ("s",))),
+        ("https://user@login.globex.com/x?state=s&redirect_uri=" + CALLBACK, None),  # userinfo: refused
+        (oidc_location(redirect_uri="https://login.globex.com:bad/login/callback"), None),
+        (oidc_location(redirect_uri="https://login.globex.com/login/callback?x=1#f"), Login(OIDC_STATE, ("st-1",))),
         ("javascript:alert(1)?state=s", None),
         # The app's callback after the login: another host with state, but nothing comes back here.
         ("https://app.globex.com/callback?code=c&state=app", None),
@@ -460,8 +471,9 @@ def test_binder_auth0_round_trip_and_removal() -> None:
     found = binder.auth0_binding(request, Callback(b"", body, True), NOW)
     assert found.bound == {"InResponseTo"}
     # The forwarded response removes that entry and keeps the other.
-    assert found.set_cookie is not None
-    left = headers_with(found.set_cookie)
+    used = binder.used_cookie(found, NOW)
+    assert used is not None
+    left = headers_with(used)
     assert binder.auth0_binding(left, Callback(b"code=c&state=s1"), NOW).bound == {"state"}
     assert binder.auth0_binding(left, Callback(b"", b"RelayState=r1", True), NOW).bound == frozenset()
     # Unbound, absent, expired, another key: nothing.
@@ -472,7 +484,8 @@ def test_binder_auth0_round_trip_and_removal() -> None:
     assert other.auth0_binding(request, Callback(b"code=c&state=s1"), NOW) == binding.NOT_BOUND
     # The last entry removed deletes the cookie.
     only = binder.auth0_binding(headers_with(first), Callback(b"code=c&state=s1"), NOW)
-    assert only.set_cookie == binding.delete_cookie(AUTH0_COOKIE)
+    assert binder.used_cookie(only, NOW) == binding.delete_cookie(AUTH0_COOKIE)
+    assert binder.used_cookie(binding.NOT_BOUND, NOW) is None
 
 
 def test_a_planted_cookie_does_not_hide_the_real_one() -> None:

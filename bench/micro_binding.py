@@ -1,0 +1,121 @@
+"""Micro-benchmark: transaction binding on the request path (issue 10; target <= 10 µs each).
+
+- the binding check per callback (``Binder.auth0_binding``): no cookie; a full cookie (8 logins in
+  flight) whose entry matches the callback's ``state``; a full cookie that binds nothing (every tag
+  compared); a full cookie and a SAML POST callback matched by RelayState;
+- inspecting a passthrough response head (``PassthroughHook.head``): a 302 to Auth0's own page
+  (relative, nothing bound), a 302 to an IdP (OIDC, bound: MAC, cookie re-encode), a 302 with a
+  SAML Redirect-binding AuthnRequest (inflate + expat, bound), and a 200 JSON response (not a page).
+
+    python bench/micro_binding.py [--number N] [--repeat R]
+
+Prints the best of R runs of N calls each, in µs per call, timed by this process's CPU time
+(``time.process_time``), so time spent descheduled on a shared machine is not counted; the
+HMAC-SHA256 count per call is printed beside it (``hmac.digest`` calls). Every case is checked for
+the right answer first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+import time
+import timeit
+import zlib
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from proxy.binding import Binder, Keys, Login, PassthroughHook
+from proxy.callback import Callback
+from proxy.sandbox import authn_request
+
+NOW = 1_800_000_000.0
+HOST = [(b"host", b"login.globex.com"), (b"user-agent", b"Mozilla/5.0"), (b"accept", b"text/html")]
+
+
+def request_with_cookie(binder: Binder, states: list[str]) -> list[tuple[bytes, bytes]]:
+    headers: list[tuple[bytes, bytes]] = list(HOST)
+    for state in states:
+        set_cookie = binder.bind(headers, Login("oidc_state", (state, "_" + state)), NOW)
+        pair = set_cookie.split(b";", 1)[0]
+        headers = [*HOST, (b"cookie", b"auth0=s%3Aabc.def; did=s%3Av0%3A123; " + pair)]
+    return headers
+
+
+def cases() -> dict[str, tuple[Callable[[], Any], Callable[[Any], bool]]]:
+    binder = Binder(Keys((b"k" * 32,)), 600)
+    rotating = Binder(Keys((b"n" * 32, b"k" * 32)), 600)  # during a key rotation: two keys verify
+    states = [f"state-{i:02d}-" + "x" * 24 for i in range(8)]
+    full = request_with_cookie(binder, states)
+    oidc = Callback(b"code=4%2F0AX4XfWh&state=" + states[3].encode())
+    other = Callback(b"code=abc&state=not-bound-" + b"y" * 24)
+    saml = Callback(b"", b"SAMLResponse=" + b"PHNhbWw" * 1400 + b"&RelayState=" + states[5].encode(), True)
+
+    callback = "https://login.globex.com/login/callback"
+    idp = "https://idp.acme.com/authorize?" + urlencode(
+        {
+            "client_id": "0oa1b2c3",
+            "response_type": "code",
+            "redirect_uri": callback,
+            "scope": "openid email",
+            "state": "Fe26.2**" + "z" * 40,
+            "nonce": "n" * 32,
+        }
+    )
+    request = authn_request("_" + "a" * 32, callback, "urn:auth0:globex-prod:acme-okta")
+    saml_redirect = "https://idp.acme.com/sso?" + urlencode(
+        {"SAMLRequest": base64.b64encode(zlib.compress(request)[2:-4]).decode(), "RelayState": "r" * 40}
+    )
+    counted: list[str] = []
+    hook = PassthroughHook(binder, full, NOW, counted.append)
+    relative = [(b"location", b"/u/login?state=abc"), (b"content-type", b"text/html")]
+    to_idp = [(b"location", idp.encode()), (b"content-type", b"text/html")]
+    to_saml = [(b"location", saml_redirect.encode())]
+    json_ok = [(b"content-type", b"application/json"), (b"content-length", b"512")]
+
+    return {
+        "check: no cookie": (lambda: binder.auth0_binding(list(HOST), oidc, NOW), lambda r: not r.bound),
+        "check: 8 in flight, state bound": (lambda: binder.auth0_binding(full, oidc, NOW), lambda r: r.bound),
+        "check: 8 in flight, not bound": (lambda: binder.auth0_binding(full, other, NOW), lambda r: not r.bound),
+        "check: 8 in flight, SAML RelayState": (lambda: binder.auth0_binding(full, saml, NOW), lambda r: r.bound),
+        "check: 8 in flight, bound, 2 keys": (lambda: rotating.auth0_binding(full, oidc, NOW), lambda r: r.bound),
+        "removal Set-Cookie (forward path)": (
+            lambda: binder.used_cookie(binder.auth0_binding(full, oidc, NOW), NOW),
+            lambda r: r is not None,
+        ),
+        "head: 302 relative (Auth0 page)": (lambda: hook.head(302, relative), lambda r: r == ([], 0)),
+        "head: 302 to an OIDC IdP (bind)": (lambda: hook.head(302, to_idp), lambda r: len(r[0]) == 1),
+        "head: 302 SAML Redirect (bind)": (lambda: hook.head(302, to_saml), lambda r: len(r[0]) == 1),
+        "head: 200 JSON (untouched)": (lambda: hook.head(200, json_ok), lambda r: r == ([], 0)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--number", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    real_digest = Keys.digest
+    noop = min(timeit.repeat(lambda: None, number=args.number, repeat=args.repeat, timer=time.process_time))
+    print(f"{'(a Python no-op call, for scale)':40s} {noop / args.number * 1e6:7.2f} µs")
+    for name, (call, check) in cases().items():
+        assert check(call()), name
+        calls = [0]
+
+        def counting(self: Keys, index: int, data: bytes, _calls: list[int] = calls) -> bytes:
+            _calls[0] += 1
+            return real_digest(self, index, data)
+
+        Keys.digest = counting  # type: ignore[method-assign]
+        call()
+        Keys.digest = real_digest  # type: ignore[method-assign]
+        best = min(timeit.repeat(call, number=args.number, repeat=args.repeat, timer=time.process_time)) / args.number
+        print(f"{name:40s} {best * 1e6:7.2f} µs  ({calls[0]} HMAC)")
+
+
+if __name__ == "__main__":
+    main()
