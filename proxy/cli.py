@@ -75,7 +75,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     from proxy.export import run_import
 
     return run_import(
-        args.export_dir, args.output, sys.stdout, sys.stderr, os.environ.get("WORKOS_CUSTOM_DOMAIN") or None
+        args.export_dir,
+        args.output,
+        sys.stdout,
+        sys.stderr,
+        os.environ.get("WORKOS_CUSTOM_DOMAIN") or None,
+        prune=args.prune,
+        custom_domain=args.custom_domain,
     )
 
 
@@ -224,6 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
     imp = routes_cmds.add_parser("import", help="build a route map from an SSO export package")
     imp.add_argument("export_dir", help="the package root or its sso/ folder")
     imp.add_argument("-o", "--output", default="routes.yaml", help="where to write it; - for stdout")
+    imp.add_argument(
+        "--prune",
+        action="store_true",
+        help="drop connections of the existing map that are not in this export (default: keep and list them)",
+    )
+    imp.add_argument(
+        "--custom-domain",
+        metavar="HOST",
+        help="the Auth0 custom domain this proxy serves: connections whose recorded callback URLs are not on "
+        "it are marked reachability: unconfirmed (their IdP may post to Auth0 directly)",
+    )
     imp.set_defaults(func=cmd_import)
     val = routes_cmds.add_parser("validate", help="exit 0 when the route map is valid")
     val.add_argument("path")

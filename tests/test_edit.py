@@ -243,7 +243,7 @@ def test_set_on_an_imported_map(tmp_path: Path) -> None:
     after = path.read_text()
     rm = parse_routemap(after)
     assert rm.connections["umbrella-onelogin"].state == "workos"
-    assert rm.counts_by_state() == {"legacy": 5, "workos": 1}
+    assert rm.counts_by_state() == {"legacy": 6, "workos": 1}
     changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
     assert changed == [("    state: legacy", "    state: workos")]
-    assert after.startswith("# sso-proxy route map")  # the header comments survive
+    assert after.startswith("# [import] sso-proxy route map")  # the header comments survive
