@@ -85,12 +85,46 @@ def cmd_import(args: argparse.Namespace) -> int:
     )
 
 
+def _routes_path(args: argparse.Namespace) -> str:
+    return str(args.routes or os.environ.get("SSO_PROXY_ROUTES") or "routes.yaml")
+
+
 def cmd_set(args: argparse.Namespace) -> int:
     from proxy.edit import run_set
+    from proxy.routemap import STATES
 
-    path = args.routes or os.environ.get("SSO_PROXY_ROUTES") or "routes.yaml"
+    *names, state = args.targets
+    if state not in STATES:
+        print(f"sso-proxy routes set: the last argument is the state, one of {', '.join(STATES)}", file=sys.stderr)
+        return 2
+    if bool(names) == (args.organization is not None):
+        print("sso-proxy routes set: give connection names or --organization ORG, not both", file=sys.stderr)
+        return 2
     return run_set(
-        path, args.connection, args.state, sys.stdout, sys.stderr, os.environ.get("WORKOS_CUSTOM_DOMAIN") or None
+        _routes_path(args),
+        names,
+        state,
+        sys.stdout,
+        sys.stderr,
+        os.environ.get("WORKOS_CUSTOM_DOMAIN") or None,
+        organization=args.organization,
+        dry_run=args.dry_run,
+        by=args.by,
+    )
+
+
+def cmd_default(args: argparse.Namespace) -> int:
+    from proxy.edit import run_default
+
+    return run_default(
+        _routes_path(args),
+        args.routes_command,
+        args.value,
+        sys.stdout,
+        sys.stderr,
+        os.environ.get("WORKOS_CUSTOM_DOMAIN") or None,
+        dry_run=args.dry_run,
+        by=args.by,
     )
 
 
@@ -216,6 +250,12 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edit_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--routes", default=None, help="route map file (env SSO_PROXY_ROUTES, default routes.yaml)")
+    parser.add_argument("--dry-run", action="store_true", help="print the diff and the audit line; write nothing")
+    parser.add_argument("--by", metavar="WHO", help="who makes the change, for the audit line (default $USER)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sso-proxy", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sso-proxy {__version__}")
@@ -245,11 +285,26 @@ def build_parser() -> argparse.ArgumentParser:
     val = routes_cmds.add_parser("validate", help="exit 0 when the route map is valid")
     val.add_argument("path")
     val.set_defaults(func=cmd_validate)
-    set_ = routes_cmds.add_parser("set", help="change one connection's state in place, atomically")
-    set_.add_argument("connection")
-    set_.add_argument("state", choices=("legacy", "workos"))
-    set_.add_argument("--routes", default=None, help="route map file (env SSO_PROXY_ROUTES, default routes.yaml)")
+    set_ = routes_cmds.add_parser(
+        "set",
+        help="change connections' state in place, atomically",
+        description="Set the state of the named connections (or of every connection of an organization), "
+        "keeping comments and order; validated, written atomically; prints one audit line.",
+    )
+    set_.add_argument(
+        "targets", nargs="+", metavar="CONN [CONN ...] STATE", help="connection names, then legacy|workos"
+    )
+    set_.add_argument("--organization", metavar="ORG", help="every connection whose organization is ORG")
+    _edit_flags(set_)
     set_.set_defaults(func=cmd_set)
+    for key, choices, what in (
+        ("mode", ("normal", "auth0", "shadow"), "defaults.mode: normal, auth0 (kill switch), shadow"),
+        ("unknown", ("workos", "auth0"), "defaults.unknown: where unidentified callbacks go"),
+    ):
+        default = routes_cmds.add_parser(key, help=f"set {what}")
+        default.add_argument("value", choices=choices)
+        _edit_flags(default)
+        default.set_defaults(func=cmd_default)
 
     exp = commands.add_parser("explain", help="print the decision for a callback, sending nothing")
     exp.add_argument("url", nargs="?", help="the callback URL, e.g. 'https://login.example.com/login/callback?...'")
