@@ -74,16 +74,56 @@ def cmd_import(args: argparse.Namespace) -> int:
     from proxy.export import run_import
 
     return run_import(
-        args.export_dir, args.output, sys.stdout, sys.stderr, os.environ.get("WORKOS_CUSTOM_DOMAIN") or None
+        args.export_dir,
+        args.output,
+        sys.stdout,
+        sys.stderr,
+        os.environ.get("WORKOS_CUSTOM_DOMAIN") or None,
+        prune=args.prune,
+        custom_domain=args.custom_domain,
     )
+
+
+def _routes_path(args: argparse.Namespace) -> str:
+    return str(args.routes or os.environ.get("SSO_PROXY_ROUTES") or "routes.yaml")
 
 
 def cmd_set(args: argparse.Namespace) -> int:
     from proxy.edit import run_set
+    from proxy.routemap import STATES
 
-    path = args.routes or os.environ.get("SSO_PROXY_ROUTES") or "routes.yaml"
+    *names, state = args.targets
+    if state not in STATES:
+        print(f"sso-proxy routes set: the last argument is the state, one of {', '.join(STATES)}", file=sys.stderr)
+        return 2
+    if bool(names) == (args.organization is not None):
+        print("sso-proxy routes set: give connection names or --organization ORG, not both", file=sys.stderr)
+        return 2
     return run_set(
-        path, args.connection, args.state, sys.stdout, sys.stderr, os.environ.get("WORKOS_CUSTOM_DOMAIN") or None
+        _routes_path(args),
+        names,
+        state,
+        sys.stdout,
+        sys.stderr,
+        os.environ.get("WORKOS_CUSTOM_DOMAIN") or None,
+        organization=args.organization,
+        dry_run=args.dry_run,
+        by=args.by,
+    )
+
+
+def cmd_default(args: argparse.Namespace) -> int:
+    from proxy.edit import run_default
+
+    return run_default(
+        _routes_path(args),
+        args.routes_command,
+        args.value,
+        sys.stdout,
+        sys.stderr,
+        os.environ.get("WORKOS_CUSTOM_DOMAIN") or None,
+        dry_run=args.dry_run,
+        by=args.by,
     )
 
 
@@ -149,6 +189,12 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edit_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--routes", default=None, help="route map file (env SSO_PROXY_ROUTES, default routes.yaml)")
+    parser.add_argument("--dry-run", action="store_true", help="print the diff and the audit line; write nothing")
+    parser.add_argument("--by", metavar="WHO", help="who makes the change, for the audit line (default $USER)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sso-proxy", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sso-proxy {__version__}")
@@ -163,15 +209,41 @@ def build_parser() -> argparse.ArgumentParser:
     imp = routes_cmds.add_parser("import", help="build a route map from an SSO export package")
     imp.add_argument("export_dir", help="the package root or its sso/ folder")
     imp.add_argument("-o", "--output", default="routes.yaml", help="where to write it; - for stdout")
+    imp.add_argument(
+        "--prune",
+        action="store_true",
+        help="drop connections of the existing map that are not in this export (default: keep and list them)",
+    )
+    imp.add_argument(
+        "--custom-domain",
+        metavar="HOST",
+        help="the Auth0 custom domain this proxy serves: connections whose recorded callback URLs are not on "
+        "it are marked reachability: unconfirmed (their IdP may post to Auth0 directly)",
+    )
     imp.set_defaults(func=cmd_import)
     val = routes_cmds.add_parser("validate", help="exit 0 when the route map is valid")
     val.add_argument("path")
     val.set_defaults(func=cmd_validate)
-    set_ = routes_cmds.add_parser("set", help="change one connection's state in place, atomically")
-    set_.add_argument("connection")
-    set_.add_argument("state", choices=("legacy", "workos"))
-    set_.add_argument("--routes", default=None, help="route map file (env SSO_PROXY_ROUTES, default routes.yaml)")
+    set_ = routes_cmds.add_parser(
+        "set",
+        help="change connections' state in place, atomically",
+        description="Set the state of the named connections (or of every connection of an organization), "
+        "keeping comments and order; validated, written atomically; prints one audit line.",
+    )
+    set_.add_argument(
+        "targets", nargs="+", metavar="CONN [CONN ...] STATE", help="connection names, then legacy|workos"
+    )
+    set_.add_argument("--organization", metavar="ORG", help="every connection whose organization is ORG")
+    _edit_flags(set_)
     set_.set_defaults(func=cmd_set)
+    for key, choices, what in (
+        ("mode", ("normal", "auth0", "shadow"), "defaults.mode: normal, auth0 (kill switch), shadow"),
+        ("unknown", ("workos", "auth0"), "defaults.unknown: where unidentified callbacks go"),
+    ):
+        default = routes_cmds.add_parser(key, help=f"set {what}")
+        default.add_argument("value", choices=choices)
+        _edit_flags(default)
+        default.set_defaults(func=cmd_default)
 
     exp = commands.add_parser(
         "explain",

@@ -436,12 +436,12 @@ def test_import_validate_set_validate(tmp_path: Path) -> None:
     routes = tmp_path / "routes.yaml"
     imported = run_cli("routes", "import", str(EXPORTS / "redacted"), "-o", str(routes))
     assert imported.returncode == 0, imported.stderr
-    assert "imported 6 connection(s) (tenant globex-prod)" in imported.stdout
+    assert "imported 7 connection(s) (tenant globex-prod)" in imported.stdout
     assert routes.exists()
 
     valid = run_cli("routes", "validate", str(routes))
     assert valid.returncode == 0, valid.stderr
-    assert "valid; 6 connections (6 legacy, 0 workos)" in valid.stdout
+    assert "valid; 7 connections (7 legacy, 0 workos)" in valid.stdout
 
     callback = f"{ORIGIN}/login/callback"
     body = saml_form(saml_xml(audience="urn:auth0:globex-prod:initech-okta", issuer=None, destination=None))
@@ -459,7 +459,7 @@ def test_import_validate_set_validate(tmp_path: Path) -> None:
 
     valid = run_cli("routes", "validate", str(routes))
     assert valid.returncode == 0, valid.stderr
-    assert "valid; 6 connections (5 legacy, 1 workos)" in valid.stdout
+    assert "valid; 7 connections (6 legacy, 1 workos)" in valid.stdout
 
     after = explained(run_cli("explain", "--routes", str(routes), callback, "--data", body).stdout)
     assert (after["connection"], after["identified by"], after["decision"], after["reason"]) == (
