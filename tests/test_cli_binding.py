@@ -25,7 +25,7 @@ def test_set_warns_when_an_oidc_connection_is_cut_over_while_unknown_is_auth0(tm
     routes.write_text(UNKNOWN_AUTH0)
     result = run_cli("routes", "set", "initech-entra", "workos", "--routes", str(routes))
     assert result.returncode == 0, result.stderr
-    assert "initech-entra: legacy -> workos" in result.stdout
+    assert "initech-entra legacy -> workos" in result.stdout
     (warning,) = result.stderr.splitlines()
     assert warning.startswith("warning: connection initech-entra (oidc) is on workos but defaults.unknown is auth0")
     assert "defaults.unknown: workos" in warning and "SSO_PROXY_TRANSACTION_KEYS" in warning
@@ -35,6 +35,9 @@ def test_set_warns_when_an_oidc_connection_is_cut_over_while_unknown_is_auth0(tm
     assert "warning: connection initech-entra (oidc)" in validated.stderr
     saml = run_cli("routes", "set", "globex-adfs", "workos", "--routes", str(routes))
     assert saml.returncode == 0 and saml.stderr == ""
+    # Setting defaults.unknown back to auth0 warns about every OIDC connection on workos.
+    back = run_cli("routes", "unknown", "auth0", "--routes", str(routes))
+    assert back.returncode == 0, back.stderr
     routes.write_text(ROUTES)
     assert "warning: connection" not in run_cli("routes", "validate", str(routes)).stderr
 
@@ -48,7 +51,7 @@ def test_explain_with_a_binding_cookie(tmp_path: Path) -> None:
     assert (plain["decision"], plain["reason"]) == ("workos", "unknown_default")
 
     result = run_cli("explain", "--routes", str(routes), url, "-b", binding_cookie("st-1"), env=env)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 10, result.stderr  # explain's exit status: decided Auth0
     assert "binding:        bound to an Auth0 transaction (by state)" in result.stdout
     got = explained(result.stdout)
     assert (got["decision"], got["reason"]) == ("auth0", "auth0_transaction")
@@ -84,5 +87,5 @@ def test_explain_reads_cookies_from_a_saved_request(tmp_path: Path) -> None:
     result = run_cli(
         "explain", "--routes", str(routes), "--request", str(request), env=clean_env(SSO_PROXY_TRANSACTION_KEYS=KEY)
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 10, result.stderr
     assert explained(result.stdout)["reason"] == "auth0_transaction"
