@@ -20,7 +20,7 @@ import yaml
 
 from proxy.errors import ProxyError, RouteMapError
 from proxy.export import write_routemap_atomic
-from proxy.routemap import STATES, parse_routemap
+from proxy.routemap import STATES, SafeLoader, parse_routemap
 
 # A one-line scalar that can be swapped for another word: plain, or single/double quoted.
 _SIMPLE_SCALAR = re.compile(r"""[A-Za-z0-9_.-]*|"[^"\\\n]*"|'[^'\n]*'""")
@@ -55,7 +55,7 @@ def _where(source: str, node: yaml.Node) -> str:
 def locate_connection(text: str, connection: str, source: str = "routes.yaml") -> yaml.MappingNode:
     """The mapping node of ``connections.<connection>``; EditError when there is none."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=SafeLoader)
     except yaml.YAMLError as exc:
         raise EditError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(root, yaml.MappingNode):
@@ -117,12 +117,19 @@ def set_state(
     Raises :class:`EditError` when the connection is missing, the state is invalid or the value
     cannot be edited in place, and :class:`RouteMapError` when the edited map does not validate.
     """
-    new_text, _ = edit_state(text, connection, state, source)
+    return _edit_and_check(text, connection, state, source, workos_domain)[0]
+
+
+def _edit_and_check(
+    text: str, connection: str, state: str, source: str, workos_domain: str | None
+) -> tuple[str, str | None]:
+    """(new text, previous state): one compose and one validation, linear in the file."""
+    new_text, old = edit_state(text, connection, state, source)
     checked = parse_routemap(new_text, source=source, workos_domain=workos_domain)
     conn = checked.connections.get(connection)
     if conn is None or conn.state != state:  # the located node was not the one the loader uses
         raise EditError(f"{source}: editing connections.{connection}.state did not take effect; edit by hand")
-    return new_text
+    return new_text, old
 
 
 def run_set(
@@ -139,8 +146,7 @@ def run_set(
         stderr.write(f"error: {path}: not UTF-8 ({exc.reason} at byte {exc.start})\n")
         return 1
     try:
-        _, old = edit_state(text, connection, state, path)
-        new_text = set_state(text, connection, state, path, workos_domain)
+        new_text, old = _edit_and_check(text, connection, state, path, workos_domain)
     except EditError as exc:
         stderr.write(f"error: {exc}\n")
         return 1
