@@ -280,7 +280,8 @@ def read_oidc(cb: Callback) -> OidcFacts | None:
         return OidcFacts(ok=False)
     try:
         payload = json.loads(_b64url(parts[1]))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a deeply nested payload ([[[[...) within the size bound (issue 11, finding 8)
         return OidcFacts(ok=False)
     if not isinstance(payload, dict):
         return OidcFacts(ok=False)
