@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 
 from proxy import __version__
 from proxy.config import add_flags, load_settings
-from proxy.errors import ConfigError, RouteMapError
+from proxy.errors import ConfigError, RouteMapError, StartupError
 
 
 def _run(coro: object) -> None:
@@ -46,7 +46,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return 2
-    _run(serve(settings, store, metrics, logger))
+    try:
+        _run(serve(settings, store, metrics, logger))
+    except StartupError as exc:
+        print(f"sso-proxy: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
