@@ -51,10 +51,7 @@ _PAGES = {
     503: ("Sign-in temporarily unavailable", "This service is busy. Please try again in a moment."),
     504: ("Sign-in temporarily unavailable", "The sign-in service took too long to answer. Please try again."),
 }
-# Refusals answered before the request was read to its end: the connection is closed after them,
-# so the rest of the request is never parsed.
-_CLOSE = frozenset((400, 408, 413, 431, 503))
-RETRY_AFTER = b"5"
+RETRY_AFTER = b"5"  # seconds, on 503 pages (busy: connection limit, body budget, shutdown)
 
 # The auto-submitting form's only script; the CSP allows exactly this script by its hash.
 FORM_SCRIPT = "document.forms[0].submit();"
@@ -77,10 +74,8 @@ def error_page(status: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
         f"<body><h1>{title}</h1><p>{text}</p></body></html>"
     ).encode()
     headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()), NO_STORE]
-    if status in _CLOSE:
-        headers.append((b"connection", b"close"))
-        if status == 503:
-            headers.append((b"retry-after", RETRY_AFTER))
+    if status == 503:
+        headers.append((b"retry-after", RETRY_AFTER))
     return headers, body
 
 

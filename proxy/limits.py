@@ -114,14 +114,14 @@ class ClientGone(Exception):
 async def read_body(receive: Receive, declared: int, max_bytes: int, budget: BodyBudget) -> bytes:
     """The whole request body, its size taken from ``budget`` (the caller gives ``len(body)`` back).
 
-    ``declared`` is the Content-Length (-1 when absent): it is checked and taken before any byte is
-    read; a chunked body is taken chunk by chunk. On any exception nothing stays taken.
+    ``declared`` is the Content-Length (-1 when absent), checked against ``max_bytes`` before any
+    byte is read. The budget is taken as bytes arrive, not by the declared length, so clients that
+    declare large bodies and send nothing hold no budget (they are cut by the body timeout). On any
+    exception nothing stays taken.
     """
     if declared > max_bytes:
         raise BodyTooLarge
-    taken = max(declared, 0)
-    if not budget.take(taken):
-        raise OverBudget
+    taken = 0
     chunks: list[bytes] = []
     size = 0
     try:
@@ -135,17 +135,15 @@ async def read_body(receive: Receive, declared: int, max_bytes: int, budget: Bod
                 size += len(chunk)
                 if size > max_bytes:
                     raise BodyTooLarge
-                if size > taken:
-                    if not budget.take(size - taken):
-                        raise OverBudget
-                    taken = size
+                if not budget.take(len(chunk)):
+                    raise OverBudget
+                taken = size
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
     except BaseException:
         budget.give(taken)
         raise
-    budget.give(taken - size)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

@@ -124,6 +124,25 @@ def read_all(sock: socket.socket, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
+def read_response(sock: socket.socket, timeout: float = 10) -> bytes:
+    """One response with a Content-Length, read without waiting for the connection to close."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    length = int(header_of(data, b"content-length") or 0)
+    head_end = data.index(b"\r\n\r\n") + 4
+    while len(data) < head_end + length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def status_of(answer: bytes) -> int:
     """The status code of a raw answer; 0 when there is none (closed without an answer)."""
     if not answer.startswith(b"HTTP/1.1 "):

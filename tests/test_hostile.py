@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROUTES_YAML, ProxyProcess, free_port, proxy_env
-from tests.hostile_kit import RawUpstream, exchange, get, header_of, post, read_all, status_of
+from tests.hostile_kit import RawUpstream, exchange, get, header_of, post, read_all, read_response, status_of
 
 LEGACY_SAML = b"/login/callback?connection=globex-adfs"
 LEGACY_GET = b"/login/callback?connection=globex-adfs&code=one-time-code&state=s"
@@ -162,17 +162,20 @@ def test_connections_past_the_cap_get_503_at_once(proxy: ProxyProcess) -> None:
 
 
 def test_body_budget_answers_503_with_retry_after(proxy: ProxyProcess, record: RawUpstream) -> None:
-    """4: bodies buffered at once are bounded (2 MiB here): the third 1 MiB body waits for none, 503."""
+    """4: body bytes buffered at once are bounded (2 MiB here): with 1.5 MiB held by three stalled
+    uploads, a complete 1 MiB callback is answered 503 (the rest of its body is read and dropped)."""
     body = b"SAMLResponse=" + b"A" * ((1 << 20) - 13)
     partial = post(LEGACY_SAML, body)[: -(1 << 19)]  # head + half the body; held open
     held = []
     try:
-        for _ in range(2):
+        for _ in range(3):
             sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
             sock.sendall(partial)
             held.append(sock)
         time.sleep(0.3)
-        answer = exchange(proxy.port, post(LEGACY_SAML, body))
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(post(LEGACY_SAML, body, close=False))
+            answer = read_response(sock)
         assert status_of(answer) == 503
         assert header_of(answer, b"retry-after") == b"5"
         assert rejected(proxy, "body_budget") >= 1
