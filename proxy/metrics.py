@@ -213,6 +213,7 @@ class Metrics:
             "head_timeout",
             "bad_head",
             "connection_limit",
+            "bad_target",
         ):
             self.rejected.labels(reason)
         self.reloads = Counter("sso_proxy_routemap_reloads_total", "Route map loads by result.", ["result"], registry=r)

@@ -25,7 +25,7 @@ from proxy.cli import main
 from tests.conftest import ROOT, ProxyProcess, StandIns, start_proxy
 from tests.samples import XXE, id_token, saml_b64, saml_form, saml_redirect_query, saml_xml
 
-EXPORTS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "auth0-export"
+EXPORTS = Path(__file__).resolve().parent / "fixtures" / "auth0-export"
 ORIGIN = "https://login.globex.com"
 FORM = "application/x-www-form-urlencoded"
 

@@ -15,7 +15,7 @@ from proxy.errors import RouteMapError
 from proxy.export import run_import
 from proxy.routemap import parse_routemap
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "auth0-export"
+SHARED = Path(__file__).resolve().parent / "fixtures" / "auth0-export"
 
 ROUTES = """\
 # Route map for globex-prod. Reviewed by CS before every change.

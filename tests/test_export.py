@@ -24,7 +24,7 @@ from proxy.export import (
 )
 from proxy.routemap import dump_routemap, parse_routemap
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "auth0-export"
+SHARED = Path(__file__).resolve().parent / "fixtures" / "auth0-export"
 HERE = Path(__file__).resolve().parent / "fixtures" / "export"
 
 ROUTES_HEADER = (

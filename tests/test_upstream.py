@@ -7,10 +7,20 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from proxy.config import Settings
 from proxy.errors import RequestUnforwardable, UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
-from proxy.upstream import _connection_tokens, _translate, client_address, request_headers, retry_guard_available
+from proxy.upstream import (
+    BadTarget,
+    _connection_tokens,
+    _translate,
+    client_address,
+    is_origin_form,
+    request_headers,
+    retry_guard_available,
+    upstream_url,
+)
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.1/32"))
 
@@ -246,3 +256,38 @@ def test_retry_guard_is_detected() -> None:
     assert retry_guard_available(aiohttp.ClientSession)
     assert not retry_guard_available(Renamed)
     assert not retry_guard_available(object)
+
+
+ORIGINS = ["https://tenant.us.auth0.com", "http://127.0.0.1:8081", "https://[::1]:8443"]
+
+
+@pytest.mark.parametrize("origin", ORIGINS)
+@pytest.mark.parametrize(
+    ("raw_path", "query", "expected_path"),
+    [
+        (b"/login/callback", b"code=abc&state=xyz", "/login/callback"),
+        (b"//attacker.example/x", b"", "//attacker.example/x"),  # a path, not an authority
+        (b"/a@attacker.example/x", b"", "/a@attacker.example/x"),
+        (b"/\\attacker.example/x", b"", "/\\attacker.example/x"),
+        (b"/p%20x/%2e%2e", b"a=%zz&b", "/p%20x/%2e%2e"),  # bytes as they came, never re-encoded
+    ],
+)
+def test_upstream_url_keeps_the_configured_origin(
+    origin: str, raw_path: bytes, query: bytes, expected_path: str
+) -> None:
+    configured = URL(origin)
+    url = upstream_url(configured, raw_path, query)
+    assert (url.scheme, url.raw_host, url.port) == (configured.scheme, configured.raw_host, configured.port)
+    assert url.raw_user is None
+    assert url.raw_path == expected_path
+    assert url.raw_query_string == query.decode()
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    [b"*", b"*@attacker.example/x", b"*@127.0.0.1:9090/routes", b"attacker.example:443", b"", None, b"@evil/x", b"?x"],
+)
+def test_only_origin_form_targets_are_forwarded(raw_path: bytes | None) -> None:
+    assert not is_origin_form(raw_path)
+    with pytest.raises(BadTarget):
+        upstream_url(URL("https://tenant.us.auth0.com"), raw_path or b"", b"")
