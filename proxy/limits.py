@@ -254,7 +254,9 @@ class GuardedProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self._in_head = True  # waiting for, or reading, a request head
+        self._in_head = True  # waiting for, or reading, a request head (its bytes are counted)
+        self._begun = False  # a head has begun and is not complete
+        self._in_body = False  # a head is complete, its body is not
         self._head_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._refused = False
@@ -297,20 +299,26 @@ class GuardedProtocol(HttpToolsProtocol):
         except httptools.HttpParserError:
             self._reject(self._reject_status or 400)
             return
-        if self._in_head and self._head_bytes > self.guard.limits.max_head_bytes:
-            self._reject(431)  # an unfinished head past the limit: buffered no further
+        # Timers only for requests that span socket reads: a request that arrives whole costs none.
+        if self._begun:
+            if self._head_bytes > self.guard.limits.max_head_bytes:
+                self._reject(431)  # an unfinished head past the limit: buffered no further
+            elif self._timer is None:
+                self._arm(self.guard.limits.head_timeout, self._head_timed_out)  # from its first read
+        elif self._in_body:
+            self._arm(self.guard.limits.body_timeout, self._body_timed_out)  # progress: the wait starts again
 
     # parser callbacks
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = True
+        self._in_head = self._begun = True
+        self._cancel_timer()  # the connection's first wait, or a keep-alive wait, is over
         scope = cast(Scope, self.scope)
         scope["extensions"] = {EXTENSION: RequestControl(scope)}
-        self._arm(self.guard.limits.head_timeout, self._head_timed_out)
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._in_head = self._begun = False
         self._head_bytes = 0
         self._cancel_timer()
         problem = head_problem(self.url, self.headers, self.parser.get_http_version(), self.guard.limits.max_head_bytes)
@@ -320,16 +328,12 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.guard.draining():
             self.cycle.keep_alive = False  # uvicorn then sends Connection: close and closes after the response
-        self._arm(self.guard.limits.body_timeout, self._body_timed_out)
-
-    def on_body(self, body: bytes) -> None:
-        super().on_body(body)
-        if self._timer is not None:
-            self._arm(self.guard.limits.body_timeout, self._body_timed_out)
+        self._in_body = True
 
     def on_message_complete(self) -> None:
         self._cancel_timer()
         super().on_message_complete()
+        self._in_body = False
         self._in_head = True
         self._head_bytes = 0
 
