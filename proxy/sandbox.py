@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import os
 import secrets
 from typing import Any, Iterable, TextIO
 
@@ -187,7 +188,8 @@ def sandbox_help(public: str, admin: str) -> str:
         [
             "sso-proxy sandbox is running:",
             f"  public listener      {public}",
-            f"  operations listener  {admin}  (/metrics /healthz /readyz /routes, POST /-/reload)",
+            f"  operations listener  {admin}  (/metrics /healthz /readyz /routes; POST /-/reload with "
+            "SSO_PROXY_ADMIN_TOKEN set)",
             "",
             "Try each path (-i shows the status and Location):",
             "  # SAML, connection in the query, cut over -> 307 to WorkOS",
@@ -246,11 +248,13 @@ async def run_sandbox(
             "SSO_PROXY_ADMIN_PORT": str(admin_port),
             "SSO_PROXY_DRAIN_SECONDS": "0",
             "SSO_PROXY_SHUTDOWN_TIMEOUT": "2",
+            # POST /-/reload only with a token the operator chose (Authorization: Bearer ...).
+            "SSO_PROXY_ADMIN_TOKEN": os.environ.get("SSO_PROXY_ADMIN_TOKEN", ""),
         }
     )
     logger = setup_logging(settings.log_level)
     metrics = Metrics()
-    store = RouteStore(settings.routes, settings.workos_domain, metrics, logger)
+    store = RouteStore(settings.routes, settings.workos_domain, metrics, logger, settle=settings.reload_settle)
     store.load_initial()
     auth0 = ListenerServer(uvicorn_config(create_auth0_standin(key), host, auth0_port, 1.0))
     workos = ListenerServer(

@@ -3,7 +3,8 @@
 Shutdown on SIGTERM/SIGINT: ``/readyz`` turns 503 at once, the public listener keeps serving for
 ``drain_seconds`` (so the load balancer stops sending), then it stops accepting and in-flight
 requests get up to ``shutdown_timeout`` to finish before the process exits. A second signal exits
-at once. SIGHUP reloads the route map.
+at once. SIGHUP reloads the route map (off the event loop; SIGHUPs arriving while one waits are
+folded into it). Signals that arrived during start-up (:mod:`proxy.startup`) are acted on here.
 """
 
 from __future__ import annotations
@@ -13,17 +14,29 @@ import contextlib
 import logging
 import signal
 
+from proxy.admin import AdminPolicy
 from proxy.app import Lifecycle, PublicApp, create_ops_app
 from proxy.config import Settings
 from proxy.listener import ListenerServer, uvicorn_config
 from proxy.logs import log_event
 from proxy.metrics import Metrics
 from proxy.reload import RouteStore
+from proxy.startup import StartupSignals
 from proxy.upstream import Upstream
 
 
-async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger: logging.Logger) -> None:
+async def serve(
+    settings: Settings,
+    store: RouteStore,
+    metrics: Metrics,
+    logger: logging.Logger,
+    early: StartupSignals | None = None,
+) -> None:
     """Serve until a termination signal, then drain and exit."""
+    early = early or StartupSignals()
+    if early.terminate:
+        log_event(logger, logging.INFO, "stopped before serving", signal=early.terminate[0])
+        return
     lifecycle = Lifecycle()
     upstream = Upstream(settings, metrics)
     await upstream.start()
@@ -36,7 +49,17 @@ async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger:
         )
     )
     ops = ListenerServer(
-        uvicorn_config(create_ops_app(store, metrics, lifecycle), settings.admin_host, settings.admin_port, 1.0)
+        uvicorn_config(
+            create_ops_app(
+                store,
+                metrics,
+                lifecycle,
+                AdminPolicy(settings.admin_token, settings.admin_hosts, settings.admin_host),
+            ),
+            settings.admin_host,
+            settings.admin_port,
+            1.0,
+        )
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -61,9 +84,21 @@ async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger:
         )
         stop.set()
 
+    reloads: set[asyncio.Task[object]] = set()
+
+    def on_hangup() -> None:
+        task = asyncio.create_task(store.reload("sighup"))  # "busy" when one is already waiting
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_terminate, sig)
-    loop.add_signal_handler(signal.SIGHUP, lambda: store.reload("sighup"))
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    if early.hangup:  # during start-up: the file may have changed after it was read
+        log_event(logger, logging.INFO, "SIGHUP during start-up; reloading", count=early.hangup)
+        on_hangup()
+    for name in early.terminate:  # pragma: no cover - a signal between the check above and here
+        on_terminate(signal.Signals[name])
     tasks = [asyncio.create_task(public.serve()), asyncio.create_task(ops.serve())]
     watcher = asyncio.create_task(store.watch(settings.reload_interval)) if settings.reload_interval > 0 else None
     waiter = asyncio.create_task(stop.wait())
@@ -89,6 +124,8 @@ async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger:
         ops.should_exit = True
     if watcher is not None:
         watcher.cancel()
+    for task in list(reloads):
+        task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     waiter.cancel()
     await upstream.close()
