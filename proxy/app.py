@@ -33,7 +33,7 @@ from proxy.logs import log_event
 from proxy.metrics import UNKNOWN, Metrics, status_class
 from proxy.reload import RouteStore
 from proxy.routemap import Connection
-from proxy.upstream import Upstream
+from proxy.upstream import BadTarget, Upstream, is_origin_form
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -144,6 +144,11 @@ class PublicApp:
         group = "callback" if is_callback else "passthrough"
         status = 500
         try:
+            if not is_origin_form(scope.get("raw_path")):
+                # Asterisk-form, authority-form or worse (issue 11, finding 1): nothing to route or forward.
+                self.metrics.rejected.labels("bad_target").inc()
+                status = await send_page(send, 400)
+                return
             if not is_callback and not self.settings.passthrough:
                 status = await send_page(send, 404)
                 return
@@ -199,6 +204,9 @@ class PublicApp:
         """Forward to Auth0; a failure becomes a 502/504 page (and, for a callback, a per-connection error)."""
         try:
             return await self.upstream.forward(scope, body, query, send, single_use=single_use)
+        except BadTarget:  # checked on entry too; this is the last line before a byte is sent
+            self.metrics.rejected.labels("bad_target").inc()
+            return await send_page(send, 400)
         except UpstreamError as exc:
             if connection is not None:
                 self.metrics.callback_errors.labels(connection, exc.kind).inc()

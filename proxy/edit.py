@@ -1,33 +1,64 @@
-"""``sso-proxy routes set CONNECTION STATE``: change one connection's state, keeping the rest of the file.
+"""Route-map edits as operators think of them: ``routes set``, ``routes mode``, ``routes unknown``.
 
-The route map is a file operators read, review and comment, so the edit is a text edit, not a
-load-and-dump: the YAML is composed (``yaml.compose`` keeps every node's position) only to find
-where ``connections.<name>.state`` is, and exactly that scalar is replaced. Comments, ordering,
-quoting and line ends of everything else stay byte for byte. When the connection has no ``state``,
-one ``state:`` line is inserted after its ``protocol`` (or before its first key). A value that is
-not a plain or quoted one-line scalar (an alias, an anchor, a block scalar) is refused rather than
-rewritten. The result is validated with :func:`proxy.routemap.parse_routemap` and checked to say
-what was asked before anything is written; writing is atomic (temp file, fsync, rename).
+The route map is a file operators read, review and comment, so an edit is a text edit, not a
+load-and-dump. One core serves every command: the YAML is composed once (``yaml.compose`` keeps
+every node's position) to find where each value to change is, and exactly those scalars are
+replaced, last one first, so the positions found stay true. Comments, ordering, quoting and line
+ends of everything else stay byte for byte. A missing key is inserted as one line (``state`` after
+the connection's ``protocol``, a default before the first one). A value that is not a plain or
+quoted one-line scalar (an alias, an anchor, a block scalar) is refused rather than rewritten.
+
+The result is validated with :func:`proxy.routemap.parse_routemap` and checked to say what was
+asked before anything is written; writing is atomic (temp file, fsync, rename) and refused when the
+file changed on disk since it was read. Each command prints one audit line (who, what, before ->
+after, sha256 of the file before and after) that can go into the commit message of the change.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import os
 import re
-from typing import TextIO
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, TextIO
 
 import yaml
 
 from proxy.errors import ProxyError, RouteMapError
 from proxy.export import write_routemap_atomic
-from proxy.routemap import STATES, SafeLoader, parse_routemap
+from proxy.routemap import MODES, STATES, UNKNOWN_DEFAULTS, RouteMap, SafeLoader, parse_routemap
 
 # A one-line scalar that can be swapped for another word: plain, or single/double quoted.
 _SIMPLE_SCALAR = re.compile(r"""[A-Za-z0-9_.-]*|"[^"\\\n]*"|'[^'\n]*'""")
+DEFAULT_CHOICES = {"mode": MODES, "unknown": UNKNOWN_DEFAULTS}
 
 
 class EditError(ProxyError):
     """The edit cannot be made; the message says why and where."""
+
+
+class Splice(NamedTuple):
+    """Replace ``text[start:end]`` with ``new``."""
+
+    start: int
+    end: int
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One value an edit sets: where (``connections.<name>.state``, ``defaults.mode``), from what, to what."""
+
+    section: str  # a connection name, or "defaults"
+    key: str
+    before: str | None  # None: the key was not there
+    after: str
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
 
 
 def _key(mapping: yaml.MappingNode, name: str) -> tuple[yaml.Node, yaml.Node] | None:
@@ -52,18 +83,24 @@ def _where(source: str, node: yaml.Node) -> str:
     return f"{source}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
 
 
-def locate_connection(text: str, connection: str, source: str = "routes.yaml") -> yaml.MappingNode:
-    """The mapping node of ``connections.<connection>``; EditError when there is none."""
+def _compose(text: str, source: str) -> yaml.MappingNode:
     try:
         root = yaml.compose(text, Loader=SafeLoader)
     except yaml.YAMLError as exc:
         raise EditError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(root, yaml.MappingNode):
         raise EditError(f"{source}: not a route map (expected a mapping with connections)")
+    return root
+
+
+def _connections(root: yaml.MappingNode, source: str) -> yaml.MappingNode:
     pair = _key(root, "connections")
     if pair is None or not isinstance(pair[1], yaml.MappingNode):
         raise EditError(f"{source}: has no connections mapping")
-    connections = pair[1]
+    return pair[1]
+
+
+def _connection(connections: yaml.MappingNode, connection: str, source: str) -> yaml.MappingNode:
     found = _key(connections, connection)
     if found is None:
         known = sorted(str(k.value) for k, _ in connections.value if isinstance(k, yaml.ScalarNode))
@@ -74,39 +111,129 @@ def locate_connection(text: str, connection: str, source: str = "routes.yaml") -
     return body
 
 
-def edit_state(text: str, connection: str, state: str, source: str = "routes.yaml") -> tuple[str, str | None]:
-    """(new text, previous state value or None when there was no ``state`` key). Not validated."""
-    if state not in STATES:
-        raise EditError(f"state must be one of {', '.join(STATES)} (got {state!r})")
-    body = locate_connection(text, connection, source)
-    pair = _key(body, "state")
+def locate_connection(text: str, connection: str, source: str = "routes.yaml") -> yaml.MappingNode:
+    """The mapping node of ``connections.<connection>``; EditError when there is none."""
+    return _connection(_connections(_compose(text, source), source), connection, source)
+
+
+def scalar_splice(
+    text: str, mapping: yaml.MappingNode, key: str, value: str, what: str, source: str, after: str | None = None
+) -> tuple[Splice | None, str | None]:
+    """(the splice setting ``mapping[key]`` to ``value`` or None when it already is, the old value).
+
+    A missing key is inserted as one line: after the one-line ``after`` key when there is one,
+    else before the mapping's first key (first in a flow mapping).
+    """
+    pair = _key(mapping, key)
     if pair is not None:
         node = pair[1]
         start, end = node.start_mark.index, node.end_mark.index
         if not isinstance(node, yaml.ScalarNode) or not _SIMPLE_SCALAR.fullmatch(text[start:end]):
-            raise EditError(
-                f"{_where(source, node)}: connections.{connection}.state is not a plain one-line value; edit it by hand"
-            )
-        return text[:start] + state + text[end:], str(node.value)
-    if not body.value:
-        raise EditError(f"{_where(source, body)}: connections.{connection} is empty; add protocol and state by hand")
-    first_key = body.value[0][0]
-    if body.flow_style:
+            raise EditError(f"{_where(source, node)}: {what}.{key} is not a plain one-line value; edit it by hand")
+        old = str(node.value)
+        return (None if old == value else Splice(start, end, value)), old
+    if not mapping.value:
+        raise EditError(f"{_where(source, mapping)}: {what} is empty; add {key} by hand")
+    first_key = mapping.value[0][0]
+    if mapping.flow_style:
         at = first_key.start_mark.index
-        return text[:at] + f"state: {state}, " + text[at:], None
+        return Splice(at, at, f"{key}: {value}, "), None
     newline = "\r\n" if "\r\n" in text else "\n"
     indent = " " * first_key.start_mark.column
-    protocol = _key(body, "protocol")
-    if protocol is not None and protocol[1].start_mark.line == protocol[1].end_mark.line:
+    anchor = _key(mapping, after) if after else None
+    if anchor is not None and anchor[1].start_mark.line == anchor[1].end_mark.line:
         # After `protocol: saml  # comment`, so the two fields read together.
-        at = _line_end(text, protocol[1].end_mark.index)
-        if not text[:at].endswith("\n"):
-            text, at = text + newline, at + len(newline)
-    else:
-        at = _line_start(text, first_key.start_mark.index)
-        if text[at : first_key.start_mark.index].strip():
-            raise EditError(f"{_where(source, first_key)}: cannot place a state line here; edit it by hand")
-    return text[:at] + f"{indent}state: {state}{newline}" + text[at:], None
+        at = _line_end(text, anchor[1].end_mark.index)
+        prefix = "" if text[:at].endswith("\n") else newline
+        return Splice(at, at, f"{prefix}{indent}{key}: {value}{newline}"), None
+    at = _line_start(text, first_key.start_mark.index)
+    if text[at : first_key.start_mark.index].strip():
+        raise EditError(f"{_where(source, first_key)}: cannot place a {key} line here; edit it by hand")
+    return Splice(at, at, f"{indent}{key}: {value}{newline}"), None
+
+
+def apply_splices(text: str, splices: Sequence[Splice]) -> str:
+    """Apply non-overlapping splices (any order given); the last in the text first."""
+    out = text
+    for splice in sorted(splices, key=lambda s: (s.start, s.end), reverse=True):
+        out = out[: splice.start] + splice.new + out[splice.end :]
+    return out
+
+
+def plan_states(text: str, names: Sequence[str], state: str, source: str = "routes.yaml") -> tuple[str, list[Change]]:
+    """Set ``connections.<name>.state`` for every name: (new text, one Change per name). Not validated."""
+    if state not in STATES:
+        raise EditError(f"state must be one of {', '.join(STATES)} (got {state!r})")
+    connections = _connections(_compose(text, source), source)
+    # One pass over the names (the last of a duplicate, as the loader keeps), so many edits stay linear.
+    bodies = {str(k.value): (k, v) for k, v in connections.value if isinstance(k, yaml.ScalarNode)}
+    splices: list[Splice] = []
+    changes: list[Change] = []
+    missing: list[str] = []
+    for name in dict.fromkeys(names):
+        if name not in bodies:
+            missing.append(name)
+            continue
+        key, body = bodies[name]
+        if not isinstance(body, yaml.MappingNode):
+            raise EditError(f"{_where(source, key)}: connections.{name} is not a mapping")
+        splice, old = scalar_splice(text, body, "state", state, f"connections.{name}", source, after="protocol")
+        if splice is not None:
+            splices.append(splice)
+        changes.append(Change(name, "state", old, state))
+    if missing:
+        known = sorted(bodies)
+        named = ("connection " if len(missing) == 1 else "connections ") + ", ".join(repr(m) for m in missing)
+        raise EditError(f"{source}: {named} not found (known: {', '.join(known) or 'none'})")
+    return apply_splices(text, splices), changes
+
+
+def plan_default(text: str, key: str, value: str, source: str = "routes.yaml") -> tuple[str, list[Change]]:
+    """Set ``defaults.<key>`` (``mode`` or ``unknown``): (new text, [Change]). Not validated."""
+    choices = DEFAULT_CHOICES.get(key)
+    if choices is None:
+        raise EditError(f"defaults.{key}: not a default this command edits")
+    if value not in choices:
+        raise EditError(f"defaults.{key} must be one of {', '.join(choices)} (got {value!r})")
+    root = _compose(text, source)
+    pair = _key(root, "defaults")
+    if pair is None:
+        if root.flow_style:
+            raise EditError(f"{source}: no defaults mapping; add one by hand")
+        connections = _key(root, "connections")
+        anchor = connections[0] if connections is not None else root.value[0][0] if root.value else None
+        if anchor is None:
+            raise EditError(f"{source}: not a route map (no connections)")
+        newline = "\r\n" if "\r\n" in text else "\n"
+        at = _line_start(text, anchor.start_mark.index)
+        return apply_splices(text, [Splice(at, at, f"defaults:{newline}  {key}: {value}{newline}")]), [
+            Change("defaults", key, None, value)
+        ]
+    if not isinstance(pair[1], yaml.MappingNode):
+        raise EditError(f"{_where(source, pair[1])}: defaults is not a mapping; edit it by hand")
+    splice, old = scalar_splice(text, pair[1], key, value, "defaults", source)
+    return apply_splices(text, [splice] if splice else []), [Change("defaults", key, old, value)]
+
+
+def check_changes(new_text: str, changes: Sequence[Change], source: str, workos_domain: str | None) -> RouteMap:
+    """Validate the edited text and check that it says what was asked (RouteMapError / EditError)."""
+    checked = parse_routemap(new_text, source=source, workos_domain=workos_domain)
+    for change in changes:
+        if change.section == "defaults":
+            got: str | None = getattr(checked, change.key)
+        else:
+            conn = checked.connections.get(change.section)
+            got = conn.state if conn is not None else None
+        if got != change.after:  # the located node was not the one the loader uses
+            where = "defaults" if change.section == "defaults" else f"connections.{change.section}"
+            raise EditError(f"{source}: editing {where}.{change.key} did not take effect; edit by hand")
+    return checked
+
+
+def edit_state(text: str, connection: str, state: str, source: str = "routes.yaml") -> tuple[str, str | None]:
+    """(new text, previous state value or None when there was no ``state`` key). Not validated."""
+    new_text, changes = plan_states(text, [connection], state, source)
+    return new_text, changes[0].before
 
 
 def set_state(
@@ -117,51 +244,164 @@ def set_state(
     Raises :class:`EditError` when the connection is missing, the state is invalid or the value
     cannot be edited in place, and :class:`RouteMapError` when the edited map does not validate.
     """
-    return _edit_and_check(text, connection, state, source, workos_domain)[0]
+    new_text, changes = plan_states(text, [connection], state, source)
+    check_changes(new_text, changes, source, workos_domain)
+    return new_text
 
 
-def _edit_and_check(
-    text: str, connection: str, state: str, source: str, workos_domain: str | None
-) -> tuple[str, str | None]:
-    """(new text, previous state): one compose and one validation, linear in the file."""
-    new_text, old = edit_state(text, connection, state, source)
-    checked = parse_routemap(new_text, source=source, workos_domain=workos_domain)
-    conn = checked.connections.get(connection)
-    if conn is None or conn.state != state:  # the located node was not the one the loader uses
-        raise EditError(f"{source}: editing connections.{connection}.state did not take effect; edit by hand")
-    return new_text, old
+def one_line(text: str) -> str:
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
-def run_set(
-    path: str, connection: str, state: str, stdout: TextIO, stderr: TextIO, workos_domain: str | None = None
-) -> int:
-    """``sso-proxy routes set CONNECTION STATE --routes PATH``: edit, validate, write atomically."""
+def who_is(by: str | None) -> str:
+    """Who makes the change: ``--by``, else ``$USER``/``$LOGNAME``, else ``unknown``."""
+    return one_line(by or os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown")[:100] or "unknown"
+
+
+def describe(changes: Sequence[Change], label: str | None = None) -> str:
+    """``a, b legacy -> workos; c (none) -> workos`` (grouped by before -> after), plus what already was."""
+    groups: dict[tuple[str | None, str], list[str]] = {}
+    same: dict[str, list[str]] = {}
+    for change in changes:
+        what = "defaults." + change.key if change.section == "defaults" else change.section
+        if change.changed:
+            groups.setdefault((change.before, change.after), []).append(what)
+        else:
+            same.setdefault(change.after, []).append(what)
+    parts = [f"{', '.join(names)} {before or '(none)'} -> {after}" for (before, after), names in groups.items()]
+    parts += [f"{', '.join(names)} already {value}" for value, names in same.items()]
+    return (f"{label}: " if label else "") + "; ".join(parts)
+
+
+Planner = Callable[[str], tuple[str, list[Change]]]
+# Given the map after the edit and the changes, messages saying why it must not be written ([] = go).
+Gate = Callable[[RouteMap, list[Change]], list[str]]
+
+
+def _read(path: str, stderr: TextIO) -> str | None:
     try:
         with open(path, "rb") as fh:
-            text = fh.read().decode("utf-8")
+            return fh.read().decode("utf-8")
     except OSError as exc:
         stderr.write(f"error: cannot read {path}: {exc.strerror or exc}\n")
-        return 1
     except UnicodeDecodeError as exc:
         stderr.write(f"error: {path}: not UTF-8 ({exc.reason} at byte {exc.start})\n")
+    return None
+
+
+def run_edit(
+    path: str,
+    plan: Planner,
+    stdout: TextIO,
+    stderr: TextIO,
+    workos_domain: str | None = None,
+    *,
+    label: str | None = None,
+    dry_run: bool = False,
+    by: str | None = None,
+    gate: Gate | None = None,
+) -> int:
+    """Read, plan, validate, gate, then (unless ``dry_run``) write atomically; one audit line on stdout."""
+    text = _read(path, stderr)
+    if text is None:
         return 1
     try:
-        new_text, old = _edit_and_check(text, connection, state, path, workos_domain)
+        new_text, changes = plan(text)
+        checked = check_changes(new_text, changes, path, workos_domain)
     except EditError as exc:
         stderr.write(f"error: {exc}\n")
         return 1
     except RouteMapError as exc:
         stderr.write(f"error: {path} would not be a valid route map after the edit; nothing written\n{exc}\n")
         return 1
-    if old == state:
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        stdout.write(f"connection {connection}: already {state}, file unchanged (sha256 {digest})\n")
+    refusals = gate(checked, [c for c in changes if c.changed]) if gate is not None else []
+    if refusals:
+        for refusal in refusals:
+            stderr.write(f"refused: {refusal}\n")
+        stderr.write(f"error: {path}: nothing written\n")
+        return 1
+    before = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    after = hashlib.sha256(new_text.encode("utf-8")).hexdigest()
+    who = who_is(by)
+    what = describe(changes, label)
+    if new_text == text:
+        stdout.write(f"{path}: {what}; file unchanged (by {who}, sha256 {before})\n")
         return 0
-    digest = hashlib.sha256(new_text.encode("utf-8")).hexdigest()
+    if dry_run:
+        diff = difflib.unified_diff(
+            text.splitlines(keepends=True), new_text.splitlines(keepends=True), f"a/{path}", f"b/{path}"
+        )
+        stdout.writelines(line if line.endswith("\n") else line + "\n" for line in diff)
+        stdout.write(f"{path}: {what} (dry run, nothing written; by {who}, sha256 {before} -> {after})\n")
+        return 0
+    current = _read(path, stderr)
+    if current is None:
+        return 1
+    if current != text:  # someone else wrote it meanwhile: their change must not be lost
+        stderr.write(f"error: {path} changed on disk during the edit; nothing written, run the command again\n")
+        return 1
     try:
         write_routemap_atomic(new_text, path)
     except OSError as exc:
         stderr.write(f"error: cannot write {path}: {exc.strerror or exc}\n")
         return 1
-    stdout.write(f"connection {connection}: {old or '(no state)'} -> {state} (sha256 {digest})\n")
+    stdout.write(f"{path}: {what} (by {who}, sha256 {before} -> {after})\n")
     return 0
+
+
+def select_by_organization(text: str, organization: str, source: str, workos_domain: str | None) -> list[str]:
+    """The connections of ``organization`` in the map (EditError when none, naming the known ones)."""
+    try:
+        route_map = parse_routemap(text, source=source, workos_domain=workos_domain)
+    except RouteMapError as exc:
+        raise EditError(f"{source} is not a valid route map; fix it first\n{exc}") from exc
+    names = sorted(n for n, c in route_map.connections.items() if c.organization == organization)
+    if not names:
+        known = sorted({c.organization for c in route_map.connections.values() if c.organization})
+        raise EditError(
+            f"{source}: no connection has organization {organization!r} (known: {', '.join(known) or 'none'})"
+        )
+    return names
+
+
+def run_set(
+    path: str,
+    connections: str | Sequence[str],
+    state: str,
+    stdout: TextIO,
+    stderr: TextIO,
+    workos_domain: str | None = None,
+    *,
+    organization: str | None = None,
+    dry_run: bool = False,
+    by: str | None = None,
+    gate: Gate | None = None,
+) -> int:
+    """``sso-proxy routes set CONN [CONN...] STATE`` or ``routes set --organization ORG STATE``."""
+    names = [connections] if isinstance(connections, str) else list(connections)
+
+    def plan(text: str) -> tuple[str, list[Change]]:
+        chosen = names
+        if organization is not None:
+            chosen = select_by_organization(text, organization, path, workos_domain)
+        return plan_states(text, chosen, state, path)
+
+    label = f"organization {one_line(organization)}" if organization is not None else None
+    return run_edit(path, plan, stdout, stderr, workos_domain, label=label, dry_run=dry_run, by=by, gate=gate)
+
+
+def run_default(
+    path: str,
+    key: str,
+    value: str,
+    stdout: TextIO,
+    stderr: TextIO,
+    workos_domain: str | None = None,
+    *,
+    dry_run: bool = False,
+    by: str | None = None,
+) -> int:
+    """``sso-proxy routes mode normal|auth0|shadow`` and ``routes unknown workos|auth0``."""
+    return run_edit(
+        path, lambda text: plan_default(text, key, value, path), stdout, stderr, workos_domain, dry_run=dry_run, by=by
+    )

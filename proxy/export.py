@@ -20,7 +20,12 @@ What goes into a connection is everything that can identify it inside a callback
   ``customEntityId``, ``sourceEntityId`` and also ``idpEntityId``, because the exporter fills that
   column from Auth0's ``options.entityId``, which on real tenants is the SP entity ID override.
 - ``issuers``: ``idpEntityId`` (SAML ``<Issuer>``); for OIDC the issuer derived from
-  ``discoveryEndpoint`` (OpenID Connect Discovery 1.0 section 4: ``<issuer>/.well-known/openid-configuration``).
+  ``discoveryEndpoint`` (OpenID Connect Discovery 1.0 section 4: ``<issuer>/.well-known/openid-configuration``),
+  except where the discovery URL does not name the issuer tokens carry (:func:`oidc_issuers`):
+  Microsoft Entra ID issues tokens with the tenant's GUID (``https://login.microsoftonline.com/<tid>/v2.0``,
+  v1 ``https://sts.windows.net/<tid>/``; Microsoft identity platform "ID token claims reference"), so a
+  tenant named by domain gives no issuer, and ``common``/``organizations``/``consumers`` name no tenant
+  at all; ``https://accounts.google.com`` is every Google account's issuer. Those are noted, not added.
 - ``acs_urls``: ``sourceAcsUrl``, ``customAcsUrl``, ``sourceRedirectUri``, ``customRedirectUri``.
 - ``client_ids``: OIDC ``clientId`` (the id_token ``aud``).
 
@@ -44,14 +49,15 @@ import os
 import re
 import tempfile
 import time
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple, TextIO
 from urllib.parse import parse_qs, urlsplit
 
+from proxy import merge
 from proxy.errors import ProxyError, RouteMapError
+from proxy.package import ENCRYPTED_REMARK, PackageNotes, read_notes, summary_lines
 from proxy.routemap import (
     ID_KINDS,
     PROTOCOLS,
@@ -59,8 +65,6 @@ from proxy.routemap import (
     Connection,
     RouteMap,
     ambiguity_warnings,
-    dump_routemap,
-    load_routemap,
     make_routemap,
     name_problem,
     parse_routemap,
@@ -82,6 +86,12 @@ MAX_MANIFEST_BYTES = 1 << 20
 # A temp file of an interrupted write (``routes set`` or ``routes import`` killed) is removed by
 # the next write once no process holds its lock and it is at least this old.
 STALE_TMP_SECONDS = 5.0
+_MICROSOFT_HOSTS = frozenset(
+    ("login.microsoftonline.com", "login.microsoft.com", "login.windows.net", "sts.windows.net")
+)
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MULTI_TENANT = frozenset(("common", "organizations", "consumers"))
+SHARED_ISSUERS = frozenset(("https://accounts.google.com", "accounts.google.com"))
 
 
 class ExportError(ProxyError):
@@ -104,6 +114,11 @@ class ImportResult:
     warnings: list[str] = field(default_factory=list)
     skipped: list[SkippedRow] = field(default_factory=list)
     tenant: str | None = None
+    notes: PackageNotes = field(default_factory=PackageNotes)
+    remarks: dict[str, list[str]] = field(default_factory=dict)  # connection -> comments in the map
+    unconfirmed: list[str] = field(default_factory=list)  # connections whose IdP may post to Auth0
+    custom_domain: str | None = None
+    kept_absent: list[str] = field(default_factory=list)  # kept from the existing map, not in the export
 
     def summary(self) -> str:
         """Connections per protocol and state, identifiers per kind, skipped rows, ambiguity, warnings."""
@@ -120,6 +135,28 @@ class ImportResult:
             lines.append(f"  {kind}: {unique + shared}" + (f" ({shared} ambiguous)" if shared else ""))
         lines.append(f"rows skipped: {len(self.skipped)}")
         lines.extend(f"  {row.file}:{row.line}: {row.reason}" for row in self.skipped)
+        lines.extend(summary_lines(self.notes))
+        shown = {t for texts in self.notes.remarks.values() for t in texts}
+        own = {
+            name: [t for t in texts if t not in shown and not t.startswith("reachability")]
+            for name, texts in self.remarks.items()
+        }
+        own = {name: texts for name, texts in own.items() if texts}
+        if own:
+            lines.append(f"identification remarks (also in the map): {sum(len(t) for t in own.values())}")
+            lines.extend(f"  {name}: {text}" for name, texts in sorted(own.items()) for text in texts)
+        if self.custom_domain is not None:
+            lines.append(
+                f"callbacks not recorded on {self.custom_domain}: {len(self.unconfirmed)} connection(s) marked "
+                "reachability: unconfirmed (their IdP may post to Auth0 directly; the first callback seen "
+                "through the proxy confirms one)"
+            )
+            lines.extend(f"  {name}" for name in self.unconfirmed)
+        if self.kept_absent:
+            lines.append(
+                f"not in this export, kept from the existing map: {len(self.kept_absent)} (--prune drops them)"
+            )
+            lines.extend(f"  {name}: {rm.connections[name].state}" for name in self.kept_absent)
         ambiguous = ambiguity_warnings(rm)
         if ambiguous:
             lines.append(f"ambiguous identifiers (identify no connection): {len(ambiguous)}")
@@ -146,13 +183,19 @@ class _Draft:
     workos_acs_url: str | None = None
     # Ordered sets (dict keys): `value not in list` made many rows of one connection quadratic.
     ids: dict[str, dict[str, None]] = field(default_factory=lambda: {kind: {} for kind in ID_KINDS})
+    remarks: list[str] = field(default_factory=list)
+    callback_urls: list[str] = field(default_factory=list)  # as recorded by Auth0 (reachability)
 
     def add(self, kind: str, *values: str) -> None:
         for value in values:
             if value:
                 self.ids[kind][value] = None
 
-    def to_connection(self) -> Connection:
+    def remark(self, text: str) -> None:
+        if text not in self.remarks:
+            self.remarks.append(text)
+
+    def to_connection(self, reachability: str | None = None) -> Connection:
         return Connection(
             name=self.name,
             protocol=self.protocol,
@@ -160,7 +203,11 @@ class _Draft:
             organization=self.organization,
             workos_connection_id=self.workos_connection_id,
             workos_acs_url=self.workos_acs_url,
-            **{kind: tuple(values) for kind, values in self.ids.items()},
+            reachability=reachability,
+            audiences=tuple(self.ids["audiences"]),
+            issuers=tuple(self.ids["issuers"]),
+            acs_urls=tuple(self.ids["acs_urls"]),
+            client_ids=tuple(self.ids["client_ids"]),
         )
 
 
@@ -203,6 +250,35 @@ def issuer_from_discovery(url: str) -> str:
 def _line_of(data: bytes, offset: int) -> int:
     """The 1-based line of a byte offset."""
     return data.count(b"\n", 0, offset) + 1
+
+
+def oidc_issuers(discovery: str) -> tuple[tuple[str, ...], str | None]:
+    """The issuers an OIDC connection's tokens carry, from its discovery URL, and a remark when the
+    URL does not tell (Entra tenant by domain, multi-tenant endpoints, Google's shared issuer)."""
+    issuer = issuer_from_discovery(discovery)
+    parts = urlsplit(issuer)
+    host = (parts.hostname or "").lower()
+    if issuer.rstrip("/") in SHARED_ISSUERS:
+        return (), (
+            f"issuer {issuer} is shared by every Google account, so it identifies nothing; identified by its client ID"
+        )
+    if host not in _MICROSOFT_HOSTS:
+        return (issuer,), None
+    tenant = parts.path.strip("/").split("/")[0].lower()
+    if _GUID.fullmatch(tenant):
+        # v2.0 endpoints issue the first, v1 endpoints (and v1 access tokens) the second.
+        return (f"https://login.microsoftonline.com/{tenant}/v2.0", f"https://sts.windows.net/{tenant}/"), None
+    if tenant in MULTI_TENANT:
+        return (), (
+            f"Microsoft endpoint '{tenant}' names no tenant: tokens carry each user's own tenant as issuer, "
+            "so no issuer identifies this connection; identified by its client ID"
+        )
+    return (), (
+        f"Microsoft tenant named by domain {tenant!r}: tokens carry the tenant ID "
+        "(https://login.microsoftonline.com/<tenant-id>/v2.0, v1 https://sts.windows.net/<tenant-id>/), "
+        "which the export does not hold; add those issuers by hand (the tenant ID is in the issuer of "
+        "the discovery document); identified by its client ID meanwhile"
+    )
 
 
 def read_csv(path: Path, label: str, skipped: list[SkippedRow]) -> Iterator[_Row]:
@@ -378,6 +454,8 @@ class _Builder:
             url = v.get(column, "")
             self._check_callback_url(name, column, url, where)
             draft.add("acs_urls", url)
+            if url and url not in draft.callback_urls:
+                draft.callback_urls.append(url)
         if protocol == "saml":
             draft.add("audiences", v.get("sourceEntityId", ""), v.get("customEntityId", ""))
 
@@ -403,6 +481,11 @@ class _Builder:
         draft.add("audiences", v.get("customEntityId", ""), entity)
         self._check_callback_url(draft.name, "customAcsUrl", v.get("customAcsUrl", ""), where)
         draft.add("acs_urls", v.get("customAcsUrl", ""))
+        if v.get("customAcsUrl") and v["customAcsUrl"] not in draft.callback_urls:
+            draft.callback_urls.append(v["customAcsUrl"])
+        # Only whether a key is there is read, never the key itself.
+        if v.get("assertionEncryptionKey"):
+            draft.remark(ENCRYPTED_REMARK)
 
     def add_oidc(self, row: _Row, label: str) -> None:
         draft = self._draft(row, label, "oidc", None)
@@ -417,16 +500,49 @@ class _Builder:
                 self.warnings.append(
                     f"{draft.name}: discoveryEndpoint does not end in {DISCOVERY_SUFFIX}; used as the issuer"
                 )
-            draft.add("issuers", issuer_from_discovery(discovery))
+            issuers, remark = oidc_issuers(discovery)
+            draft.add("issuers", *issuers)
+            if remark:
+                draft.remark(remark)
         self._check_callback_url(draft.name, "customRedirectUri", v.get("customRedirectUri", ""), where)
         draft.add("acs_urls", v.get("customRedirectUri", ""))
+        if v.get("customRedirectUri") and v["customRedirectUri"] not in draft.callback_urls:
+            draft.callback_urls.append(v["customRedirectUri"])
 
 
-def import_export(path: str) -> ImportResult:
-    """Read an SSO export package (its root or its ``sso/`` folder) into a route map."""
+def _callback_on(url: str, host: str) -> bool:
+    parts = urlsplit(url)
+    return parts.netloc.lower() == host or (parts.hostname or "") == host
+
+
+def reachability_remark(urls: list[str], custom_domain: str) -> str | None:
+    """Why a connection's callbacks may never reach the proxy, or None when one is on the custom domain.
+
+    The export records the ACS/redirect URL Auth0 shows for the connection; an IdP configured with
+    the tenant's ``*.auth0.com`` URL posts to Auth0 directly, one configured with the custom-domain URL
+    comes through the proxy. The export cannot tell which the IdP uses; traffic can.
+    """
+    if any(_callback_on(url, custom_domain) for url in urls):
+        return None
+    hosts = sorted({urlsplit(url).netloc.lower() for url in urls if urlsplit(url).netloc})
+    where = f"its recorded callback URLs are on {', '.join(hosts)}" if hosts else "no callback URL is recorded"
+    return (
+        f"reachability unconfirmed: {where}, not {custom_domain}; "
+        "its IdP may post to Auth0 directly. The first callback seen through the proxy confirms it; "
+        "else ask the customer to change the IdP's ACS/redirect URL to the custom domain"
+    )
+
+
+def import_export(path: str, custom_domain: str | None = None) -> ImportResult:
+    """Read an SSO export package (its root or its ``sso/`` folder) into a route map.
+
+    ``custom_domain`` (the Auth0 custom domain this proxy serves): connections whose recorded
+    callback URLs are all elsewhere are marked ``reachability: unconfirmed``.
+    """
     root, sso = locate_package(path)
     builder = _Builder()
     tenant = read_tenant(root, builder.warnings)
+    notes = read_notes(root)
     readers = ((ROUTES_CSV, builder.add_route), (SAML_CSV, builder.add_saml), (OIDC_CSV, builder.add_oidc))
     for filename, add in readers:
         label = f"sso/{filename}"
@@ -440,6 +556,16 @@ def import_export(path: str) -> ImportResult:
             builder.warnings.append(
                 f"{draft.name}: only in {draft.origin.rsplit(':', 1)[0]}, not in sso/{ROUTES_CSV}; imported as legacy"
             )
+    # Enterprise connections the exporter skipped still receive callbacks (?connection=<name>): they
+    # go in as legacy, so they stay on Auth0 whatever defaults.unknown says, and are named when Auth0
+    # is switched off.
+    for note in notes.skipped:
+        if note.connection and note.protocol in PROTOCOLS and note.connection not in builder.drafts:
+            builder.drafts[note.connection] = _Draft(note.connection, note.protocol, "legacy", "warnings.jsonl")
+    for name, texts in notes.remarks.items():
+        if name in builder.drafts:
+            for text in texts:
+                builder.drafts[name].remark(text)
     if tenant is None:
         hosts = sorted({host for host in builder.tenant_hints if _TENANT_HOST.match(host)})
         if len(hosts) == 1:
@@ -452,66 +578,60 @@ def import_export(path: str) -> ImportResult:
             if draft.protocol == "saml":
                 default = f"urn:auth0:{tenant}:{draft.name}"
                 draft.ids["audiences"] = dict.fromkeys([default, *draft.ids["audiences"]])
+    domain = custom_domain.strip().lower() if custom_domain else None
+    unconfirmed: list[str] = []
+    connections: list[Connection] = []
+    for name in sorted(builder.drafts):
+        draft = builder.drafts[name]
+        reach = None
+        if domain:
+            remark = reachability_remark(draft.callback_urls, domain)
+            if remark is not None:
+                draft.remark(remark)
+                reach = "unconfirmed"
+                unconfirmed.append(name)
+        connections.append(draft.to_connection(reach))
     # A fresh map starts fully transparent: every connection legacy (as exported) and unidentified
     # callbacks to Auth0 too, so deploying the proxy changes nothing until an operator cuts over.
-    route_map = make_routemap(
-        [builder.drafts[name].to_connection() for name in sorted(builder.drafts)], unknown="auth0", hashed=False
-    )
+    route_map = make_routemap(connections, unknown="auth0", hashed=False)
     warnings = builder.warnings + ambiguity_warnings(route_map)
-    return ImportResult(route_map=route_map, warnings=warnings, skipped=builder.skipped, tenant=tenant)
+    return ImportResult(
+        route_map=route_map,
+        warnings=warnings,
+        skipped=builder.skipped,
+        tenant=tenant,
+        notes=notes,
+        remarks={name: list(d.remarks) for name, d in builder.drafts.items() if d.remarks},
+        unconfirmed=unconfirmed,
+        custom_domain=domain,
+    )
 
 
-def carry_over(route_map: RouteMap, existing: RouteMap) -> tuple[RouteMap, list[str]]:
-    """Keep the rollout's progress: states and defaults of an existing route map win over the export.
-
-    The export says ``legacy`` for every connection; the file an operator has been editing with
-    ``routes set`` is the record of which connections have moved. A ``workos_acs_url`` set by hand
-    (the export only ever brings ``*.workos.com`` ones) is kept when the export has none.
-    """
-    notes: list[str] = []
-    connections: list[Connection] = []
-    for name in sorted(route_map.connections):
-        conn = route_map.connections[name]
-        old = existing.connections.get(name)
-        if old is not None and old.state != conn.state:
-            notes.append(f"{name}: state {old.state} kept from the existing route map (export says {conn.state})")
-            conn = replace(conn, state=old.state)
-        if old is not None and old.workos_acs_url and not conn.workos_acs_url:
-            notes.append(f"{name}: workos_acs_url kept from the existing route map")
-            conn = replace(conn, workos_acs_url=old.workos_acs_url)
-        connections.append(conn)
-    gone = sorted(set(existing.connections) - set(route_map.connections))
-    if gone:
-        notes.append(f"no longer in the export, dropped: {', '.join(gone)}")
-    return make_routemap(connections, unknown=existing.unknown, mode=existing.mode, hashed=False), notes
-
-
-def comment_line(text: str) -> str:
-    """``text`` as one YAML comment line: every character YAML, a terminal or an editor may read as
-    a line break or control (CR, LF, U+0085, U+2028, U+2029, other C0/C1 controls, format
-    characters) is written as a ``\\uXXXX`` escape, so no value can end the comment and inject YAML."""
-    out = []
-    for char in text:
-        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
-            out.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
-        else:
-            out.append(char)
-    return "# " + "".join(out)
-
-
-def render(result: ImportResult) -> str:
-    """The YAML text of an import, with a short header (no timestamps, so output is reproducible)."""
-    header = [
-        comment_line(
-            "sso-proxy route map, generated by `sso-proxy routes import` from an SSO export package"
-            + (f" (tenant {result.tenant})." if result.tenant else ".")
-        ),
-        "# Move one connection at a time: `sso-proxy routes set CONNECTION workos` (or back to legacy).",
-        "# An identifier listed under several connections identifies none of them.",
+def header_lines(result: ImportResult) -> list[str]:
+    """The generated header of an imported map (no timestamps, so output is reproducible)."""
+    lines = [
+        "sso-proxy route map, generated by `sso-proxy routes import` from an SSO export package"
+        + (f" (tenant {result.tenant})." if result.tenant else "."),
+        "Comments starting with [import] are rewritten by every import; any other comment is kept.",
+        "Move connections with `sso-proxy routes set CONNECTION... workos` (or back to legacy).",
+        "An identifier listed under several connections identifies none of them.",
     ]
-    for line in ambiguity_warnings(result.route_map):
-        header.append(comment_line(f"ambiguous: {line}"))
-    return dump_routemap(result.route_map, header="\n".join(header) + "\n")
+    lines.extend(f"ambiguous: {line}" for line in ambiguity_warnings(result.route_map))
+    if result.notes.stay_on_auth0:
+        lines.append(
+            "Auth0 connections that stay on Auth0 (their logins also return to /login/callback with nothing "
+            "this map can identify, so they follow defaults.unknown):"
+        )
+        lines.extend(f"  {note.text}" for note in result.notes.stay_on_auth0)
+    return lines
+
+
+def render(result: ImportResult, comments: merge.Comments | None = None) -> str:
+    """The YAML text of an import: header, the exporter's remarks per connection, kept comments."""
+    remarks = {name: list(texts) for name, texts in result.remarks.items()}
+    for name in result.kept_absent:
+        remarks.setdefault(name, []).insert(0, "not in the latest export; kept (`routes import --prune` drops it)")
+    return merge.render(result.route_map, header_lines(result), remarks, comments)
 
 
 def _tmp_prefix(target: str) -> str:
@@ -601,28 +721,52 @@ def write_routemap_atomic(text: str, path: str) -> None:
         os.close(dir_fd)
 
 
-def run_import(export_dir: str, output: str, stdout: TextIO, stderr: TextIO, workos_domain: str | None = None) -> int:
-    """``sso-proxy routes import EXPORT_DIR [-o PATH]``; ``-`` writes the YAML to stdout.
+def run_import(
+    export_dir: str,
+    output: str,
+    stdout: TextIO,
+    stderr: TextIO,
+    workos_domain: str | None = None,
+    *,
+    prune: bool = False,
+    custom_domain: str | None = None,
+) -> int:
+    """``sso-proxy routes import EXPORT_DIR [-o PATH] [--prune] [--custom-domain HOST]``; ``-`` writes to stdout.
 
     The summary goes to stdout, or to stderr when the YAML does. When PATH already holds a valid
-    route map, its states and defaults are kept (see :func:`carry_over`); an invalid one is not
-    overwritten. ``workos_domain`` (``WORKOS_CUSTOM_DOMAIN``) lets hand-set ``workos_acs_url`` values
-    on the WorkOS custom domain validate.
+    route map, it is merged (:func:`proxy.merge.merge_maps`: states, defaults, hand-set fields and
+    identifiers, comments and connections absent from the export are kept; ``prune`` drops the
+    latter); an invalid one is not overwritten. ``workos_domain`` (``WORKOS_CUSTOM_DOMAIN``) lets
+    hand-set ``workos_acs_url`` values on the WorkOS custom domain validate.
     """
     try:
-        result = import_export(export_dir)
+        result = import_export(export_dir, custom_domain)
     except ExportError as exc:
         stderr.write(f"error: {exc}\n")
         return 1
+    comments = None
     if output != "-" and os.path.exists(output):
         try:
-            existing = load_routemap(output, workos_domain=workos_domain)
+            with open(output, "rb") as fh:
+                old_text = fh.read().decode("utf-8")
+            existing = parse_routemap(old_text, source=output, workos_domain=workos_domain)
+        except (OSError, UnicodeDecodeError) as exc:
+            stderr.write(f"error: {output} exists and cannot be read: {exc}\n")
+            return 1
         except RouteMapError as exc:
             stderr.write(f"error: {output} exists and is not a valid route map; fix or remove it first\n{exc}\n")
             return 1
-        route_map, notes = carry_over(result.route_map, existing)
-        result = replace(result, route_map=route_map, warnings=result.warnings + notes)
-    text = render(result)
+        route_map, notes, kept = merge.merge_maps(result.route_map, existing, prune, custom_domain is not None)
+        comments = merge.read_comments(old_text)
+        unconfirmed = [n for n, c in sorted(route_map.connections.items()) if c.reachability == "unconfirmed"]
+        result = replace(
+            result,
+            route_map=route_map,
+            warnings=result.warnings + notes,
+            kept_absent=kept,
+            unconfirmed=unconfirmed if custom_domain is not None else result.unconfirmed,
+        )
+    text = render(result, comments)
     try:
         written = parse_routemap(text, source=output, workos_domain=workos_domain)
     except RouteMapError as exc:  # a bug here, never the operator's: refuse to write it

@@ -204,7 +204,7 @@ class Metrics:
         self.rejected = LoopCounter(
             "sso_proxy_rejected_requests_total", "Requests refused before routing.", ["reason"], registry=r
         )
-        for reason in ("body_too_large", "incomplete_body"):
+        for reason in ("body_too_large", "incomplete_body", "bad_target"):
             self.rejected.labels(reason)
         self.admin_refused = Counter(
             "sso_proxy_admin_refused_total",

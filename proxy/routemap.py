@@ -24,11 +24,15 @@ STATES = ("legacy", "workos")
 PROTOCOLS = ("saml", "oidc")
 UNKNOWN_DEFAULTS = ("workos", "auth0")
 MODES = ("normal", "auth0", "shadow")
+# Whether callbacks of a connection are known to reach this proxy: ``unconfirmed`` when its recorded
+# callback URLs are not on the custom domain (its IdP may post to Auth0 directly), ``confirmed`` when
+# an operator has checked. Absent: nothing known against it.
+REACHABILITY = ("unconfirmed", "confirmed")
 # Identifier lists a connection may carry, and the index each one feeds.
 ID_KINDS = ("audiences", "issuers", "acs_urls", "client_ids")
 _HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
 _CONNECTION_FIELDS = frozenset(
-    ("protocol", "state", "organization", "workos_connection_id", "workos_acs_url", "notes", *ID_KINDS)
+    ("protocol", "state", "organization", "workos_connection_id", "workos_acs_url", "reachability", "notes", *ID_KINDS)
 )
 
 
@@ -42,6 +46,8 @@ class Connection:
     organization: str | None = None
     workos_connection_id: str | None = None
     workos_acs_url: str | None = None
+    reachability: str | None = None
+    notes: str | None = None
     audiences: tuple[str, ...] = ()
     issuers: tuple[str, ...] = ()
     acs_urls: tuple[str, ...] = ()
@@ -226,6 +232,9 @@ def _parse_connection(
     if problem is not None:
         errors.append(f"{where}.workos_acs_url: {acs!r} {problem}")
     lists = {kind: _string_list(raw.get(kind), f"{where}.{kind}", errors) for kind in ID_KINDS}
+    reachability = _optional_string(raw, "reachability", where, errors)
+    if reachability is not None and reachability not in REACHABILITY:
+        errors.append(f"{where}.reachability: must be one of {', '.join(REACHABILITY)} (got {reachability!r})")
     return Connection(
         name=name,
         protocol=protocol,
@@ -233,6 +242,8 @@ def _parse_connection(
         organization=_optional_string(raw, "organization", where, errors),
         workos_connection_id=_optional_string(raw, "workos_connection_id", where, errors),
         workos_acs_url=acs,
+        reachability=reachability,
+        notes=_optional_string(raw, "notes", where, errors),
         **lists,
     )
 
@@ -395,7 +406,7 @@ def load_routemap(path: str, workos_domain: str | None = None) -> RouteMap:
 def connection_to_dict(conn: Connection) -> dict[str, Any]:
     """The YAML form of one connection: fixed key order, empty fields left out."""
     out: dict[str, Any] = {"protocol": conn.protocol, "state": conn.state}
-    for key in ("organization", "workos_connection_id", "workos_acs_url"):
+    for key in ("organization", "workos_connection_id", "workos_acs_url", "reachability", "notes"):
         value = getattr(conn, key)
         if value:
             out[key] = value

@@ -63,6 +63,36 @@ _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 CHUNK = 64 * 1024
 
 
+class BadTarget(ValueError):
+    """A request target that is not origin-form (``/path?query``): never forwarded."""
+
+
+def is_origin_form(raw_path: bytes | None) -> bool:
+    """RFC 9112 section 3.2.1: the only target form a reverse proxy serves. The HTTP parser reduces
+    absolute-form (``http://host/path``) to its path, so what is left here that does not start with
+    "/" is asterisk-form (``*``, ``*@host/x``), authority-form, or something else: all refused."""
+    return raw_path is not None and raw_path[:1] == b"/"
+
+
+def upstream_url(origin: URL, raw_path: bytes, query: bytes) -> URL:
+    """Auth0's URL for a request: scheme, host and port from configuration, path and query as they came.
+
+    Issue 11, finding 1: the origin string concatenated with *any* request target let the target
+    pick the host (``https://auth0.host`` + ``*@attacker.example/x`` parses with the attacker's
+    host). Only a target that starts with "/" is accepted, so the configured authority is closed
+    before the client's bytes begin; the parsed result is then checked to address exactly the
+    configured origin before any byte is sent. (Joining the checked parts as text and parsing once
+    costs a quarter of ``URL.build``'s validation on this path.)
+    """
+    if not is_origin_form(raw_path):
+        raise BadTarget("request target is not origin-form")
+    text = str(origin) + raw_path.decode("latin-1")
+    url = URL(text + "?" + query.decode("latin-1") if query else text, encoded=True)
+    if url.raw_host != origin.raw_host or url.port != origin.port or url.scheme != origin.scheme or url.raw_user:
+        raise BadTarget("request target does not address the configured origin")
+    return url
+
+
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     tokens: set[bytes] = set()
     for name, value in headers:
@@ -153,6 +183,7 @@ class Upstream:
         self.settings = settings
         self.metrics = metrics
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._origin = URL(settings.auth0_origin)
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(
@@ -184,10 +215,7 @@ class Upstream:
         Errors after the response started abort the connection (the status cannot change then).
         """
         m = self.metrics
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        target = self.settings.auth0_origin + raw_path.decode("latin-1")
-        if query:
-            target += "?" + query.decode("latin-1")
+        target = upstream_url(self._origin, scope.get("raw_path") or b"", query)  # BadTarget: caller's 400
         session = self._sessions[single_use]
         started = time.perf_counter()
         m.upstream_in_flight.inc()
@@ -195,7 +223,7 @@ class Upstream:
             try:
                 response = await session.request(
                     scope["method"],
-                    URL(target, encoded=True),
+                    target,
                     headers=request_headers(scope, self.settings),
                     data=body if body or scope["method"] not in ("GET", "HEAD") else None,
                     allow_redirects=False,

@@ -15,7 +15,7 @@ from proxy.errors import RouteMapError
 from proxy.export import run_import
 from proxy.routemap import parse_routemap
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "auth0-export"
+SHARED = Path(__file__).resolve().parent / "fixtures" / "auth0-export"
 
 ROUTES = """\
 # Route map for globex-prod. Reviewed by CS before every change.
@@ -177,10 +177,11 @@ def test_run_set_writes_atomically_and_reports_the_change(tmp_path: Path) -> Non
     path.write_text(VALID)
     path.chmod(0o640)
     out, err = io.StringIO(), io.StringIO()
-    assert run_set(str(path), "initech-okta", "workos", out, err) == 0
+    assert run_set(str(path), "initech-okta", "workos", out, err, by="ann") == 0
     data = path.read_bytes()
     assert data.decode() == VALID.replace("state: legacy   # flip", "state: workos   # flip")
-    assert out.getvalue() == f"connection initech-okta: legacy -> workos (sha256 {hashlib.sha256(data).hexdigest()})\n"
+    before, after = hashlib.sha256(VALID.encode()).hexdigest(), hashlib.sha256(data).hexdigest()
+    assert out.getvalue() == f"{path}: initech-okta legacy -> workos (by ann, sha256 {before} -> {after})\n"
     assert parse_routemap(data).sha256 == hashlib.sha256(data).hexdigest()
     assert err.getvalue() == ""
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
@@ -193,7 +194,7 @@ def test_run_set_back_and_forth_restores_the_original_bytes(tmp_path: Path) -> N
     assert run_set(str(path), "initech-okta", "workos", io.StringIO(), io.StringIO()) == 0
     out = io.StringIO()
     assert run_set(str(path), "initech-okta", "legacy", out, io.StringIO()) == 0
-    assert out.getvalue().startswith("connection initech-okta: workos -> legacy (sha256 ")
+    assert out.getvalue().startswith(f"{path}: initech-okta workos -> legacy (by ")
     assert path.read_text() == VALID
 
 
@@ -202,9 +203,9 @@ def test_run_set_to_the_current_state_does_not_rewrite(tmp_path: Path) -> None:
     path.write_text(VALID)
     before = path.stat().st_mtime_ns, path.stat().st_ino
     out = io.StringIO()
-    assert run_set(str(path), "umbrella-entra", "workos", out, io.StringIO()) == 0
+    assert run_set(str(path), "umbrella-entra", "workos", out, io.StringIO(), by="ann") == 0
     digest = hashlib.sha256(VALID.encode()).hexdigest()
-    assert out.getvalue() == f"connection umbrella-entra: already workos, file unchanged (sha256 {digest})\n"
+    assert out.getvalue() == f"{path}: umbrella-entra already workos; file unchanged (by ann, sha256 {digest})\n"
     assert (path.stat().st_mtime_ns, path.stat().st_ino) == before
 
 
@@ -243,7 +244,228 @@ def test_set_on_an_imported_map(tmp_path: Path) -> None:
     after = path.read_text()
     rm = parse_routemap(after)
     assert rm.connections["umbrella-onelogin"].state == "workos"
-    assert rm.counts_by_state() == {"legacy": 5, "workos": 1}
+    assert rm.counts_by_state() == {"legacy": 6, "workos": 1}
     changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
     assert changed == [("    state: legacy", "    state: workos")]
-    assert after.startswith("# sso-proxy route map")  # the header comments survive
+    assert after.startswith("# [import] sso-proxy route map")  # the header comments survive
+
+
+# --- flips as operators think of them: many connections, organizations, defaults, dry run -------
+
+ORGS = """\
+# Globex route map
+version: 1
+defaults:
+  unknown: auth0  # until binding is on
+  mode: normal
+connections:
+  a:
+    protocol: saml
+    state: legacy  # wave 1
+    organization: org_1
+  b: {protocol: oidc, state: legacy, organization: org_1}
+  c:
+    protocol: saml
+    organization: org_2
+    state: workos
+  d:
+    protocol: oidc
+    state: legacy
+"""
+
+
+def test_plan_states_edits_many_connections_in_one_pass() -> None:
+    from proxy.edit import Change, plan_states
+
+    text, changes = plan_states(ORGS, ["a", "b", "c", "a"], "workos")
+    assert changes == [
+        Change("a", "state", "legacy", "workos"),
+        Change("b", "state", "legacy", "workos"),
+        Change("c", "state", "workos", "workos"),
+    ]
+    assert text == ORGS.replace("state: legacy  # wave 1", "state: workos  # wave 1").replace(
+        "b: {protocol: oidc, state: legacy", "b: {protocol: oidc, state: workos"
+    )
+
+
+def test_plan_states_names_every_missing_connection() -> None:
+    from proxy.edit import plan_states
+
+    with pytest.raises(EditError) as info:
+        plan_states(ORGS, ["a", "x", "y"], "workos")
+    assert "connections 'x', 'y' not found (known: a, b, c, d)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "value", "old_line", "new_line"),
+    [
+        (ORGS, "mode", "auth0", "  mode: normal\n", "  mode: auth0\n"),
+        (ORGS, "unknown", "workos", "  unknown: auth0  # until", "  unknown: workos  # until"),
+        (
+            ORGS.replace("  mode: normal\n", ""),
+            "mode",
+            "shadow",
+            "  unknown: auth0",
+            "  mode: shadow\n  unknown: auth0",
+        ),
+        (
+            ORGS.replace("defaults:\n  unknown: auth0  # until binding is on\n  mode: normal\n", ""),
+            "mode",
+            "auth0",
+            "connections:\n",
+            "defaults:\n  mode: auth0\nconnections:\n",
+        ),
+        (
+            ORGS.replace(
+                "defaults:\n  unknown: auth0  # until binding is on\n  mode: normal\n", "defaults: {mode: normal}\n"
+            ),
+            "unknown",
+            "workos",
+            "defaults: {mode: normal}",
+            "defaults: {unknown: workos, mode: normal}",
+        ),
+    ],
+    ids=["mode", "unknown-keeps-comment", "insert-key", "insert-defaults", "flow"],
+)
+def test_plan_default(text: str, key: str, value: str, old_line: str, new_line: str) -> None:
+    from proxy.edit import plan_default
+
+    edited, changes = plan_default(text, key, value)
+    assert edited == text.replace(old_line, new_line, 1)
+    assert getattr(parse_routemap(edited), key) == value
+    assert [c.after for c in changes] == [value]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "value", "message"),
+    [
+        (ORGS, "mode", "off", "defaults.mode must be one of normal, auth0, shadow (got 'off')"),
+        (ORGS, "unknown", "legacy", "defaults.unknown must be one of workos, auth0"),
+        (ORGS, "version", "2", "not a default this command edits"),
+        (
+            ORGS.replace("defaults:\n  unknown", "defaults: 5\nx:\n  unknown"),
+            "mode",
+            "auth0",
+            "defaults is not a mapping",
+        ),
+        ("{connections: {}}", "mode", "auth0", "no defaults mapping; add one by hand"),
+        ("version: 1\ndefaults: {}\nconnections: {}\n", "mode", "auth0", "defaults is empty"),
+    ],
+)
+def test_plan_default_errors(text: str, key: str, value: str, message: str) -> None:
+    from proxy.edit import plan_default
+
+    with pytest.raises(EditError) as info:
+        plan_default(text, key, value)
+    assert message in str(info.value)
+
+
+def test_run_set_many_connections_prints_one_audit_line(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(ORGS)
+    out = io.StringIO()
+    assert run_set(str(path), ["a", "b", "c"], "workos", out, io.StringIO(), by="ann") == 0
+    before, after = hashlib.sha256(ORGS.encode()).hexdigest(), hashlib.sha256(path.read_bytes()).hexdigest()
+    assert out.getvalue() == (f"{path}: a, b legacy -> workos; c already workos (by ann, sha256 {before} -> {after})\n")
+    assert "state: workos  # wave 1" in path.read_text()
+
+
+def test_run_set_by_organization(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(ORGS)
+    out = io.StringIO()
+    assert run_set(str(path), [], "workos", out, io.StringIO(), organization="org_1", by="ann") == 0
+    assert out.getvalue().startswith(f"{path}: organization org_1: a, b legacy -> workos (by ann, sha256 ")
+    rm = parse_routemap(path.read_text())
+    assert {n: c.state for n, c in rm.connections.items()} == {
+        "a": "workos",
+        "b": "workos",
+        "c": "workos",
+        "d": "legacy",
+    }
+    err = io.StringIO()
+    assert run_set(str(path), [], "workos", io.StringIO(), err, organization="org_9") == 1
+    assert "no connection has organization 'org_9' (known: org_1, org_2)" in err.getvalue()
+
+
+def test_dry_run_prints_the_diff_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(ORGS)
+    out = io.StringIO()
+    assert run_set(str(path), ["a"], "workos", out, io.StringIO(), dry_run=True, by="ann") == 0
+    assert path.read_text() == ORGS
+    printed = out.getvalue()
+    assert f"--- a/{path}\n+++ b/{path}\n" in printed
+    assert "-    state: legacy  # wave 1\n+    state: workos  # wave 1\n" in printed
+    assert printed.splitlines()[-1].startswith(f"{path}: a legacy -> workos (dry run, nothing written; by ann, ")
+
+
+def test_run_default_and_the_audit_user_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxy.edit import run_default
+
+    monkeypatch.setenv("USER", "bob")
+    path = tmp_path / "routes.yaml"
+    path.write_text(ORGS)
+    out = io.StringIO()
+    assert run_default(str(path), "mode", "auth0", out, io.StringIO()) == 0
+    assert out.getvalue().startswith(f"{path}: defaults.mode normal -> auth0 (by bob, sha256 ")
+    assert parse_routemap(path.read_text()).mode == "auth0"
+    err = io.StringIO()
+    assert run_default(str(path), "mode", "nope", io.StringIO(), err) == 1
+    assert "defaults.mode must be one of" in err.getvalue()
+
+
+def test_a_gate_can_refuse_and_nothing_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(ORGS)
+    seen: list[list[str]] = []
+
+    def gate(route_map: object, changes: list[object]) -> list[str]:
+        names = [c.section for c in changes]  # type: ignore[attr-defined]
+        seen.append(names)
+        return [f"{n}: not active in WorkOS" for n in names if n == "b"]
+
+    err = io.StringIO()
+    assert run_set(str(path), ["a", "b", "c"], "workos", io.StringIO(), err, gate=gate) == 1
+    assert seen == [["a", "b"]]  # only what changes is checked
+    assert "refused: b: not active in WorkOS\n" in err.getvalue()
+    assert path.read_text() == ORGS
+
+
+def test_a_file_changed_during_the_edit_is_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(ORGS)
+
+    def gate(route_map: object, changes: list[object]) -> list[str]:
+        path.write_text(ORGS.replace("# Globex", "# someone else's edit"))
+        return []
+
+    err = io.StringIO()
+    assert run_set(str(path), ["a"], "workos", io.StringIO(), err, gate=gate) == 1
+    assert "changed on disk during the edit; nothing written" in err.getvalue()
+    assert "someone else's edit" in path.read_text()
+
+
+def test_many_connections_are_edited_linearly(tmp_path: Path) -> None:
+    """500 connections set by organization: the text is composed once (an operation count, not a time)."""
+    from proxy import edit
+
+    body = "".join(f"  c{i}:\n    protocol: saml\n    state: legacy\n    organization: org_big\n" for i in range(500))
+    text = "version: 1\nconnections:\n" + body
+    calls = {"compose": 0}
+    real = edit._compose
+
+    def counting(t: str, s: str) -> object:
+        calls["compose"] += 1
+        return real(t, s)
+
+    path = tmp_path / "routes.yaml"
+    path.write_text(text)
+    original = edit._compose
+    edit._compose = counting  # type: ignore[assignment]
+    try:
+        assert run_set(str(path), [], "workos", io.StringIO(), io.StringIO(), organization="org_big") == 0
+    finally:
+        edit._compose = original
+    assert calls["compose"] == 1
+    assert parse_routemap(path.read_text()).counts_by_state() == {"legacy": 0, "workos": 500}

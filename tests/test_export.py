@@ -19,6 +19,7 @@ import pytest
 from proxy.export import (
     ExportError,
     SkippedRow,
+    header_lines,
     import_export,
     issuer_from_discovery,
     remove_stale_temp_files,
@@ -29,7 +30,7 @@ from proxy.export import (
 )
 from proxy.routemap import dump_routemap, parse_routemap
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "auth0-export"
+SHARED = Path(__file__).resolve().parent / "fixtures" / "auth0-export"
 HERE = Path(__file__).resolve().parent / "fixtures" / "export"
 
 ROUTES_HEADER = (
@@ -112,6 +113,8 @@ def test_real_package_imports_every_connection_with_its_identifiers(variant: str
         "initech-group-oidc": ("oidc", "legacy"),
         "initrode-google": ("oidc", "legacy"),
         "umbrella-entra": ("oidc", "legacy"),
+        # Skipped by the exporter (warnings.jsonl): still called back, so kept on Auth0 by name.
+        "hooli-okta-sandbox": ("saml", "legacy"),
     }
     okta = rm.connections["initech-okta"]
     # Default SP entity ID derived from manifest.json, and idpEntityId as both Issuer and Audience.
@@ -125,11 +128,12 @@ def test_real_package_imports_every_connection_with_its_identifiers(variant: str
     onelogin = rm.connections["umbrella-onelogin"]
     assert "https://login.globex.com/saml/umbrella-corp" in onelogin.audiences
     assert onelogin.acs_urls == ("https://login.globex.com/login/callback?connection=umbrella-onelogin",)
-    assert rm.connections["initrode-google"].issuers == ("https://accounts.google.com",)
+    # Google's issuer is every Google account's, and an Entra tenant named by domain is not the
+    # issuer its tokens carry (the tenant GUID is): neither is an identifier; both are remarked.
+    assert rm.connections["initrode-google"].issuers == ()
     assert rm.connections["initech-group-oidc"].client_ids == ("0oa1b2c3d4E5F6g7H8i9",)
-    assert rm.connections["umbrella-entra"].issuers == (
-        "https://login.microsoftonline.com/umbrellacorp.onmicrosoft.com/v2.0",
-    )
+    assert rm.connections["umbrella-entra"].issuers == ()
+    assert any("tenant ID" in r for r in result.remarks["umbrella-entra"])
     assert rm.lookup("audiences", "urn:auth0:globex-prod:hooli-pingfederate") == "hooli-pingfederate"
     assert rm.lookup("client_ids", "3f2a9c1e-7b4d-4e8a-9c6f-1d2e3f4a5b6c") == "umbrella-entra"
     assert dict(rm.ambiguous["issuers"]) == {}
@@ -175,8 +179,8 @@ def test_output_is_byte_identical_across_runs_and_validates(variant: str, tmp_pa
         assert run_import(str(SHARED / variant), str(target), io.StringIO(), io.StringIO()) == 0
     assert first.read_bytes() == second.read_bytes()
     parsed = parse_routemap(first.read_bytes())
-    assert len(parsed.connections) == 6
-    assert first.read_text().startswith("# sso-proxy route map")
+    assert len(parsed.connections) == 7
+    assert first.read_text().startswith("# [import] sso-proxy route map")
 
 
 # --- real-world CSV quirks ---------------------------------------------------------------------
@@ -454,7 +458,7 @@ def test_issuer_shared_by_two_connections_identifies_neither() -> None:
     assert rm.lookup("audiences", "urn:auth0:acme-prod:contoso-adfs-us") == "contoso-adfs-us"
     warning = f"issuers: {adfs!r} is claimed by contoso-adfs-eu, contoso-adfs-us; it identifies none of them"
     assert warning in result.warnings
-    assert f"# ambiguous: {warning}\n" in render(result)  # reviewers see it in the file too
+    assert f"# [import] ambiguous: {warning}\n" in render(result)  # reviewers see it in the file too
     summary = result.summary()
     assert "ambiguous identifiers (identify no connection): 2" in summary
     assert warning in summary
@@ -469,7 +473,7 @@ def test_run_import_to_stdout_puts_the_summary_on_stderr() -> None:
     out, err = io.StringIO(), io.StringIO()
     assert run_import(str(SHARED / "redacted"), "-", out, err) == 0
     assert parse_routemap(out.getvalue()).connections.keys() >= {"initech-okta"}
-    assert "imported 6 connection(s) (tenant globex-prod)" in err.getvalue()
+    assert "imported 7 connection(s) (tenant globex-prod)" in err.getvalue()
     assert "imported" not in out.getvalue()
 
 
@@ -479,7 +483,7 @@ def test_run_import_to_a_file_prints_summary_and_sha256(tmp_path: Path) -> None:
     assert run_import(str(SHARED / "redacted" / "sso"), str(target), out, err) == 0
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
     assert out.getvalue().endswith(f"wrote {target} (sha256 {digest})\n")
-    assert "saml: 3 (legacy 3, workos 0)" in out.getvalue()
+    assert "saml: 4 (legacy 4, workos 0)" in out.getvalue()
     assert "oidc: 3 (legacy 3, workos 0)" in out.getvalue()
     assert err.getvalue() == ""
 
@@ -590,15 +594,20 @@ def test_conflicting_single_values_keep_the_first_and_warn(tmp_path: Path) -> No
     assert "a: sso/proxy_routes.csv:3 gives organization 'org_2'; keeping 'org_1'" in result.warnings
 
 
-def test_reimport_drops_connections_gone_from_the_export_and_says_so(tmp_path: Path) -> None:
+def test_reimport_keeps_connections_gone_from_the_export_unless_pruned(tmp_path: Path) -> None:
     target = tmp_path / "routes.yaml"
     first = write_package(tmp_path / "one", routes=[route("a"), route("b")])
     second = write_package(tmp_path / "two", routes=[route("a")])
     assert run_import(str(first), str(target), io.StringIO(), io.StringIO()) == 0
     out = io.StringIO()
     assert run_import(str(second), str(target), out, io.StringIO()) == 0
+    assert list(parse_routemap(target.read_bytes()).connections) == ["a", "b"]
+    assert "not in this export, kept from the existing map: 1 (--prune drops them)\n  b: legacy" in out.getvalue()
+    assert "# [import] not in the latest export; kept" in target.read_text()
+    out = io.StringIO()
+    assert run_import(str(second), str(target), out, io.StringIO(), prune=True) == 0
     assert list(parse_routemap(target.read_bytes()).connections) == ["a"]
-    assert "no longer in the export, dropped: b" in out.getvalue()
+    assert "b: not in this export; dropped (--prune), was legacy" in out.getvalue()
 
 
 def test_a_fresh_import_is_fully_transparent() -> None:
@@ -745,7 +754,7 @@ def test_generated_header_comment_cannot_be_injected_into(tmp_path: Path, sep: s
     result = import_export(str(write_package(tmp_path, routes=rows)))
     text = render(result)
     header = text[: text.index("version: 1")]
-    assert len(header.splitlines()) == 4, header
+    assert len(header.splitlines()) == len(header_lines(result)), header
     assert all(line.startswith("# ") for line in header.splitlines())
     assert sep not in header
     for separator in ("\n", "\r", "\x85", "\u2028", "\u2029"):
@@ -836,3 +845,136 @@ def _state(pid: int) -> str:
             return fh.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return ""
+
+
+# --- the whole package: warnings.jsonl, issuers, reachability, re-import -------------------------
+
+
+@pytest.mark.parametrize(
+    ("discovery", "issuers", "remark"),
+    [
+        (
+            "https://sso.initech.com/oauth2/default/.well-known/openid-configuration",
+            ("https://sso.initech.com/oauth2/default",),
+            None,
+        ),
+        (
+            "https://login.microsoftonline.com/0c8f7b1e-3a2d-4f5e-9b6c-7d8e9f0a1b2c/v2.0/.well-known/openid-configuration",
+            (
+                "https://login.microsoftonline.com/0c8f7b1e-3a2d-4f5e-9b6c-7d8e9f0a1b2c/v2.0",
+                "https://sts.windows.net/0c8f7b1e-3a2d-4f5e-9b6c-7d8e9f0a1b2c/",
+            ),
+            None,
+        ),
+        (  # a v1 discovery URL and an upper-case GUID: the same tenant, the same two issuers
+            "https://login.microsoftonline.com/0C8F7B1E-3A2D-4F5E-9B6C-7D8E9F0A1B2C/.well-known/openid-configuration",
+            (
+                "https://login.microsoftonline.com/0c8f7b1e-3a2d-4f5e-9b6c-7d8e9f0a1b2c/v2.0",
+                "https://sts.windows.net/0c8f7b1e-3a2d-4f5e-9b6c-7d8e9f0a1b2c/",
+            ),
+            None,
+        ),
+        ("https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration", (), "names no tenant"),
+        (
+            "https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration",
+            (),
+            "names no tenant",
+        ),
+        (
+            "https://login.microsoftonline.com/umbrellacorp.onmicrosoft.com/v2.0/.well-known/openid-configuration",
+            (),
+            "tenant named by domain 'umbrellacorp.onmicrosoft.com'",
+        ),
+        ("https://accounts.google.com/.well-known/openid-configuration", (), "shared by every Google account"),
+    ],
+)
+def test_oidc_issuers(discovery: str, issuers: tuple[str, ...], remark: str | None) -> None:
+    from proxy.export import oidc_issuers
+
+    got, said = oidc_issuers(discovery)
+    assert got == issuers
+    assert (said is None) if remark is None else (said is not None and remark in said)
+
+
+@pytest.mark.parametrize(
+    ("urls", "unconfirmed", "says"),
+    [
+        (["https://login.globex.com/login/callback?connection=a"], False, ""),
+        (["https://globex-prod.eu.auth0.com/login/callback?connection=a"], True, "on globex-prod.eu.auth0.com"),
+        (  # one URL on the custom domain is enough: the IdP can be configured with it
+            ["https://globex-prod.eu.auth0.com/login/callback", "https://LOGIN.globex.com/login/callback"],
+            False,
+            "",
+        ),
+        ([], True, "no callback URL is recorded"),
+        (["https://LOGIN.GLOBEX.COM/login/callback"], False, ""),
+    ],
+)
+def test_reachability_remark(urls: list[str], unconfirmed: bool, says: str) -> None:
+    from proxy.export import reachability_remark
+
+    remark = reachability_remark(urls, "login.globex.com")
+    assert (remark is not None) == unconfirmed
+    if remark is not None:
+        assert says in remark and "may post to Auth0 directly" in remark
+
+
+@pytest.mark.parametrize("variant", ["redacted", "with-secrets"])
+def test_real_package_notes_reach_the_summary_and_the_map(variant: str) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert run_import(str(SHARED / variant), "-", out, err, custom_domain="login.globex.com") == 0
+    summary, text = err.getvalue(), out.getvalue()
+    assert "connections the exporter skipped (imported as legacy, not in WorkOS): 1" in summary
+    assert "Auth0 connections that stay on Auth0: 2" in summary
+    assert "google-oauth2 (social or other, strategy google-oauth2) stays on Auth0" in summary
+    assert "Username-Password-Authentication (database, strategy auth0) stays on Auth0" in summary
+    assert "customer confirmation required before activation" in summary
+    # Encrypted assertions: from warnings.jsonl (redacted) or the key column being filled (with secrets).
+    assert "umbrella-onelogin: uses encrypted assertions" in summary
+    assert "callbacks not recorded on login.globex.com: 6 connection(s)" in summary
+    rm = parse_routemap(text)
+    unconfirmed = sorted(n for n, c in rm.connections.items() if c.reachability == "unconfirmed")
+    assert unconfirmed == [
+        "hooli-okta-sandbox",
+        "hooli-pingfederate",
+        "initech-group-oidc",
+        "initech-okta",
+        "initrode-google",
+        "umbrella-entra",
+    ]  # umbrella-onelogin's ACS URL is on the custom domain
+    lines = text.splitlines()
+    at = lines.index("  initech-group-oidc:")
+    assert "customer confirmation required" in lines[at - 2]
+    assert lines[at - 1].startswith("  # [import] reachability unconfirmed")
+    assert any(line.startswith("# [import] google-oauth2 (social") for line in lines)
+
+
+def test_reimport_keeps_operator_comments_and_hand_added_identifiers(tmp_path: Path) -> None:
+    target = tmp_path / "routes.yaml"
+    assert run_import(str(SHARED / "redacted"), str(target), io.StringIO(), io.StringIO()) == 0
+    text = target.read_text()
+    text = text.replace("  initech-okta:\n", "  # Ann: change window 2026-12-01\n  initech-okta:  # OPS-12\n")
+    text = text.replace(
+        "    - https://sso.hooli.xyz/idp\n    issuers:",
+        "    - https://sso.hooli.xyz/idp\n    - https://hand.example/sp  # added by hand\n    issuers:",
+    )
+    text = text.replace("  unknown: auth0\n", "  unknown: workos  # flipped after binding\n")
+    target.write_text(text)
+    out = io.StringIO()
+    assert run_import(str(SHARED / "redacted"), str(target), out, io.StringIO()) == 0
+    after = target.read_text()
+    assert "  # Ann: change window 2026-12-01\n  initech-okta:  # OPS-12\n" in after
+    assert "    - https://hand.example/sp  # added by hand\n" in after
+    assert "  unknown: workos  # flipped after binding\n" in after
+    assert "hooli-pingfederate: 1 identifier(s) not in the export kept" in out.getvalue()
+    # And a third import with nothing changed writes the same bytes.
+    assert run_import(str(SHARED / "redacted"), str(target), io.StringIO(), io.StringIO()) == 0
+    assert target.read_text() == after
+
+
+def test_run_import_refuses_an_unreadable_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "routes.yaml"
+    target.write_bytes(b"\xff\xfe")
+    err = io.StringIO()
+    assert run_import(str(SHARED / "redacted"), str(target), io.StringIO(), err) == 1
+    assert "exists and cannot be read" in err.getvalue()

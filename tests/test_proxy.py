@@ -702,3 +702,84 @@ def test_no_secret_in_logs(request: pytest.FixtureRequest, which: str) -> None:
     assert proc.log_lines, "the proxy logged nothing"
     leaked = [(s, line) for line in proc.log_lines for s in secrets if s in line]
     assert leaked == []
+
+
+class Canary:
+    """A TCP listener that counts connections: the host an attacker would like the proxy to reach."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+
+    def connections(self) -> int:
+        """Connections accepted so far; closes the listener."""
+        count = 0
+        with self.sock:
+            while True:
+                try:
+                    conn, _ = self.sock.accept()
+                except TimeoutError:
+                    return count
+                conn.close()
+                count += 1
+
+
+def _raw_exchange(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if b"\r\n\r\n" in b"".join(chunks) and b"</html>" in b"".join(chunks):
+                break
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "*@127.0.0.1:{canary}/x",
+        "*@127.0.0.1:{canary}/login/callback?connection=globex-adfs",
+        "*@127.0.0.1:{admin}/routes",
+        "*",
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "POST", "OPTIONS"])
+def test_a_request_target_never_picks_the_upstream_host(
+    proxy: ProxyProcess, standins: StandIns, target: str, method: str
+) -> None:
+    """Issue 11, finding 1: only origin-form targets are served; the rest is a 400 page, forwarded nowhere."""
+    canary = Canary()
+    standins.clear()
+    before = metric(proxy, "sso_proxy_rejected_requests_total", reason="bad_target")
+    line = target.format(canary=canary.port, admin=proxy.admin_port)
+    body = b"SAMLResponse=x&RelayState=y"
+    request = (
+        f"{method} {line} HTTP/1.1\r\nHost: login.example.com\r\nCookie: auth0=secret\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    answer = _raw_exchange(proxy.port, request)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"Traceback" not in answer and b"Bad request" in answer
+    assert canary.connections() == 0
+    assert standins.received("auth0") == []
+    assert metric(proxy, "sso_proxy_rejected_requests_total", reason="bad_target") == before + 1
+    assert not any("Traceback" in line for line in proxy.log_lines)
+
+
+def test_absolute_form_is_reduced_to_its_path(proxy: ProxyProcess, standins: StandIns) -> None:
+    """RFC 9112 section 3.2.2: a server accepts absolute-form; its host is never used to pick the upstream."""
+    canary = Canary()
+    standins.clear()
+    answer = _raw_exchange(
+        proxy.port,
+        f"GET http://127.0.0.1:{canary.port}/authorize?client_id=abc HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+    )
+    assert answer.startswith(b"HTTP/1.1 ")
+    assert canary.connections() == 0
+    received = last_received(standins, "auth0")
+    assert (received["path"], received["query"]) == ("/authorize", "client_id=abc")

@@ -80,6 +80,7 @@ connections:
         audiences=("urn:auth0:t:acme", "https://sp.example.com"),
         issuers=("http://www.okta.com/acme",),  # a single string is a list of one
         acs_urls=("https://login.example.com/login/callback?connection=acme",),
+        notes="moved in wave 1",
     )
     assert rm.connections["umbrella"].client_ids == ("c1",)  # duplicates within a list collapse
     assert rm.lookup("audiences", "https://sp.example.com") == "acme"

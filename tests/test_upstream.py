@@ -7,10 +7,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from proxy.config import Settings
 from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
-from proxy.upstream import _translate, client_address, request_headers
+from proxy.upstream import BadTarget, _translate, client_address, is_origin_form, request_headers, upstream_url
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.1/32"))
 
@@ -181,3 +182,38 @@ def test_translate_connect_error() -> None:
     assert type(error) is UpstreamConnectError
     assert (error.kind, error.status) == ("connect", 502)
     assert "ConnectionRefusedError" in str(error)
+
+
+ORIGINS = ["https://tenant.us.auth0.com", "http://127.0.0.1:8081", "https://[::1]:8443"]
+
+
+@pytest.mark.parametrize("origin", ORIGINS)
+@pytest.mark.parametrize(
+    ("raw_path", "query", "expected_path"),
+    [
+        (b"/login/callback", b"code=abc&state=xyz", "/login/callback"),
+        (b"//attacker.example/x", b"", "//attacker.example/x"),  # a path, not an authority
+        (b"/a@attacker.example/x", b"", "/a@attacker.example/x"),
+        (b"/\\attacker.example/x", b"", "/\\attacker.example/x"),
+        (b"/p%20x/%2e%2e", b"a=%zz&b", "/p%20x/%2e%2e"),  # bytes as they came, never re-encoded
+    ],
+)
+def test_upstream_url_keeps_the_configured_origin(
+    origin: str, raw_path: bytes, query: bytes, expected_path: str
+) -> None:
+    configured = URL(origin)
+    url = upstream_url(configured, raw_path, query)
+    assert (url.scheme, url.raw_host, url.port) == (configured.scheme, configured.raw_host, configured.port)
+    assert url.raw_user is None
+    assert url.raw_path == expected_path
+    assert url.raw_query_string == query.decode()
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    [b"*", b"*@attacker.example/x", b"*@127.0.0.1:9090/routes", b"attacker.example:443", b"", None, b"@evil/x", b"?x"],
+)
+def test_only_origin_form_targets_are_forwarded(raw_path: bytes | None) -> None:
+    assert not is_origin_form(raw_path)
+    with pytest.raises(BadTarget):
+        upstream_url(URL("https://tenant.us.auth0.com"), raw_path or b"", b"")
