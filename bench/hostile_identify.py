@@ -13,10 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from proxy.callback import Callback  # noqa: E402
-from proxy.decide import decide  # noqa: E402
-from tests import samples  # noqa: E402
-from tests.test_hostile_input import FAMILIES, LARGE, ROUTE_MAP  # noqa: E402
+from proxy.callback import Callback
+from proxy.decide import decide
+from tests import samples
+from tests.test_hostile_input import FAMILIES, LARGE, ROUTE_MAP
 
 
 def best(cb: Callback, repeat: int = 20) -> float:
