@@ -16,19 +16,27 @@ import secrets
 import shlex
 import signal
 import socket
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, TextIO
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote_plus, urlencode, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
-from proxy.callback import Callback
+from proxy.callback import Callback, form_field, in_response_to, saml_document, transaction_values
 from proxy.decide import identify
 from proxy.errors import ConfigError
 from proxy.routemap import Connection, RouteMap, load_routemap, make_routemap
@@ -64,46 +72,24 @@ def _is_form(request: Request) -> bool:
     return request.headers.get("content-type", "").lower().startswith("application/x-www-form-urlencoded")
 
 
-def create_workos_standin(
-    client_id: str, proxy_origin: str, migrated: Iterable[str], route_map: RouteMap | None = None
-) -> Starlette:
-    """WorkOS's Auth0-compatible callback endpoint: handles migrated connections, bounces the rest.
-
-    Connections are recognised with the proxy's own hint reading against ``route_map`` (default: a
-    map of just the migrated names, which knows them by ``connection`` and ``urn:auth0`` audience).
-    """
-    known = frozenset(migrated)
-    table = route_map or make_routemap([Connection(name, "saml", "workos") for name in sorted(known)])
-    received, routes = _recorder()
-
-    async def callback(request: Request) -> Response:
-        body = await _record(received, request)
-        query: bytes = request.scope["query_string"]
-        identity = identify(Callback(query, body, _is_form(request)), table)
-        if identity.connection in known:
-            return HTMLResponse(f"<h1>Signed in through WorkOS</h1><p>connection: {identity.connection}</p>")
-        back = f"{proxy_origin}/login/callback?" + (query.decode("latin-1") + "&" if query else "")
-        return RedirectResponse(back + "fallback=auth0", status_code=307)
-
-    routes.append(Route(f"/sso/{client_id}/auth0/callback", callback, methods=["GET", "POST"]))
-    return Starlette(routes=routes)
-
-
 @dataclass(frozen=True, slots=True)
 class UpstreamIdp:
-    """How the Auth0 stand-in sends a browser to one connection's identity provider."""
+    """How a stand-in sends a browser to one connection's identity provider."""
 
     protocol: str  # oidc | saml
     url: str  # the IdP's authorize (OIDC) or SSO (SAML) endpoint
     binding: str = "redirect"  # SAML: redirect (HTTP-Redirect, a 302) | post (HTTP-POST, an auto-post page)
-    client_id: str = "auth0-standin-client"
+    client_id: str = "auth0-standin-client"  # OIDC: the client the IdP knows
+    response_type: str = "code"  # OIDC: code (back channel) | id_token (front channel, response_mode=form_post)
+    entity_id: str | None = None  # SAML: the SP entity ID the IdP knows (default urn:auth0:<tenant>:<connection>)
 
 
 def authn_request(request_id: str, acs_url: str, issuer: str) -> bytes:
     """A minimal SAML 2.0 AuthnRequest as Auth0 sends it (SAML core section 3.4.1)."""
+    instant = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return (
         '<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
-        f'ID="{request_id}" Version="2.0" IssueInstant="2026-01-01T00:00:00Z" '
+        f'ID="{request_id}" Version="2.0" IssueInstant="{instant}" '
         f"AssertionConsumerServiceURL={quoteattr(acs_url)} "
         'ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST">'
         f'<saml:Issuer xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion">{html.escape(issuer)}</saml:Issuer>'
@@ -121,14 +107,16 @@ def start_login(
     if idp.protocol == "oidc":
         query = {
             "client_id": idp.client_id,
-            "response_type": "code",
+            "response_type": idp.response_type,
             "redirect_uri": callback,
             "scope": "openid email profile",
             "state": state,
         }
+        if idp.response_type != "code":
+            query |= {"response_mode": "form_post", "nonce": secrets.token_urlsafe(12)}
         return RedirectResponse(f"{idp.url}?{urlencode(query)}", status_code=302), (state,)
     request_id = "_" + secrets.token_hex(16)
-    xml = authn_request(request_id, callback, f"urn:auth0:{tenant}:{connection}")
+    xml = authn_request(request_id, callback, idp.entity_id or f"urn:auth0:{tenant}:{connection}")
     if idp.binding == "post":
         fields = {"SAMLRequest": base64.b64encode(xml).decode(), "RelayState": state}
         inputs = "".join(f'<input type="hidden" name="{k}" value="{html.escape(v)}"/>' for k, v in fields.items())
@@ -142,6 +130,99 @@ def start_login(
     deflated = zlib.compress(xml)[2:-4]  # raw DEFLATE (SAML bindings section 3.4.4.1)
     query = {"SAMLRequest": base64.b64encode(deflated).decode(), "RelayState": state}
     return RedirectResponse(f"{idp.url}?{urlencode(query)}", status_code=302), (state, request_id)
+
+
+class Transactions:
+    """The logins one service started (state, RelayState, AuthnRequest ID), each usable once.
+
+    A callback is this service's when one of its values was issued here; a SAML response without
+    ``InResponseTo`` is IdP-initiated (nobody started it). Mutated only on the stand-in's own loop.
+    """
+
+    def __init__(self) -> None:
+        self._issued: dict[str, tuple[str, ...]] = {}
+
+    def issue(self, values: tuple[str, ...]) -> None:
+        for value in values:
+            self._issued[value] = values
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._issued
+
+    def values(self) -> list[str]:
+        return sorted(self._issued)
+
+    def claim(self, cb: Callback) -> str:
+        """``issued`` (one of its values was issued here; now used), ``idp_initiated`` (a SAML
+        response answering no request), or ``foreign`` (someone else started it)."""
+        xml = saml_document(cb)
+        reply_to = in_response_to(xml) if xml else None
+        candidates = [value for _, value in transaction_values(cb)]
+        wctx = form_field(cb.body, b"wctx") if cb.form else None
+        if wctx is not None:
+            candidates.append(unquote_plus(wctx.decode("latin-1")))
+        if reply_to is not None:
+            candidates.append(reply_to)
+        for value in candidates:
+            if value in self._issued:
+                for used in self._issued[value]:
+                    self._issued.pop(used, None)
+                return "issued"
+        return "idp_initiated" if xml is not None and reply_to is None else "foreign"
+
+
+def create_workos_standin(
+    client_id: str,
+    proxy_origin: str,
+    migrated: Iterable[str],
+    route_map: RouteMap | None = None,
+    idps: Mapping[str, UpstreamIdp] | None = None,
+) -> Starlette:
+    """WorkOS's Auth0-compatible callback endpoint: signs in what it started or what it can take as
+    IdP-initiated for a migrated connection, and bounces the rest with ``fallback=auth0``, as WorkOS does.
+
+    ``/sso/authorize?connection=X`` starts a login the way WorkOS does during a migration from Auth0:
+    to the connection's IdP in ``idps``, with the callback on the Auth0 custom domain
+    (``proxy_origin``), so the IdP needs no change. Connections are recognised with the proxy's own
+    hint reading against ``route_map`` (default: a map of just the migrated names, which knows them by
+    ``connection`` and ``urn:auth0`` audience). Issued values are listed at ``/_standin/issued``.
+    """
+    known = frozenset(migrated)
+    table = route_map or make_routemap([Connection(name, "saml", "workos") for name in sorted(known)])
+    received, routes = _recorder()
+    transactions = Transactions()
+    connections = dict(idps or {})
+
+    async def callback(request: Request) -> Response:
+        body = await _record(received, request)
+        query: bytes = request.scope["query_string"]
+        cb = Callback(query, body, _is_form(request))
+        identity = identify(cb, table)
+        claim = transactions.claim(cb)
+        if claim == "issued" or (claim == "idp_initiated" and identity.connection in known):
+            name = identity.connection or "(started here)"
+            return HTMLResponse(f"<h1>Signed in through WorkOS</h1><p>connection: {name}</p>")
+        back = f"{proxy_origin}/login/callback?" + (query.decode("latin-1") + "&" if query else "")
+        return RedirectResponse(back + "fallback=auth0", status_code=307)
+
+    async def authorize(request: Request) -> Response:
+        await _record(received, request)
+        connection = request.query_params.get("connection", "")
+        if connection not in connections or connection not in known:
+            return PlainTextResponse(f"connection {connection!r} is not set up in WorkOS\n", status_code=400)
+        started, values = start_login(connection, connections[connection], proxy_origin)
+        transactions.issue(values)
+        return started
+
+    async def list_issued(request: Request) -> Response:
+        return JSONResponse(transactions.values())
+
+    routes += [
+        Route(f"/sso/{client_id}/auth0/callback", callback, methods=["GET", "POST"]),
+        Route("/sso/authorize", authorize),
+        Route("/_standin/issued", list_issued),
+    ]
+    return Starlette(routes=routes)
 
 
 def _public_origin(request: Request, configured: str | None) -> str:
@@ -166,7 +247,7 @@ def create_auth0_standin(
     HTTP-Redirect or HTTP-POST binding (SAML). What it issued is listed at ``/_standin/issued``.
     """
     received, routes = _recorder()
-    issued: set[str] = set()
+    transactions = Transactions()
     connections = dict(idps or {})
 
     def refused(request: Request) -> Response | None:
@@ -175,9 +256,14 @@ def create_auth0_standin(
         return None
 
     async def login_callback(request: Request) -> Response:
-        await _record(received, request)
+        body = await _record(received, request)
         if (denied := refused(request)) is not None:
             return denied
+        cb = Callback(request.scope["query_string"], body, _is_form(request))
+        claim = transactions.claim(cb)
+        if claim == "foreign" or (claim == "idp_initiated" and "connection" not in request.query_params):
+            # Auth0 refuses a state it did not issue; IdP-initiated SAML must name its connection.
+            return PlainTextResponse("Bad Request: invalid state\n", status_code=400)
         target = app_url or str(request.url_for("app"))
         response = RedirectResponse(f"{target}?code={secrets.token_urlsafe(12)}&state=app-state", status_code=302)
         response.set_cookie(
@@ -198,8 +284,9 @@ def create_auth0_standin(
         connection = request.query_params.get("connection")
         if connection in connections:
             started, values = start_login(connection, connections[connection], _public_origin(request, public_origin))
-            issued.update(values)
+            transactions.issue(values)
             return started
+        # No IdP configured here for that connection: Auth0's own login page (Universal Login).
         response = RedirectResponse("/u/login?state=login-state", status_code=302)
         response.set_cookie("auth0_session", "s-" + secrets.token_urlsafe(8), path="/", httponly=True)
         return response
@@ -250,7 +337,7 @@ def create_auth0_standin(
         )
 
     async def list_issued(request: Request) -> Response:
-        return JSONResponse(sorted(issued))
+        return JSONResponse(transactions.values())
 
     routes += [
         Route("/_standin/issued", list_issued),
@@ -397,6 +484,17 @@ def _saml_b64(audience: str, issuer: str) -> str:
     return base64.b64encode(xml.encode()).decode()
 
 
+def sandbox_idps(route_map: RouteMap) -> dict[str, UpstreamIdp]:
+    """An IdP address per connection of the map, so ``/authorize?connection=X`` starts a login on either
+    stand-in (the sandbox has no IdP: the browser stops at the redirect, which shows the binding)."""
+    return {
+        name: UpstreamIdp(
+            conn.protocol, f"https://idp.example.test/{name}/" + ("authorize" if conn.protocol == "oidc" else "sso")
+        )
+        for name, conn in route_map.connections.items()
+    }
+
+
 def sandbox_help(plan: SandboxPlan, route_map: RouteMap, migrated: tuple[str, ...]) -> str:
     """What the sandbox prints: every address and secret it uses, then one curl command per path."""
     public = plan.fallback_origin if plan.standins_only else plan.public
@@ -484,6 +582,14 @@ def _curl_examples(public: str, route_map: RouteMap, migrated: tuple[str, ...]) 
         f"  curl -i {shlex.quote(f'{callback}?code=abc&state=xyz')}",
         "  # anything else is passed through to Auth0",
         f"  curl -i {shlex.quote(f'{public}/authorize?client_id=app&response_type=code')}",
+        *(
+            [
+                "  # a login Auth0 starts: 302 to the IdP, plus the proxy's binding cookie sso_proxy_tx",
+                f"  curl -i {shlex.quote(f'{public}/authorize?client_id=app&connection={quote(next(iter(conns)))}')}",
+            ]
+            if conns
+            else []
+        ),
     ]
 
 
@@ -500,10 +606,13 @@ async def run_sandbox(plan: SandboxPlan, out: TextIO) -> None:
     for name, port in plan.listeners().items():
         if port_in_use(plan.host, port):
             raise ConfigError(f"{name} port {port} on {plan.host} is in use (choose another with its flag)")
-    auth0 = ListenerServer(uvicorn_config(create_auth0_standin(SANDBOX_CNAME_API_KEY), plan.host, plan.auth0_port, 1.0))
+    idps = sandbox_idps(route_map)
+    auth0 = ListenerServer(
+        uvicorn_config(create_auth0_standin(SANDBOX_CNAME_API_KEY, idps=idps), plan.host, plan.auth0_port, 1.0)
+    )
     workos = ListenerServer(
         uvicorn_config(
-            create_workos_standin(SANDBOX_CLIENT_ID, plan.fallback_origin, migrated, route_map),
+            create_workos_standin(SANDBOX_CLIENT_ID, plan.fallback_origin, migrated, route_map, idps),
             plan.host,
             plan.workos_port,
             1.0,

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import uvicorn
 
-from proxy.sandbox import create_auth0_standin, create_workos_standin
+from proxy.sandbox import UpstreamIdp, create_auth0_standin, create_workos_standin
 
 ROOT = Path(__file__).resolve().parents[1]
 CNAME_KEY = "test-cname-api-key"
@@ -62,6 +62,41 @@ connections:
     client_ids: [umbrella-google-client]
 """
 MIGRATED = ("acme-okta", "initech-entra")
+# Each connection's identity provider, as both stand-ins send a browser to it when they start a login.
+IDPS = {
+    "acme-okta": UpstreamIdp("saml", "https://acme.okta.test/app/sso/saml"),
+    "globex-adfs": UpstreamIdp("saml", "https://adfs.globex.test/adfs/ls", binding="post"),
+    "hooli-ping": UpstreamIdp("saml", "https://sso.hooli.test/idp/SSO.saml2"),
+    "initech-entra": UpstreamIdp("oidc", "https://login.microsoftonline.test/initech/oauth2/v2.0/authorize"),
+    "umbrella-google": UpstreamIdp("oidc", "https://accounts.google.test/o/oauth2/v2/auth"),
+}
+
+
+@dataclass(frozen=True)
+class Started:
+    """A login a stand-in started: the values the IdP will echo back."""
+
+    state: str  # OIDC state, or SAML RelayState
+    request_id: str | None = None  # SAML AuthnRequest ID (echoed as InResponseTo)
+
+
+def read_started(response: httpx.Response) -> Started:
+    """The state/RelayState and AuthnRequest ID of a response that starts a login (302 or auto-post page)."""
+    import base64
+    import re
+    import zlib
+    from urllib.parse import parse_qs, urlsplit
+
+    if response.status_code in (301, 302, 303, 307):
+        query = parse_qs(urlsplit(response.headers["location"]).query)
+        if "SAMLRequest" in query:
+            xml = zlib.decompress(base64.b64decode(query["SAMLRequest"][0]), -15).decode()
+            return Started(query["RelayState"][0], re.search(r' ID="([^"]+)"', xml).group(1))  # type: ignore[union-attr]
+        return Started(query["state"][0])
+    assert response.status_code == 200, response.text
+    fields = dict(re.findall(r'name="(SAMLRequest|RelayState)" value="([^"]*)"', response.text))
+    xml = base64.b64decode(fields["SAMLRequest"]).decode()
+    return Started(fields["RelayState"], re.search(r' ID="([^"]+)"', xml).group(1))  # type: ignore[union-attr]
 
 
 def big_routes_yaml(connections: int) -> str:
@@ -130,6 +165,18 @@ class StandIns:
     def clear(self) -> None:
         for server in (self.auth0, self.workos):
             httpx.delete(f"{server.origin}/_standin/requests")
+
+    def start(self, connection: str, at: str = "auth0") -> Started:
+        """Start a login of ``connection`` at Auth0 (or WorkOS), as the app would, straight at the
+        stand-in: the callback that carries its values is then one that service accepts."""
+        if at == "auth0":
+            url, headers = (
+                f"{self.auth0.origin}/authorize?client_id=app&connection={connection}",
+                {"cname-api-key": CNAME_KEY},
+            )
+        else:
+            url, headers = f"{self.workos.origin}/sso/authorize?connection={connection}", {}
+        return read_started(httpx.get(url, headers=headers, timeout=10))
 
 
 @dataclass
@@ -233,8 +280,10 @@ def proxy_env(auth0_origin: str, workos_domain: str, **extra: str) -> dict[str, 
 @pytest.fixture(scope="session")
 def standins() -> Iterator[StandIns]:
     proxy_port = free_port()
-    auth0 = ThreadServer(create_auth0_standin(CNAME_KEY)).start()
-    workos = ThreadServer(create_workos_standin(CLIENT_ID, f"http://127.0.0.1:{proxy_port}", MIGRATED)).start()
+    auth0 = ThreadServer(create_auth0_standin(CNAME_KEY, idps=IDPS)).start()
+    workos = ThreadServer(
+        create_workos_standin(CLIENT_ID, f"http://127.0.0.1:{proxy_port}", MIGRATED, idps=IDPS)
+    ).start()
     yield StandIns(auth0, workos, proxy_port)
     auth0.stop()
     workos.stop()

@@ -7,6 +7,7 @@ for the same inputs (URL + form body, and the same request saved as a raw HTTP r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -308,8 +309,22 @@ def saml(**kwargs: str | None) -> bytes:
     return saml_form(saml_xml(**kwargs)).encode()  # type: ignore[arg-type]
 
 
+# A state or RelayState the Auth0 stand-in issued (it refuses any other, as Auth0 does); replaced
+# when the case is sent, so callbacks the server forwards answer a login Auth0 started.
+ISSUED = "ISSUED-BY-AUTH0"
+
+
 def oidc(payload: dict[str, object]) -> bytes:
-    return urlencode({"id_token": id_token(payload), "state": "st"}).encode()
+    return urlencode({"id_token": id_token(payload), "state": ISSUED}).encode()
+
+
+def with_issued(case: Case, standins: StandIns) -> Case:
+    if ISSUED not in case.query and ISSUED.encode() not in case.body:
+        return case
+    state = standins.start("umbrella-google" if case.name.startswith("oidc") else "globex-adfs").state
+    return dataclasses.replace(
+        case, query=case.query.replace(ISSUED, state), body=case.body.replace(ISSUED.encode(), state.encode())
+    )
 
 
 CASES = [
@@ -328,14 +343,18 @@ CASES = [
     Case("saml-unknown-query-name", "POST", "connection=nope", saml(audience="urn:x", issuer="http://x")),
     Case("saml-unparseable", "POST", "", b"SAMLResponse=%25%25not-base64&RelayState=r"),
     Case("saml-xxe", "POST", "", f"SAMLResponse={saml_b64(XXE)}".encode()),
-    Case("saml-redirect-binding", "GET", saml_redirect_query(saml_xml(audience="urn:auth0:globex-prod:globex-adfs"))),
+    Case(
+        "saml-redirect-binding",
+        "GET",
+        saml_redirect_query(saml_xml(audience="urn:auth0:globex-prod:globex-adfs")) + f"&RelayState={ISSUED}",
+    ),
     Case("saml-fallback", "POST", "connection=acme-okta&fallback=auth0", saml()),
     Case("oidc-form-post-aud", "POST", "", oidc({"aud": "3f2a9c1e-entra", "iss": "https://elsewhere"})),
     Case("oidc-form-post-iss", "POST", "", oidc({"aud": ["x", "y"], "iss": "https://accounts.google.com"})),
     Case("oidc-form-post-garbage", "POST", "", b"id_token=not.a.jwt&state=st"),
     Case("oidc-code-no-connection", "GET", "code=abc&state=st"),
-    Case("oidc-code-query-legacy", "GET", "connection=umbrella-google&code=abc&state=st"),
-    Case("oidc-code-fallback", "GET", "code=abc&state=st&fallback=auth0"),
+    Case("oidc-code-query-legacy", "GET", f"connection=umbrella-google&code=abc&state={ISSUED}"),
+    Case("oidc-code-fallback", "GET", f"code=abc&state={ISSUED}&fallback=auth0"),
     # A body that is not a form is not read by the server: only a raw request carries its type.
     Case("saml-not-a-form", "POST", "", saml(audience="urn:auth0:globex-prod:globex-adfs"), "text/plain", False),
 ]
@@ -387,6 +406,7 @@ def explain_decision(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tup
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_explain_agrees_with_the_server(
     case: Case,
+    standins: StandIns,
     served: ProxyProcess,
     routes_path: Path,
     tmp_path: Path,
@@ -397,6 +417,7 @@ def test_explain_agrees_with_the_server(
     for key, value in served.env.items():
         if key.startswith(("WORKOS_", "SSO_PROXY_WORKOS_")):
             monkeypatch.setenv(key, value)
+    case = with_issued(case, standins)
     server, response = server_decision(served, case, f"cli-{case.name}-{time.monotonic_ns()}")
     target = "/login/callback" + (f"?{case.query}" if case.query else "")
 

@@ -147,7 +147,10 @@ class Case:
     extra: dict[Key, float] = field(default_factory=dict)
 
 
-GARBAGE_SAML = "SAMLResponse=%%%not-base64-at-all!!!&RelayState=r"
+# Callbacks that reach Auth0 must answer a login Auth0 started (its stand-in refuses any other state,
+# as Auth0 does): ISSUED is replaced, at send time, by a state or RelayState the Auth0 stand-in issued.
+ISSUED = "ISSUED-BY-AUTH0"
+GARBAGE_SAML = f"SAMLResponse=%%%not-base64-at-all!!!&RelayState={ISSUED}"
 CASES = [
     Case(
         "query_workos",
@@ -170,7 +173,7 @@ CASES = [
         "saml_audience",
         "POST",
         "",
-        saml_form(saml_xml(audience="urn:auth0:globex-prod:hooli-ping", issuer=None, destination=None)),
+        saml_form(saml_xml(audience="urn:auth0:globex-prod:hooli-ping", issuer=None, destination=None), ISSUED),
         307,
         ("saml", "hooli-ping", "workos", "mapped", "saml_audience"),
     ),
@@ -186,7 +189,9 @@ CASES = [
         "saml_issuer",
         "POST",
         "",
-        saml_form(saml_xml(audience=None, issuer="http://adfs.globex.com/adfs/services/trust", destination=None)),
+        saml_form(
+            saml_xml(audience=None, issuer="http://adfs.globex.com/adfs/services/trust", destination=None), ISSUED
+        ),
         302,
         ("saml", "globex-adfs", "auth0", "mapped", "saml_issuer"),
         forwarded=True,
@@ -217,7 +222,7 @@ CASES = [
         "oidc_aud_legacy",
         "POST",
         "",
-        f"id_token={id_token({'aud': ['umbrella-google-client']})}&state=s",
+        f"id_token={id_token({'aud': ['umbrella-google-client']})}&state={ISSUED}",
         302,
         ("oidc", "umbrella-google", "auth0", "mapped", "oidc_aud"),
         forwarded=True,
@@ -233,7 +238,7 @@ CASES = [
     Case(
         "none_code_state",
         "GET",
-        "code=abc&state=xyz",
+        f"code=abc&state={ISSUED}",
         None,
         307,
         ("oidc", "_unknown", "workos", "unknown_default", "none"),
@@ -260,7 +265,7 @@ CASES = [
         "fallback_identified_by_body",
         "POST",
         "fallback=auth0",
-        saml_form(saml_xml()),
+        saml_form(saml_xml(), ISSUED),
         302,
         ("saml", "acme-okta", "auth0", "fallback", "saml_audience"),
         forwarded=True,
@@ -293,12 +298,17 @@ CASES = [
 ]
 
 
-def send_case(proxy: ProxyProcess, case: Case) -> httpx.Response:
-    url = f"{proxy.url}/login/callback" + (f"?{case.query}" if case.query else "")
+def send_case(proxy: ProxyProcess, case: Case, standins: StandIns) -> httpx.Response:
+    query, body = case.query, case.body
+    if ISSUED in query or ISSUED in (body or ""):
+        # The app started this login at Auth0 (straight at the stand-in: the proxy counts nothing).
+        issued = standins.start("umbrella-google" if case.labels[0] == "oidc" else "globex-adfs").state
+        query, body = query.replace(ISSUED, issued), body.replace(ISSUED, issued) if body is not None else None
+    url = f"{proxy.url}/login/callback" + (f"?{query}" if query else "")
     with httpx.Client(follow_redirects=False, timeout=10) as client:
-        if case.body is None:
+        if body is None:
             return client.request(case.method, url)
-        return client.request(case.method, url, content=case.body.encode(), headers=FORM)
+        return client.request(case.method, url, content=body.encode(), headers=FORM)
 
 
 def unbound(case: Case, protocol: str, decision: str) -> dict[Key, float]:
@@ -320,9 +330,9 @@ def case_changes(case: Case) -> dict[Key, float]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_callback_metrics(mproxy: ProxyProcess, case: Case) -> None:
+def test_callback_metrics(mproxy: ProxyProcess, standins: StandIns, case: Case) -> None:
     before = mproxy.scrape()
-    reply = send_case(mproxy, case)
+    reply = send_case(mproxy, case, standins)
     assert reply.status_code == case.status, reply.text
     if case.status == 307:
         assert "/sso/client_test/auth0/callback" in reply.headers["location"]
@@ -339,12 +349,12 @@ MODE_CASES = {
 }
 
 
-def test_kill_switch_metrics(mproxy: ProxyProcess, routes_path: Path) -> None:
+def test_kill_switch_metrics(mproxy: ProxyProcess, standins: StandIns, routes_path: Path) -> None:
     with route_map(mproxy, routes_path, KILL_SWITCH_YAML):
         for name, case in MODE_CASES.items():
             protocol, connection, _, _, identified_by = case.labels
             before = mproxy.scrape()
-            reply = send_case(mproxy, case)
+            reply = send_case(mproxy, case, standins)
             assert reply.status_code == 302, (name, reply.text)  # every callback goes to Auth0
             expected = add(
                 unbound(case, protocol, "auth0"),
@@ -354,12 +364,12 @@ def test_kill_switch_metrics(mproxy: ProxyProcess, routes_path: Path) -> None:
             assert settle(mproxy, before, expected) == expected, name
 
 
-def test_shadow_metrics(mproxy: ProxyProcess, routes_path: Path) -> None:
+def test_shadow_metrics(mproxy: ProxyProcess, standins: StandIns, routes_path: Path) -> None:
     with route_map(mproxy, routes_path, SHADOW_YAML):
         for name, case in MODE_CASES.items():
             protocol, connection, would, _, identified_by = case.labels
             before = mproxy.scrape()
-            reply = send_case(mproxy, case)
+            reply = send_case(mproxy, case, standins)
             assert reply.status_code == 302, (name, reply.text)  # shadow: decided and counted, sent to Auth0
             expected = add(
                 unbound(case, protocol, "auth0"),
@@ -373,7 +383,7 @@ def test_shadow_metrics(mproxy: ProxyProcess, routes_path: Path) -> None:
 # --- bounded labels -----------------------------------------------------------------------------
 
 
-def test_unmapped_connection_names_are_labelled_unknown(mproxy: ProxyProcess) -> None:
+def test_unmapped_connection_names_are_labelled_unknown(mproxy: ProxyProcess, standins: StandIns) -> None:
     stranger = "stranger-" + secrets.token_hex(6)
     before = mproxy.scrape()
     with httpx.Client(follow_redirects=False, timeout=10) as client:
@@ -381,7 +391,8 @@ def test_unmapped_connection_names_are_labelled_unknown(mproxy: ProxyProcess) ->
         assert client.get(f"{base}?connection={stranger}&code=c&state=s").status_code == 307
         body = saml_form(saml_xml(audience=f"urn:auth0:globex-prod:{stranger}", issuer=f"http://{stranger}"))
         assert client.post(base, content=body.encode(), headers=FORM).status_code == 307
-        assert client.get(f"{base}?connection={stranger}&code=c&state=s&fallback=auth0").status_code == 302
+        issued = standins.start("umbrella-google").state  # Auth0 started it; WorkOS sent it back
+        assert client.get(f"{base}?connection={stranger}&code=c&state={issued}&fallback=auth0").status_code == 302
     expected = add(
         {callback_key("oidc", "_unknown", "workos", "unknown_default", "none"): 1.0},
         {key("sso_proxy_unbound_callbacks_total", protocol="oidc", decision="workos"): 1.0},

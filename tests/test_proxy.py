@@ -173,8 +173,9 @@ def test_oidc_code_get_unknown_goes_to_default_workos(
 def test_oidc_code_get_unknown_goes_to_default_auth0(
     tuned_proxy: ProxyProcess, standins: StandIns, client: httpx.Client
 ) -> None:
+    state = standins.start("umbrella-google").state  # the app started this login at Auth0
     standins.clear()
-    query = f"code={SECRET_CODE}&state={SECRET_STATE}"
+    query = f"code={SECRET_CODE}&state={state}"
     response = client.get(f"{tuned_proxy.url}/login/callback?{query}")
     assert response.status_code == 302  # Auth0's answer, passed back
     received = last_received(standins, "auth0")
@@ -187,8 +188,9 @@ def test_oidc_form_post_id_token_by_aud(proxy: ProxyProcess, standins: StandIns,
     assert response.status_code == 307
     assert response.headers["location"] == workos_callback(standins)
 
+    state = standins.start("umbrella-google").state  # a login Auth0 started
     standins.clear()
-    legacy = urlencode({"id_token": samples.id_token({"aud": ["umbrella-google-client"]}), "state": SECRET_STATE})
+    legacy = urlencode({"id_token": samples.id_token({"aud": ["umbrella-google-client"]}), "state": state})
     response = client.post(f"{proxy.url}/login/callback", content=legacy, headers=FORM)
     assert response.status_code == 302
     assert body_of(last_received(standins, "auth0")) == legacy.encode()
@@ -253,8 +255,9 @@ def test_legacy_connection_is_forwarded_with_every_set_cookie(
 def test_fallback_is_forwarded_with_only_fallback_removed(
     proxy: ProxyProcess, standins: StandIns, client: httpx.Client, query: str, forwarded: str
 ) -> None:
+    # The answer to a login Auth0 started (its RelayState), which WorkOS sent back.
+    body = saml_body(RelayState=standins.start("globex-adfs").state)
     standins.clear()
-    body = saml_body()
     before = metric(proxy, "sso_proxy_callbacks_total", reason="fallback", decision="auth0")
     response = client.post(f"{proxy.url}/login/callback?{query}", content=body, headers=FORM)
     assert response.status_code == 302
@@ -272,7 +275,9 @@ def test_kill_switch_sends_every_callback_to_auth0(
     response = client.post(f"{kill_switch_proxy.url}/login/callback?connection=acme-okta", content=body, headers=FORM)
     assert response.status_code == 302
     assert body_of(last_received(standins, "auth0")) == body
-    response = client.get(f"{kill_switch_proxy.url}/login/callback?code=c&state=s")
+    response = client.get(
+        f"{kill_switch_proxy.url}/login/callback?code=c&state={standins.start('initech-entra').state}"
+    )
     assert response.status_code == 302
     assert metric(kill_switch_proxy, "sso_proxy_callbacks_total", reason="kill_switch", connection="acme-okta") == 1
     assert metric(kill_switch_proxy, "sso_proxy_callbacks_total", reason="kill_switch", connection="_unknown") == 1
@@ -288,14 +293,15 @@ def test_passthrough_off_is_404_but_callbacks_still_work(
         assert response.headers["content-type"].startswith("text/html")
         assert len(response.content) < 400
     assert [r["path"] for r in standins.received("auth0")] == []
-    assert client.get(f"{kill_switch_proxy.url}/login/callback?connection=globex-adfs").status_code == 302
+    state = standins.start("umbrella-google").state
+    assert client.get(f"{kill_switch_proxy.url}/login/callback?code=c&state={state}").status_code == 302
 
 
 def test_shadow_forwards_and_counts_what_normal_mode_would_do(
     shadow_proxy: ProxyProcess, standins: StandIns, client: httpx.Client
 ) -> None:
+    body = saml_body(RelayState=standins.start("acme-okta").state)  # SP-initiated: Auth0 started it
     standins.clear()
-    body = saml_body()
     response = client.post(f"{shadow_proxy.url}/login/callback", content=body, headers=FORM)
     assert response.status_code == 302
     assert body_of(last_received(standins, "auth0")) == body

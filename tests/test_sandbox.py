@@ -32,7 +32,7 @@ from proxy.sandbox import (
     port_in_use,
     sandbox_help,
 )
-from tests.conftest import ROOT, ROUTES_YAML, ProxyProcess, free_port
+from tests.conftest import ROOT, ROUTES_YAML, ProxyProcess, free_port, read_started
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 ROUTE_MAP = parse_routemap(ROUTES_YAML)
@@ -279,16 +279,33 @@ def test_standins_only_against_a_proxy_run_with_the_printed_settings(routes: Pat
             admin_port=int(admin_port),
         ).start()
         try:
+            # Logins the app started at Auth0 (the stand-in refuses a state it did not issue, as Auth0 does).
+            def started(connection: str) -> str:
+                reply = httpx.get(
+                    f"http://127.0.0.1:{auth0}/authorize?connection={connection}",
+                    headers={"cname-api-key": SANDBOX_CNAME_API_KEY},
+                )
+                return read_started(reply).state
+
             # Legacy: forwarded, and the Auth0 stand-in accepted the key the proxy was given.
-            legacy = httpx.post(f"{proxy.url}/login/callback?connection=globex-adfs", content="a=b", headers=FORM)
+            legacy = httpx.post(
+                f"{proxy.url}/login/callback?connection=globex-adfs",
+                content=f"RelayState={started('globex-adfs')}",
+                headers=FORM,
+            )
             assert legacy.status_code == 302
             # A connection WorkOS does not handle: bounced back to the proxy under test, then to Auth0.
             flow = httpx.post(
-                f"{proxy.url}/login/callback?connection=umbrella-google&fallback=auth0", content="a=b", headers=FORM
+                f"{proxy.url}/login/callback?connection=umbrella-google&fallback=auth0",
+                content=f"state={started('umbrella-google')}",
+                headers=FORM,
             )
             assert flow.status_code == 302
             unknown = httpx.post(
-                f"{proxy.url}/login/callback?connection=nobody", content="a=b", headers=FORM, follow_redirects=True
+                f"{proxy.url}/login/callback?connection=nobody",
+                content=f"RelayState={started('globex-adfs')}",
+                headers=FORM,
+                follow_redirects=True,
             )
             hops = [str(r.url).split("/")[2] for r in unknown.history]
             assert hops == [f"127.0.0.1:{proxy_port}", f"127.0.0.1:{workos}", f"127.0.0.1:{proxy_port}"]

@@ -31,7 +31,6 @@ def test_auth0_cookies_round_trip_through_the_proxy(context: BrowserContext, sta
             "client_id": "globex-web",
             "response_type": "code",
             "redirect_uri": f"{stack.app_origin}/callback",
-            "connection": INITECH,
             "state": "app-state-1",
         }
     )

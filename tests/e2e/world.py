@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -14,6 +15,9 @@ from .app_page import create_app_page
 from .idp import OidcIdp, SamlIdp, SamlSp, create_idp_app
 from .pki import make_key_pair
 from .servers import Labels, ProxyProcess, StandIn, ThreadedServer
+
+if TYPE_CHECKING:
+    from proxy.sandbox import UpstreamIdp
 
 TENANT = "globex"
 WORKOS_CLIENT_ID = "client_e2e"
@@ -137,6 +141,24 @@ def start_idps(tmp: Path, proxy_ports: list[int]) -> Idps:
     return Idps(server, saml, oidc)
 
 
+UNMAPPED_OIDC = "globex-unmapped"  # an OIDC connection the route map does not know (code flow: unidentifiable)
+
+
+def upstream_idps(idps: Idps) -> dict[str, UpstreamIdp]:
+    """Each connection's IdP, as the Auth0 and WorkOS stand-ins start a login there."""
+    from proxy.sandbox import UpstreamIdp
+
+    out = {
+        connection: UpstreamIdp("saml", idp.sso_url, entity_id=idp.sps[connection].entity_id)
+        for idp in idps.saml.values()
+        for connection in idp.sps
+    }
+    authorize = f"{idps.origin}/oidc/authorize"
+    out[HOOLI] = UpstreamIdp("oidc", authorize, client_id=HOOLI_CLIENT_ID, response_type="id_token")
+    out[UNMAPPED_OIDC] = UpstreamIdp("oidc", authorize, client_id=UNMAPPED_OIDC)
+    return out
+
+
 def labels(protocol: str, connection: str, decision: str, reason: str, identified_by: str) -> Labels:
     return frozenset(
         {
@@ -177,7 +199,6 @@ def running_world(tmp: Path) -> Iterator[World]:
         started.append(app.start(create_app_page()))
         auth0 = StandIn("auth0 stand-in", headers={"cname-api-key": cname_key})
         app_url = f"http://app.globex.test:{app.port}/callback"
-        started.append(auth0.start(create_auth0_standin(cname_api_key=cname_key, app_url=app_url)))
 
         routes = tmp / "routes.yaml"
         pending: dict[str, tuple[ProxyProcess, StandIn]] = {}
@@ -194,13 +215,18 @@ def running_world(tmp: Path) -> Iterator[World]:
                 "SSO_PROXY_SHUTDOWN_TIMEOUT": "5",
                 "PYTHONUNBUFFERED": "1",
             }
-            proxy = ProxyProcess(routes, env, tmp / f"proxy-{mode}.log")
-            origin = f"http://login.customer.test:{proxy.port}"
-            started.append(workos.start(create_workos_standin(WORKOS_CLIENT_ID, origin, MIGRATED, workos_knows)))
-            pending[mode] = (proxy, workos)
+            pending[mode] = (ProxyProcess(routes, env, tmp / f"proxy-{mode}.log"), workos)
 
         idps = start_idps(tmp, [proxy.port for proxy, _ in pending.values()])
         started.append(idps.server)
+        # How Auth0 and WorkOS send a browser to each connection's IdP when they start a login.
+        upstream = upstream_idps(idps)
+        started.append(auth0.start(create_auth0_standin(cname_api_key=cname_key, app_url=app_url, idps=upstream)))
+        for proxy, workos in pending.values():
+            origin = f"http://login.customer.test:{proxy.port}"
+            started.append(
+                workos.start(create_workos_standin(WORKOS_CLIENT_ID, origin, MIGRATED, workos_knows, upstream))
+            )
         routes.write_text(yaml.safe_dump(route_map(idps.saml["umbrella"].entity_id), sort_keys=False))
 
         for proxy, _ in pending.values():
