@@ -15,7 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 from xml.sax.saxutils import quoteattr
 
 from joserfc import jwt
@@ -151,9 +151,9 @@ class SamlIdp:
         self.issued.append(encoded)
         return encoded
 
-    def parse_request(self, saml_request: str) -> tuple[str, str, str]:
-        """An HTTP-Redirect AuthnRequest -> (request ID, SP entity ID, ACS URL)."""
-        request = self.server.parse_authn_request(saml_request, BINDING_HTTP_REDIRECT).message
+    def parse_request(self, saml_request: str, binding: str = BINDING_HTTP_REDIRECT) -> tuple[str, str, str]:
+        """An AuthnRequest (HTTP-Redirect or HTTP-POST binding) -> (request ID, SP entity ID, ACS URL)."""
+        request = self.server.parse_authn_request(saml_request, binding).message
         return request.id, request.issuer.text, request.assertion_consumer_service_url
 
 
@@ -211,6 +211,7 @@ def create_idp_app(saml_idps: dict[str, SamlIdp], oidc: OidcIdp) -> Starlette:
     - ``GET /{tenant}/metadata``: SAML metadata.
     - ``GET /{tenant}/sso/init?connection=&acs=&RelayState=&signing=``: IdP-initiated login.
     - ``GET /{tenant}/sso/redirect?SAMLRequest=&RelayState=&signing=``: SP-initiated login.
+    - ``POST /{tenant}/sso/post`` (form ``SAMLRequest``, ``RelayState``): SP-initiated, HTTP-POST binding.
     - ``GET /oidc/authorize?client_id=&redirect_uri=&state=&nonce=&response_type=``: ``id_token``
       answers with a form_post, ``code`` with a 302 carrying ``code`` and ``state``.
     """
@@ -243,6 +244,17 @@ def create_idp_app(saml_idps: dict[str, SamlIdp], oidc: OidcIdp) -> Starlette:
             fields["RelayState"] = q["RelayState"]
         return auto_post_form(acs, fields, "Signing you in")
 
+    async def sp_initiated_post(request: Request) -> Response:
+        """The HTTP-POST binding: the SP's auto-post page sent the AuthnRequest in a form."""
+        idp = tenant(request)
+        fields = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        request_id, sp_entity_id, acs = idp.parse_request(fields["SAMLRequest"], BINDING_HTTP_POST)
+        connection = next(sp.connection for sp in idp.sps.values() if sp.entity_id == sp_entity_id)
+        answer = {"SAMLResponse": idp.issue(connection, destination=acs, in_response_to=request_id)}
+        if "RelayState" in fields:
+            answer["RelayState"] = fields["RelayState"]
+        return auto_post_form(acs, answer, "Signing you in")
+
     async def authorize(request: Request) -> Response:
         q = request.query_params
         client_id, redirect_uri, state = q["client_id"], q["redirect_uri"], q["state"]
@@ -264,5 +276,6 @@ def create_idp_app(saml_idps: dict[str, SamlIdp], oidc: OidcIdp) -> Starlette:
             Route("/{tenant}/metadata", metadata),
             Route("/{tenant}/sso/init", idp_initiated),
             Route("/{tenant}/sso/redirect", sp_initiated),
+            Route("/{tenant}/sso/post", sp_initiated_post, methods=["POST"]),
         ]
     )

@@ -1,0 +1,471 @@
+"""Issue 10 end to end: every login ends at whoever started it, in Chromium, with the proxy over TLS.
+
+The proxy, the IdP, WorkOS and the app serve https with a certificate from a CA made at test time
+(Chromium trusts exactly those keys; the Auth0 stand-in is reached only by the proxy); the binding
+cookie is ``SameSite=None; Secure`` and must ride the IdP's cross-site POST back.
+Logins start where real ones do: at Auth0 (``/authorize?connection=`` on the custom domain, through
+the proxy), at WorkOS (its own authorize endpoint, never through the proxy), or at the IdP
+(IdP-initiated SAML). The IdP is real (pysaml2, joserfc); the stand-ins refuse a callback they did
+not start, as Auth0 and WorkOS do. Matrix, one test per cell:
+
+- protocol: OIDC code (back channel), OIDC form_post (front channel), SAML HTTP-Redirect binding,
+  SAML HTTP-POST binding (how the starter sends the AuthnRequest; the IdP always posts back);
+- the connection's state: legacy / workos; ``defaults.unknown``: auth0 / workos (one proxy each);
+- started by: Auth0 (every cell), WorkOS (connections on workos; not OIDC code with unknown auth0,
+  which the proxy cannot identify: ``routes set`` warns about exactly that), the IdP (SAML only).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import quote, urlencode
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from playwright.sync_api import BrowserContext, sync_playwright
+
+from .app_page import WELCOME, create_app_page
+from .browser import ARGS, chromium_path, travel
+from .idp import OidcIdp, SamlIdp, SamlSp, create_idp_app
+from .pki import make_key_pair
+from .servers import Labels, ProxyProcess, Recorded, StandIn, ThreadedServer, parse_metrics
+
+pytestmark = pytest.mark.e2e
+
+TENANT = "globex"
+CLIENT_ID = "client_matrix"
+PROTOCOLS = ("oidc-code", "oidc-post", "saml-redirect", "saml-post")
+STATES = ("legacy", "workos")
+UNKNOWNS = ("auth0", "workos")
+WORKOS_TEXT = "Signed in through WorkOS"
+
+
+def conn_name(protocol: str, state: str) -> str:
+    return f"{protocol}-{state}"
+
+
+def audience(name: str) -> str:
+    return f"urn:auth0:{TENANT}:{name}"
+
+
+def cells() -> list[tuple[str, str, str, str]]:
+    """(protocol, state, unknown, started_by) for every cell the matrix covers."""
+    out = []
+    for protocol in PROTOCOLS:
+        for state in STATES:
+            for unknown in UNKNOWNS:
+                out.append((protocol, state, unknown, "auth0"))
+                if state == "workos" and not (protocol == "oidc-code" and unknown == "auth0"):
+                    out.append((protocol, state, unknown, "workos"))
+                if protocol.startswith("saml"):
+                    out.append((protocol, state, unknown, "idp"))
+    return out
+
+
+# --- TLS: a CA and the custom domain's certificate, made now ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """The test PKI: one server certificate for every host the browser visits, and its CA."""
+
+    chain: Path  # server certificate + CA certificate (PEM)
+    key: Path
+    ca: Path
+    spki: str  # base64 SHA-256 of the server's and the CA's public keys, comma-separated (Chromium's list)
+
+    def context(self) -> ssl.SSLContext:
+        """A client context trusting only the test CA."""
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
+def make_tls(directory: Path, hosts: tuple[str, ...]) -> Tls:
+    """A CA and a server certificate for ``hosts`` (and 127.0.0.1, for the tests' own requests)."""
+    import datetime
+    import ipaddress
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sso-proxy e2e CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [*(x509.DNSName(h) for h in hosts), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    chain = directory / "login.crt"
+    chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM))
+    key_file = directory / "login.key"
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    ca_file = directory / "ca.crt"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    hashes_ = []
+    for public in (key.public_key(), ca_key.public_key()):
+        der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        hashes_.append(base64.b64encode(hashlib.sha256(der).digest()).decode())
+    return Tls(chain, key_file, ca_file, ",".join(hashes_))
+
+
+class TlsServer(ThreadedServer):
+    """A ThreadedServer serving https with the test certificate (real IdPs and WorkOS are https: an
+    https page posting to http would be mixed content, which Chromium rightly stops)."""
+
+    def __init__(self, name: str, tls: Tls) -> None:
+        super().__init__(name)
+        self.tls = tls
+
+    @property
+    def origin(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self, app: Any) -> Self:
+        import threading
+
+        import uvicorn
+
+        from .servers import wait_for
+
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="auto",
+            ssl_certfile=str(self.tls.chain),
+            ssl_keyfile=str(self.tls.key),
+        )
+        server = self._server = uvicorn.Server(config)
+        thread = self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [self._socket]}, name=self.name, daemon=True
+        )
+        thread.start()
+        wait_for(lambda: server.started or not thread.is_alive(), f"{self.name} to start")
+        if not server.started:
+            raise RuntimeError(f"{self.name} failed to start")
+        return self
+
+
+class TlsStandIn(TlsServer, StandIn):
+    """A recording stand-in over https; its log is read over https too, trusting only the test CA."""
+
+    def __init__(self, name: str, tls: Tls) -> None:
+        StandIn.__init__(self, name)
+        self.tls = tls
+
+    def requests(self) -> list[Recorded]:
+        import httpx
+
+        reply = httpx.get(f"{self.origin}/_standin/requests", verify=self.tls.context(), timeout=10)
+        assert reply.status_code == 200
+        return [
+            Recorded(
+                item["method"],
+                item["path"],
+                item["query"],
+                [(k, v) for k, v in item["headers"]],
+                base64.b64decode(item["body_b64"]),
+            )
+            for item in reply.json()
+            if not item["path"].startswith("/_standin/") and item["path"] != "/favicon.ico"
+        ]
+
+    def clear(self) -> None:
+        import httpx
+
+        assert httpx.delete(f"{self.origin}/_standin/requests", verify=self.tls.context(), timeout=10).status_code in (
+            200,
+            204,
+        )
+
+
+# --- the world -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One proxy (one ``defaults.unknown``) with its WorkOS stand-in."""
+
+    unknown: str
+    proxy: ProxyProcess
+    workos: TlsStandIn
+
+    @property
+    def login(self) -> str:
+        return f"https://login.customer.test:{self.proxy.port}"
+
+    @property
+    def workos_origin(self) -> str:
+        return f"https://auth.workos.test:{self.workos.port}"
+
+    def callbacks(self) -> dict[Labels, float]:
+        from .servers import http
+
+        return parse_metrics(http("GET", f"{self.proxy.admin}/metrics")[1].decode(), "sso_proxy_callbacks_total")
+
+
+@dataclass(frozen=True, slots=True)
+class Matrix:
+    sides: dict[str, Side]
+    auth0: StandIn
+    app: TlsStandIn
+    idp: TlsServer
+    spki: str
+
+    @property
+    def app_origin(self) -> str:
+        return f"https://app.globex.test:{self.app.port}"
+
+    @property
+    def idp_origin(self) -> str:
+        return f"https://idp.customer.test:{self.idp.port}"
+
+
+def routes_for(unknown: str) -> dict[str, object]:
+    connections: dict[str, object] = {}
+    for protocol in PROTOCOLS:
+        for state in STATES:
+            name = conn_name(protocol, state)
+            if protocol.startswith("oidc"):
+                connections[name] = {"protocol": "oidc", "state": state, "client_ids": [f"client-{name}"]}
+            else:
+                connections[name] = {"protocol": "saml", "state": state, "audiences": [audience(name)]}
+    return {"version": 1, "defaults": {"unknown": unknown, "mode": "normal"}, "connections": connections}
+
+
+@contextmanager
+def running_matrix(tmp: Path) -> Iterator[Matrix]:
+    from proxy.routemap import parse_routemap
+    from proxy.sandbox import UpstreamIdp, create_auth0_standin, create_workos_standin
+
+    cname_key = secrets.token_urlsafe(24)
+    keys = ",".join(secrets.token_urlsafe(32) for _ in range(2))
+    tls = make_tls(tmp / "tls", ("login.customer.test", "idp.customer.test", "auth.workos.test", "app.globex.test"))
+    started: list[ThreadedServer] = []
+    proxies: list[ProxyProcess] = []
+    try:
+        app = TlsStandIn("app.globex.test", tls)
+        started.append(app.start(create_app_page()))
+        idp_server = TlsServer("idp.customer.test", tls)
+        idp_origin = f"https://idp.customer.test:{idp_server.port}"
+        upstream: dict[str, UpstreamIdp] = {}
+        for protocol in PROTOCOLS:
+            for state in STATES:
+                name = conn_name(protocol, state)
+                if protocol == "oidc-code":
+                    upstream[name] = UpstreamIdp("oidc", f"{idp_origin}/oidc/authorize", client_id=f"client-{name}")
+                elif protocol == "oidc-post":
+                    upstream[name] = UpstreamIdp(
+                        "oidc", f"{idp_origin}/oidc/authorize", client_id=f"client-{name}", response_type="id_token"
+                    )
+                else:
+                    binding = "post" if protocol == "saml-post" else "redirect"
+                    url = f"{idp_origin}/tls/sso/{binding}"
+                    upstream[name] = UpstreamIdp("saml", url, binding=binding, entity_id=audience(name))
+
+        auth0 = StandIn("auth0 stand-in", headers={"cname-api-key": cname_key})
+        app_url = f"https://app.globex.test:{app.port}/callback"
+        started.append(auth0.start(create_auth0_standin(cname_api_key=cname_key, app_url=app_url, idps=upstream)))
+
+        pending: list[tuple[str, ProxyProcess, StandIn]] = []
+        for unknown in UNKNOWNS:
+            routes = tmp / f"routes-{unknown}.yaml"
+            text = yaml.safe_dump(routes_for(unknown), sort_keys=False)
+            routes.write_text(text)
+            workos = TlsStandIn(f"workos stand-in (unknown {unknown})", tls)
+            env = {
+                "WORKOS_CUSTOM_DOMAIN": f"auth.workos.test:{workos.port}",
+                "WORKOS_CLIENT_ID": CLIENT_ID,
+                "AUTH0_FALLBACK_ORIGIN": auth0.origin,
+                "AUTH0_CNAME_API_KEY": cname_key,
+                "SSO_PROXY_TRANSACTION_KEYS": keys,
+                "SSO_PROXY_TLS_CERT": str(tls.chain),
+                "SSO_PROXY_TLS_KEY": str(tls.key),
+                "SSO_PROXY_DRAIN_SECONDS": "0",
+                "SSO_PROXY_SHUTDOWN_TIMEOUT": "5",
+                "PYTHONUNBUFFERED": "1",
+            }
+            proxy = ProxyProcess(routes, env, tmp / f"proxy-{unknown}.log")
+            origin = f"https://login.customer.test:{proxy.port}"
+            migrated = [n for n in upstream if n.endswith("-workos")]
+            knows = parse_routemap(text)
+            started.append(workos.start(create_workos_standin(CLIENT_ID, origin, migrated, knows, upstream)))
+            pending.append((unknown, proxy, workos))
+
+        ports = [proxy.port for _, proxy, _ in pending]
+        sps = [
+            SamlSp(
+                name,
+                audience(name),
+                tuple(f"https://login.customer.test:{p}/login/callback?connection={name}" for p in ports)
+                + tuple(f"https://login.customer.test:{p}/login/callback" for p in ports),
+            )
+            for name in upstream
+            if name.startswith("saml")
+        ]
+        saml = {"tls": SamlIdp(f"{idp_origin}/tls/metadata", f"{idp_origin}/tls/sso/redirect",
+                               make_key_pair(tmp / "pki", "tls", "idp.customer.test/tls"), sps)}  # fmt: skip
+        idp_server.start(create_idp_app(saml, OidcIdp(issuer=f"{idp_origin}/oidc")))
+        started.append(idp_server)
+
+        for _, proxy, _ in pending:
+            proxies.append(proxy.start())
+        for proxy in proxies:
+            proxy.wait_ready()
+        sides = {unknown: Side(unknown, proxy, workos) for unknown, proxy, workos in pending}
+        yield Matrix(sides, auth0, app, idp_server, tls.spki)
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+        for server in reversed(started):
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def matrix(e2e_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
+    with running_matrix(tmp_path_factory.mktemp("matrix")) as built:
+        yield built
+
+
+@pytest.fixture(scope="module")
+def tls_browser(matrix: Matrix, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    """Chromium trusting exactly the test certificate's keys (no blanket certificate-error switch)."""
+    executable = chromium_path()
+    assert executable is not None
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-tls")),
+            executable_path=executable,
+            headless=True,
+            args=[*ARGS, f"--ignore-certificate-errors-spki-list={matrix.spki}"],
+        )
+        context.set_default_timeout(15_000)
+        context.set_default_navigation_timeout(15_000)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def start_url(matrix: Matrix, side: Side, name: str, started_by: str) -> str:
+    if started_by == "auth0":
+        query = {
+            "client_id": "globex-web",
+            "response_type": "code",
+            "connection": name,
+            "redirect_uri": f"{matrix.app_origin}/callback",
+            "state": "app-" + secrets.token_urlsafe(6),
+        }
+        return f"{side.login}/authorize?{urlencode(query)}"
+    if started_by == "workos":
+        return f"{side.workos_origin}/sso/authorize?connection={name}"
+    acs = f"{side.login}/login/callback?connection={name}"
+    return f"{matrix.idp_origin}/tls/sso/init?{urlencode({'connection': name, 'acs': acs})}"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "state", "unknown", "started_by"),
+    cells(),
+    ids=[f"{p}-{s}-unknown_{u}-by_{b}" for p, s, u, b in cells()],
+)
+def test_a_login_ends_where_it_started(
+    matrix: Matrix, tls_browser: BrowserContext, protocol: str, state: str, unknown: str, started_by: str
+) -> None:
+    side = matrix.sides[unknown]
+    name = conn_name(protocol, state)
+    tls_browser.clear_cookies()
+    for server in (matrix.auth0, matrix.app, side.workos):
+        server.clear()
+    before = side.callbacks()
+    to_auth0 = started_by == "auth0" or (started_by == "idp" and state == "legacy")
+    until = f"{matrix.app_origin}/callback" if to_auth0 else f"{side.workos_origin}/sso/{CLIENT_ID}/auth0/callback"
+
+    trip = travel(tls_browser, start_url(matrix, side, name, started_by), until)
+
+    callback_hops = [hop for hop in trip.hops if hop.bare_url == f"{side.login}/login/callback"]
+    assert callback_hops, trip.path()
+    if to_auth0:
+        assert WELCOME in trip.text, trip.path()
+        (arrived,) = [r for r in matrix.auth0.requests() if r.path == "/login/callback"]
+        assert arrived.method == ("GET" if protocol == "oidc-code" else "POST")
+    else:
+        assert WORKOS_TEXT in trip.text, trip.path()
+        assert [r.path for r in matrix.auth0.requests()] == []  # Auth0 never saw it
+    moved = {k: v for k, v in side.callbacks().items() if v != before.get(k, 0.0)}
+    reasons = {dict(k)["reason"] for k in moved}
+    if started_by == "auth0":
+        # Auth0 started it: it went straight back to Auth0, with ZERO requests to WorkOS, because
+        # the binding cookie came back with the IdP's (cross-site) callback.
+        assert side.workos.requests() == []
+        assert reasons == {"auth0_transaction"}, moved
+        assert "sso_proxy_tx=" in (arrived.header("cookie") or "")
+        assert [hop.status for hop in callback_hops] == [302]
+    elif started_by == "workos":
+        assert reasons == ({"unknown_default"} if protocol == "oidc-code" else {"mapped"}), moved
+        (signed_in,) = side.workos.requests()[-1:]
+        assert signed_in.path == f"/sso/{CLIENT_ID}/auth0/callback"
+    else:
+        assert reasons == {"mapped"}, moved
+    # Every binding is used once: nothing is left for a replayed callback.
+    left = {c["name"]: c["value"] for c in tls_browser.cookies(f"{side.login}/login/callback")}
+    assert left.get("sso_proxy_tx", "") == ""
+
+
+def test_the_binding_cookie_is_set_on_the_way_out_and_removed_when_used(
+    matrix: Matrix, tls_browser: BrowserContext
+) -> None:
+    """The Set-Cookie headers the browser got: the binding on Auth0's redirect to the IdP (Secure,
+    HttpOnly, SameSite=None, only on the callback path), its removal on the callback's answer; Auth0's
+    own cookies beside them, untouched."""
+    side = matrix.sides["workos"]
+    tls_browser.clear_cookies()
+    name = conn_name("oidc-code", "workos")
+    trip = travel(tls_browser, start_url(matrix, side, name, "auth0"), f"{matrix.app_origin}/callback")
+    authorize, _idp, callback, _app = trip.hops
+    assert authorize.bare_url == f"{side.login}/authorize" and authorize.status == 302
+    (bound,) = [c for c in authorize.set_cookies if c.startswith("sso_proxy_tx=")]
+    value, *attributes = [part.strip() for part in bound.split(";")]
+    assert sorted(attributes) == sorted(["Path=/login/callback", "Max-Age=600", "Secure", "HttpOnly", "SameSite=None"])
+    assert quote(value.split("=", 1)[1], safe="-_") == value.split("=", 1)[1]  # base64url: nothing to escape
+    assert callback.bare_url == f"{side.login}/login/callback"
+    names = [c.split("=", 1)[0] for c in callback.set_cookies]
+    assert sorted(names) == ["auth0", "auth0_compat", "sso_proxy_tx"]
+    (removed,) = [c for c in callback.set_cookies if c.startswith("sso_proxy_tx=")]
+    assert removed.startswith("sso_proxy_tx=;") and "Max-Age=0" in removed
+    assert all(c["name"] != "sso_proxy_tx" for c in tls_browser.cookies())
