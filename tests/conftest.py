@@ -166,6 +166,11 @@ class StandIns:
         for server in (self.auth0, self.workos):
             httpx.delete(f"{server.origin}/_standin/requests")
 
+    def issue(self, connection: str, count: int) -> list[str]:
+        """The states/RelayStates of ``count`` logins of ``connection`` started at Auth0, for load tests
+        that send many callbacks Auth0 must accept (each is usable once)."""
+        return [self.start(connection).state for _ in range(count)]
+
     def start(self, connection: str, at: str = "auth0") -> Started:
         """Start a login of ``connection`` at Auth0 (or WorkOS), as the app would, straight at the
         stand-in: the callback that carries its values is then one that service accepts."""

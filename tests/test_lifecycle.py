@@ -262,15 +262,20 @@ def check(call: Call, reply: httpx.Response) -> str | None:
     return None
 
 
-def client_loop(base: str, index: int, stop: threading.Event, sigterm_at: list[float], tally: Tally) -> None:
+def client_loop(
+    base: str, index: int, stop: threading.Event, sigterm_at: list[float], tally: Tally, issued: list[str]
+) -> None:
     with httpx.Client(follow_redirects=False, timeout=10) as client:
         turn = index
         while not stop.is_set():
             call = MIX[turn % len(MIX)]
             turn += 1
             headers = FORM if call.body is not None else None
+            body = call.body
+            if call.name == "saml->auth0" and body is not None:  # answers a login Auth0 started (used once)
+                body = body.replace(b"RelayState=relay-123", b"RelayState=" + issued.pop().encode())
             try:
-                reply = client.request(call.method, base + call.path, content=call.body, headers=headers)
+                reply = client.request(call.method, base + call.path, content=body, headers=headers)
                 problem = check(call, reply)
             except httpx.HTTPError as exc:  # refused, reset, cut mid-response, timed out
                 problem = f"{call.name}: {exc.__class__.__name__}"
@@ -293,8 +298,9 @@ def test_no_request_fails_through_a_sigterm(started: list[ProxyProcess], standin
     stop = threading.Event()
     sigterm_at: list[float] = []
     tally = Tally()
+    issued = standins.issue("globex-adfs", 400)  # more than a run sends (list.pop is atomic)
     threads = [
-        threading.Thread(target=client_loop, args=(proc.url, i, stop, sigterm_at, tally), daemon=True)
+        threading.Thread(target=client_loop, args=(proc.url, i, stop, sigterm_at, tally, issued), daemon=True)
         for i in range(clients)
     ]
     for thread in threads:

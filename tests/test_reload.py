@@ -86,9 +86,11 @@ def stop_proxy(proc: ProxyProcess) -> None:
             proc.proc.stderr.close()
 
 
-def decision_of(client: httpx.Client, proxy: ProxyProcess, query: str = "connection=acme-okta") -> str:
+def decision_of(
+    client: httpx.Client, proxy: ProxyProcess, query: str = "connection=acme-okta", body: str = ACME_BODY
+) -> str:
     """'workos' (307 to the WorkOS stand-in) or 'auth0' (forwarded; the Auth0 stand-in's 302)."""
-    response = client.post(f"{proxy.url}/login/callback?{query}", content=ACME_BODY, headers=FORM)
+    response = client.post(f"{proxy.url}/login/callback?{query}", content=body, headers=FORM)
     if response.status_code == 307 and "/sso/client_test/auth0/callback" in response.headers["location"]:
         return "workos"
     if response.status_code == 302 and "/_standin/app" in response.headers["location"]:
@@ -182,7 +184,7 @@ def unwatched(standins: StandIns, tmp_path: Path) -> Iterator[tuple[ProxyProcess
 
 
 def test_symlink_swap_is_picked_up_within_the_interval(
-    watched: ProxyProcess, configmap: ConfigMapDir, client: httpx.Client
+    watched: ProxyProcess, configmap: ConfigMapDir, client: httpx.Client, standins: StandIns
 ) -> None:
     assert decision_of(client, watched) == "workos"
     before = watched.scrape()
@@ -194,7 +196,9 @@ def test_symlink_swap_is_picked_up_within_the_interval(
     took = wait_for(lambda: decision_of(client, watched) == "auth0", timeout=INTERVAL + 2)
     assert took <= INTERVAL + 1.0, f"picked up after {took:.2f} s (interval {INTERVAL} s)"
     # Identified by audience (no connection in the query) follows the same map.
-    assert decision_of(client, watched, query="") == "auth0"
+    # Identified by its Audience alone: an SP-initiated answer, so to a login Auth0 started.
+    sp_initiated = saml_form(saml_xml(), relay_state=standins.start("acme-okta").state)
+    assert decision_of(client, watched, query="", body=sp_initiated) == "auth0"
 
     info = routes_info(watched)
     assert info["sha256"] == sha(VERSION_B)

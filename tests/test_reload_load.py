@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROUTES_YAML, ProxyProcess, StandIns, start_proxy
+from tests.conftest import CNAME_KEY, ROUTES_YAML, ProxyProcess, StandIns, read_started, start_proxy
 from tests.samples import saml_form, saml_xml
 from tests.test_reload import ConfigMapDir, reloads, stop_proxy
 
@@ -143,7 +143,7 @@ def classify(response: httpx.Response, workos_origin: str) -> str:
     return f"failed: {response.status_code} {location}"
 
 
-async def drive(proxy: ProxyProcess, workos_origin: str, stop_at: list[float]) -> list[Result]:
+async def drive(proxy: ProxyProcess, workos_origin: str, stop_at: list[float], standins: StandIns) -> list[Result]:
     """WORKERS clients sending callbacks back to back until ``stop_at[0]`` (monotonic)."""
     results: list[Result] = []
     limits = httpx.Limits(max_connections=WORKERS, max_keepalive_connections=WORKERS)
@@ -155,10 +155,17 @@ async def drive(proxy: ProxyProcess, workos_origin: str, stop_at: list[float]) -
                 kind = KINDS[i % len(KINDS)]
                 i += 1
                 url = f"{proxy.url}/login/callback" + (f"?{kind.query}" if kind.query else "")
+                body = kind.body
+                if not kind.query:  # SP-initiated (no ?connection=): the answer to a login Auth0 started
+                    started = await client.get(
+                        f"{standins.auth0.origin}/authorize?connection={kind.connection}",
+                        headers={"cname-api-key": CNAME_KEY},
+                    )
+                    body = body.replace("RelayState=relay-123", f"RelayState={read_started(started).state}")
                 sent = time.monotonic()
                 try:
                     response = await client.post(
-                        url, content=kind.body, headers={"content-type": "application/x-www-form-urlencoded"}
+                        url, content=body, headers={"content-type": "application/x-www-form-urlencoded"}
                     )
                     outcome = classify(response, workos_origin)
                 except httpx.HTTPError as exc:
@@ -193,7 +200,7 @@ def test_callbacks_under_continuous_reloads(
     stop_at = [float("inf")]
 
     async def scenario() -> list[Result]:
-        task = asyncio.create_task(drive(proxy, workos_origin, stop_at))
+        task = asyncio.create_task(drive(proxy, workos_origin, stop_at, standins))
         started = time.monotonic()
         swapper.start()
         await asyncio.sleep(SWAP_SECONDS)
