@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from proxy import retired
 from proxy.callback import Callback, strip_fallback
 from proxy.config import Settings
 from proxy.decide import AUTH0, Decision, Identity, decide
@@ -148,6 +149,10 @@ class PublicApp:
                 self.metrics.rejected.labels("bad_target").inc()
                 status = await send_page(send, 400)
                 return
+            if not is_callback and self.settings.auth0_off:
+                self.metrics.auth0_off_requests.labels(retired.path_label(scope["path"])).inc()
+                status = await retired.answer_path(send, self.settings.retired_url)
+                return
             if not is_callback and not self.settings.passthrough:
                 status = await send_page(send, 404)
                 return
@@ -231,7 +236,11 @@ class PublicApp:
             self.logger.exception("decision failed; forwarding to Auth0")
             decision = Decision(AUTH0, "unparseable", Identity(None, "none"), "unknown")
         self._count(decision)
-        if decision.action == AUTH0:
+        if decision.action == AUTH0 and self.settings.auth0_off:
+            # Only fallback=auth0 gets here (the map in force was checked): WorkOS could not complete it.
+            self.metrics.auth0_off_callbacks.labels(decision.connection or UNKNOWN, decision.reason).inc()
+            status = await retired.answer_callback(send)
+        elif decision.action == AUTH0:
             forward_query = strip_fallback(query) if decision.reason == "fallback" else query
             status = await self._forward(
                 scope, body, forward_query, send, single_use=True, connection=decision.connection or UNKNOWN

@@ -38,7 +38,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     logger = setup_logging(settings.log_level)
     metrics = Metrics()
-    store = RouteStore(settings.routes, settings.workos_domain, metrics, logger)
+    require = None
+    if settings.auth0_off:
+        from proxy.retired import map_errors
+
+        require = map_errors
+        metrics.auth0_off.set(1)
+    store = RouteStore(settings.routes, settings.workos_domain, metrics, logger, require)
     try:
         store.load_initial()
     except RouteMapError as exc:

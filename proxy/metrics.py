@@ -225,6 +225,23 @@ class Metrics:
             registry=r,
         )
         self.draining = Gauge("sso_proxy_draining", "1 while draining after SIGTERM.", registry=r)
+        self.auth0_off = Gauge(
+            "sso_proxy_auth0_off", "1 when Auth0 is switched off (no AUTH0_FALLBACK_ORIGIN).", registry=r
+        )
+        self.auth0_off_callbacks = LoopCounter(
+            "sso_proxy_auth0_off_callbacks_total",
+            "With Auth0 switched off: callbacks that only Auth0 could have completed (the user saw "
+            "'could not be completed'), by connection and reason.",
+            ["connection", "reason"],
+            registry=r,
+        )
+        self.auth0_off_requests = LoopCounter(
+            "sso_proxy_auth0_off_requests_total",
+            "With Auth0 switched off: non-callback requests (404 or the retired URL), by path "
+            "(known Auth0 paths, else other).",
+            ["path"],
+            registry=r,
+        )
 
     def method_label(self, method: str) -> str:
         return method if method in METHODS else "other"

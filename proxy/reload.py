@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from proxy.errors import RouteMapError
@@ -38,8 +39,18 @@ class ReloadResult:
 class RouteStore:
     """Holds the map in force; the only writer of ``current``."""
 
-    def __init__(self, path: str, workos_domain: str | None, metrics: Metrics, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        path: str,
+        workos_domain: str | None,
+        metrics: Metrics,
+        logger: logging.Logger,
+        require: Callable[[RouteMap, str], list[str]] | None = None,
+    ) -> None:
+        """``require``: a further check a map must pass to be served (errors, or [] to accept), e.g.
+        :func:`proxy.retired.map_errors` when Auth0 is switched off."""
         self.path = path
+        self.require = require
         self.workos_domain = workos_domain
         self.metrics = metrics
         self.logger = logger
@@ -57,6 +68,9 @@ class RouteStore:
     def load_initial(self) -> Loaded:
         """Load at start; RouteMapError propagates (the service refuses to start)."""
         route_map = parse_routemap(self._read(), self.path, self.workos_domain)
+        refused = self.require(route_map, self.path) if self.require is not None else []
+        if refused:
+            raise RouteMapError(self.path, refused)
         return self._install(route_map, "start")
 
     def _install(self, route_map: RouteMap, trigger: str) -> Loaded:
@@ -117,6 +131,9 @@ class RouteStore:
             route_map = parse_routemap(data, self.path, self.workos_domain)
         except RouteMapError as exc:
             return self._reject(trigger, sha, exc.errors)
+        refused = self.require(route_map, self.path) if self.require is not None else []
+        if refused:
+            return self._reject(trigger, sha, refused)
         self._install(route_map, trigger)
         return ReloadResult("success", route_map.sha256)
 
