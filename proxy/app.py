@@ -271,6 +271,7 @@ class PublicApp:
     def _count(self, decision: Decision) -> None:
         m = self.metrics
         label = decision.connection or UNKNOWN
+        m.progress.record(decision.connection, decision.action, decision.reason)
         m.callbacks.labels(
             decision.protocol, label, decision.action, decision.reason, decision.identity.identified_by
         ).inc()
@@ -342,6 +343,9 @@ def create_ops_app(store: RouteStore, metrics: Metrics, lifecycle: Lifecycle) ->
             "unknown": rm.unknown,
             "connections_per_state": rm.counts_by_state(),
             "connections": {name: conn.state for name, conn in sorted(rm.connections.items())},
+            # Since this process started: last callback, counts by decision, fallbacks, reachability.
+            "progress_since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(metrics.progress.started_at)),
+            "connections_progress": metrics.progress.snapshot(),
             "last_error": store.last_error,
         }
         return Response(json.dumps(body, indent=2) + "\n", media_type="application/json")

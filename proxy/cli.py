@@ -134,6 +134,26 @@ def cmd_default(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import time
+
+    from proxy.progress import fetch_progress, render_report, report_rows
+
+    snapshots = []
+    since: list[str] = []
+    for admin in args.admin or ["http://127.0.0.1:9090"]:
+        try:
+            progress, started = fetch_progress(admin)
+        except ValueError as exc:
+            print(f"sso-proxy routes report: {exc}", file=sys.stderr)
+            return 1
+        snapshots.append(progress)
+        since.extend([started] if started else [])
+    rows = report_rows(snapshots)
+    sys.stdout.write(render_report(rows, time.time(), max(since) if since else None))
+    return 0
+
+
 def parse_raw_request(data: bytes) -> tuple[str, str, bytes, bool]:
     """A saved raw HTTP/1.1 request -> (method, target, body, is_form); the body is kept byte for byte."""
     cut = min((i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0), default=len(data))
@@ -311,6 +331,21 @@ def build_parser() -> argparse.ArgumentParser:
         default.add_argument("value", choices=choices)
         _edit_flags(default)
         default.set_defaults(func=cmd_default)
+
+    rep = routes_cmds.add_parser(
+        "report",
+        help="which connections are done, which still see Auth0 traffic, which were never seen",
+        description="Reads GET /routes of running proxies (one --admin per replica; counts are summed) and "
+        "prints each connection's state, last callback, callbacks by decision, fallbacks and reachability.",
+    )
+    rep.add_argument(
+        "--admin",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="operations listener URL (default http://127.0.0.1:9090; repeat for each replica)",
+    )
+    rep.set_defaults(func=cmd_report)
 
     exp = commands.add_parser("explain", help="print the decision for a callback, sending nothing")
     exp.add_argument("url", nargs="?", help="the callback URL, e.g. 'https://login.example.com/login/callback?...'")

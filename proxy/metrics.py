@@ -23,6 +23,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from proxy import __version__
+from proxy.progress import Progress
 
 UNKNOWN = "_unknown"
 METHODS = frozenset(("GET", "POST", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"))
@@ -225,6 +226,8 @@ class Metrics:
             registry=r,
         )
         self.draining = Gauge("sso_proxy_draining", "1 while draining after SIGTERM.", registry=r)
+        # Per-connection last callback and counts by decision (GET /routes and two gauges).
+        self.progress = Progress(r)
         self.auth0_off = Gauge(
             "sso_proxy_auth0_off", "1 when Auth0 is switched off (no AUTH0_FALLBACK_ORIGIN).", registry=r
         )

@@ -86,6 +86,7 @@ class RouteStore:
         m.routemap_info.labels(route_map.sha256, self.path).set(1)
         for state, count in route_map.counts_by_state().items():
             m.routemap_connections.labels(state).set(count)
+        m.progress.use_map(route_map)
         m.connection_state.clear()
         for conn in route_map.connections.values():
             m.connection_state.labels(conn.name, conn.state).set(1)

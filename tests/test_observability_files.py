@@ -350,6 +350,8 @@ def test_rules_shape() -> None:
         "SsoProxyRouteMapReloadFailed",
         "SsoProxyRouteMapDiverged",
         "SsoProxyNoCallbacks",
+        "SsoProxyCutOverConnectionWentToAuth0",
+        "SsoProxyUnidentifiedCallbacksGrowing",
     } <= names
     anchors = _anchors(RUNBOOK.read_text(encoding="utf-8"))
     for rule in rules:
