@@ -6,12 +6,11 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Sequence, TextIO
-from urllib.parse import quote, urlsplit
+from typing import Sequence
 
 from proxy import __version__
 from proxy.config import add_flags, load_settings
-from proxy.errors import ConfigError, RouteMapError
+from proxy.errors import ConfigError, InputError, RouteMapError
 
 
 def _run(coro: object) -> None:
@@ -154,124 +153,64 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_raw_request(data: bytes) -> tuple[str, str, bytes, bool]:
-    """A saved raw HTTP/1.1 request -> (method, target, body, is_form); the body is kept byte for byte."""
-    cut = min((i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0), default=len(data))
-    head = data[:cut]
-    body = data[cut:].removeprefix(b"\r\n\r\n" if data[cut : cut + 4] == b"\r\n\r\n" else b"\n\n")
-    lines = head.decode("latin-1").replace("\r\n", "\n").split("\n")
-    method, target = ([*lines[0].split(" "), "", ""])[:2]
-    form = any(
-        line.lower().startswith("content-type:") and "x-www-form-urlencoded" in line.lower() for line in lines[1:]
-    )
-    return method.upper(), target, body.rstrip(b"\r\n") if form else body, form
-
-
-def explain(route_map_path: str, url: str, body: bytes, form: bool, out: TextIO, method: str = "POST") -> int:
-    """Print the decision the server would make for this callback, and why."""
-    from proxy.app import CALLBACK_PATHS
-    from proxy.callback import Callback
-    from proxy.decide import decide
-    from proxy.routemap import load_routemap
-
-    workos_domain = os.environ.get("WORKOS_CUSTOM_DOMAIN") or None
-    try:
-        route_map = load_routemap(route_map_path, workos_domain)
-    except RouteMapError as exc:
-        print("\n".join(exc.errors), file=sys.stderr)
-        return 1
-    parts = urlsplit(url)
-    if parts.path not in CALLBACK_PATHS or method not in ("GET", "POST"):
-        out.write(
-            f"{method} {parts.path or '/'} is not a GET or POST to /login/callback: passed through to Auth0 unchanged\n"
-        )
-        return 0
-    # As a browser sends it: anything outside URL characters percent-encoded as UTF-8.
-    query = quote(parts.query, safe="&=%+;/:?@!$'()*,~").encode("ascii")
-    decision = decide(Callback(query, body, form), route_map)
-    identity = decision.identity
-    conn = route_map.connections.get(identity.connection) if identity.connection else None
-    out.write(
-        f"route map:      {route_map_path} (sha256 {route_map.sha256[:12]}, mode {route_map.mode}, "
-        f"unknown -> {route_map.unknown})\n"
-    )
-    out.write(f"protocol:       {decision.protocol}\n")
-    out.write(
-        f"connection:     {identity.connection or '(unknown)'}" + (f" (state {conn.state})" if conn else "") + "\n"
-    )
-    out.write(
-        f"identified by:  {identity.identified_by}"
-        + (f" = {identity.hint}" if identity.hint else "")
-        + (" (SAMLResponse/id_token present but unreadable)" if identity.unparseable else "")
-        + "\n"
-    )
-    out.write(f"decision:       {decision.action}\n")
-    out.write(
-        f"reason:         {decision.reason}"
-        + (f" (normal mode would send it to {decision.would})" if decision.would else "")
-        + "\n"
-    )
-    if decision.action == "workos":
-        if os.environ.get("WORKOS_CUSTOM_DOMAIN") and os.environ.get("WORKOS_CLIENT_ID"):
-            from proxy.app import workos_target
-
-            settings = load_settings({"AUTH0_FALLBACK_ORIGIN": "https://auth0.invalid", **os.environ})
-            out.write(f"target:         307 {workos_target(settings, conn, query)}\n")
-        else:
-            out.write(
-                "target:         307 to the WorkOS callback (set WORKOS_CUSTOM_DOMAIN and WORKOS_CLIENT_ID "
-                "to see the URL)\n"
-            )
-    else:
-        out.write(
-            "target:         forwarded to AUTH0_FALLBACK_ORIGIN"
-            + (" with fallback removed" if decision.reason == "fallback" else "")
-            + "\n"
-        )
-    return 0
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
+    from proxy.explain import EXIT_INPUT, data_urlencode, explain, parse_raw_request, read_input
+
     route_map_path = args.routes or os.environ.get("SSO_PROXY_ROUTES") or "routes.yaml"
     url = args.url or ""
     body = b""
     form = True
     method = ""
-    if args.request:
-        with open(args.request, "rb") as fh:
-            method, target, body, form = parse_raw_request(fh.read())
-        url = url or target
-    elif args.data_file:
-        with open(args.data_file, "rb") as fh:
-            body = fh.read().strip()
-    elif args.data is not None:
-        body = args.data.encode()
+    try:
+        if args.request:
+            if args.data_parts or args.data_file:
+                raise InputError("--request holds the whole request: give no -d, --data-urlencode or --data-file")
+            method, target, body, form = parse_raw_request(read_input(args.request, "--request"), args.request)
+            url = url or target
+        elif args.data_file:
+            if args.data_parts:
+                raise InputError("--data-file holds the whole body: give no -d or --data-urlencode with it")
+            body = read_input(args.data_file, "--data-file").strip()
+        if args.data_parts:
+            body = b"&".join(
+                data_urlencode(value, lambda path: read_input(path, "--data-urlencode"))
+                if kind == "urlencode"
+                else value.encode()
+                for kind, value in args.data_parts
+            )
+    except InputError as exc:
+        print(f"sso-proxy explain: {exc}", file=sys.stderr)
+        return EXIT_INPUT
     if not url:
         print("sso-proxy explain: give a callback URL or --request FILE", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     method = (args.method or method or ("POST" if body else "GET")).upper()
-    return explain(route_map_path, url, body, form, sys.stdout, method)
+    return explain(route_map_path, url, body, form, sys.stdout, sys.stderr, method)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from proxy.sandbox import run_sandbox
+    from proxy.sandbox import SandboxPlan, parse_origin, run_sandbox
 
-    migrated = tuple(m.strip() for m in args.migrated.split(",") if m.strip())
     try:
-        _run(
-            run_sandbox(
-                args.routes,
-                args.host,
-                args.port,
-                args.admin_port,
-                args.auth0_port,
-                args.workos_port,
-                migrated,
-                sys.stdout,
-            )
+        plan = SandboxPlan(
+            routes=args.routes,
+            host=args.host,
+            port=args.port,
+            admin_port=args.admin_port,
+            auth0_port=args.auth0_port,
+            workos_port=args.workos_port,
+            proxy_origin=parse_origin(args.proxy_origin) if args.proxy_origin else None,
+            migrated=None if args.migrated is None else tuple(m.strip() for m in args.migrated.split(",") if m.strip()),
+            standins_only=args.standins_only,
         )
-    except (ConfigError, RouteMapError) as exc:
+        _run(run_sandbox(plan, sys.stdout))
+    except ConfigError as exc:
         print(f"sso-proxy sandbox: {exc}", file=sys.stderr)
+        return 2
+    except RouteMapError as exc:
+        print(f"sso-proxy sandbox: route map {exc.source} is invalid:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
         return 2
     return 0
 
@@ -347,26 +286,73 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.set_defaults(func=cmd_report)
 
-    exp = commands.add_parser("explain", help="print the decision for a callback, sending nothing")
+    exp = commands.add_parser(
+        "explain",
+        help="print the decision for a callback, sending nothing",
+        description="Prints the connection a callback belongs to, how it was identified, the decision and why, "
+        "as the server would decide it with this route map. Sends nothing.",
+        epilog="exit status: 0 decided WorkOS (307 to WorkOS); 10 decided Auth0 (forwarded: legacy, fallback, "
+        "kill switch, shadow, unknown with defaults.unknown auth0, or not a callback: passed through); "
+        "2 input error (bad argument, unreadable or malformed file, invalid route map).",
+    )
     exp.add_argument("url", nargs="?", help="the callback URL, e.g. 'https://login.example.com/login/callback?...'")
-    exp.add_argument("--data", "-d", help="the form body (application/x-www-form-urlencoded)")
-    exp.add_argument("--data-file", help="a file holding the form body")
-    exp.add_argument("--request", help="a file holding a saved raw HTTP request")
+    exp.add_argument(
+        "--data",
+        "-d",
+        dest="data_parts",
+        action="append",
+        type=lambda value: ("data", value),
+        metavar="DATA",
+        help="form body (application/x-www-form-urlencoded) as given; repeat to join with &, as curl does",
+    )
+    exp.add_argument(
+        "--data-urlencode",
+        dest="data_parts",
+        action="append",
+        type=lambda value: ("urlencode", value),
+        metavar="NAME=VALUE",
+        help="a form field whose value is url-encoded, as curl does (also VALUE, =VALUE, NAME@FILE, @FILE); "
+        "e.g. --data-urlencode SAMLResponse=PHNhbWxw... (a raw base64 value keeps its + and =)",
+    )
+    exp.add_argument("--data-file", help="a file holding the form body, already url-encoded")
+    exp.add_argument("--request", help="a file holding a saved raw HTTP request (request line, headers, body)")
     exp.add_argument("--method", "-X", help="the request method (default POST with a body, else GET)")
     exp.add_argument("--routes", default=None, help="route map file (env SSO_PROXY_ROUTES, default routes.yaml)")
     exp.set_defaults(func=cmd_explain)
 
-    sandbox = commands.add_parser("sandbox", help="the proxy plus local stand-ins for Auth0 and WorkOS")
-    sandbox.add_argument("--routes", default="routes.yaml")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8080)
-    sandbox.add_argument("--admin-port", type=int, default=9090)
-    sandbox.add_argument("--auth0-port", type=int, default=8081)
-    sandbox.add_argument("--workos-port", type=int, default=8082)
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="the proxy plus local stand-ins for Auth0 and WorkOS",
+        description="Runs local stand-ins for Auth0 and WorkOS and, unless --standins-only, the proxy in front of "
+        "them. Prints every address and secret it uses, and one curl command per path.",
+    )
+    sandbox.add_argument(
+        "--routes",
+        default="routes.yaml",
+        help="route map the proxy serves; the WorkOS stand-in handles its connections in state workos "
+        "(read once at start; default routes.yaml)",
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="address of every listener (default 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, default=8080, help="the proxy's public listener (default 8080)")
+    sandbox.add_argument("--admin-port", type=int, default=9090, help="the proxy's operations listener (default 9090)")
+    sandbox.add_argument("--auth0-port", type=int, default=8081, help="the Auth0 stand-in (default 8081)")
+    sandbox.add_argument("--workos-port", type=int, default=8082, help="the WorkOS stand-in (default 8082)")
+    sandbox.add_argument(
+        "--proxy-origin",
+        metavar="URL",
+        help="where the WorkOS stand-in sends the callbacks it cannot handle (with fallback=auth0): the proxy "
+        "under test, e.g. http://127.0.0.1:8000 (default: the sandbox's public listener)",
+    )
+    sandbox.add_argument(
+        "--standins-only",
+        action="store_true",
+        help="run only the two stand-ins, for a proxy you run yourself; prints the settings it needs",
+    )
     sandbox.add_argument(
         "--migrated",
-        default="acme-okta,initech-entra",
-        help="connections the WorkOS stand-in knows (others are sent back with fallback=auth0)",
+        metavar="NAMES",
+        help="comma-separated connections the WorkOS stand-in handles; others are sent back with fallback=auth0 "
+        "(default: every connection in state workos in --routes)",
     )
     sandbox.set_defaults(func=cmd_sandbox)
     return parser

@@ -11,6 +11,10 @@ class ConfigError(ProxyError):
     """A setting is missing or malformed; the message names it."""
 
 
+class InputError(ProxyError):
+    """A file or argument given to a command cannot be used; the message locates what is wrong."""
+
+
 class RouteMapError(ProxyError):
     """A route map failed validation; carries every located error."""
 

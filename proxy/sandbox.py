@@ -11,7 +11,13 @@ import asyncio
 import base64
 import gzip
 import secrets
+import shlex
+import signal
+import socket
+from dataclasses import dataclass
 from typing import Any, Iterable, TextIO
+from urllib.parse import quote, urlsplit
+from xml.sax.saxutils import escape as xml_escape
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,7 +26,8 @@ from starlette.routing import Route
 
 from proxy.callback import Callback
 from proxy.decide import identify
-from proxy.routemap import Connection, RouteMap, make_routemap
+from proxy.errors import ConfigError
+from proxy.routemap import Connection, RouteMap, load_routemap, make_routemap
 
 
 def _recorder() -> tuple[list[dict[str, Any]], list[Route]]:
@@ -174,76 +181,290 @@ def PlainForbidden() -> Response:  # noqa: N802 - reads as a response type at th
     return Response("cname-api-key missing or wrong\n", status_code=403, media_type="text/plain")
 
 
-def sandbox_help(public: str, admin: str) -> str:
-    """The curl commands printed by ``make run``: one for each path through the proxy."""
-    saml = base64.b64encode(
-        b'<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
-        b'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><saml:Issuer>http://www.okta.com/acme</saml:Issuer>'
-        b"<saml:Assertion><saml:Conditions><saml:AudienceRestriction>"
-        b"<saml:Audience>urn:auth0:globex-prod:acme-okta</saml:Audience>"
-        b"</saml:AudienceRestriction></saml:Conditions></saml:Assertion></samlp:Response>"
-    ).decode()
-    return "\n".join(
-        [
-            "sso-proxy sandbox is running:",
+# --- `sso-proxy sandbox`: the stand-ins with (or without) the proxy ----------------------------
+
+SANDBOX_CLIENT_ID = "client_sandbox"
+SANDBOX_CNAME_API_KEY = "sandbox-cname-api-key"  # fixed and printed: a local toy, never a real key
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxPlan:
+    """What ``sso-proxy sandbox`` runs, from its flags (see ``sso-proxy sandbox --help``)."""
+
+    routes: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_port: int = 9090
+    auth0_port: int = 8081
+    workos_port: int = 8082
+    proxy_origin: str | None = None  # where WorkOS sends fallbacks; default: the sandbox's public listener
+    migrated: tuple[str, ...] | None = None  # what WorkOS handles; default: the map's connections in state workos
+    standins_only: bool = False
+
+    @property
+    def browser_host(self) -> str:
+        """The listeners' host as a browser on this machine reaches it (a container's published ports)."""
+        return "localhost" if self.host in ("0.0.0.0", "::") else _url_host(self.host)  # noqa: S104
+
+    @property
+    def loopback_host(self) -> str:
+        """The listeners' host as a process in the same network namespace reaches it."""
+        return {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, _url_host(self.host))  # noqa: S104
+
+    @property
+    def public(self) -> str:
+        """The sandbox's own public listener, as a browser reaches it."""
+        return f"http://{self.browser_host}:{self.port}"
+
+    @property
+    def fallback_origin(self) -> str:
+        """Where the WorkOS stand-in sends what it cannot handle: the proxy under test, else the sandbox's."""
+        return self.proxy_origin or self.public
+
+    def listeners(self) -> dict[str, int]:
+        """Each listener this plan opens, by name, with its port."""
+        named = {"Auth0 stand-in": self.auth0_port, "WorkOS stand-in": self.workos_port}
+        if self.standins_only:
+            return named
+        return {"public listener": self.port, "operations listener": self.admin_port, **named}
+
+    def proxy_env(self) -> dict[str, str]:
+        """The settings that point a proxy at the stand-ins; printed in full, secrets included."""
+        return {
+            "WORKOS_CUSTOM_DOMAIN": f"{self.browser_host}:{self.workos_port}",
+            "SSO_PROXY_WORKOS_SCHEME": "http",
+            "WORKOS_CLIENT_ID": SANDBOX_CLIENT_ID,
+            "AUTH0_FALLBACK_ORIGIN": f"http://{self.loopback_host}:{self.auth0_port}",
+            "AUTH0_CNAME_API_KEY": SANDBOX_CNAME_API_KEY,
+        }
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def parse_origin(value: str) -> str:
+    """``--proxy-origin``: an http(s) origin (scheme, host, optional port; no path, query or user)."""
+    parts = urlsplit(value.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or port == -1
+    ):
+        raise ConfigError(f"--proxy-origin: {value!r} is not an origin like http://127.0.0.1:8080")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def check_plan(plan: SandboxPlan, route_map: RouteMap) -> tuple[str, ...]:
+    """The connections WorkOS handles; a :class:`ConfigError` naming the first flag that cannot work."""
+    ports = plan.listeners()
+    for name, port in ports.items():
+        if not 0 < port < 65536:
+            raise ConfigError(f"{name} port {port}: must be 1-65535")
+        other = next((n for n, p in ports.items() if p == port and n != name), None)
+        if other is not None:
+            raise ConfigError(f"{name} and {other} both on port {port}")
+    if plan.migrated is None:
+        return tuple(name for name, conn in route_map.connections.items() if conn.state == "workos")
+    unknown = [name for name in plan.migrated if name not in route_map.connections]
+    if unknown:
+        raise ConfigError(f"--migrated: {', '.join(unknown)} not in the route map {plan.routes}")
+    return plan.migrated
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether a listener could not bind ``host:port`` now (bound as uvicorn binds: SO_REUSEADDR)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return False  # an unresolvable host fails later, in the listener, with its own message
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError:
+            return True
+    return False
+
+
+def _saml_b64(audience: str, issuer: str) -> str:
+    """A minimal unsigned SAMLResponse naming ``audience``: enough for the proxy to identify it."""
+    xml = (
+        '<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" '
+        f'xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"><saml:Issuer>{xml_escape(issuer)}</saml:Issuer>'
+        "<saml:Assertion><saml:Conditions><saml:AudienceRestriction>"
+        f"<saml:Audience>{xml_escape(audience)}</saml:Audience>"
+        "</saml:AudienceRestriction></saml:Conditions></saml:Assertion></samlp:Response>"
+    )
+    return base64.b64encode(xml.encode()).decode()
+
+
+def sandbox_help(plan: SandboxPlan, route_map: RouteMap, migrated: tuple[str, ...]) -> str:
+    """What the sandbox prints: every address and secret it uses, then one curl command per path."""
+    public = plan.fallback_origin if plan.standins_only else plan.public
+    workos = f"http://{plan.browser_host}:{plan.workos_port}"
+    auth0 = f"http://{plan.browser_host}:{plan.auth0_port}"
+    admin = f"http://{plan.loopback_host}:{plan.admin_port}"
+    env = plan.proxy_env()
+    lines = ["sso-proxy sandbox is running (Ctrl+C stops it):"]
+    if not plan.standins_only:
+        lines += [
             f"  public listener      {public}",
             f"  operations listener  {admin}  (/metrics /healthz /readyz /routes, POST /-/reload)",
+        ]
+    lines += [
+        f"  Auth0 stand-in       {auth0}  (demands the header cname-api-key: {SANDBOX_CNAME_API_KEY})",
+        f"  WorkOS stand-in      {workos}  (client id {SANDBOX_CLIENT_ID}; callback "
+        f"{workos}/sso/{SANDBOX_CLIENT_ID}/auth0/callback)",
+        f"    handles:           {', '.join(migrated) or '(none)'}",
+        f"    sends the rest to  {plan.fallback_origin}/login/callback?...&fallback=auth0",
+        f"  route map            {plan.routes} (read once at start by the stand-ins)",
+        f"  what each stand-in received: curl -s {auth0}/_standin/requests ; curl -s {workos}/_standin/requests",
+        "",
+    ]
+    if plan.standins_only:
+        port = urlsplit(public).port or (443 if public.startswith("https:") else 80)
+        lines += [
+            f"Run the proxy under test at {public} with these settings:",
+            "  " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " \\",
+            f"    sso-proxy serve --routes {shlex.quote(plan.routes)} --port {port}",
             "",
-            "Try each path (-i shows the status and Location):",
-            "  # SAML, connection in the query, cut over -> 307 to WorkOS",
-            f"  curl -i '{public}/login/callback?connection=acme-okta' --data-urlencode 'SAMLResponse={saml}'",
-            "  # SAML, connection read from the Audience inside the response -> 307 to WorkOS",
-            f"  curl -i '{public}/login/callback' --data-urlencode 'SAMLResponse={saml}' -d RelayState=xyz",
-            "  # legacy connection -> forwarded to Auth0 (302 to the app, Set-Cookie)",
-            f"  curl -i '{public}/login/callback?connection=globex-adfs' -d SAMLResponse=PHNhbWw+",
-            "  # cut over but unknown to WorkOS -> WorkOS sends it back with fallback=auth0 -> Auth0",
-            f"  curl -iL '{public}/login/callback?connection=hooli-ping' -d SAMLResponse=PHNhbWw+",
-            "  # OIDC back channel (code+state, no connection) -> defaults.unknown",
-            f"  curl -i '{public}/login/callback?code=abc&state=xyz'",
-            "  # anything else is passed through to Auth0",
-            f"  curl -i '{public}/authorize?client_id=app&response_type=code'",
+        ]
+    else:
+        lines += [
+            "The proxy runs with (the same settings point your own `sso-proxy serve` at the stand-ins;",
+            "see `sso-proxy sandbox --standins-only`):",
+            *(f"  {k}={shlex.quote(v)}" for k, v in env.items()),
+            "",
+        ]
+    lines += ["Try each path (-i shows the status and Location):", *_curl_examples(public, route_map, migrated)]
+    if not plan.standins_only:
+        lines += [
             "  # what the proxy decided, and the map in force",
             f"  curl -s {admin}/metrics | grep sso_proxy_callbacks_total",
             f"  curl -s {admin}/routes",
-            "",
         ]
-    )
+    return "\n".join([*lines, ""])
 
 
-async def run_sandbox(
-    routes_path: str,
-    host: str,
-    port: int,
-    admin_port: int,
-    auth0_port: int,
-    workos_port: int,
-    migrated: tuple[str, ...],
-    out: TextIO,
-) -> None:
-    """The proxy plus both stand-ins on loopback, until Ctrl+C."""
-    from proxy.config import load_settings
+def _curl_examples(public: str, route_map: RouteMap, migrated: tuple[str, ...]) -> list[str]:
+    """One curl command per path through the proxy, with connections taken from the map in force."""
+    callback = f"{public}/login/callback"
+    conns = route_map.connections
+    saml = [name for name in migrated if conns[name].protocol == "saml"]
+    legacy = [name for name, conn in conns.items() if conn.state == "legacy"]
+    bounced = [name for name, conn in conns.items() if conn.state == "workos" and name not in migrated]
+    out: list[str] = []
+    if saml:
+        conn = conns[saml[0]]
+        audience = conn.audiences[0] if conn.audiences else f"urn:auth0:sandbox:{saml[0]}"
+        issuer = conn.issuers[0] if conn.issuers else "http://idp.example.com"
+        form = shlex.quote(f"SAMLResponse={_saml_b64(audience, issuer)}")
+        out += [
+            "  # SAML, connection in the query, cut over -> 307 to WorkOS",
+            f"  curl -i {shlex.quote(f'{callback}?connection={quote(saml[0])}')} --data-urlencode {form}",
+        ]
+        if conn.audiences:
+            out += [
+                "  # SAML, connection read from the Audience inside the response -> 307 to WorkOS",
+                f"  curl -i {shlex.quote(callback)} --data-urlencode {form} -d RelayState=xyz",
+            ]
+    if legacy:
+        out += [
+            "  # legacy connection -> forwarded to Auth0 (302 to the app, Set-Cookie)",
+            f"  curl -i {shlex.quote(f'{callback}?connection={quote(legacy[0])}')} -d SAMLResponse=PHNhbWw+",
+        ]
+    if bounced:
+        out += [
+            "  # cut over but unknown to WorkOS -> WorkOS sends it back with fallback=auth0 -> Auth0",
+            f"  curl -iL {shlex.quote(f'{callback}?connection={quote(bounced[0])}')} -d SAMLResponse=PHNhbWw+",
+        ]
+    return [
+        *out,
+        "  # OIDC back channel (code+state, no connection) -> defaults.unknown",
+        f"  curl -i {shlex.quote(f'{callback}?code=abc&state=xyz')}",
+        "  # anything else is passed through to Auth0",
+        f"  curl -i {shlex.quote(f'{public}/authorize?client_id=app&response_type=code')}",
+    ]
+
+
+async def run_sandbox(plan: SandboxPlan, out: TextIO) -> None:
+    """The stand-ins, and unless ``standins_only`` the proxy, until Ctrl+C or SIGTERM.
+
+    Raises :class:`ConfigError` (bad flag, port in use) or :class:`RouteMapError` before anything
+    is started or printed.
+    """
     from proxy.listener import ListenerServer, uvicorn_config
+
+    route_map = load_routemap(plan.routes, plan.proxy_env()["WORKOS_CUSTOM_DOMAIN"])
+    migrated = check_plan(plan, route_map)
+    for name, port in plan.listeners().items():
+        if port_in_use(plan.host, port):
+            raise ConfigError(f"{name} port {port} on {plan.host} is in use (choose another with its flag)")
+    auth0 = ListenerServer(uvicorn_config(create_auth0_standin(SANDBOX_CNAME_API_KEY), plan.host, plan.auth0_port, 1.0))
+    workos = ListenerServer(
+        uvicorn_config(
+            create_workos_standin(SANDBOX_CLIENT_ID, plan.fallback_origin, migrated, route_map),
+            plan.host,
+            plan.workos_port,
+            1.0,
+        )
+    )
+    standins = [asyncio.create_task(auth0.serve()), asyncio.create_task(workos.serve())]
+    try:
+        while not (auth0.started and workos.started):
+            if any(task.done() for task in standins):
+                raise ConfigError(
+                    f"a stand-in could not listen on {plan.host} (ports {plan.auth0_port}, {plan.workos_port})"
+                )
+            await asyncio.sleep(0.01)
+        if plan.standins_only:
+            out.write(sandbox_help(plan, route_map, migrated))
+            out.flush()
+            await _until_signal()
+        else:
+            await _serve_proxy(plan, route_map, migrated, out)
+    finally:
+        auth0.should_exit = workos.should_exit = True
+        await asyncio.gather(*standins, return_exceptions=True)
+
+
+async def _until_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _serve_proxy(plan: SandboxPlan, route_map: RouteMap, migrated: tuple[str, ...], out: TextIO) -> None:
+    from proxy.config import load_settings
     from proxy.logs import setup_logging
     from proxy.metrics import Metrics
     from proxy.reload import RouteStore
     from proxy.server import serve
 
-    key = "sandbox-cname-api-key"
-    # Bound to every interface (a container): the browser reaches the published ports on localhost.
-    seen_as = "localhost" if host in ("0.0.0.0", "::") else host  # noqa: S104
-    public = f"http://{seen_as}:{port}"
     settings = load_settings(
         {
-            "WORKOS_CUSTOM_DOMAIN": f"{seen_as}:{workos_port}",
-            "WORKOS_CLIENT_ID": "client_sandbox",
-            "AUTH0_FALLBACK_ORIGIN": f"http://{host}:{auth0_port}",
-            "AUTH0_CNAME_API_KEY": key,
-            "SSO_PROXY_WORKOS_SCHEME": "http",
-            "SSO_PROXY_ROUTES": routes_path,
-            "SSO_PROXY_HOST": host,
-            "SSO_PROXY_PORT": str(port),
-            "SSO_PROXY_ADMIN_HOST": host,
-            "SSO_PROXY_ADMIN_PORT": str(admin_port),
+            **plan.proxy_env(),
+            "SSO_PROXY_ROUTES": plan.routes,
+            "SSO_PROXY_HOST": plan.host,
+            "SSO_PROXY_PORT": str(plan.port),
+            "SSO_PROXY_ADMIN_HOST": plan.host,
+            "SSO_PROXY_ADMIN_PORT": str(plan.admin_port),
             "SSO_PROXY_DRAIN_SECONDS": "0",
             "SSO_PROXY_SHUTDOWN_TIMEOUT": "2",
         }
@@ -252,26 +473,6 @@ async def run_sandbox(
     metrics = Metrics()
     store = RouteStore(settings.routes, settings.workos_domain, metrics, logger)
     store.load_initial()
-    auth0 = ListenerServer(uvicorn_config(create_auth0_standin(key), host, auth0_port, 1.0))
-    workos = ListenerServer(
-        uvicorn_config(
-            create_workos_standin(
-                "client_sandbox", public, migrated, store.current.route_map if store.current else None
-            ),
-            host,
-            workos_port,
-            1.0,
-        )
-    )
-    standins = [asyncio.create_task(auth0.serve()), asyncio.create_task(workos.serve())]
-    out.write(sandbox_help(public, f"http://{host}:{admin_port}"))
-    out.write(
-        f"Auth0 stand-in http://{host}:{auth0_port}, WorkOS stand-in http://{host}:{workos_port} "
-        f"(migrated: {', '.join(migrated)})\n\n"
-    )
+    out.write(sandbox_help(plan, route_map, migrated))
     out.flush()
-    try:
-        await serve(settings, store, metrics, logger)
-    finally:
-        auth0.should_exit = workos.should_exit = True
-        await asyncio.gather(*standins, return_exceptions=True)
+    await serve(settings, store, metrics, logger)

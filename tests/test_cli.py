@@ -222,7 +222,7 @@ def test_explain_url_only(routes_path: Path) -> None:
 def test_explain_url_and_data(routes_path: Path) -> None:
     body = saml_form(saml_xml(audience="urn:auth0:globex-prod:globex-adfs", issuer="http://idp.example"))
     result = run_cli("explain", "--routes", str(routes_path), f"{ORIGIN}/login/callback", "--data", body)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 10, result.stderr  # decided Auth0
     got = explained(result.stdout)
     assert (got["connection"], got["identified by"], got["decision"], got["reason"]) == (
         "globex-adfs",
@@ -253,7 +253,7 @@ def test_explain_saved_raw_request(routes_path: Path, tmp_path: Path) -> None:
     request = tmp_path / "callback.http"
     request.write_bytes(raw_request("POST", "/login/callback?fallback=auth0", body))
     result = run_cli("explain", "--routes", str(routes_path), "--request", str(request))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 10, result.stderr
     got = explained(result.stdout)
     # The shared issuer names neither ADFS connection; fallback wins anyway.
     assert (got["connection"], got["identified by"], got["decision"], got["reason"]) == (
@@ -267,7 +267,7 @@ def test_explain_saved_raw_request(routes_path: Path, tmp_path: Path) -> None:
 
 def test_explain_other_paths_and_errors(routes_path: Path, tmp_path: Path) -> None:
     passthrough = run_cli("explain", "--routes", str(routes_path), f"{ORIGIN}/authorize?client_id=x")
-    assert passthrough.returncode == 0
+    assert passthrough.returncode == 10  # to Auth0
     assert "passed through to Auth0 unchanged" in passthrough.stdout
     nothing = run_cli("explain", "--routes", str(routes_path))
     assert nothing.returncode == 2
@@ -275,7 +275,7 @@ def test_explain_other_paths_and_errors(routes_path: Path, tmp_path: Path) -> No
     bad = tmp_path / "bad.yaml"
     bad.write_text(INVALID)
     invalid = run_cli("explain", "--routes", str(bad), f"{ORIGIN}/login/callback")
-    assert invalid.returncode == 1
+    assert invalid.returncode == 2
     assert "connections.acme-okta.protocol" in invalid.stderr
 
 
@@ -372,9 +372,10 @@ def server_decision(proxy: ProxyProcess, case: Case, request_id: str) -> tuple[d
 
 
 def explain_decision(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, str], str]:
-    assert main(argv) == 0
+    status = main(argv)
     output = capsys.readouterr().out
     got = explained(output)
+    assert status == {"workos": 0, "auth0": 10}[got["decision"]], output
     return {
         "connection": got["connection"],
         "identified_by": got["identified by"],
@@ -424,7 +425,7 @@ def test_explain_agrees_with_the_server(
 def test_explain_a_non_callback_method(routes_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     request_file = tmp_path / "callback.http"
     request_file.write_bytes(raw_request("PUT", "/login/callback?connection=acme-okta"))
-    assert main(["explain", "--routes", str(routes_path), "--request", str(request_file)]) == 0
+    assert main(["explain", "--routes", str(routes_path), "--request", str(request_file)]) == 10
     assert "passed through to Auth0 unchanged" in capsys.readouterr().out
 
 
