@@ -1,9 +1,10 @@
-"""The ``sso-proxy`` commands: serve, routes import/validate/set, explain, sandbox."""
+"""The ``sso-proxy`` commands: serve, routes (import, validate, set, mode, unknown, report, check), explain, sandbox."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from typing import Any, Sequence
@@ -47,10 +48,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         store.load_initial()
     except RouteMapError as exc:
-        print(f"sso-proxy: route map {exc.source} is invalid; not starting:", file=sys.stderr)
+        why = "cannot be served with Auth0 switched off" if settings.auth0_off else "is invalid"
+        print(f"sso-proxy: route map {exc.source} {why}; not starting:", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return 2
+    if settings.auth0_off:
+        from proxy.logs import log_event
+
+        log_event(
+            logger,
+            logging.WARNING,
+            "Auth0 switched off (no AUTH0_FALLBACK_ORIGIN): every callback goes to WorkOS, nothing is forwarded",
+            retired_url=settings.retired_url or None,
+        )
     try:
         _run(serve(settings, store, metrics, logger))
     except StartupError as exc:

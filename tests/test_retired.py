@@ -129,6 +129,7 @@ def test_serve_refuses_a_map_that_still_needs_auth0(standins: StandIns, tmp_path
     assert proc.proc.wait(30) == 2
     proc.stop()
     log = "\n".join(proc.log_lines)
+    assert "cannot be served with Auth0 switched off; not starting:" in log
     assert "defaults.mode is shadow" in log
     assert "2 connection(s) still legacy (on Auth0): globex-adfs, umbrella-google" in log
 
@@ -145,6 +146,7 @@ def test_auth0_off_every_callback_to_workos_fallbacks_get_a_clear_page(
     routes = tmp_path / "routes.yaml"
     routes.write_text(ALL_WORKOS)
     proc = off(started, standins, routes)
+    assert any("Auth0 switched off" in line for line in proc.log_lines)
     standins.clear()
     with httpx.Client(follow_redirects=False, timeout=10) as client:
         body = saml_form(saml_xml())
