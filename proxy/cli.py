@@ -26,16 +26,21 @@ def _run(coro: object) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from proxy.startup import StartupSignals
+
+    # First, before the heavy imports and the route map load: a SIGHUP now must not kill the process.
+    early = StartupSignals().install()
+    try:
+        settings = load_settings(os.environ, vars(args))
+    except ConfigError as exc:
+        print(f"sso-proxy: {exc}", file=sys.stderr)
+        early.restore()
+        return 2
     from proxy.logs import setup_logging
     from proxy.metrics import Metrics
     from proxy.reload import RouteStore
     from proxy.server import serve
 
-    try:
-        settings = load_settings(os.environ, vars(args))
-    except ConfigError as exc:
-        print(f"sso-proxy: {exc}", file=sys.stderr)
-        return 2
     logger = setup_logging(settings.log_level)
     metrics = Metrics()
     require = None
@@ -44,7 +49,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         require = map_errors
         metrics.auth0_off.set(1)
-    store = RouteStore(settings.routes, settings.workos_domain, metrics, logger, require)
+    store = RouteStore(
+        settings.routes, settings.workos_domain, metrics, logger, require=require, settle=settings.reload_settle
+    )
     try:
         store.load_initial()
     except RouteMapError as exc:
@@ -52,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"sso-proxy: route map {exc.source} {why}; not starting:", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
+        early.restore()
         return 2
     if settings.auth0_off:
         from proxy.logs import log_event
@@ -63,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             retired_url=settings.retired_url or None,
         )
     try:
-        _run(serve(settings, store, metrics, logger))
+        _run(serve(settings, store, metrics, logger, early))
     except StartupError as exc:
         print(f"sso-proxy: {exc}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ from proxy.config import load_settings
 from proxy.errors import ConfigError
 from proxy.retired import OTHER, map_errors, path_label
 from proxy.routemap import Connection, make_routemap
-from tests.conftest import ROUTES_YAML, ProxyProcess, StandIns, start_proxy
+from tests.conftest import ADMIN_AUTH, ROUTES_YAML, ProxyProcess, StandIns, start_proxy
 from tests.samples import saml_form, saml_xml
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -197,7 +197,7 @@ def test_auth0_off_a_reload_to_a_legacy_map_is_refused_and_the_last_good_map_sta
             "  acme-okta:\n    protocol: saml\n    state: workos", "  acme-okta:\n    protocol: saml\n    state: legacy"
         )
     )
-    reply = httpx.post(f"{proc.admin}/-/reload")
+    reply = httpx.post(f"{proc.admin}/-/reload", headers=ADMIN_AUTH)
     assert reply.status_code == 422
     assert any("still legacy (on Auth0): acme-okta" in e for e in reply.json()["errors"])
     assert httpx.get(f"{proc.admin}/routes").json()["sha256"] == in_force
