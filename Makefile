@@ -22,10 +22,11 @@ $(STAMP): pyproject.toml
 # costs more than installing the service's dependencies.
 $(RUN_STAMP): requirements.lock
 	rm -rf $(RUN_VENV)
-	if $(PYTHON) -m pip --python $(PYTHON) --version >/dev/null 2>&1; then \
-	  $(PYTHON) -m venv --without-pip $(RUN_VENV) && $(PYTHON) -m pip --python $(RUN_VENV)/bin/python $(LOCKED); \
+	$(PYTHON) -m venv --without-pip $(RUN_VENV)
+	if $(PYTHON) -m pip --python $(RUN_VENV)/bin/python --version >/dev/null 2>&1; then \
+	  $(PYTHON) -m pip --python $(RUN_VENV)/bin/python $(LOCKED); \
 	else \
-	  $(PYTHON) -m venv $(RUN_VENV) && $(RUN_VENV)/bin/pip $(LOCKED); \
+	  $(RUN_VENV)/bin/python -m ensurepip -q && $(RUN_VENV)/bin/python -m pip $(LOCKED); \
 	fi
 	touch $(RUN_STAMP)
 
