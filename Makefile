@@ -10,7 +10,7 @@ RUN_VENV ?= .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed
 LOCKED := install -q --require-hashes --no-deps -r requirements.lock
 
-.PHONY: run test install system-deps lint typecheck unit e2e bench clean
+.PHONY: run test install system-deps lint typecheck unit e2e bench hostile clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,12 @@ test: $(STAMP) system-deps lint typecheck
 
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/run.py
+
+# Hostile traffic against the real service on loopback (bench/hostile.py): about a minute; prints a
+# table of attacks, answers, peak RSS and the worst /healthz stall; exits non-zero if anything reached
+# Auth0 or another host where nothing may.
+hostile: $(STAMP)
+	$(BIN)/python bench/hostile.py
 
 clean:
 	rm -rf $(VENV) $(RUN_VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

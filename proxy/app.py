@@ -13,7 +13,6 @@ import html
 import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
@@ -28,6 +27,7 @@ from proxy.callback import Callback, strip_fallback
 from proxy.config import Settings
 from proxy.decide import AUTH0, Decision, Identity, decide
 from proxy.errors import UpstreamError
+from proxy.limits import BodyBudget, BodyTooLarge, ClientGone, OverBudget, control_of, read_body, request_id
 from proxy.logs import log_event
 from proxy.metrics import UNKNOWN, Metrics, status_class
 from proxy.reload import RouteStore
@@ -44,10 +44,14 @@ NO_STORE = (b"cache-control", b"no-store")
 _PAGES = {
     400: ("Bad request", "The sign-in request could not be read."),
     404: ("Not found", "There is nothing here."),
+    408: ("Request timeout", "The sign-in request took too long to arrive. Please try again."),
     413: ("Request too large", "The sign-in request is larger than this service accepts."),
+    431: ("Request too large", "The sign-in request's headers are larger than this service accepts."),
     502: ("Sign-in temporarily unavailable", "The sign-in service could not be reached. Please try again."),
+    503: ("Sign-in temporarily unavailable", "This service is busy. Please try again in a moment."),
     504: ("Sign-in temporarily unavailable", "The sign-in service took too long to answer. Please try again."),
 }
+RETRY_AFTER = b"5"  # seconds, on 503 pages (busy: connection limit, body budget, shutdown)
 
 # The auto-submitting form's only script; the CSP allows exactly this script by its hash.
 FORM_SCRIPT = "document.forms[0].submit();"
@@ -62,14 +66,6 @@ class Lifecycle:
     started_at: float = field(default_factory=time.time)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-class ClientGone(Exception):
-    """The client disconnected before its body was complete: nothing may be forwarded."""
-
-
 def error_page(status: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Short, plain pages without internals."""
     title, text = _PAGES.get(status, ("Error", "Something went wrong."))
@@ -78,6 +74,8 @@ def error_page(status: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
         f"<body><h1>{title}</h1><p>{text}</p></body></html>"
     ).encode()
     headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()), NO_STORE]
+    if status == 503:
+        headers.append((b"retry-after", RETRY_AFTER))
     return headers, body
 
 
@@ -134,6 +132,7 @@ class PublicApp:
         self.metrics = metrics
         self.upstream = upstream
         self.logger = logger
+        self.budget = BodyBudget(settings.body_budget_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -158,49 +157,36 @@ class PublicApp:
                 elif name == b"content-type":
                     form = value[:33].lower() == b"application/x-www-form-urlencoded"
             try:
-                if length > self.settings.max_body_bytes:
-                    raise BodyTooLarge
-                body = await self._read_body(receive)
+                body = await read_body(receive, length, self.settings.max_body_bytes, self.budget)
             except BodyTooLarge:
                 self.metrics.rejected.labels("body_too_large").inc()
                 status = await send_page(send, 413)
+                return
+            except OverBudget:
+                self.metrics.rejected.labels("body_budget").inc()
+                status = await send_page(send, 503)
                 return
             except ClientGone:
                 self.metrics.rejected.labels("incomplete_body").inc()
                 status = 499  # nginx's "client closed request"; no response can be sent
                 return
-            if is_callback:
-                status = await self._callback(scope, body, form, send, started)
-            else:
-                status = await self._forward(scope, body, scope["query_string"], send, single_use=False)
+            try:
+                if is_callback:
+                    status = await self._callback(scope, body, form, send, started)
+                else:
+                    status = await self._forward(scope, body, scope["query_string"], send, single_use=False)
+            finally:
+                self.budget.give(len(body))
         finally:
             m = self.metrics
             m.requests.labels(group, m.method_label(scope["method"]), status_class(status)).inc()
             m.duration.labels(group).observe(time.perf_counter() - started)
 
-    async def _read_body(self, receive: Receive) -> bytes:
-        limit = self.settings.max_body_bytes
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                # A truncated body must not reach Auth0 as if it were the whole request.
-                raise ClientGone
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise BodyTooLarge
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
     async def _forward(
         self, scope: Scope, body: bytes, query: bytes, send: Send, *, single_use: bool, connection: str | None = None
     ) -> int:
-        """Forward to Auth0; a failure becomes a 502/504 page (and, for a callback, a per-connection error)."""
+        """Forward to Auth0; a failure becomes a 502/504 page (and, for a callback, a per-connection error);
+        one after the response started closes the connection (the status cannot change then)."""
         try:
             return await self.upstream.forward(scope, body, query, send, single_use=single_use)
         except BadTarget:  # checked on entry too; this is the last line before a byte is sent
@@ -213,12 +199,21 @@ class PublicApp:
                 self.logger,
                 logging.WARNING,
                 "upstream error",
+                request_id=request_id(scope),
                 kind=exc.kind,
                 error=str(exc),
                 path=scope["path"],
                 method=scope["method"],
+                connection=connection,
+                response_started=exc.started,
             )
-            return await send_page(send, exc.status)
+            if not exc.started:
+                return await send_page(send, exc.status)
+            control = control_of(scope)
+            if control is None:
+                raise  # outside the guarded protocol: uvicorn closes the connection
+            control.abort()
+            return exc.status
 
     async def _callback(self, scope: Scope, body: bytes, form: bool, send: Send, started: float) -> int:
         query: bytes = scope["query_string"]
@@ -244,7 +239,7 @@ class PublicApp:
                 self.logger,
                 logging.INFO,
                 "callback",
-                request_id=_request_id(scope),
+                request_id=request_id(scope),
                 method=scope["method"],
                 path=scope["path"],
                 connection=decision.connection,
@@ -289,13 +284,6 @@ class PublicApp:
         )
         await send({"type": "http.response.body", "body": b""})
         return 307
-
-
-def _request_id(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id" and 0 < len(value) <= 128:
-            return str(value.decode("latin-1"))
-    return uuid.uuid4().hex
 
 
 def create_ops_app(store: RouteStore, metrics: Metrics, lifecycle: Lifecycle) -> Starlette:

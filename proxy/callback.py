@@ -20,10 +20,27 @@ from typing import Any, Iterator
 from urllib.parse import parse_qsl, unquote_plus, unquote_to_bytes
 from xml.parsers import expat
 
-# Cap on the inflated size of a Redirect-binding SAMLResponse and on an id_token (defence against
-# decompression bombs; a real SAML response is a few tens of KB).
-MAX_INFLATED_BYTES = 1 << 20
+# Cap on an id_token (a real one is a few KB).
 MAX_ID_TOKEN_BYTES = 64 << 10
+# Work bounds for hostile documents (issue 11, finding 2: one request must never hold the event loop).
+# A schema-valid SAML response names its Destination on the root, its Issuer first, and closes the
+# first AudienceRestriction within a few dozen elements and a few KB (Response: Issuer, Signature,
+# Status, Assertion: Issuer, Signature, Subject, Conditions; the attribute statements come after),
+# so the scan and the parser read only the first PARSE_WINDOW bytes, and the parser stops after
+# MAX_ELEMENTS elements, keeping what it has read. expat's cost per byte depends on the markup
+# (about 3,700 instructions per distinct element name, measured with callgrind), so the window
+# bounds the worst case, not only the typical one.
+PARSE_WINDOW = 64 << 10
+MAX_ELEMENTS = 1000
+# Only the start of a long SAMLResponse field is decoded: enough base64 for PARSE_WINDOW bytes of XML
+# with room for the escapes and line breaks a real one carries (decoding a whole 1 MB field was half
+# the cost of identifying a hostile body, measured with callgrind). Inflating stops there as well, so
+# a DEFLATE bomb costs no more than a real response.
+RAW_WINDOW = 3 * PARSE_WINDOW
+# Above this many escapes a base64 field is unescaped by C-speed replaces of the escapes a base64
+# value can carry, not by unquote_to_bytes's per-escape Python loop (a 1 MB field of "%41" took 0.7 s).
+_MANY_ESCAPES = 512
+_BASE64_ESCAPES = ((b"%2B", b"+"), (b"%2F", b"/"), (b"%3D", b"="), (b"%0D", b"\r"), (b"%0A", b"\n"), (b"%20", b" "))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,18 +84,17 @@ def _raw_values(data: bytes, name: bytes) -> Iterator[bytes]:
     matched as written (IdPs, Auth0 and WorkOS never percent-encode ``connection`` or ``fallback``).
     """
     key = name + b"="
-    start = 0
-    while True:
-        at = data.find(key, start)
-        if at < 0:
+    # Only the name at the start or right after "&" counts. Finding "&name=" (not "name=" and then
+    # looking back) keeps a body of "xname=xname=..." from costing a Python step per false match.
+    at = 0 if data.startswith(key) else data.find(b"&" + key)
+    while at >= 0:
+        begin = at + len(key) + (data[at] == 0x26)  # b"&"
+        end = data.find(b"&", begin)
+        if end < 0:
+            yield data[begin:]
             return
-        if at == 0 or data[at - 1] == 0x26:  # b"&"
-            begin = at + len(key)
-            end = data.find(b"&", begin)
-            yield data[begin:] if end < 0 else data[begin:end]
-            start = begin
-        else:
-            start = at + 1
+        yield data[begin:end]
+        at = data.find(b"&" + key, end)
 
 
 def _decode_value(raw: bytes) -> str:
@@ -125,7 +141,16 @@ def unescape_base64_field(raw: bytes) -> bytes:
     """
     if b"+" in raw:
         raw = raw.replace(b"+", b"")
-    return unquote_to_bytes(raw) if b"%" in raw else raw
+    escapes = raw.count(b"%")
+    if escapes == 0:
+        return raw
+    if escapes <= _MANY_ESCAPES:
+        return unquote_to_bytes(raw)
+    for escaped, plain in _BASE64_ESCAPES:
+        raw = raw.replace(escaped, plain)
+        if escaped != escaped.lower():
+            raw = raw.replace(escaped.lower(), plain)
+    return raw  # any other escape is no base64: its "%" is dropped by the decoder and the XML fails
 
 
 def _local(name: str) -> str:
@@ -152,7 +177,12 @@ def read_saml_xml(xml: bytes) -> SamlFacts:
     text: list[str] = []
     capture: list[str] = []  # local name of the element whose text is being read
 
+    elements = [0]
+
     def start(name: str, attrs: dict[str, str]) -> None:
+        elements[0] += 1
+        if elements[0] > MAX_ELEMENTS:
+            raise _Stop  # keep what was read; a valid response has said it all by now (see above)
         local = _local(name)
         if not destination and local == "Response" and "Destination" in attrs:
             destination.append(attrs["Destination"])
@@ -185,7 +215,8 @@ def read_saml_xml(xml: bytes) -> SamlFacts:
     parser.CharacterDataHandler = chars
     parser.buffer_text = True
     try:
-        parser.Parse(xml, True)
+        # Past the window the document is not final: expat reports what it read, not "unclosed".
+        parser.Parse(xml[:PARSE_WINDOW], len(xml) <= PARSE_WINDOW)
     except _Stop:
         pass
     except (_Forbidden, expat.ExpatError, ValueError):
@@ -196,11 +227,18 @@ def read_saml_xml(xml: bytes) -> SamlFacts:
 
 
 def _inflate(data: bytes) -> bytes:
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    out = inflater.decompress(data, MAX_INFLATED_BYTES)
-    if inflater.unconsumed_tail:
-        raise ValueError("inflated SAMLResponse too large")
-    return out
+    """The first PARSE_WINDOW + 1 bytes a DEFLATE stream inflates to: all the parser will read."""
+    return zlib.decompressobj(-zlib.MAX_WBITS).decompress(data, PARSE_WINDOW + 1)
+
+
+def _decode_base64_field(raw: bytes) -> bytes:
+    """The bytes of a base64 form value, or of its first RAW_WINDOW bytes when it is longer."""
+    if len(raw) <= RAW_WINDOW:
+        return binascii.a2b_base64(unescape_base64_field(raw))
+    raw = raw[:RAW_WINDOW]
+    cut = raw.find(b"%", RAW_WINDOW - 2)  # an escape cut in two is dropped whole
+    b64 = unescape_base64_field(raw if cut < 0 else raw[:cut]).translate(None, b" \t\r\n")
+    return binascii.a2b_base64(b64[: len(b64) - len(b64) % 4])
 
 
 def saml_response(cb: Callback) -> bytes | None:
@@ -220,7 +258,7 @@ def saml_document(cb: Callback) -> bytes | None:
     if raw is None:
         return None
     try:
-        data = binascii.a2b_base64(unescape_base64_field(raw))
+        data = _decode_base64_field(raw)
     except (binascii.Error, ValueError):
         return b""
     if not data.lstrip().startswith(b"<"):
@@ -236,25 +274,48 @@ def saml_document(cb: Callback) -> bytes | None:
 # parser would. Nothing is parsed or expanded, so no DTD or entity can act; anything a scan could
 # misread before the Audience (comments, CDATA, processing instructions, DTDs, entity references)
 # sends the callback to the expat path instead. bench/micro_identify.py measures both.
-# One pass finds whichever comes first: a "<!" (comment, CDATA, DTD, entity declaration), a "<?"
-# (processing instruction), or the Audience element.
-_SCAN = re.compile(rb"<[!?]|<(?:[A-Za-z_][\w.-]*:)?Audience(?:[ \t\r\n][^>]*)?>([^<]*)</")
+#
+# Bounded work (issue 11, finding 2): a regex *search* tried a match at every "<" (quadratic with
+# "[^>]*" on "<Audience " repeated; about 640 instructions per "<" even when linear). Here C-speed
+# finds locate the name "Audience", and an anchored match is tried at the "<" that opens its tag, for
+# at most MAX_AUDIENCE_CANDIDATES occurrences (a real response has two: AudienceRestriction, Audience).
+# The match stops at the next "<", which XML forbids inside a tag and its attribute values; attribute
+# values are read as quoted strings, so a ">" inside one is not taken for the tag's end.
+_AUDIENCE_TAG = re.compile(
+    rb"<(?:[A-Za-z_][\w.-]*:)?Audience"
+    rb"""(?:[ \t\r\n]+[^\s=<>/"']+[ \t\r\n]*=[ \t\r\n]*(?:"[^"<]*"|'[^'<]*'))*[ \t\r\n]*>([^<]*)</"""
+)
+MAX_AUDIENCE_CANDIDATES = 8
+
+
+def _scan_barrier(xml: bytes, end: int) -> int:
+    """Where a scan stops being exact: the first "<!" or "<?" (the XML declaration excepted)."""
+    found = [
+        at for at in (xml.find(b"<!", 0, end), xml.find(b"<?", 1 if xml.startswith(b"<?xml") else 0, end)) if at >= 0
+    ]
+    return min(found) if found else end
 
 
 def scan_audience(xml: bytes) -> str | None:
     """The first Audience by a tag scan, or None when only a parser can say (see above)."""
-    found = _SCAN.search(xml)
-    if found is not None and found.start() == 0 and xml.startswith(b"<?xml"):  # the XML declaration
-        found = _SCAN.search(xml, 1)
-    if found is None or found.group(1) is None:
-        return None
-    text = found.group(1)
-    if b"&" in text:
-        return None
-    try:
-        return text.decode("utf-8").strip() or None
-    except UnicodeDecodeError:
-        return None
+    end = min(len(xml), PARSE_WINDOW)
+    barrier = _scan_barrier(xml, end)
+    at = xml.find(b"Audience", 0, barrier)
+    for _ in range(MAX_AUDIENCE_CANDIDATES):
+        if at < 0:
+            return None
+        opening = xml.rfind(b"<", 0, at)
+        found = _AUDIENCE_TAG.match(xml, opening, end) if opening >= 0 else None
+        if found is not None:
+            text = found.group(1)
+            if b"&" in text:
+                return None
+            try:
+                return text.decode("utf-8").strip() or None
+            except UnicodeDecodeError:
+                return None
+        at = xml.find(b"Audience", at + 8, barrier)
+    return None
 
 
 def read_saml(cb: Callback) -> SamlFacts | None:
@@ -280,7 +341,7 @@ def read_oidc(cb: Callback) -> OidcFacts | None:
         return OidcFacts(ok=False)
     try:
         payload = json.loads(_b64url(parts[1]))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..."
         return OidcFacts(ok=False)
     if not isinstance(payload, dict):
         return OidcFacts(ok=False)

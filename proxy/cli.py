@@ -10,7 +10,7 @@ from typing import Sequence
 
 from proxy import __version__
 from proxy.config import add_flags, load_settings
-from proxy.errors import ConfigError, InputError, RouteMapError
+from proxy.errors import ConfigError, InputError, RouteMapError, StartupError
 
 
 def _run(coro: object) -> None:
@@ -45,7 +45,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return 2
-    _run(serve(settings, store, metrics, logger))
+    try:
+        _run(serve(settings, store, metrics, logger))
+    except StartupError as exc:
+        print(f"sso-proxy: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

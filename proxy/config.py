@@ -212,7 +212,76 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds to connect to Auth0",
     ),
     Setting(
-        "read_timeout", "SSO_PROXY_READ_TIMEOUT", "--read-timeout", _seconds, "30", "seconds between bytes from Auth0"
+        "read_timeout",
+        "SSO_PROXY_READ_TIMEOUT",
+        "--read-timeout",
+        _seconds,
+        "15",
+        "seconds between bytes from Auth0 (below the shutdown timeout, so a drain sees Auth0's answer)",
+    ),
+    Setting(
+        "pool_timeout",
+        "SSO_PROXY_POOL_TIMEOUT",
+        "--pool-timeout",
+        _seconds,
+        "5",
+        "seconds a request may wait for a free connection to Auth0 (504 after)",
+    ),
+    Setting(
+        "upstream_connections",
+        "SSO_PROXY_UPSTREAM_CONNECTIONS",
+        "--upstream-connections",
+        _positive_int,
+        "256",
+        "connections to Auth0 per pool (callbacks and passthrough each have one)",
+    ),
+    Setting(
+        "max_head_bytes",
+        "SSO_PROXY_MAX_HEAD_BYTES",
+        "--max-head-bytes",
+        _positive_int,
+        "32768",
+        "largest request line + headers accepted (431 above); nginx's large_client_header_buffers 4 x 8k",
+    ),
+    Setting(
+        "head_timeout",
+        "SSO_PROXY_HEAD_TIMEOUT",
+        "--head-timeout",
+        _seconds,
+        "10",
+        "seconds a client may take to send a request head, from connecting or its first byte (408 after)",
+    ),
+    Setting(
+        "body_timeout",
+        "SSO_PROXY_BODY_TIMEOUT",
+        "--body-timeout",
+        _seconds,
+        "10",
+        "seconds a request body may go without progress (408 after; nothing is forwarded)",
+    ),
+    Setting(
+        "keepalive_timeout",
+        "SSO_PROXY_KEEPALIVE_TIMEOUT",
+        "--keepalive-timeout",
+        _seconds,
+        "5",
+        "seconds an idle keep-alive connection is kept open",
+    ),
+    Setting(
+        "max_connections",
+        "SSO_PROXY_MAX_CONNECTIONS",
+        "--max-connections",
+        _positive_int,
+        "1000",
+        "client connections on the public listener; beyond it new ones get a 503 and are closed",
+    ),
+    Setting(
+        "body_budget_bytes",
+        "SSO_PROXY_BODY_BUDGET_BYTES",
+        "--body-budget-bytes",
+        _positive_int,
+        "33554432",
+        "request body bytes buffered across all requests at once (503 with Retry-After above)",
     ),
     Setting(
         "trusted_proxies",
@@ -277,7 +346,15 @@ class Settings:
     passthrough: bool = True
     max_body_bytes: int = 1048576
     connect_timeout: float = 5.0
-    read_timeout: float = 30.0
+    read_timeout: float = 15.0
+    pool_timeout: float = 5.0
+    upstream_connections: int = 256
+    max_head_bytes: int = 32768
+    head_timeout: float = 10.0
+    body_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    max_connections: int = 1000
+    body_budget_bytes: int = 33554432
     trusted_proxies: tuple[Network, ...] = ()
     reload_interval: float = 2.0
     drain_seconds: float = 5.0

@@ -8,7 +8,6 @@ decides: the next hint is tried, else the callback is unknown.
 from __future__ import annotations
 
 from typing import NamedTuple
-from urllib.parse import parse_qsl, urlsplit
 
 from proxy.callback import (
     Callback,
@@ -65,9 +64,10 @@ def _audience_connection(audience: str, route_map: RouteMap) -> str | None:
 def _destination_connection(destination: str, route_map: RouteMap) -> str | None:
     found = route_map.lookup("acs_urls", destination)
     if found is None:
-        for key, value in parse_qsl(urlsplit(destination).query):
-            if key == "connection" and value in route_map.connections:
-                return value
+        _, _, rest = destination.partition("?")
+        named = query_value(rest.partition("#")[0].encode("utf-8", "surrogatepass"), "connection")
+        if named is not None and named in route_map.connections:
+            return named
     return found
 
 

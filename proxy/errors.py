@@ -24,11 +24,17 @@ class RouteMapError(ProxyError):
         super().__init__(f"{source}: {len(errors)} error(s):\n" + "\n".join(errors))
 
 
+class StartupError(ProxyError):
+    """The service cannot start (port in use, a missing safety guard); the message is one line."""
+
+
 class UpstreamError(ProxyError):
-    """Forwarding to Auth0 failed before a response could be returned."""
+    """Forwarding to Auth0 failed; ``started`` when the response had already begun (then ``status`` is the
+    one sent, and the connection is closed instead of answered)."""
 
     kind = "protocol"
     status = 502
+    started = False
 
 
 class UpstreamConnectError(UpstreamError):
@@ -42,3 +48,20 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamReset(UpstreamError):
     kind = "reset"
+
+
+class UpstreamAborted(UpstreamReset):
+    """Auth0's answer broke off after its status and headers were passed on."""
+
+    started = True
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RequestUnforwardable(UpstreamError):
+    """The request cannot be sent to Auth0 byte for byte (a header value that is not UTF-8); never sent."""
+
+    kind = "refused"
+    status = 400

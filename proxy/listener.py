@@ -7,6 +7,7 @@ under exactly the same options without loading the service.
 from __future__ import annotations
 
 import contextlib
+import socket
 from typing import Any, Iterator
 
 import uvicorn
@@ -20,12 +21,22 @@ class ListenerServer(uvicorn.Server):
         yield
 
 
-def uvicorn_config(app: Any, host: str, port: int, graceful: float | None) -> uvicorn.Config:
+def uvicorn_config(
+    app: Any,
+    host: str,
+    port: int,
+    graceful: float | None,
+    *,
+    http: Any = "httptools",
+    keepalive: float = 5.0,
+) -> uvicorn.Config:
+    """``http`` is the protocol class (the service passes proxy.limits' guarded protocol)."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http="httptools",
+        http=http,
+        ws="none",  # no upgrades are served
         loop="none",
         lifespan="off",
         access_log=False,
@@ -33,5 +44,25 @@ def uvicorn_config(app: Any, host: str, port: int, graceful: float | None) -> uv
         proxy_headers=False,  # X-Forwarded-For trust is upstream.py's, by configured addresses
         server_header=False,  # Auth0's own headers pass through unchanged
         date_header=False,
+        timeout_keep_alive=keepalive,  # type: ignore[arg-type]  # uvicorn uses it as a float (call_later)
         timeout_graceful_shutdown=graceful,  # type: ignore[arg-type]  # uvicorn uses it as a float
     )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A bound (not yet listening) TCP socket for uvicorn's ``serve(sockets=...)``.
+
+    Bound here, before anything else starts, so that an address in use is one clear error (OSError)
+    instead of uvicorn's exit from inside a running task.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -185,7 +185,7 @@ class Metrics:
         self.upstream_errors = LoopCounter(
             "sso_proxy_upstream_errors_total", "Forwarding errors by kind.", ["kind"], registry=r
         )
-        for kind in ("connect", "timeout", "reset", "protocol"):
+        for kind in ("connect", "timeout", "reset", "protocol", "refused", "client_gone"):
             self.upstream_errors.labels(kind)
         self.callback_errors = LoopCounter(
             "sso_proxy_callback_errors_total",
@@ -204,7 +204,17 @@ class Metrics:
         self.rejected = LoopCounter(
             "sso_proxy_rejected_requests_total", "Requests refused before routing.", ["reason"], registry=r
         )
-        for reason in ("body_too_large", "incomplete_body", "bad_target"):
+        for reason in (
+            "body_too_large",
+            "incomplete_body",
+            "body_budget",
+            "body_timeout",
+            "head_too_large",
+            "head_timeout",
+            "bad_head",
+            "connection_limit",
+            "bad_target",
+        ):
             self.rejected.labels(reason)
         self.reloads = Counter("sso_proxy_routemap_reloads_total", "Route map loads by result.", ["result"], registry=r)
         for result in ("success", "error"):

@@ -12,31 +12,108 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 
-from proxy.app import Lifecycle, PublicApp, create_ops_app
+from proxy.app import Lifecycle, PublicApp, create_ops_app, error_page
 from proxy.config import Settings
-from proxy.listener import ListenerServer, uvicorn_config
+from proxy.errors import StartupError
+from proxy.limits import Guard, Limits, ensure_descriptors, guarded_protocol
+from proxy.listener import ListenerServer, bind, uvicorn_config
 from proxy.logs import log_event
 from proxy.metrics import Metrics
 from proxy.reload import RouteStore
 from proxy.upstream import Upstream
 
+OPS_CONNECTIONS = 64  # probes and scrapes; the operations listener is never public
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        return bind(host, port)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _check_descriptors(settings: Settings, logger: logging.Logger) -> None:
+    """Client connections, both Auth0 pools and the operations listener must fit the descriptor limit."""
+    needed = settings.max_connections + 2 * settings.upstream_connections + OPS_CONNECTIONS + 64
+    soft, _ = ensure_descriptors(needed)
+    if soft < needed:
+        log_event(
+            logger,
+            logging.WARNING,
+            "file descriptor limit below what the connection limits need; lower SSO_PROXY_MAX_CONNECTIONS",
+            limit=soft,
+            needed=needed,
+        )
+    if settings.read_timeout and settings.read_timeout >= settings.shutdown_timeout:
+        log_event(
+            logger,
+            logging.WARNING,
+            "SSO_PROXY_READ_TIMEOUT is not below SSO_PROXY_SHUTDOWN_TIMEOUT: a request waiting on Auth0 "
+            "at shutdown may be cut",
+            read_timeout=settings.read_timeout,
+            shutdown_timeout=settings.shutdown_timeout,
+        )
+
 
 async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger: logging.Logger) -> None:
-    """Serve until a termination signal, then drain and exit."""
+    """Serve until a termination signal, then drain and exit. StartupError when it cannot start."""
     lifecycle = Lifecycle()
+    public_socket = _bind(settings.host, settings.port)
+    try:
+        ops_socket = _bind(settings.admin_host, settings.admin_port)
+    except StartupError:
+        public_socket.close()
+        raise
+    _check_descriptors(settings, logger)
     upstream = Upstream(settings, metrics)
-    await upstream.start()
+    try:
+        await upstream.start()
+    except StartupError:
+        public_socket.close()
+        ops_socket.close()
+        raise
+    limits = Limits(
+        max_head_bytes=settings.max_head_bytes,
+        head_timeout=settings.head_timeout,
+        body_timeout=settings.body_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+        max_connections=settings.max_connections,
+    )
+
+    def count(reason: str) -> None:
+        metrics.rejected.labels(reason).inc()
+
+    def draining() -> bool:
+        return lifecycle.draining
+
     public = ListenerServer(
         uvicorn_config(
             PublicApp(settings, store, metrics, upstream, logger),
             settings.host,
             settings.port,
             settings.shutdown_timeout,
+            http=guarded_protocol(Guard(limits, error_page, count, draining, logger)),
+            keepalive=settings.keepalive_timeout,
         )
     )
+    ops_limits = Limits(
+        max_head_bytes=settings.max_head_bytes,
+        head_timeout=settings.head_timeout,
+        body_timeout=settings.body_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+        max_connections=OPS_CONNECTIONS,
+    )
     ops = ListenerServer(
-        uvicorn_config(create_ops_app(store, metrics, lifecycle), settings.admin_host, settings.admin_port, 1.0)
+        uvicorn_config(
+            create_ops_app(store, metrics, lifecycle),
+            settings.admin_host,
+            settings.admin_port,
+            1.0,
+            http=guarded_protocol(Guard(ops_limits, error_page, lambda _reason: None, lambda: False, logger)),
+            keepalive=settings.keepalive_timeout,
+        )
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -64,7 +141,10 @@ async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_terminate, sig)
     loop.add_signal_handler(signal.SIGHUP, lambda: store.reload("sighup"))
-    tasks = [asyncio.create_task(public.serve()), asyncio.create_task(ops.serve())]
+    tasks = [
+        asyncio.create_task(public.serve(sockets=[public_socket])),
+        asyncio.create_task(ops.serve(sockets=[ops_socket])),
+    ]
     watcher = asyncio.create_task(store.watch(settings.reload_interval)) if settings.reload_interval > 0 else None
     waiter = asyncio.create_task(stop.wait())
     while not (public.started and ops.started) and not any(t.done() for t in tasks):

@@ -13,7 +13,16 @@ Domains" / reverse proxy set-up for cname-api-key and the client IP header):
 - redirects are handed to the browser, never followed; every Set-Cookie passes back unmodified;
   compressed bodies are streamed through without being decompressed;
 - a request whose bytes may have reached Auth0 is never retried (SAML assertions and OIDC codes are
-  single-use), so the connection pool used for callbacks has aiohttp's stale-connection retry off.
+  single-use), so the connection pool used for callbacks has aiohttp's stale-connection retry off
+  (start-up fails if that guard cannot be applied; tests/test_hostile.py proves it on a real socket);
+- header hygiene (issue 11): names that differ from a controlled one only by ``_`` for ``-`` are
+  dropped too (some servers treat them alike); ``Forwarded`` and ``X-Real-IP`` are always dropped (the
+  end user's IP reaches Auth0 only in the header computed here, and X-Forwarded-For from trusted
+  proxies, so there is one answer, not two that may disagree); values go out byte for byte: aiohttp
+  writes header strings as UTF-8, so values are decoded as UTF-8 and a value that is not UTF-8 is
+  refused (400) rather than changed; ``Connection`` tokens of responses are matched case-insensitively;
+- a request whose client disconnected is cancelled wherever it is (waiting for a pool connection,
+  connecting, waiting for the answer); the wait for a pool connection is bounded (504).
 """
 
 from __future__ import annotations
@@ -27,7 +36,16 @@ import aiohttp
 from yarl import URL
 
 from proxy.config import Network, Settings
-from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
+from proxy.errors import (
+    RequestUnforwardable,
+    StartupError,
+    UpstreamAborted,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamReset,
+    UpstreamTimeout,
+)
+from proxy.limits import control_of
 from proxy.metrics import Metrics, status_class
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -56,6 +74,8 @@ _REPLACED = frozenset(
         b"x-forwarded-for",
         b"x-forwarded-proto",
         b"x-forwarded-host",
+        b"forwarded",
+        b"x-real-ip",
     )
 )
 # Headers aiohttp would invent when the browser did not send them; the request must arrive unchanged.
@@ -96,7 +116,7 @@ def upstream_url(origin: URL, raw_path: bytes, query: bytes) -> URL:
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     tokens: set[bytes] = set()
     for name, value in headers:
-        if name == b"connection":
+        if name.lower() == b"connection":
             tokens.update(t.strip().lower() for t in value.split(b","))
     return frozenset(tokens)
 
@@ -132,7 +152,12 @@ def request_headers(scope: dict[str, Any], settings: Settings) -> list[tuple[str
     forwarded_for: list[str] = []
     forwarded_proto = forwarded_host = host = None
     named_hops: frozenset[bytes] = frozenset()
+    ip_norm = ip_header.replace(b"_", b"-")
     for name, value in scope["headers"]:
+        if b"_" in name or name == ip_norm:
+            norm = name.replace(b"_", b"-")
+            if norm in _ALWAYS_DROPPED or norm == ip_norm:
+                continue  # controlled, or a look-alike of one (cname_api_key, x_forwarded_for, true_client_ip)
         if name not in _ALWAYS_DROPPED and name != ip_header:
             kept.append((name, value))
         elif name == b"host":
@@ -145,7 +170,11 @@ def request_headers(scope: dict[str, Any], settings: Settings) -> list[tuple[str
             forwarded_host = value.decode("latin-1")
         elif name == b"connection":
             named_hops |= _connection_tokens([(name, value)])
-    out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in kept if k not in named_hops]
+    try:
+        # aiohttp writes header strings as UTF-8: decoding as UTF-8 sends the very bytes received.
+        out = [(k.decode(), v.decode()) for k, v in kept if k not in named_hops]
+    except UnicodeDecodeError as exc:
+        raise RequestUnforwardable("a request header value is not UTF-8; not forwarded") from exc
     client = scope.get("client")
     peer = client[0] if client else ""
     trusted = _is_trusted(peer, settings.trusted_proxies)
@@ -186,20 +215,30 @@ class Upstream:
         self._origin = URL(settings.auth0_origin)
 
     async def start(self) -> None:
+        if not retry_guard_available(aiohttp.ClientSession):
+            raise StartupError(
+                f"aiohttp {aiohttp.__version__} has no ClientSession._retry_connection: callbacks could be "
+                "sent to Auth0 twice; not starting (pin aiohttp or update proxy/upstream.py)"
+            )
+        s = self.settings
         timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.settings.connect_timeout or None, sock_read=self.settings.read_timeout or None
+            total=None,
+            # connect: waiting for a pool connection plus connecting; sock_connect: connecting alone
+            connect=(s.pool_timeout + s.connect_timeout) or None,
+            sock_connect=s.connect_timeout or None,
+            sock_read=s.read_timeout or None,
         )
         for single_use in (False, True):
             session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=1000, keepalive_timeout=15, ttl_dns_cache=60),
+                connector=aiohttp.TCPConnector(limit=s.upstream_connections, keepalive_timeout=15, ttl_dns_cache=60),
                 timeout=timeout,
                 cookie_jar=aiohttp.DummyCookieJar(),  # never share one user's cookies with another
                 auto_decompress=False,
                 skip_auto_headers=_NO_AUTO_HEADERS,
             )
             if single_use:
-                # aiohttp retries idempotent requests once on a reused connection that closed; a
-                # callback's code or assertion is single-use, so callbacks must never be retried.
+                # aiohttp retries idempotent requests (a GET callback with an OIDC code) once on a reused
+                # connection that closed; a callback's code or assertion is single-use: never retried.
                 session._retry_connection = False
             self._sessions[single_use] = session
 
@@ -217,14 +256,20 @@ class Upstream:
         m = self.metrics
         target = upstream_url(self._origin, scope.get("raw_path") or b"", query)  # BadTarget: caller's 400
         session = self._sessions[single_use]
+        control = control_of(scope)
+        if control is not None and not control.arm():  # the client already left: nothing is sent
+            m.upstream_errors.labels("client_gone").inc()
+            return 499
+        headers = request_headers(scope, self.settings)
         started = time.perf_counter()
         m.upstream_in_flight.inc()
+        status = 0
         try:
             try:
                 response = await session.request(
                     scope["method"],
                     target,
-                    headers=request_headers(scope, self.settings),
+                    headers=headers,
                     data=body if body or scope["method"] not in ("GET", "HEAD") else None,
                     allow_redirects=False,
                 )
@@ -236,15 +281,32 @@ class Upstream:
             m.upstream_requests.labels(status_class(response.status)).inc()
             async with response:
                 hop = HOP_BY_HOP | _connection_tokens(response.raw_headers)
-                headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in hop]
-                await send({"type": "http.response.start", "status": response.status, "headers": headers})
+                passed = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in hop]
+                await send({"type": "http.response.start", "status": response.status, "headers": passed})
+                status = response.status
                 try:
                     async for chunk in response.content.iter_chunked(CHUNK):
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                    m.upstream_errors.labels(_translate(exc).kind).inc()
-                    raise
+                    error = _translate(exc)
+                    m.upstream_errors.labels("reset").inc()
+                    raise UpstreamAborted(f"Auth0's answer broke off: {error}", status) from exc
+                if control is not None:
+                    control.disarm()  # the last write completes the response; a disconnect now changes nothing
                 await send({"type": "http.response.body", "body": b""})
-            return response.status
+            return status
+        except asyncio.CancelledError:
+            if control is None or not control.gone:
+                raise  # the shutdown timeout: the protocol answers
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            m.upstream_errors.labels("client_gone").inc()
+            return 499  # nginx's "client closed request"; the connection to Auth0 is closed, never reused
         finally:
+            if control is not None:
+                control.disarm()
             m.upstream_in_flight.dec()
+
+
+def retry_guard_available(session_class: type) -> bool:
+    """Whether aiohttp still has the switch that turns its automatic retry on reused connections off."""
+    return "_retry_connection" in getattr(session_class, "ATTRS", ())

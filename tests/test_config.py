@@ -33,7 +33,7 @@ def test_defaults() -> None:
     assert s.client_ip_header == "true-client-ip"
     assert (s.host, s.port, s.admin_host, s.admin_port) == ("127.0.0.1", 8080, "127.0.0.1", 9090)
     assert (s.routes, s.workos_scheme, s.redirect_mode, s.passthrough) == ("routes.yaml", "https", "307", True)
-    assert (s.max_body_bytes, s.connect_timeout, s.read_timeout) == (1048576, 5.0, 30.0)
+    assert (s.max_body_bytes, s.connect_timeout, s.read_timeout) == (1048576, 5.0, 15.0)
     assert (s.trusted_proxies, s.public_hosts) == ((), ())
     assert (s.reload_interval, s.drain_seconds, s.shutdown_timeout, s.log_level) == (2.0, 5.0, 20.0, "info")
     assert s.auth0_host == "my-tenant.us.auth0.com"

@@ -21,7 +21,7 @@ USED_BY = {
     "starlette": r"^from starlette[. ]",
     "uvicorn": r"^import uvicorn$",
     "uvloop": r"^\s+import uvloop$",
-    "httptools": r'http="httptools"',  # uvicorn's HTTP parser, chosen by name in listener.py
+    "httptools": r"^import httptools$",  # uvicorn's HTTP parser, under the guarded protocol of limits.py
     "aiohttp": r"^import aiohttp$",
     "pyyaml": r"^import yaml$",
     "prometheus-client": r"^from prometheus_client[. ]",

@@ -10,8 +10,17 @@ import pytest
 from yarl import URL
 
 from proxy.config import Settings
-from proxy.errors import UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
-from proxy.upstream import BadTarget, _translate, client_address, is_origin_form, request_headers, upstream_url
+from proxy.errors import RequestUnforwardable, UpstreamConnectError, UpstreamError, UpstreamReset, UpstreamTimeout
+from proxy.upstream import (
+    BadTarget,
+    _connection_tokens,
+    _translate,
+    client_address,
+    is_origin_form,
+    request_headers,
+    retry_guard_available,
+    upstream_url,
+)
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.1/32"))
 
@@ -182,6 +191,71 @@ def test_translate_connect_error() -> None:
     assert type(error) is UpstreamConnectError
     assert (error.kind, error.status) == ("connect", 502)
     assert "ConnectionRefusedError" in str(error)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cname_api_key",
+        "CNAME_API_KEY",
+        "true_client_ip",
+        "x_forwarded_for",
+        "x_forwarded_host",
+        "x-forwarded_proto",
+        "forwarded",
+        "x-real-ip",
+        "x_real_ip",
+        "transfer_encoding",
+        "content_length",
+    ],
+)
+def test_lookalikes_of_controlled_headers_are_dropped(name: str) -> None:
+    """Issue 11, finding 6: ``_`` for ``-`` (and any case) never smuggles a controlled header through."""
+    out = request_headers(scope([(name, "6.6.6.6"), ("x_custom_name", "kept")]), settings(cname_api_key="k"))
+    assert "6.6.6.6" not in [v for _, v in out]
+    assert values(out, "x_custom_name") == ["kept"]  # underscores alone are not a reason to drop
+
+
+def test_lookalike_of_a_configured_ip_header_with_underscores() -> None:
+    incoming = [("cf-connecting-ip", "6.6.6.6"), ("cf_connecting_ip", "6.6.6.6")]
+    out = request_headers(scope(incoming), settings(client_ip_header="cf_connecting_ip"))
+    assert values(out, "cf_connecting_ip") == ["203.0.113.9"]
+    assert "6.6.6.6" not in [v for _, v in out]
+
+
+def test_utf8_header_values_are_kept_exactly_and_others_refused() -> None:
+    """Issue 11, finding 7: aiohttp writes str headers as UTF-8, so UTF-8 in is the same bytes out."""
+    value = "café ☕".encode()
+    raw = scope([])
+    raw["headers"] = [(b"x-name", value)]
+    out = request_headers(raw, settings())
+    assert values(out, "x-name")[0].encode() == value
+    raw["headers"] = [(b"x-name", b"caf\xe9")]
+    with pytest.raises(RequestUnforwardable):
+        request_headers(raw, settings())
+
+
+@pytest.mark.parametrize(
+    ("headers", "hidden"),
+    [
+        ([(b"Connection", b"Keep-Alive, X-Secret"), (b"X-Secret", b"1")], True),
+        ([(b"CONNECTION", b"x-secret"), (b"x-secret", b"1")], True),
+        ([(b"connection", b"close"), (b"X-Secret", b"1")], False),
+    ],
+)
+def test_response_connection_tokens_any_case(headers: list[tuple[bytes, bytes]], hidden: bool) -> None:
+    assert (b"x-secret" in _connection_tokens(headers)) is hidden
+
+
+def test_retry_guard_is_detected() -> None:
+    """Issue 11, finding 17a: start-up refuses an aiohttp without the retry switch."""
+
+    class Renamed:
+        ATTRS = frozenset(("_connector", "_retry_persistent"))
+
+    assert retry_guard_available(aiohttp.ClientSession)
+    assert not retry_guard_available(Renamed)
+    assert not retry_guard_available(object)
 
 
 ORIGINS = ["https://tenant.us.auth0.com", "http://127.0.0.1:8081", "https://[::1]:8443"]
