@@ -66,6 +66,7 @@ class RouteStore:
         self.last_error = None
         self._failed_sha = None
         m = self.metrics
+        m.routemap_rejected.set(0)
         m.reloads.labels("success").inc()
         m.last_reload.set(loaded.loaded_at)
         m.routemap_info.clear()
@@ -126,6 +127,7 @@ class RouteStore:
             return
         self.last_error = None
         self._failed_sha = None
+        self.metrics.routemap_rejected.set(0)
         log_event(
             self.logger,
             logging.INFO,
@@ -140,6 +142,7 @@ class RouteStore:
         self._failed_sha = sha
         self.last_error = "\n".join(errors)
         self.metrics.reloads.labels("error").inc()
+        self.metrics.routemap_rejected.set(1)
         log_event(
             self.logger,
             logging.ERROR,
