@@ -213,7 +213,7 @@ def merge_maps(
             connections.append(merged)
             if new is None:
                 kept_absent.append(name)
-    return make_routemap(connections, unknown=existing.unknown, mode=existing.mode), notes, kept_absent
+    return make_routemap(connections, unknown=existing.unknown, mode=existing.mode, hashed=False), notes, kept_absent
 
 
 # --- rendering -------------------------------------------------------------------------------------
