@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from proxy.admin import SAFE_METHODS, AdminGuard, AdminPolicy
 from proxy.callback import Callback, strip_fallback
 from proxy.config import Settings
 from proxy.decide import AUTH0, Decision, Identity, decide
@@ -297,8 +298,17 @@ class PublicApp:
         return 307
 
 
-def create_ops_app(store: RouteStore, metrics: Metrics, lifecycle: Lifecycle) -> Starlette:
-    """The operations listener: metrics, health, readiness, reload and the map in force."""
+RELOAD_STATUS = {"success": 200, "unchanged": 200, "error": 422, "unsettled": 409, "busy": 429}
+
+
+def create_ops_app(
+    store: RouteStore, metrics: Metrics, lifecycle: Lifecycle, policy: AdminPolicy | None = None
+) -> AdminGuard:
+    """The operations listener: metrics, health, readiness, reload and the map in force.
+
+    Every request passes :class:`proxy.admin.AdminGuard` first (Host, cross-site, and for
+    ``POST /-/reload`` the admin token); see proxy/admin.py.
+    """
 
     async def get_metrics(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -314,9 +324,10 @@ def create_ops_app(store: RouteStore, metrics: Metrics, lifecycle: Lifecycle) ->
         return PlainTextResponse("ready\n")
 
     async def reload(request: Request) -> Response:
-        result = store.reload("endpoint")
+        result = await store.reload("endpoint")  # parsed off the event loop
         body = {"result": result.result, "sha256": result.sha256, "errors": list(result.errors)}
-        return JSONResponse(body, status_code=422 if result.result == "error" else 200)
+        headers = {"retry-after": "1"} if result.result == "busy" else None
+        return JSONResponse(body, status_code=RELOAD_STATUS[result.result], headers=headers)
 
     async def routes(request: Request) -> Response:
         loaded = store.current
@@ -336,7 +347,7 @@ def create_ops_app(store: RouteStore, metrics: Metrics, lifecycle: Lifecycle) ->
         }
         return Response(json.dumps(body, indent=2) + "\n", media_type="application/json")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/metrics", get_metrics),
             Route("/healthz", healthz),
@@ -344,4 +355,10 @@ def create_ops_app(store: RouteStore, metrics: Metrics, lifecycle: Lifecycle) ->
             Route("/-/reload", reload, methods=["POST"]),
             Route("/routes", routes),
         ]
+    )
+    return AdminGuard(
+        app,
+        policy or AdminPolicy(),
+        state_changing=lambda method, path: method not in SAFE_METHODS,
+        on_refusal=lambda refusal: metrics.admin_refused.labels(refusal.reason).inc(),
     )
