@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 RUN_VENV ?= .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed
 
-.PHONY: run test install system-deps lint typecheck unit e2e bench hostile clean
+.PHONY: run test install system-deps lint typecheck unit e2e bench hostile fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ e2e: $(STAMP) system-deps
 test: $(STAMP) system-deps lint typecheck
 	rm -f .coverage .coverage.*
 	$(BIN)/pytest --cov=proxy --cov-branch --cov-report=term --cov-fail-under=85
+
+# Coverage-guided fuzzing of identification (atheris); new crashes land in fuzz/crashes/, which the
+# test suite replays (tests/test_fuzz_regressions.py). FUZZ_SECONDS bounds the run.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(BIN)/pip install -q 'atheris>=2.3'
+	mkdir -p fuzz/work
+	$(BIN)/python fuzz/fuzz_callback.py fuzz/work fuzz/corpus -max_total_time=$(FUZZ_SECONDS) \
+		-rss_limit_mb=2048 -artifact_prefix=fuzz/crashes/
 
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/run.py

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from proxy.admin import SAFE_METHODS, AdminGuard, AdminPolicy
 from proxy.callback import Callback, strip_fallback
 from proxy.config import Settings
 from proxy.decide import AUTH0, Decision, Identity, decide
@@ -95,6 +96,17 @@ def workos_target(settings: Settings, conn: Connection | None, query: bytes) -> 
         base = f"{settings.workos_scheme}://{settings.workos_domain}/sso/{settings.workos_client_id}/auth0/callback"
         joiner = "?"
     return base + joiner + query.decode("latin-1") if query else base
+
+
+# A real callback form has two or three fields (SAMLResponse, RelayState; id_token, state). Re-posting
+# many more would cost a Python step per field (250,000 fields took 6 s on one event loop), so such a
+# body goes by 307 instead, which keeps it byte for byte without reading it.
+MAX_FORM_FIELDS = 32
+
+
+def wants_form_page(redirect_mode: str, method: str, form: bool, body: bytes) -> bool:
+    """The form mode's auto-submitting page, or (GET, not a form, too many fields) the 307."""
+    return redirect_mode == "form" and method == "POST" and form and body.count(b"&") < MAX_FORM_FIELDS
 
 
 def form_page(target: str, body: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -269,7 +281,7 @@ class PublicApp:
         self, scope: Scope, conn: Connection | None, query: bytes, body: bytes, form: bool, send: Send
     ) -> int:
         target = workos_target(self.settings, conn, query)
-        if self.settings.redirect_mode == "form" and scope["method"] == "POST" and form:
+        if wants_form_page(self.settings.redirect_mode, scope["method"], form, body):
             headers, page = form_page(target, body)
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": page})
@@ -286,8 +298,17 @@ class PublicApp:
         return 307
 
 
-def create_ops_app(store: RouteStore, metrics: Metrics, lifecycle: Lifecycle) -> Starlette:
-    """The operations listener: metrics, health, readiness, reload and the map in force."""
+RELOAD_STATUS = {"success": 200, "unchanged": 200, "error": 422, "unsettled": 409, "busy": 429}
+
+
+def create_ops_app(
+    store: RouteStore, metrics: Metrics, lifecycle: Lifecycle, policy: AdminPolicy | None = None
+) -> AdminGuard:
+    """The operations listener: metrics, health, readiness, reload and the map in force.
+
+    Every request passes :class:`proxy.admin.AdminGuard` first (Host, cross-site, and for
+    ``POST /-/reload`` the admin token); see proxy/admin.py.
+    """
 
     async def get_metrics(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -303,9 +324,10 @@ def create_ops_app(store: RouteStore, metrics: Metrics, lifecycle: Lifecycle) ->
         return PlainTextResponse("ready\n")
 
     async def reload(request: Request) -> Response:
-        result = store.reload("endpoint")
+        result = await store.reload("endpoint")  # parsed off the event loop
         body = {"result": result.result, "sha256": result.sha256, "errors": list(result.errors)}
-        return JSONResponse(body, status_code=422 if result.result == "error" else 200)
+        headers = {"retry-after": "1"} if result.result == "busy" else None
+        return JSONResponse(body, status_code=RELOAD_STATUS[result.result], headers=headers)
 
     async def routes(request: Request) -> Response:
         loaded = store.current
@@ -325,7 +347,7 @@ def create_ops_app(store: RouteStore, metrics: Metrics, lifecycle: Lifecycle) ->
         }
         return Response(json.dumps(body, indent=2) + "\n", media_type="application/json")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/metrics", get_metrics),
             Route("/healthz", healthz),
@@ -333,4 +355,10 @@ def create_ops_app(store: RouteStore, metrics: Metrics, lifecycle: Lifecycle) ->
             Route("/-/reload", reload, methods=["POST"]),
             Route("/routes", routes),
         ]
+    )
+    return AdminGuard(
+        app,
+        policy or AdminPolicy(),
+        state_changing=lambda method, path: method not in SAFE_METHODS,
+        on_refusal=lambda refusal: metrics.admin_refused.labels(refusal.reason).inc(),
     )

@@ -25,28 +25,34 @@ def _run(coro: object) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from proxy.startup import StartupSignals
+
+    # First, before the heavy imports and the route map load: a SIGHUP now must not kill the process.
+    early = StartupSignals().install()
+    try:
+        settings = load_settings(os.environ, vars(args))
+    except ConfigError as exc:
+        print(f"sso-proxy: {exc}", file=sys.stderr)
+        early.restore()
+        return 2
     from proxy.logs import setup_logging
     from proxy.metrics import Metrics
     from proxy.reload import RouteStore
     from proxy.server import serve
 
-    try:
-        settings = load_settings(os.environ, vars(args))
-    except ConfigError as exc:
-        print(f"sso-proxy: {exc}", file=sys.stderr)
-        return 2
     logger = setup_logging(settings.log_level)
     metrics = Metrics()
-    store = RouteStore(settings.routes, settings.workos_domain, metrics, logger)
+    store = RouteStore(settings.routes, settings.workos_domain, metrics, logger, settle=settings.reload_settle)
     try:
         store.load_initial()
     except RouteMapError as exc:
         print(f"sso-proxy: route map {exc.source} is invalid; not starting:", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
+        early.restore()
         return 2
     try:
-        _run(serve(settings, store, metrics, logger))
+        _run(serve(settings, store, metrics, logger, early))
     except StartupError as exc:
         print(f"sso-proxy: {exc}", file=sys.stderr)
         return 1

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from proxy.admin import parse_token
 from proxy.errors import ConfigError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -122,6 +123,7 @@ class Setting:
     parse: Callable[[str], Any]
     default: str | None  # None: required
     help: str
+    secret: bool = False  # its value is never echoed in an error
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -163,6 +165,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "SSO_PROXY_PORT", "--port", _port, "8080", "public listener port"),
     Setting("admin_host", "SSO_PROXY_ADMIN_HOST", "--admin-host", _text, "127.0.0.1", "operations listener address"),
     Setting("admin_port", "SSO_PROXY_ADMIN_PORT", "--admin-port", _port, "9090", "operations listener port"),
+    Setting(
+        "admin_token",
+        "SSO_PROXY_ADMIN_TOKEN",
+        None,  # a secret: environment (a Kubernetes Secret) only, never a flag visible in `ps`
+        parse_token,
+        "",
+        "bearer token POST /-/reload requires (>= 32 characters); unset: the endpoint is off",
+        secret=True,
+    ),
+    Setting(
+        "admin_hosts",
+        "SSO_PROXY_ADMIN_HOSTS",
+        "--admin-hosts",
+        _hosts,
+        "",
+        "host names the operations listener answers besides IP addresses and localhost, comma-separated",
+    ),
     Setting(
         "public_hosts",
         "SSO_PROXY_PUBLIC_HOST",
@@ -300,6 +319,14 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds between route file checks (0: off)",
     ),
     Setting(
+        "reload_settle",
+        "SSO_PROXY_RELOAD_SETTLE",
+        "--reload-settle",
+        _seconds,
+        "0.5",
+        "SIGHUP, POST /-/reload and the start apply the route file only after two reads this far apart agree",
+    ),
+    Setting(
         "drain_seconds",
         "SSO_PROXY_DRAIN_SECONDS",
         "--drain-seconds",
@@ -340,6 +367,8 @@ class Settings:
     port: int = 8080
     admin_host: str = "127.0.0.1"
     admin_port: int = 9090
+    admin_token: str = field(default="", repr=False)
+    admin_hosts: tuple[str, ...] = ()
     public_hosts: tuple[str, ...] = ()
     workos_scheme: str = "https"
     redirect_mode: str = "307"
@@ -357,6 +386,7 @@ class Settings:
     body_budget_bytes: int = 33554432
     trusted_proxies: tuple[Network, ...] = ()
     reload_interval: float = 2.0
+    reload_settle: float = 0.5
     drain_seconds: float = 5.0
     shutdown_timeout: float = 20.0
     log_level: str = "info"
@@ -413,7 +443,8 @@ def load_settings(env: Mapping[str, str], flags: Mapping[str, Any] | None = None
         try:
             values[setting.field] = setting.parse(str(raw))
         except ValueError as exc:
-            raise ConfigError(f"{name}: {exc} (got {str(raw)!r})") from exc
+            shown = "(value not shown: a secret)" if setting.secret else f"(got {str(raw)!r})"
+            raise ConfigError(f"{name}: {exc} {shown}") from exc
     settings = Settings(**values)
     _check_loops(settings)
     return settings

@@ -28,7 +28,7 @@ import yaml
 
 from proxy.errors import ProxyError, RouteMapError
 from proxy.export import write_routemap_atomic
-from proxy.routemap import MODES, STATES, UNKNOWN_DEFAULTS, RouteMap, parse_routemap
+from proxy.routemap import MODES, STATES, UNKNOWN_DEFAULTS, RouteMap, SafeLoader, parse_routemap
 
 # A one-line scalar that can be swapped for another word: plain, or single/double quoted.
 _SIMPLE_SCALAR = re.compile(r"""[A-Za-z0-9_.-]*|"[^"\\\n]*"|'[^'\n]*'""")
@@ -85,7 +85,7 @@ def _where(source: str, node: yaml.Node) -> str:
 
 def _compose(text: str, source: str) -> yaml.MappingNode:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=SafeLoader)
     except yaml.YAMLError as exc:
         raise EditError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(root, yaml.MappingNode):

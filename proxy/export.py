@@ -40,11 +40,15 @@ import warns, naming every claimant.
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import hashlib
+import io
 import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -62,6 +66,7 @@ from proxy.routemap import (
     RouteMap,
     ambiguity_warnings,
     make_routemap,
+    name_problem,
     parse_routemap,
     workos_url_allowed,
 )
@@ -76,6 +81,11 @@ DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
 CUTOVER_STATES = {"": "legacy", "legacy": "legacy", "workos": "workos", "manual": "legacy"}
 _TENANT_HOST = re.compile(r"^([a-z0-9][a-z0-9-]*)(?:\.[a-z0-9-]+)?\.auth0\.com$")
 _TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# manifest.json is a few hundred bytes; only sourceTenant is read from it.
+MAX_MANIFEST_BYTES = 1 << 20
+# A temp file of an interrupted write (``routes set`` or ``routes import`` killed) is removed by
+# the next write once no process holds its lock and it is at least this old.
+STALE_TMP_SECONDS = 5.0
 _MICROSOFT_HOSTS = frozenset(
     ("login.microsoftonline.com", "login.microsoft.com", "login.windows.net", "sts.windows.net")
 )
@@ -171,14 +181,15 @@ class _Draft:
     organization: str | None = None
     workos_connection_id: str | None = None
     workos_acs_url: str | None = None
-    ids: dict[str, list[str]] = field(default_factory=lambda: {kind: [] for kind in ID_KINDS})
+    # Ordered sets (dict keys): `value not in list` made many rows of one connection quadratic.
+    ids: dict[str, dict[str, None]] = field(default_factory=lambda: {kind: {} for kind in ID_KINDS})
     remarks: list[str] = field(default_factory=list)
     callback_urls: list[str] = field(default_factory=list)  # as recorded by Auth0 (reachability)
 
     def add(self, kind: str, *values: str) -> None:
         for value in values:
-            if value and value not in self.ids[kind]:
-                self.ids[kind].append(value)
+            if value:
+                self.ids[kind][value] = None
 
     def remark(self, text: str) -> None:
         if text not in self.remarks:
@@ -236,6 +247,11 @@ def issuer_from_discovery(url: str) -> str:
     return url
 
 
+def _line_of(data: bytes, offset: int) -> int:
+    """The 1-based line of a byte offset."""
+    return data.count(b"\n", 0, offset) + 1
+
+
 def oidc_issuers(discovery: str) -> tuple[tuple[str, ...], str | None]:
     """The issuers an OIDC connection's tokens carry, from its discovery URL, and a remark when the
     URL does not tell (Entra tenant by domain, multi-tenant endpoints, Google's shared issuer)."""
@@ -270,40 +286,69 @@ def read_csv(path: Path, label: str, skipped: list[SkippedRow]) -> Iterator[_Row
 
     Handles a UTF-8 BOM, CRLF, quoted fields with commas and newlines, columns in any order and
     unknown extra columns (kept, never read). Rows whose field count differs from the header's are
-    skipped: their columns cannot be trusted.
+    skipped: their columns cannot be trusted. Anything that makes the file unreadable as a whole
+    (not UTF-8, malformed CSV, a field over the csv module's 128 KiB limit, a column named twice)
+    is an :class:`ExportError` naming the file and line. Time and memory are linear in the file.
     """
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh, strict=True)
-            header: list[str] | None = None
-            next_line = 1
-            for fields in reader:
-                line, next_line = next_line, reader.line_num + 1
-                if not fields or all(not f.strip() for f in fields):
-                    continue
-                if header is None:
-                    header = [name.strip() for name in fields]
-                    continue
-                if len(fields) != len(header):
-                    skipped.append(SkippedRow(label, line, f"{len(fields)} fields where the header has {len(header)}"))
-                    continue
-                yield _Row(line, {name: value.strip() for name, value in zip(header, fields, strict=False) if name})
-    except UnicodeDecodeError as exc:
-        raise ExportError(f"{label}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    except csv.Error as exc:
-        raise ExportError(f"{label}: malformed CSV: {exc}") from exc
+        data = path.read_bytes()
     except OSError as exc:
         raise ExportError(f"{label}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{label}:{_line_of(data, exc.start)}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    next_line = 1
+    try:
+        for fields in reader:
+            line, next_line = next_line, reader.line_num + 1
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            if header is None:
+                header = [name.strip() for name in fields]
+                named = [name for name in header if name]
+                if len(set(named)) != len(named):
+                    twice = sorted({name for name in named if named.count(name) > 1})
+                    raise ExportError(f"{label}:{line}: column named more than once: {', '.join(map(repr, twice))}")
+                continue
+            if len(fields) != len(header):
+                skipped.append(SkippedRow(label, line, f"{len(fields)} fields where the header has {len(header)}"))
+                continue
+            yield _Row(line, {name: value.strip() for name, value in zip(header, fields, strict=False) if name})
+    except csv.Error as exc:
+        raise ExportError(f"{label}:{reader.line_num}: malformed CSV: {exc}") from exc
 
 
 def read_tenant(root: Path, warnings: list[str]) -> str | None:
+    """``sourceTenant`` from ``manifest.json``; ExportError (located) when the file is not JSON.
+
+    Bounded: at most :data:`MAX_MANIFEST_BYTES` are read; hostile JSON (nesting deeper than the
+    parser's recursion limit, integers longer than Python converts) is an error, not a traceback.
+    """
     manifest = root / MANIFEST
     if not manifest.is_file():
         return None
     try:
-        data = json.loads(manifest.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"{MANIFEST}: cannot be read as JSON: {exc}") from exc
+        with manifest.open("rb") as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise ExportError(f"{MANIFEST}: cannot read: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ExportError(f"{MANIFEST}: larger than {MAX_MANIFEST_BYTES} bytes; not an export manifest")
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ExportError(
+            f"{MANIFEST}:{_line_of(raw, exc.start)}: not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{MANIFEST}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise ExportError(f"{MANIFEST}: not valid JSON: nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer beyond sys.get_int_max_str_digits()
+        raise ExportError(f"{MANIFEST}: not valid JSON: {exc}") from exc
     source = data.get("sourceTenant") if isinstance(data, dict) else None
     if not isinstance(source, str) or not source.strip():
         warnings.append(f"{MANIFEST}: no sourceTenant")
@@ -328,6 +373,10 @@ class _Builder:
         where = f"{label}:{row.line}"
         if not name:
             self.skipped.append(SkippedRow(label, row.line, "no externalId"))
+            return None
+        problem = name_problem(name)
+        if problem is not None:
+            self.skipped.append(SkippedRow(label, row.line, f"externalId {name!r} {problem}"))
             return None
         draft = self.drafts.get(name)
         if draft is None:
@@ -528,7 +577,7 @@ def import_export(path: str, custom_domain: str | None = None) -> ImportResult:
         for draft in builder.drafts.values():
             if draft.protocol == "saml":
                 default = f"urn:auth0:{tenant}:{draft.name}"
-                draft.ids["audiences"] = list(dict.fromkeys([default, *draft.ids["audiences"]]))
+                draft.ids["audiences"] = dict.fromkeys([default, *draft.ids["audiences"]])
     domain = custom_domain.strip().lower() if custom_domain else None
     unconfirmed: list[str] = []
     connections: list[Connection] = []
@@ -544,7 +593,7 @@ def import_export(path: str, custom_domain: str | None = None) -> ImportResult:
         connections.append(draft.to_connection(reach))
     # A fresh map starts fully transparent: every connection legacy (as exported) and unidentified
     # callbacks to Auth0 too, so deploying the proxy changes nothing until an operator cuts over.
-    route_map = make_routemap(connections, unknown="auth0")
+    route_map = make_routemap(connections, unknown="auth0", hashed=False)
     warnings = builder.warnings + ambiguity_warnings(route_map)
     return ImportResult(
         route_map=route_map,
@@ -585,28 +634,75 @@ def render(result: ImportResult, comments: merge.Comments | None = None) -> str:
     return merge.render(result.route_map, header_lines(result), remarks, comments)
 
 
+def _tmp_prefix(target: str) -> str:
+    return f".{os.path.basename(target)}."
+
+
+def remove_stale_temp_files(target: str, now: float | None = None) -> list[str]:
+    """Remove temp files an interrupted write to ``target`` left behind; returns the removed paths.
+
+    A writer holds an exclusive ``flock`` on its temp file until it has renamed it, and the kernel
+    drops the lock when the writer dies (``kill -9`` included). So a temp file whose lock can be
+    taken belongs to no running writer; the age check only spares one being created this instant
+    (between ``mkstemp`` and ``flock``).
+    """
+    directory = os.path.dirname(target) or "."
+    prefix = _tmp_prefix(target)
+    now = time.time() if now is None else now
+    removed: list[str] = []
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            if now - os.fstat(fd).st_mtime < STALE_TMP_SECONDS:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    continue  # a live writer's
+                raise
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
 def write_routemap_atomic(text: str, path: str) -> None:
     """Write ``text`` to ``path`` so readers see the old file or the new one, never a mix.
 
     A temp file in the same directory is written, fsynced and renamed over the target (rename is
     atomic within one file system). A symlinked target is followed, so the link is kept. The file
     keeps the mode of the file it replaces (else 0644), so a proxy running as another user can
-    still read it.
+    still read it. Temp files left by an earlier, interrupted write are removed first (see
+    :func:`remove_stale_temp_files`); the proxy's watcher reads only ``path`` and never sees them.
     """
     target = os.path.realpath(path)
     directory = os.path.dirname(target)
+    remove_stale_temp_files(target)
     try:
         mode = os.stat(target).st_mode & 0o7777
     except FileNotFoundError:
         mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=_tmp_prefix(target), suffix=".tmp")
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held until the rename: this temp file has a live writer
         with os.fdopen(fd, "wb") as fh:
             fh.write(text.encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -672,9 +768,12 @@ def run_import(
         )
     text = render(result, comments)
     try:
-        parse_routemap(text, source=output, workos_domain=workos_domain)
+        written = parse_routemap(text, source=output, workos_domain=workos_domain)
     except RouteMapError as exc:  # a bug here, never the operator's: refuse to write it
         stderr.write(f"error: the generated route map does not validate\n{exc}\n")
+        return 1
+    if dict(written.connections) != dict(result.route_map.connections):  # the YAML round trip lost something
+        stderr.write("error: the generated route map does not read back as built; nothing written\n")
         return 1
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if output == "-":

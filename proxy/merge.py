@@ -213,14 +213,24 @@ def merge_maps(
             connections.append(merged)
             if new is None:
                 kept_absent.append(name)
-    return make_routemap(connections, unknown=existing.unknown, mode=existing.mode), notes, kept_absent
+    return make_routemap(connections, unknown=existing.unknown, mode=existing.mode, hashed=False), notes, kept_absent
 
 
 # --- rendering -------------------------------------------------------------------------------------
 
 
+# Strings that are plain YAML scalars by construction: a letter first, no space, only characters
+# without meaning inside a block-context plain scalar, no ':' at the end, and not one of the words
+# YAML 1.1 resolves to a bool or null. They are written as they are; everything else goes through
+# PyYAML's emitter, whose per-call cost made rendering most of an import's time (issue 11, finding 9).
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_./:?=&%+@~-]*")
+_NOT_STR = frozenset(("yes", "no", "true", "false", "on", "off", "null", "y", "n"))
+
+
 def scalar(value: str) -> str:
     """A string as a one-line YAML scalar for block context (quoted when it has to be)."""
+    if _PLAIN.fullmatch(value) and value[-1] != ":" and value.lower() not in _NOT_STR:
+        return value
     if not value.isprintable():  # line breaks, separators: escaped in double quotes, on one line
         return yaml.safe_dump(value, default_style='"', width=sys.maxsize, allow_unicode=False).strip()
     text = yaml.safe_dump(value, width=sys.maxsize, allow_unicode=True)

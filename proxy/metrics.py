@@ -216,6 +216,14 @@ class Metrics:
             "bad_target",
         ):
             self.rejected.labels(reason)
+        self.admin_refused = Counter(
+            "sso_proxy_admin_refused_total",
+            "Requests the operations listener refused (bad Host, cross-site, body type, token, endpoint off).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("host", "cross_site", "content_type", "token", "off"):
+            self.admin_refused.labels(reason)
         self.reloads = Counter("sso_proxy_routemap_reloads_total", "Route map loads by result.", ["result"], registry=r)
         for result in ("success", "error"):
             self.reloads.labels(result)

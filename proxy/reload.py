@@ -3,6 +3,24 @@
 A new map is fully validated before it is swapped in as one reference (``RouteStore.current``), so
 each request is decided against exactly one map. The file is re-read every interval and compared by
 sha256, not by inode or mtime: a Kubernetes ConfigMap volume updates by swapping a symlink.
+
+Two rules keep a reload from hurting traffic (issue 11, findings 11 and 12):
+
+- **Only a settled file is applied.** A file rewritten in place (an editor, ``cat > routes.yaml``,
+  a config tool) is for a moment a valid-looking prefix of itself. The watcher applies new content
+  only when two consecutive polls (one interval apart) read the same bytes; SIGHUP, ``POST
+  /-/reload`` and the start read the file twice ``settle`` seconds apart (``SSO_PROXY_RELOAD_SETTLE``)
+  and keep reading until two reads agree (a file still changing after a few rounds is not applied:
+  the result is ``unsettled``, and the watcher picks it up once it settles).
+- **Parsing never runs on the event loop.** Reading, hashing, parsing, validating and installing a
+  map run in a worker thread (:func:`asyncio.to_thread`), one reload at a time; requests keep being
+  answered while a map of any size loads. The new map becomes visible with one reference
+  assignment, after its metrics are in place.
+
+Reloads are also cheap to ask for: content that equals the map in force or the last rejected
+content is recognised by its hash without parsing, and counted and logged once per content, not per
+request; SIGHUPs that arrive while one is waiting are folded into it, and a ``POST /-/reload`` that
+arrives while another is waiting is answered ``busy``.
 """
 
 from __future__ import annotations
@@ -18,6 +36,11 @@ from proxy.logs import log_event
 from proxy.metrics import Metrics
 from proxy.routemap import RouteMap, ambiguity_warnings, parse_routemap
 
+UNREADABLE = "unreadable"
+# Rounds of "read twice, settle seconds apart" before an explicit reload gives up on a file that
+# keeps changing.
+SETTLE_ROUNDS = 10
+
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
@@ -30,41 +53,90 @@ class Loaded:
 
 @dataclass(frozen=True, slots=True)
 class ReloadResult:
-    result: str  # success | unchanged | error
+    result: str  # success | unchanged | error | unsettled | busy
     sha256: str | None
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One read of the route file: its bytes (None when unreadable) and their sha256."""
+
+    data: bytes | None
+    sha256: str
     errors: tuple[str, ...] = ()
 
 
 class RouteStore:
     """Holds the map in force; the only writer of ``current``."""
 
-    def __init__(self, path: str, workos_domain: str | None, metrics: Metrics, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        path: str,
+        workos_domain: str | None,
+        metrics: Metrics,
+        logger: logging.Logger,
+        settle: float = 0.5,
+    ) -> None:
         self.path = path
         self.workos_domain = workos_domain
         self.metrics = metrics
         self.logger = logger
+        self.settle = settle
         self.current: Loaded | None = None
         self.last_error: str | None = None
         self._failed_sha: str | None = None
+        self._failed_errors: tuple[str, ...] = ()
+        self._pending_sha: str | None = None  # the watcher saw this new content once
+        self._lock: asyncio.Lock | None = None
+        self._waiting: set[str] = set()  # triggers with a reload queued behind the lock
 
-    def _read(self) -> bytes:
+    # --- reading -----------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Read the file once; hash what was read (the content hashed is the content parsed)."""
         try:
             with open(self.path, "rb") as fh:
-                return fh.read()
+                data = fh.read()
         except OSError as exc:
-            raise RouteMapError(self.path, [f"{self.path}: cannot read: {exc.strerror or exc}"]) from exc
+            return Snapshot(None, UNREADABLE, (f"{self.path}: cannot read: {exc.strerror or exc}",))
+        return Snapshot(data, hashlib.sha256(data).hexdigest())
+
+    def settled_snapshot(self, rounds: int = SETTLE_ROUNDS) -> Snapshot | None:
+        """Two reads ``settle`` seconds apart that agree, or None when the file kept changing (blocking)."""
+        first = self.snapshot()
+        if self.settle <= 0 or self._known(first.sha256):
+            return first
+        for _ in range(rounds):
+            time.sleep(self.settle)
+            second = self.snapshot()
+            if second.sha256 == first.sha256:
+                return second
+            first = second
+        return None
+
+    def _known(self, sha: str) -> bool:
+        """Content already decided: the map in force, or the last rejected content (no need to settle)."""
+        return (self.current is not None and sha == self.current.route_map.sha256) or sha == self._failed_sha
+
+    # --- start -------------------------------------------------------------------------------
 
     def load_initial(self) -> Loaded:
         """Load at start; RouteMapError propagates (the service refuses to start)."""
-        route_map = parse_routemap(self._read(), self.path, self.workos_domain)
+        snap = self.settled_snapshot()
+        if snap is None:
+            raise RouteMapError(self.path, [f"{self.path}: still changing after {SETTLE_ROUNDS} reads; not loaded"])
+        if snap.data is None:
+            raise RouteMapError(self.path, list(snap.errors))
+        route_map = parse_routemap(snap.data, self.path, self.workos_domain)
         return self._install(route_map, "start")
 
+    # --- applying (worker thread) ------------------------------------------------------------
+
     def _install(self, route_map: RouteMap, trigger: str) -> Loaded:
+        """Metrics first, then the one reference swap, so whoever sees the new map sees its metrics."""
         previous = self.current
         loaded = Loaded(route_map, self.path, time.time())
-        self.current = loaded
-        self.last_error = None
-        self._failed_sha = None
         m = self.metrics
         m.reloads.labels("success").inc()
         m.last_reload.set(loaded.loaded_at)
@@ -75,6 +147,10 @@ class RouteStore:
         m.connection_state.clear()
         for conn in route_map.connections.values():
             m.connection_state.labels(conn.name, conn.state).set(1)
+        self.last_error = None
+        self._failed_sha = None
+        self._failed_errors = ()
+        self.current = loaded
         changed = []
         if previous is not None:
             old = previous.route_map.connections
@@ -99,33 +175,38 @@ class RouteStore:
             log_event(self.logger, logging.WARNING, "ambiguous identifier", detail=warning)
         return loaded
 
-    def reload(self, trigger: str) -> ReloadResult:
-        """Re-read the file; swap in a valid changed map, keep the last good one otherwise."""
-        try:
-            data = self._read()
-        except RouteMapError as exc:
-            return self._reject(trigger, "unreadable", exc.errors)
-        return self._apply(data, trigger)
-
-    def _apply(self, data: bytes, trigger: str) -> ReloadResult:
-        """Load ``data`` (one read: the content hashed is the content parsed)."""
-        sha = hashlib.sha256(data).hexdigest()
-        if self.current is not None and sha == self.current.route_map.sha256:
+    def apply(self, snap: Snapshot, trigger: str) -> ReloadResult:
+        """Load a settled snapshot: unchanged / known-bad content costs a hash compare, never a parse."""
+        if self.current is not None and snap.sha256 == self.current.route_map.sha256:
             self._settle(trigger)
-            return ReloadResult("unchanged", sha)
+            return ReloadResult("unchanged", snap.sha256)
+        if snap.sha256 == self._failed_sha:
+            return ReloadResult("error", None, self._failed_errors)  # counted and logged when first seen
+        if snap.data is None:
+            return self._reject(trigger, snap.sha256, list(snap.errors))
+        log_event(
+            self.logger,
+            logging.INFO,
+            "route map changed; parsing",
+            trigger=trigger,
+            sha256=snap.sha256,
+            bytes=len(snap.data),
+        )
         try:
-            route_map = parse_routemap(data, self.path, self.workos_domain)
+            route_map = parse_routemap(snap.data, self.path, self.workos_domain)
         except RouteMapError as exc:
-            return self._reject(trigger, sha, exc.errors)
+            return self._reject(trigger, snap.sha256, exc.errors)
         self._install(route_map, trigger)
         return ReloadResult("success", route_map.sha256)
 
     def _settle(self, trigger: str) -> None:
         """The file holds the map in force again (a bad edit rolled back): no error is pending."""
+        self._pending_sha = None
         if self.last_error is None and self._failed_sha is None:
             return
         self.last_error = None
         self._failed_sha = None
+        self._failed_errors = ()
         log_event(
             self.logger,
             logging.INFO,
@@ -136,8 +217,9 @@ class RouteStore:
         )
 
     def _reject(self, trigger: str, sha: str, errors: list[str]) -> ReloadResult:
-        # Remembered whatever the trigger, so the watcher does not count the same content again.
+        # Remembered whatever the trigger, so no trigger counts or logs the same content again.
         self._failed_sha = sha
+        self._failed_errors = tuple(errors)
         self.last_error = "\n".join(errors)
         self.metrics.reloads.labels("error").inc()
         log_event(
@@ -151,29 +233,73 @@ class RouteStore:
         )
         return ReloadResult("error", None, tuple(errors))
 
+    def explicit_reload(self, trigger: str) -> ReloadResult:
+        """SIGHUP / endpoint, blocking: a settled read, then apply."""
+        snap = self.settled_snapshot()
+        if snap is None:
+            log_event(
+                self.logger,
+                logging.WARNING,
+                "route file still changing; not reloaded",
+                trigger=trigger,
+                source=self.path,
+                settle_seconds=self.settle,
+            )
+            return ReloadResult(
+                "unsettled",
+                None,
+                (f"{self.path}: still changing after {SETTLE_ROUNDS} reads {self.settle} s apart; not reloaded",),
+            )
+        return self.apply(snap, trigger)
+
     def poll(self) -> ReloadResult | None:
-        """One watch tick: load the file when its content differs from the map in force and from the
-        last rejected content (so a broken file is counted and logged once, not every tick)."""
-        try:
-            data: bytes | None = self._read()
-            errors: list[str] = []
-        except RouteMapError as exc:
-            data, errors = None, exc.errors
-        sha = hashlib.sha256(data).hexdigest() if data is not None else "unreadable"
-        if self.current is not None and sha == self.current.route_map.sha256:
+        """One watch tick, blocking: new content is applied when the previous tick read the same.
+
+        Content equal to the map in force or to the last rejected content is not loaded again, so a
+        broken file is counted and logged once, not every tick.
+        """
+        snap = self.snapshot()
+        if self.current is not None and snap.sha256 == self.current.route_map.sha256:
             self._settle("file")
             return None
-        if sha == self._failed_sha:
+        if snap.sha256 == self._failed_sha:
+            self._pending_sha = None
             return None
-        if data is None:
-            return self._reject("file", sha, errors)
-        return self._apply(data, "file")
+        if snap.sha256 != self._pending_sha:
+            self._pending_sha = snap.sha256  # seen once: apply it if the next tick reads the same
+            return None
+        self._pending_sha = None
+        return self.apply(snap, "file")
+
+    # --- the event loop's side ---------------------------------------------------------------
+
+    async def reload(self, trigger: str) -> ReloadResult:
+        """Reload off the event loop, one at a time. A trigger that already has a reload waiting is
+        folded into it (``busy``): the waiting one will read the file as it is when it runs."""
+        if trigger in self._waiting:
+            return ReloadResult("busy", None)
+        self._waiting.add(trigger)
+        try:
+            async with self._get_lock():
+                self._waiting.discard(trigger)
+                return await asyncio.to_thread(self.explicit_reload, trigger)
+        finally:
+            self._waiting.discard(trigger)
+
+    async def poll_async(self) -> ReloadResult | None:
+        async with self._get_lock():
+            return await asyncio.to_thread(self.poll)
+
+    def _get_lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     async def watch(self, interval: float) -> None:
         """Poll the file's content hash every ``interval`` seconds until cancelled."""
         while True:
             await asyncio.sleep(interval)
             try:
-                self.poll()
+                await self.poll_async()
             except Exception:  # a bug here must not end file watching for the life of the process
                 self.logger.exception("route file watch failed; retrying next interval")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -87,7 +88,9 @@ def build_index(
         for kind in ID_KINDS:
             for value in getattr(conn, kind):
                 owners = claims[kind].setdefault(value, [])
-                if conn.name not in owners:
+                # Connections are visited one at a time, so a repeat within one is the last owner:
+                # a constant-time check where `in owners` was quadratic in the claimants.
+                if not owners or owners[-1] != conn.name:
                     owners.append(conn.name)
     index: dict[str, dict[str, str]] = {}
     ambiguous: dict[str, dict[str, tuple[str, ...]]] = {}
@@ -106,21 +109,62 @@ def ambiguity_warnings(route_map: RouteMap) -> list[str]:
     ]
 
 
-def workos_url_allowed(url: str, workos_domain: str | None) -> bool:
-    """A WorkOS ACS URL may only point at the WorkOS custom domain or a workos.com host."""
+def workos_url_problem(url: str, workos_domain: str | None) -> str | None:
+    """Why ``url`` may not be a ``workos_acs_url``, or None when it may.
+
+    It must be an https URL on the WorkOS custom domain or a workos.com host, with no user-info
+    (``https://api.workos.com@evil.example/`` reads as a WorkOS host to a person, not to a browser)
+    and no fragment: a ``#`` would silently drop the callback's query the proxy appends after it.
+    """
     # Browsers read a backslash as a path separator ("https://evil.com\\.workos.com" goes to evil.com)
     # and a CR/LF would split the Location header: only printable ASCII, no backslash.
+    where = (
+        f"must be an https URL on the WorkOS custom domain ({workos_domain or 'WORKOS_CUSTOM_DOMAIN not set'}) "
+        "or a workos.com host"
+    )
     if any(not "!" <= c <= "~" or c == "\\" for c in url):
-        return False
+        return f"has a character outside printable ASCII, a space or a backslash; it {where}"
+    if "#" in url:
+        return "has a fragment (#): the callback's query appended after it would never reach WorkOS"
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return "has user-info (user@host): a WorkOS URL never has one"
     host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or not _HOSTNAME.fullmatch(host) or parts.username or parts.password:
-        return False
+    if parts.scheme != "https" or not _HOSTNAME.fullmatch(host):
+        return where
     if host == "workos.com" or host.endswith(".workos.com"):
-        return True
-    if workos_domain is None:
-        return False
-    return parts.netloc.lower() == workos_domain.lower() or host == workos_domain.lower()
+        return None
+    if workos_domain is not None and (parts.netloc.lower() == workos_domain.lower() or host == workos_domain.lower()):
+        return None
+    return where
+
+
+def workos_url_allowed(url: str, workos_domain: str | None) -> bool:
+    """A WorkOS ACS URL may only point at the WorkOS custom domain or a workos.com host."""
+    return workos_url_problem(url, workos_domain) is None
+
+
+# Unicode categories a connection name may not contain: control characters (C0, C1 such as U+0085
+# NEXT LINE, DEL), format characters (bidirectional overrides, zero-width), line and paragraph
+# separators (U+2028, U+2029), surrogates and private use. YAML and many terminals and log viewers
+# read several of them as line breaks, so a name carrying one could start a new line in a comment,
+# a log or a review diff.
+_FORBIDDEN_NAME_CATEGORIES = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"))
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a connection name, or None. Linear in the name."""
+    if not name.strip():
+        return "must be a non-empty string"
+    for i, char in enumerate(name):
+        if unicodedata.category(char) in _FORBIDDEN_NAME_CATEGORIES:
+            return f"has a control, format or line-separator character (U+{ord(char):04X} at {i})"
+    return None
+
+
+def _shown(key: Any) -> str:
+    """A key as it goes into an error line: as written, or quoted and escaped when it could break the line."""
+    return str(key) if isinstance(key, str) and name_problem(key) is None else repr(key)
 
 
 def _string_list(value: Any, where: str, errors: list[str]) -> tuple[str, ...]:
@@ -131,12 +175,12 @@ def _string_list(value: Any, where: str, errors: list[str]) -> tuple[str, ...]:
     if not isinstance(value, list):
         errors.append(f"{where}: must be a list of strings")
         return ()
-    out: list[str] = []
+    out: dict[str, None] = {}  # an ordered set: `item not in list` was quadratic in the list's length
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
             errors.append(f"{where}[{i}]: must be a non-empty string")
-        elif item not in out:
-            out.append(item)
+        else:
+            out[item] = None
     return tuple(out)
 
 
@@ -172,19 +216,21 @@ def _parse_connection(
     if not isinstance(name, str) or not name.strip():
         errors.append(f"{where}: connection names must be non-empty strings (got {name!r})")
         return None
+    problem = name_problem(name)
+    if problem is not None:
+        errors.append(f"{where}: connection name {name!r} {problem}")
+        return None
     if not isinstance(raw, dict):
         errors.append(f"{where}: must be a mapping with at least protocol and state")
         return None
     for key in sorted(set(raw) - _CONNECTION_FIELDS, key=str):
-        errors.append(f"{where}.{key}: unknown field")
+        errors.append(f"{where}.{_shown(key)}: unknown field")
     protocol = _choice(raw, "protocol", PROTOCOLS, where, errors)
     state = _choice(raw, "state", STATES, where, errors)
     acs = _optional_string(raw, "workos_acs_url", where, errors)
-    if acs is not None and not workos_url_allowed(acs, workos_domain):
-        errors.append(
-            f"{where}.workos_acs_url: {acs!r} must be an https URL on the WorkOS custom domain "
-            f"({workos_domain or 'WORKOS_CUSTOM_DOMAIN not set'}) or a workos.com host"
-        )
+    problem = workos_url_problem(acs, workos_domain) if acs is not None else None
+    if problem is not None:
+        errors.append(f"{where}.workos_acs_url: {acs!r} {problem}")
     lists = {kind: _string_list(raw.get(kind), f"{where}.{kind}", errors) for kind in ID_KINDS}
     reachability = _optional_string(raw, "reachability", where, errors)
     if reachability is not None and reachability not in REACHABILITY:
@@ -202,32 +248,91 @@ def _parse_connection(
     )
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that records duplicate mapping keys instead of letting the last one win.
+# libyaml's parser (C) where PyYAML was built with it: about ten times faster than the pure-Python
+# one, and it bounds nesting (1,000 levels). Its nodes carry the same marks, so errors stay located.
+SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+SafeDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+MAX_NESTING = 64  # a route map is 4 levels deep; anything far deeper is not a route map
 
-    A route map with ``defaults`` or a connection written twice is ambiguous about what the
-    operator meant (kill switch or not?), so it is refused, located, like any other error.
+
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_NULL = "tag:yaml.org,2002:null"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Builder:
+    """Builds the Python value of a composed document and records located structural problems.
+
+    What ``yaml.safe_load`` returns, in one pass over the nodes: the common tags (str, null, map,
+    seq) directly, every other tag by PyYAML's safe constructor; about twice as fast as
+    ``construct_document``, whose per-node generators dominate a large map's load time. Problems:
+
+    - a mapping key written twice (``yaml.safe_load`` would silently keep the last one): a map with
+      ``defaults`` or a connection written twice is ambiguous about what the operator meant;
+    - an alias (``*name``): a route map has no use for them, and one node reached through many
+      aliases would make validation work grow with the product of their counts (fatal);
+    - a key that is not a plain value: a merge key ``<<``, a list or a mapping (fatal);
+    - nesting deeper than :data:`MAX_NESTING` (fatal; it also bounds this recursion).
     """
 
-    def __init__(self, stream: bytes) -> None:
-        super().__init__(stream)
-        self.duplicates: list[str] = []
+    def __init__(self, loader: yaml.SafeLoader) -> None:
+        self.loader = loader
+        self.problems: list[tuple[int, int, str]] = []
+        self.fatal = False
+        self.seen: set[int] = set()
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if key is not None and key in seen:
-                mark = key_node.start_mark
-                self.duplicates.append(f"{mark.line + 1}:{mark.column + 1}: duplicate key {key!r}")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    def _problem(self, node: yaml.Node, text: str, fatal: bool) -> None:
+        self.problems.append((node.start_mark.line + 1, node.start_mark.column + 1, text))
+        self.fatal = self.fatal or fatal
+
+    def build(self, node: yaml.Node, depth: int = 0) -> Any:
+        if id(node) in self.seen:
+            self._problem(node, "an anchored node is repeated by an alias", True)
+            return None
+        self.seen.add(id(node))
+        if depth > MAX_NESTING:
+            self._problem(node, f"nested more than {MAX_NESTING} levels deep", True)
+            return None
+        tag = node.tag
+        if isinstance(node, yaml.ScalarNode):
+            if tag == _STR:
+                return node.value
+            if tag == _NULL:
+                return None
+            return self.loader.construct_object(node, deep=True)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            raw_keys: set[str] = set()
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
+                    self._problem(key_node, "a key must be a plain value (no <<, list or mapping)", True)
+                    continue
+                if key_node.value in raw_keys:
+                    self._problem(
+                        key_node, f"duplicate key {key_node.value!r} (the YAML loader would keep the last one)", False
+                    )
+                raw_keys.add(key_node.value)
+                out[self.build(key_node, depth + 1)] = self.build(value_node, depth + 1)
+            return out if tag == _MAP else self.loader.construct_object(node, deep=True)
+        if isinstance(node, yaml.SequenceNode):
+            items = [self.build(item, depth + 1) for item in node.value]
+            return items if tag == _SEQ else self.loader.construct_object(node, deep=True)
+        return self.loader.construct_object(node, deep=True)  # pragma: no cover - no other node kind
 
 
-def _load_yaml(data: bytes) -> tuple[Any, list[str]]:
-    loader = _UniqueKeyLoader(data)
+def _load_yaml(data: bytes) -> tuple[Any, list[str], bool]:
+    """(document, located structural problems, whether they stop validation: the document is then None)."""
+    loader = SafeLoader(data)
     try:
-        return loader.get_single_data(), loader.duplicates
+        node = loader.get_single_node()
+        if node is None:
+            return None, [], False
+        builder = _Builder(loader)
+        document = builder.build(node)
+        problems = [f"{line}:{column}: {text}" for line, column, text in sorted(builder.problems)]
+        return (None if builder.fatal else document), problems, builder.fatal
     finally:
         loader.dispose()
 
@@ -236,17 +341,21 @@ def parse_routemap(text: str | bytes, source: str = "routes.yaml", workos_domain
     """Parse and fully validate a route map; raise :class:`RouteMapError` listing every error."""
     data = text.encode() if isinstance(text, str) else text
     try:
-        raw, duplicates = _load_yaml(data)
+        raw, problems, fatal = _load_yaml(data)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise RouteMapError(source, [f"{where}: not valid YAML: {problem}"]) from exc
-    errors: list[str] = [f"{source}:{where} (the YAML loader would keep the last one)" for where in duplicates]
+    except RecursionError as exc:  # the pure-Python composer, without libyaml, recurses per level
+        raise RouteMapError(source, [f"{source}: not valid YAML: nested too deeply"]) from exc
+    errors = [f"{source}:{problem}" for problem in problems]
+    if fatal:
+        raise RouteMapError(source, errors)
     if not isinstance(raw, dict):
         raise RouteMapError(source, [f"{source}: must be a mapping with version, defaults, connections"])
     for key in sorted(set(raw) - {"version", "defaults", "connections"}, key=str):
-        errors.append(f"{source}: {key}: unknown top-level field")
+        errors.append(f"{source}: {_shown(key)}: unknown top-level field")
     if type(raw.get("version")) is not int or raw.get("version") != 1:  # True == 1 in Python
         errors.append(f"{source}: version: must be 1 (got {raw.get('version')!r})")
     defaults = raw.get("defaults") or {}
@@ -254,7 +363,7 @@ def parse_routemap(text: str | bytes, source: str = "routes.yaml", workos_domain
         errors.append(f"{source}: defaults: must be a mapping")
         defaults = {}
     for key in sorted(set(defaults) - {"unknown", "mode"}, key=str):
-        errors.append(f"{source}: defaults.{key}: unknown field")
+        errors.append(f"{source}: defaults.{_shown(key)}: unknown field")
     unknown = _choice(defaults, "unknown", UNKNOWN_DEFAULTS, f"{source}: defaults", errors, "workos")
     mode = _choice(defaults, "mode", MODES, f"{source}: defaults", errors, "normal")
     raw_connections = raw.get("connections") or {}
@@ -263,7 +372,7 @@ def parse_routemap(text: str | bytes, source: str = "routes.yaml", workos_domain
         raw_connections = {}
     connections: dict[str, Connection] = {}
     for name, body in raw_connections.items():
-        conn = _parse_connection(name, body, f"{source}: connections.{name}", errors, workos_domain)
+        conn = _parse_connection(name, body, f"{source}: connections.{_shown(name)}", errors, workos_domain)
         if conn is not None:
             connections[conn.name] = conn
     if errors:
@@ -308,6 +417,23 @@ def connection_to_dict(conn: Connection) -> dict[str, Any]:
     return out
 
 
+def _node(data: Any) -> yaml.Node:
+    """The YAML node of plain data (dict, list, str, int), as PyYAML's safe representer builds it.
+
+    Built directly: the representer's alias bookkeeping and per-value type dispatch cost more than
+    the C emitter itself on a large map.
+    """
+    if isinstance(data, dict):
+        return yaml.MappingNode(_MAP, [(_node(k), _node(v)) for k, v in data.items()], flow_style=False)
+    if isinstance(data, list):
+        return yaml.SequenceNode(_SEQ, [_node(item) for item in data], flow_style=False)
+    if isinstance(data, bool) or not isinstance(data, (str, int)):  # pragma: no cover - the callers' data
+        raise TypeError(f"cannot dump {type(data).__name__}")
+    if isinstance(data, int):
+        return yaml.ScalarNode("tag:yaml.org,2002:int", str(data))
+    return yaml.ScalarNode(_STR, data)
+
+
 def dump_routemap(route_map: RouteMap, header: str = "") -> str:
     """Deterministic YAML for a route map (connections sorted by name)."""
     doc = {
@@ -317,11 +443,16 @@ def dump_routemap(route_map: RouteMap, header: str = "") -> str:
             name: connection_to_dict(route_map.connections[name]) for name in sorted(route_map.connections)
         },
     }
-    body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000, default_flow_style=False)
+    body = yaml.serialize(_node(doc), Dumper=SafeDumper, allow_unicode=True, width=1000)
     return header + body
 
 
-def make_routemap(connections: list[Connection], unknown: str = "workos", mode: str = "normal") -> RouteMap:
-    """Build a RouteMap in code (tests, importer); sha256 is of its YAML form."""
+def make_routemap(
+    connections: list[Connection], unknown: str = "workos", mode: str = "normal", hashed: bool = True
+) -> RouteMap:
+    """Build a RouteMap in code (tests, importer); sha256 is of its YAML form (empty when not ``hashed``:
+    the importer hashes the text it writes, and dumping a large map twice doubles the import's time)."""
     draft = _assemble({conn.name: conn for conn in connections}, unknown, mode, "")
+    if not hashed:
+        return draft
     return replace(draft, sha256=hashlib.sha256(dump_routemap(draft).encode()).hexdigest())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import os
 import secrets
 import shlex
 import signal
@@ -319,7 +320,8 @@ def sandbox_help(plan: SandboxPlan, route_map: RouteMap, migrated: tuple[str, ..
     if not plan.standins_only:
         lines += [
             f"  public listener      {public}",
-            f"  operations listener  {admin}  (/metrics /healthz /readyz /routes, POST /-/reload)",
+            f"  operations listener  {admin}  (/metrics /healthz /readyz /routes; POST /-/reload with "
+            "SSO_PROXY_ADMIN_TOKEN set)",
         ]
     lines += [
         f"  Auth0 stand-in       {auth0}  (demands the header cname-api-key: {SANDBOX_CNAME_API_KEY})",
@@ -467,11 +469,13 @@ async def _serve_proxy(plan: SandboxPlan, route_map: RouteMap, migrated: tuple[s
             "SSO_PROXY_ADMIN_PORT": str(plan.admin_port),
             "SSO_PROXY_DRAIN_SECONDS": "0",
             "SSO_PROXY_SHUTDOWN_TIMEOUT": "2",
+            # POST /-/reload only with a token the operator chose (Authorization: Bearer ...).
+            "SSO_PROXY_ADMIN_TOKEN": os.environ.get("SSO_PROXY_ADMIN_TOKEN", ""),
         }
     )
     logger = setup_logging(settings.log_level)
     metrics = Metrics()
-    store = RouteStore(settings.routes, settings.workos_domain, metrics, logger)
+    store = RouteStore(settings.routes, settings.workos_domain, metrics, logger, settle=settings.reload_settle)
     store.load_initial()
     out.write(sandbox_help(plan, route_map, migrated))
     out.flush()

@@ -3,7 +3,8 @@
 Shutdown on SIGTERM/SIGINT: ``/readyz`` turns 503 at once, the public listener keeps serving for
 ``drain_seconds`` (so the load balancer stops sending), then it stops accepting and in-flight
 requests get up to ``shutdown_timeout`` to finish before the process exits. A second signal exits
-at once. SIGHUP reloads the route map.
+at once. SIGHUP reloads the route map (off the event loop; SIGHUPs arriving while one waits are
+folded into it). Signals that arrived during start-up (:mod:`proxy.startup`) are acted on here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import signal
 import socket
 
+from proxy.admin import AdminPolicy
 from proxy.app import Lifecycle, PublicApp, create_ops_app, error_page
 from proxy.config import Settings
 from proxy.errors import StartupError
@@ -22,6 +24,7 @@ from proxy.listener import ListenerServer, bind, uvicorn_config
 from proxy.logs import log_event
 from proxy.metrics import Metrics
 from proxy.reload import RouteStore
+from proxy.startup import StartupSignals
 from proxy.upstream import Upstream
 
 OPS_CONNECTIONS = 64  # probes and scrapes; the operations listener is never public
@@ -57,8 +60,18 @@ def _check_descriptors(settings: Settings, logger: logging.Logger) -> None:
         )
 
 
-async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger: logging.Logger) -> None:
+async def serve(
+    settings: Settings,
+    store: RouteStore,
+    metrics: Metrics,
+    logger: logging.Logger,
+    early: StartupSignals | None = None,
+) -> None:
     """Serve until a termination signal, then drain and exit. StartupError when it cannot start."""
+    early = early or StartupSignals()
+    if early.terminate:
+        log_event(logger, logging.INFO, "stopped before serving", signal=early.terminate[0])
+        return
     lifecycle = Lifecycle()
     public_socket = _bind(settings.host, settings.port)
     try:
@@ -107,7 +120,12 @@ async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger:
     )
     ops = ListenerServer(
         uvicorn_config(
-            create_ops_app(store, metrics, lifecycle),
+            create_ops_app(
+                store,
+                metrics,
+                lifecycle,
+                AdminPolicy(settings.admin_token, settings.admin_hosts, settings.admin_host),
+            ),
             settings.admin_host,
             settings.admin_port,
             1.0,
@@ -138,9 +156,21 @@ async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger:
         )
         stop.set()
 
+    reloads: set[asyncio.Task[object]] = set()
+
+    def on_hangup() -> None:
+        task = asyncio.create_task(store.reload("sighup"))  # "busy" when one is already waiting
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_terminate, sig)
-    loop.add_signal_handler(signal.SIGHUP, lambda: store.reload("sighup"))
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    if early.hangup:  # during start-up: the file may have changed after it was read
+        log_event(logger, logging.INFO, "SIGHUP during start-up; reloading", count=early.hangup)
+        on_hangup()
+    for name in early.terminate:  # pragma: no cover - a signal between the check above and here
+        on_terminate(signal.Signals[name])
     tasks = [
         asyncio.create_task(public.serve(sockets=[public_socket])),
         asyncio.create_task(ops.serve(sockets=[ops_socket])),
@@ -169,6 +199,8 @@ async def serve(settings: Settings, store: RouteStore, metrics: Metrics, logger:
         ops.should_exit = True
     if watcher is not None:
         watcher.cancel()
+    for task in list(reloads):
+        task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     waiter.cancel()
     await upstream.close()

@@ -28,6 +28,8 @@ from proxy.sandbox import create_auth0_standin, create_workos_standin
 ROOT = Path(__file__).resolve().parents[1]
 CNAME_KEY = "test-cname-api-key"
 CLIENT_ID = "client_test"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123"
+ADMIN_AUTH = {"authorization": f"Bearer {ADMIN_TOKEN}"}  # for POST /-/reload
 
 ROUTES_YAML = """\
 version: 1
@@ -60,6 +62,21 @@ connections:
     client_ids: [umbrella-google-client]
 """
 MIGRATED = ("acme-okta", "initech-entra")
+
+
+def big_routes_yaml(connections: int) -> str:
+    """ROUTES_YAML plus ``connections`` generated SAML connections (about 200 bytes each)."""
+    lines = [ROUTES_YAML.rstrip("\n")]
+    for i in range(connections):
+        lines += [
+            f"  gen-{i:06d}:",
+            "    protocol: saml",
+            f"    state: {'workos' if i % 3 else 'legacy'}",
+            f"    organization: org_{i:06d}",
+            f"    audiences: ['urn:auth0:globex-prod:gen-{i:06d}']",
+            f"    issuers: ['http://www.okta.com/exk{i:06d}']",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def free_port() -> int:
@@ -204,6 +221,8 @@ def proxy_env(auth0_origin: str, workos_domain: str, **extra: str) -> dict[str, 
             "SSO_PROXY_DRAIN_SECONDS": "0",
             "SSO_PROXY_SHUTDOWN_TIMEOUT": "5",
             "SSO_PROXY_RELOAD_INTERVAL": "0.2",
+            "SSO_PROXY_RELOAD_SETTLE": "0.1",
+            "SSO_PROXY_ADMIN_TOKEN": ADMIN_TOKEN,
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -194,6 +194,9 @@ def test_every_setting_has_env_and_flag_where_documented() -> None:
     for setting in SETTINGS:
         if setting.env in wiring:
             assert setting.flag is None
+        elif setting.secret:  # secrets only from the environment: a flag shows in `ps` and shell history
+            assert setting.env.startswith("SSO_PROXY_")
+            assert setting.flag is None
         else:
             assert setting.env.startswith("SSO_PROXY_")
             assert setting.flag == "--" + setting.env.removeprefix("SSO_PROXY_").lower().replace("_", "-")
@@ -246,3 +249,36 @@ def test_an_empty_optional_setting_means_its_default(name: str, field: str, defa
         name: " ",
     }
     assert getattr(load_settings(env), field) == default
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("", True),
+        ("x" * 32, True),
+        ("0123456789abcdef" * 4, True),
+        ("x" * 31, False),
+        ("x" * 31 + " y", False),
+        ("x" * 40 + "\u00e9", False),
+    ],
+)
+def test_admin_token_is_long_printable_and_never_echoed(value: str, ok: bool) -> None:
+    if ok:
+        assert load(SSO_PROXY_ADMIN_TOKEN=value).admin_token == value.strip()
+        assert value not in repr(load(SSO_PROXY_ADMIN_TOKEN=value)) or not value
+        return
+    with pytest.raises(ConfigError) as info:
+        load(SSO_PROXY_ADMIN_TOKEN=value)
+    assert str(info.value).startswith("SSO_PROXY_ADMIN_TOKEN: ")
+    assert value not in str(info.value)
+    assert "value not shown" in str(info.value)
+
+
+def test_admin_hosts_and_reload_settle() -> None:
+    settings = load(
+        SSO_PROXY_ADMIN_HOSTS="sso-proxy-metrics.sso.svc, ops.example.com:9090", SSO_PROXY_RELOAD_SETTLE="1.5"
+    )
+    assert settings.admin_hosts == ("sso-proxy-metrics.sso.svc", "ops.example.com:9090")
+    assert settings.reload_settle == 1.5
+    assert load().reload_settle == 0.5
+    assert load().admin_token == ""

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import os
 import re
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +19,10 @@ import pytest
 from proxy.export import (
     ExportError,
     SkippedRow,
+    header_lines,
     import_export,
     issuer_from_discovery,
+    remove_stale_temp_files,
     render,
     run_import,
     tenant_from_host,
@@ -610,6 +616,235 @@ def test_a_fresh_import_is_fully_transparent() -> None:
     assert result.route_map.unknown == "auth0"
     assert result.route_map.mode == "normal"
     assert {conn.state for conn in result.route_map.connections.values()} == {"legacy"}
+
+
+# --- hostile packages (issue 11, finding 9) ------------------------------------------------------
+
+
+def _deep_json(depth: int) -> str:
+    return '{"sourceTenant": "acme.us.auth0.com", "x": ' + "[" * depth + "]" * depth + "}"
+
+
+def _package(tmp_path: Path, manifest: str | bytes | None = MANIFEST, **files: str | bytes) -> Path:
+    """A package with proxy_routes.csv = one good row unless given; values are written as given."""
+    root = tmp_path / "pkg"
+    write_package(root, routes=[route("ok")], manifest=None)
+    if manifest is not None:
+        data = manifest.encode() if isinstance(manifest, str) else manifest
+        (root / "manifest.json").write_bytes(data)
+    for name, content in files.items():
+        path = root / "sso" / f"{name}.csv"
+        if content == "<dir>":
+            path.unlink(missing_ok=True)
+            path.mkdir()
+        else:
+            path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return root
+
+
+# (setup, expected start of the one error line after "error: ")
+HOSTILE_EXPORTS: list[tuple[str, dict[str, str | bytes | None], str]] = [
+    (
+        "manifest huge integer",
+        {"manifest": '{"sourceTenant": "acme.us.auth0.com", "n": ' + "9" * 100_000 + "}"},
+        "manifest.json: not valid JSON",
+    ),
+    ("manifest huge float", {"manifest": '{"sourceTenant": "acme.us.auth0.com", "n": 1e999999}'}, ""),
+    ("manifest deep nesting", {"manifest": _deep_json(100_000)}, "manifest.json: not valid JSON: nested too deeply"),
+    ("manifest over 1 MiB", {"manifest": '{"pad": "' + "x" * (1 << 20) + '"}'}, "manifest.json: larger than"),
+    (
+        "manifest not JSON",
+        {"manifest": '{"sourceTenant": "acme.us.auth0.com",\n  oops}'},
+        "manifest.json:2:3: not valid JSON",
+    ),
+    ("manifest not UTF-8", {"manifest": b'{"sourceTenant": "\xff"}'}, "manifest.json:1: not UTF-8"),
+    ("manifest a directory", {"manifest": None, "dir_manifest": ""}, ""),
+    ("manifest a list", {"manifest": "[1, 2]"}, ""),
+    (
+        "csv not UTF-8 on line 3",
+        {"proxy_routes": ROUTES_HEADER + "\n" + route("a") + "\n" + "b\xff".encode("latin-1").decode("latin-1")},
+        "",
+    ),
+    (
+        "csv bad bytes",
+        {"proxy_routes": (ROUTES_HEADER + "\n" + route("a") + "\n").encode() + b"\xff\xfe\n"},
+        "sso/proxy_routes.csv:3: not UTF-8",
+    ),
+    ("csv unclosed quote", {"proxy_routes": ROUTES_HEADER + '\n"unclosed,' + "x" * 10}, "sso/proxy_routes.csv:"),
+    (
+        "csv field over the limit",
+        {"proxy_routes": ROUTES_HEADER + '\n"' + "x" * 200_000 + '"\n'},
+        "sso/proxy_routes.csv:2: malformed CSV",
+    ),
+    ("csv NUL byte", {"proxy_routes": ROUTES_HEADER + "\n" + route("a") + "\x00\n"}, ""),
+    (
+        "csv column twice",
+        {"proxy_routes": "externalId,protocol,externalId\na,saml,b\n"},
+        "sso/proxy_routes.csv:1: column named more than once: 'externalId'",
+    ),
+    ("csv header only", {"proxy_routes": ROUTES_HEADER + "\n"}, ""),
+    ("csv empty", {"proxy_routes": ""}, ""),
+    ("csv a directory", {"saml_connections": "<dir>"}, ""),
+    ("csv binary junk", {"oidc_connections": bytes(range(256)) * 4}, "sso/oidc_connections.csv:"),
+    ("csv many columns", {"proxy_routes": ",".join(f"c{i}" for i in range(100_000)) + "\n" + "," * 99_999 + "\n"}, ""),
+]
+
+
+@pytest.mark.parametrize(("setup", "files", "expected"), HOSTILE_EXPORTS, ids=[h[0] for h in HOSTILE_EXPORTS])
+def test_hostile_exports_get_one_located_error_or_import(
+    tmp_path: Path, setup: str, files: dict[str, str | bytes | None], expected: str
+) -> None:
+    """Every malformed package ends in exit 1 and one located ``error:`` line, or imports cleanly: never a traceback."""
+    files = dict(files)
+    manifest = files.pop("manifest", MANIFEST)
+    dir_manifest = files.pop("dir_manifest", None)
+    root = _package(tmp_path, manifest=manifest, **{k: v for k, v in files.items() if v is not None})
+    if dir_manifest is not None:
+        (root / "manifest.json").mkdir()
+    out, err = io.StringIO(), io.StringIO()
+    code = run_import(str(root), str(tmp_path / "routes.yaml"), out, err)
+    if expected:
+        assert code == 1, (out.getvalue(), err.getvalue())
+        lines = err.getvalue().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("error: " + expected), lines[0]
+        assert len(lines[0]) < 500
+        assert not (tmp_path / "routes.yaml").exists()
+    else:
+        assert code in (0, 1), err.getvalue()
+        if code == 1:
+            lines = err.getvalue().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), lines
+        else:
+            parse_routemap((tmp_path / "routes.yaml").read_text())
+
+
+def test_hostile_export_through_the_command_line_has_no_traceback(tmp_path: Path) -> None:
+    root = _package(tmp_path, manifest=_deep_json(100_000))
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy", "routes", "import", str(root), "-o", str(tmp_path / "r.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr == "error: manifest.json: not valid JSON: nested too deeply\n"
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+SEPARATORS = ["\u2028", "\u2029", "\u0085", "\r", "\x0b", "\x0c", "\x1b", "\u202e", "\u200b", "\x7f"]
+
+
+@pytest.mark.parametrize("sep", SEPARATORS, ids=[f"U+{ord(c):04X}" for c in SEPARATORS])
+def test_names_with_line_separators_or_controls_are_skipped_and_cannot_inject_yaml(tmp_path: Path, sep: str) -> None:
+    evil = f"evil{sep}defaults: {{mode: auth0}}{sep}#"
+    rows = [route("ok"), route("x").replace("x,", f'"{evil}",', 1)]
+    result = import_export(str(write_package(tmp_path, routes="\n".join([ROUTES_HEADER, *rows]) + "\n")))
+    assert set(result.route_map.connections) == {"ok"}
+    [skipped] = result.skipped
+    assert skipped.line == 3 and "control, format or line-separator character" in skipped.reason
+    assert sep not in result.summary()
+
+
+@pytest.mark.parametrize("sep", SEPARATORS, ids=[f"U+{ord(c):04X}" for c in SEPARATORS])
+def test_generated_header_comment_cannot_be_injected_into(tmp_path: Path, sep: str) -> None:
+    # An identifier shared by two connections is quoted into a header comment line.
+    shared = f"https://shared{sep}defaults: {{mode: auth0}}{sep}"
+    rows = [route("a", sourceEntityId=f'"{shared}"'), route("b", sourceEntityId=f'"{shared}"')]
+    result = import_export(str(write_package(tmp_path, routes=rows)))
+    text = render(result)
+    header = text[: text.index("version: 1")]
+    assert len(header.splitlines()) == len(header_lines(result)), header
+    assert all(line.startswith("# ") for line in header.splitlines())
+    assert sep not in header
+    for separator in ("\n", "\r", "\x85", "\u2028", "\u2029"):
+        assert all(separator not in line for line in header.split("\n")[:-1])
+    rm = parse_routemap(text)
+    assert rm.mode == "normal"
+    assert rm.ambiguous["audiences"][shared.strip()] == ("a", "b")  # the value itself round-trips in the YAML body
+
+
+def test_many_rows_of_one_connection_import_in_linear_time(tmp_path: Path) -> None:
+    """Identifiers per connection were kept in lists (`in` per add): 20,000 rows of one connection was quadratic."""
+    rows = [route("a", customAcsUrl=f"https://login.acme.com/login/callback?connection=a&n={i}") for i in range(20_000)]
+    result = import_export(str(write_package(tmp_path, routes=rows)))
+    assert len(result.route_map.connections["a"].acs_urls) == 20_001
+
+
+@pytest.mark.parametrize("age", [0.0, 3600.0])
+def test_stale_temp_files_of_a_killed_write_are_removed_by_the_next_write(tmp_path: Path, age: float) -> None:
+    target = tmp_path / "routes.yaml"
+    target.write_text("version: 1\n")
+    stale = tmp_path / ".routes.yaml.abc123.tmp"
+    stale.write_text("half a map")
+    old = time.time() - age
+    os.utime(stale, (old, old))
+    unrelated = tmp_path / ".other.yaml.abc123.tmp"
+    unrelated.write_text("x")
+    os.utime(unrelated, (old, old))
+    write_routemap_atomic("version: 1\n# new\n", str(target))
+    assert target.read_text() == "version: 1\n# new\n"
+    assert stale.exists() is (age == 0.0)  # a fresh one may belong to a writer that has not locked it yet
+    assert unrelated.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == sorted(
+        [unrelated.name] + ([stale.name] if age == 0.0 else [])
+    )
+
+
+def test_a_temp_file_locked_by_a_live_writer_is_kept(tmp_path: Path) -> None:
+    target = tmp_path / "routes.yaml"
+    target.write_text("version: 1\n")
+    live = tmp_path / ".routes.yaml.live.tmp"
+    live.write_text("being written")
+    os.utime(live, (time.time() - 3600, time.time() - 3600))
+    with live.open("rb") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        assert remove_stale_temp_files(str(target)) == []
+        assert live.exists()
+    assert remove_stale_temp_files(str(target)) == [str(live)]
+
+
+def test_a_routes_set_killed_mid_write_leaves_a_temp_file_the_next_set_removes(tmp_path: Path) -> None:
+    """`kill -9` of `routes set` between creating and renaming its temp file, through the real command."""
+    target = tmp_path / "routes.yaml"
+    target.write_text("version: 1\nconnections:\n  acme:\n    protocol: saml\n    state: legacy\n")
+    # A child that takes the same path as `routes set` but stops (SIGSTOP) before the rename, then is killed.
+    script = (
+        "import os, signal, proxy.export as e\n"
+        "real = os.replace\n"
+        "def stop(*a):\n"
+        "    os.kill(os.getpid(), signal.SIGSTOP)\n"
+        "os.replace = stop\n"
+        f"e.write_routemap_atomic('version: 1\\n', {str(target)!r})\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(".routes.yaml.*.tmp")) or _state(child.pid) != "T":
+        assert time.monotonic() < deadline, "the child did not reach the rename"
+        time.sleep(0.05)
+    [left] = list(tmp_path.glob(".routes.yaml.*.tmp"))
+    old = time.time() - 3600
+    os.utime(left, (old, old))
+    assert remove_stale_temp_files(str(target)) == []  # still locked by the stopped writer
+    child.kill()
+    child.wait()
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy", "routes", "set", "acme", "workos", "--routes", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.glob(".routes.yaml.*.tmp")) == []
+    assert "state: workos" in target.read_text()
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
 
 
 # --- the whole package: warnings.jsonl, issuers, reachability, re-import -------------------------

@@ -7,6 +7,7 @@ keeps serving for ``SSO_PROXY_DRAIN_SECONDS`` -> it stops accepting, in-flight r
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -19,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROUTES_YAML, ProxyProcess, StandIns, start_proxy
+from tests.conftest import ROUTES_YAML, ProxyProcess, StandIns, free_port, proxy_env, start_proxy
 from tests.samples import saml_form, saml_xml
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -325,3 +326,96 @@ def test_no_request_fails_through_a_sigterm(started: list[ProxyProcess], standin
     assert stopped_after < drain, "clients were still sending when the drain ended"
     assert counted == tally.sent  # every request the clients sent was also seen and counted by the proxy
     assert code == 0
+
+
+# --- signals from the first instant (issue 11, finding 16) -----------------------------------------
+
+
+def spawn(standins: StandIns, routes: Path, started: list[ProxyProcess], **env: str) -> ProxyProcess:
+    """The proxy as a child process, not waiting for it to be ready."""
+    port, admin_port = free_port(), free_port()
+    proc = ProxyProcess(
+        env=proxy_env(standins.auth0.origin, f"127.0.0.1:{standins.workos.port}", SSO_PROXY_RELOAD_INTERVAL="0", **env),
+        args=["--routes", str(routes), "--port", str(port), "--admin-port", str(admin_port)],
+        port=port,
+        admin_port=admin_port,
+    )
+    started.append(proc.start(wait_ready=False))
+    return proc
+
+
+def catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether the process has a handler installed for ``sig`` (SigCgt in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    return False
+
+
+def held_at_the_first_read(standins: StandIns, tmp_path: Path, started: list[ProxyProcess]) -> tuple[ProxyProcess, int]:
+    """A proxy whose route file is a FIFO: its start-up blocks in the first read of the map until we write.
+
+    Returns the process and the FIFO's write end, opened once the proxy has opened the read end.
+    The settle period is long, so the FIFO can be swapped for a regular file before the second read.
+    """
+    routes = tmp_path / "routes.yaml"
+    os.mkfifo(routes)
+    proc = spawn(standins, routes, started, SSO_PROXY_RELOAD_SETTLE="2")
+    assert proc.proc is not None
+    deadline = time.monotonic() + 30
+    while True:  # a non-blocking open of the write end fails (ENXIO) until the proxy opens the read end
+        try:
+            fd = os.open(routes, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            assert proc.proc.poll() is None, "\n".join(proc.log_lines)
+            assert time.monotonic() < deadline, "the proxy never opened its route file"
+            time.sleep(0.005)
+    return proc, fd
+
+
+def release(fd: int, routes: Path) -> None:
+    """Write the map into the FIFO, close it, and put a regular file with the same map in its place."""
+    os.set_blocking(fd, True)
+    os.write(fd, ROUTES_YAML.encode())
+    os.close(fd)
+    regular = routes.with_suffix(".new")
+    regular.write_text(ROUTES_YAML)
+    os.replace(regular, routes)
+
+
+def test_sighup_during_start_up_does_not_kill_the_process(
+    started: list[ProxyProcess], standins: StandIns, tmp_path: Path
+) -> None:
+    proc, fd = held_at_the_first_read(standins, tmp_path, started)
+    assert proc.proc is not None
+    # The handler is in place before the route map is even read (it was installed after the load).
+    assert catches(proc.proc.pid, signal.SIGHUP)
+    for _ in range(3):
+        proc.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.2)
+    assert proc.proc.poll() is None, "killed by SIGHUP during start-up"
+    release(fd, tmp_path / "routes.yaml")
+    proc.wait_ready(30)
+    assert proc.proc.poll() is None
+    wait = time.monotonic() + 10
+    while not any("SIGHUP during start-up; reloading" in line for line in proc.log_lines):
+        assert time.monotonic() < wait
+        time.sleep(0.02)
+    assert proc.stop() == 0
+
+
+def test_sigterm_during_start_up_exits_cleanly_without_serving(
+    started: list[ProxyProcess], standins: StandIns, tmp_path: Path
+) -> None:
+    proc, fd = held_at_the_first_read(standins, tmp_path, started)
+    assert proc.proc is not None
+    assert catches(proc.proc.pid, signal.SIGTERM)
+    proc.proc.send_signal(signal.SIGTERM)
+    release(fd, tmp_path / "routes.yaml")
+    assert proc.proc.wait(30) == 0
+    if proc._reader is not None:
+        proc._reader.join(5)  # the last lines
+    assert any("stopped before serving" in line for line in proc.log_lines)
+    assert not any('"listening"' in line for line in proc.log_lines)

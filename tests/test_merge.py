@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.errors import RouteMapError
 from proxy.merge import (
     GENERATED,
     Comments,
@@ -219,12 +220,22 @@ def test_render_an_empty_map() -> None:
 )
 def test_scalar(value: str, expected: str) -> None:
     assert scalar(value) == expected
-    assert parse_routemap(f"version: 1\nconnections:\n  {scalar(value)}:\n    protocol: saml\n    state: legacy\n")
+    # As an identifier (connection names may not hold line separators: issue 11, finding 9).
+    text = "version: 1\nconnections:\n  a:\n    protocol: saml\n    state: legacy\n    audiences:\n"
+    text += f"      - {scalar(value)}\n"
+    assert parse_routemap(text).connections["a"].audiences == (value,)
 
 
 def test_names_and_comments_cannot_inject_yaml() -> None:
     hostile = Connection("a\u2028b: x\n  evil:", "saml", "legacy", audiences=("v\nconnections: {}",))
     text = render(make_routemap([hostile]), ["header\nversion: 2"], {hostile.name: ["remark\n  evil: 1"]})
+    # Such a name is escaped on one line, then refused by validation (issue 11, finding 9), located.
+    with pytest.raises(RouteMapError) as info:
+        parse_routemap(text)
+    [error] = info.value.errors
+    assert "line-separator character" in error and len(error.splitlines()) == 1
+    benign = Connection("a", "saml", "legacy", audiences=hostile.audiences)
+    text = render(make_routemap([benign]), ["header\nversion: 2"], {"a": ["remark\n  evil: 1"]})
     parsed = parse_routemap(text)
-    assert list(parsed.connections) == [hostile.name]
-    assert parsed.connections[hostile.name].audiences == hostile.audiences
+    assert list(parsed.connections) == ["a"]
+    assert parsed.connections["a"].audiences == hostile.audiences

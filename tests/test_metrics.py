@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from proxy import __version__
-from tests.conftest import ROUTES_YAML, ProxyProcess, StandIns, free_port, start_proxy
+from tests.conftest import ADMIN_AUTH, ROUTES_YAML, ProxyProcess, StandIns, free_port, start_proxy
 from tests.samples import id_token, saml_form, saml_redirect_query, saml_xml
 
 Labels = tuple[tuple[str, str], ...]
@@ -124,12 +124,12 @@ def route_map(proxy: ProxyProcess, path: Path, text: str) -> Iterator[None]:
     original = path.read_text()
     try:
         path.write_text(text)
-        reply = httpx.post(f"{proxy.admin}/-/reload", timeout=10)
+        reply = httpx.post(f"{proxy.admin}/-/reload", timeout=10, headers=ADMIN_AUTH)
         assert reply.status_code == 200 and reply.json()["result"] == "success", reply.text
         yield
     finally:
         path.write_text(original)
-        assert httpx.post(f"{proxy.admin}/-/reload", timeout=10).json()["result"] == "success"
+        assert httpx.post(f"{proxy.admin}/-/reload", timeout=10, headers=ADMIN_AUTH).json()["result"] == "success"
 
 
 # --- callbacks ----------------------------------------------------------------------------------
@@ -581,7 +581,7 @@ def test_reload_metrics(mproxy: ProxyProcess, routes_path: Path) -> None:
     before = mproxy.scrape()
     try:
         routes_path.write_text("version: 1\nconnections: [not, a, mapping]\n")
-        reply = httpx.post(f"{mproxy.admin}/-/reload", timeout=10)
+        reply = httpx.post(f"{mproxy.admin}/-/reload", timeout=10, headers=ADMIN_AUTH)
         assert reply.status_code == 422
         expected = {key("sso_proxy_routemap_reloads_total", result="error"): 1.0}
         assert settle(mproxy, before, expected) == expected
@@ -594,7 +594,7 @@ def test_reload_metrics(mproxy: ProxyProcess, routes_path: Path) -> None:
         routes_path.write_text(cut_over)
         new_sha = hashlib.sha256(cut_over.encode()).hexdigest()
         before = mproxy.scrape()
-        assert httpx.post(f"{mproxy.admin}/-/reload", timeout=10).json()["result"] == "success"
+        assert httpx.post(f"{mproxy.admin}/-/reload", timeout=10, headers=ADMIN_AUTH).json()["result"] == "success"
         after = mproxy.scrape()
         got = changes(before, after)
         stamp = key("sso_proxy_routemap_last_success_timestamp_seconds")
@@ -610,7 +610,7 @@ def test_reload_metrics(mproxy: ProxyProcess, routes_path: Path) -> None:
         }
     finally:
         routes_path.write_text(original)
-        assert httpx.post(f"{mproxy.admin}/-/reload", timeout=10).json()["result"] == "success"
+        assert httpx.post(f"{mproxy.admin}/-/reload", timeout=10, headers=ADMIN_AUTH).json()["result"] == "success"
     assert routemap_series(mproxy.scrape())[key("sso_proxy_routemap_info", sha256=old_sha, source=str(routes_path))]
 
 

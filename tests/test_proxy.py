@@ -610,6 +610,16 @@ def test_form_redirect_mode(tuned_proxy: ProxyProcess, standins: StandIns, clien
     assert body_of(last_received(standins, "workos")) == urlencode(inputs).encode()
 
 
+def test_form_redirect_mode_with_many_fields_is_a_307(
+    tuned_proxy: ProxyProcess, standins: StandIns, client: httpx.Client
+) -> None:
+    """A body of many fields is not re-posted field by field (a loop stall), but redirected intact."""
+    body = saml_body() + b"&" + b"&".join(b"f%d=v" % i for i in range(200))
+    response = client.post(f"{tuned_proxy.url}/login/callback?connection=acme-okta", content=body, headers=FORM)
+    assert response.status_code == 307
+    assert response.headers["location"] == f"{workos_callback(standins)}?connection=acme-okta"
+
+
 def test_form_redirect_mode_get_is_still_307(
     tuned_proxy: ProxyProcess, standins: StandIns, client: httpx.Client
 ) -> None:

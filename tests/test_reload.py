@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -20,7 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROUTES_YAML, ProxyProcess, StandIns, start_proxy
+from proxy.metrics import Metrics
+from proxy.reload import RouteStore, Snapshot
+from proxy.routemap import parse_routemap
+from tests.conftest import ADMIN_AUTH, ROUTES_YAML, ProxyProcess, StandIns, big_routes_yaml, start_proxy
 from tests.samples import saml_form, saml_xml
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -259,12 +263,12 @@ def test_reload_endpoint_reports_success_unchanged_and_error(
     proxy, path = unwatched
     reload_url = f"{proxy.admin}/-/reload"
 
-    response = httpx.post(reload_url)
+    response = httpx.post(reload_url, headers=ADMIN_AUTH)
     assert response.status_code == 200
     assert response.json() == {"result": "unchanged", "sha256": sha(VERSION_A), "errors": []}
 
     path.write_text(VERSION_B)
-    response = httpx.post(reload_url)
+    response = httpx.post(reload_url, headers=ADMIN_AUTH)
     assert response.status_code == 200
     assert response.json() == {"result": "success", "sha256": sha(VERSION_B), "errors": []}
     assert decision_of(client, proxy) == "auth0"  # in force as soon as the endpoint answered
@@ -275,7 +279,7 @@ def test_reload_endpoint_reports_success_unchanged_and_error(
             "    state: workos\n    colour: blue\n    audiences: [urn:auth0:globex-prod:hooli-ping]",
         )
     )
-    response = httpx.post(reload_url)
+    response = httpx.post(reload_url, headers=ADMIN_AUTH)
     assert response.status_code == 422
     body = response.json()
     assert body["result"] == "error"
@@ -289,19 +293,19 @@ def test_reload_endpoint_reports_success_unchanged_and_error(
     assert routes_info(proxy)["last_error"] == "\n".join(body["errors"])
 
     path.write_text("version: 1\nconnections: [unclosed\n")
-    body = httpx.post(reload_url).json()
+    body = httpx.post(reload_url, headers=ADMIN_AUTH).json()
     assert body["result"] == "error"
     [error] = body["errors"]
     assert error.startswith(f"{path}:") and "not valid YAML" in error
 
     path.unlink()
-    body = httpx.post(reload_url).json()
+    body = httpx.post(reload_url, headers=ADMIN_AUTH).json()
     assert body["result"] == "error"
     assert body["errors"] == [f"{path}: cannot read: No such file or directory"]
     assert httpx.get(f"{proxy.admin}/readyz").status_code == 200
 
     path.write_text(VERSION_A)
-    assert httpx.post(reload_url).json()["result"] == "success"
+    assert httpx.post(reload_url, headers=ADMIN_AUTH).json()["result"] == "success"
     assert decision_of(client, proxy) == "workos"
     assert routes_info(proxy)["last_error"] is None
     samples = proxy.scrape()
@@ -384,8 +388,161 @@ def test_explicit_reload_of_broken_content_is_not_counted_again_by_the_watcher(
     watched: ProxyProcess, configmap: ConfigMapDir
 ) -> None:
     configmap.publish(BROKEN_FIELD)
-    assert httpx.post(f"{watched.admin}/-/reload").json()["result"] == "error"
+    assert httpx.post(f"{watched.admin}/-/reload", headers=ADMIN_AUTH).json()["result"] == "error"
     after_post = reloads(watched.scrape(), "error")
     time.sleep(INTERVAL * 5)
     assert reloads(watched.scrape(), "error") == after_post
     assert len(log_events(watched, "route map rejected; last good map stays in force")) == after_post
+
+
+# --- only a settled file is applied (issue 11, finding 11) ----------------------------------------
+
+
+def make_store(path: Path, settle: float = 0.0) -> RouteStore:
+    return RouteStore(str(path), None, Metrics(), logging.getLogger("test-reload"), settle=settle)
+
+
+# A truncation of VERSION_B that is itself a valid map: globex-adfs and the rest are missing, so
+# their callbacks would follow `unknown` (workos) instead of staying on Auth0.
+HALF_B = VERSION_B[: VERSION_B.index("  globex-adfs:")]
+assert parse_routemap(HALF_B).connections.keys() == {"acme-okta"}
+
+
+def test_watcher_applies_new_content_only_after_two_identical_reads(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(VERSION_A)
+    store = make_store(path)
+    store.load_initial()
+    path.write_text(HALF_B)  # mid-write: the first half is on disk
+    assert store.poll() is None  # seen once
+    path.write_text(VERSION_B)  # the writer finishes before the next tick
+    assert store.poll() is None  # different from the last read: seen once, again
+    assert store.current is not None and store.current.route_map.sha256 == sha(VERSION_A)
+    result = store.poll()  # the same twice in a row: applied
+    assert result is not None and (result.result, result.sha256) == ("success", sha(VERSION_B))
+    assert store.poll() is None  # in force: nothing to do
+    assert reloads_of(store) == {"success": 2.0, "error": 0.0}
+
+    # A broken file is counted once, not every tick.
+    path.write_text(BROKEN_FIELD)
+    assert store.poll() is None
+    result = store.poll()
+    assert result is not None and result.result == "error"
+    for _ in range(3):
+        assert store.poll() is None
+    assert reloads_of(store) == {"success": 2.0, "error": 1.0}
+
+
+class ScriptedStore(RouteStore):
+    """A store whose reads return a script of contents (a file being written), then the last one."""
+
+    def __init__(self, path: Path, script: list[str], settle: float) -> None:
+        super().__init__(str(path), None, Metrics(), logging.getLogger("test-reload"), settle=settle)
+        self.script = list(script)
+        self.reads = 0
+
+    def snapshot(self) -> Snapshot:
+        self.reads += 1
+        text = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        return Snapshot(text.encode(), sha(text))
+
+
+def test_explicit_reload_needs_two_identical_reads_a_settle_apart(tmp_path: Path) -> None:
+    store = ScriptedStore(tmp_path / "r.yaml", [VERSION_A], settle=0.01)
+    store.load_initial()
+    store.script = [HALF_B, VERSION_B[:-40], VERSION_B, VERSION_B]
+    result = store.explicit_reload("sighup")
+    assert (result.result, result.sha256) == ("success", sha(VERSION_B))
+    assert store.reads == 2 + 4  # start: two reads; then half, more, full, full
+    # Still changing after every round: not applied, not counted as an error.
+    store.script = [f"{VERSION_A}# rev {n}\n" for n in range(100)]
+    result = store.explicit_reload("endpoint")
+    assert result.result == "unsettled" and "still changing" in result.errors[0]
+    assert store.current is not None and store.current.route_map.sha256 == sha(VERSION_B)
+    assert reloads_of(store) == {"success": 2.0, "error": 0.0}
+    # Content already in force or already rejected needs no settling: one read.
+    store.script, store.reads = [VERSION_B], 0
+    assert store.explicit_reload("endpoint").result == "unchanged"
+    assert store.reads == 1
+
+
+def reloads_of(store: RouteStore) -> dict[str, float]:
+    return {result: store.metrics.reloads.labels(result)._value.get() for result in ("success", "error")}
+
+
+def test_a_file_rewritten_in_place_is_not_applied_half_written_on_sighup(
+    standins: StandIns, tmp_path: Path, client: httpx.Client
+) -> None:
+    """`cat > routes.yaml`: truncate, write part, pause, write the rest. The half is a valid map.
+
+    SIGHUP arrives while only the half is on disk; the rest follows well inside the settle period.
+    """
+    path = tmp_path / "routes.yaml"
+    path.write_text(VERSION_A)
+    proxy = start_proxy(standins, path, SSO_PROXY_RELOAD_INTERVAL="0", SSO_PROXY_RELOAD_SETTLE="1")
+    try:
+        assert proxy.proc is not None
+        with path.open("w") as fh:
+            fh.write(HALF_B)
+            fh.flush()
+            proxy.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.05)
+            fh.write(VERSION_B[len(HALF_B) :])
+        wait_for(lambda: routes_info(proxy)["sha256"] == sha(VERSION_B), timeout=15)
+        loaded = [e["sha256"] for e in log_events(proxy, "route map loaded")]
+        assert loaded == [sha(VERSION_A), sha(VERSION_B)]  # the half never went live
+        assert decision_of(client, proxy) == "auth0"
+    finally:
+        stop_proxy(proxy)
+
+
+# --- parsing off the event loop (issue 11, finding 12) ------------------------------------------------
+
+
+def test_requests_are_answered_while_a_20000_connection_map_is_parsed(
+    unwatched: tuple[ProxyProcess, Path], client: httpx.Client
+) -> None:
+    """Ordering, not milliseconds: callbacks logged between the parse's start and its end."""
+    proxy, path = unwatched
+    assert proxy.proc is not None
+    big = big_routes_yaml(20_000)
+    path.write_text(big)
+    proxy.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: bool(log_events(proxy, "route map changed; parsing")), timeout=30)
+    answered = 0
+    while not [e for e in log_events(proxy, "route map loaded") if e["trigger"] == "sighup"]:
+        assert decision_of(client, proxy) in ("workos", "auth0")
+        answered += 1
+        assert answered < 100_000
+    events = [json.loads(line) for line in list(proxy.log_lines) if line.startswith("{")]
+    msgs = [e["msg"] for e in events]
+    started = msgs.index("route map changed; parsing")
+    ended = next(i for i, e in enumerate(events) if e["msg"] == "route map loaded" and e["trigger"] == "sighup")
+    during = [m for m in msgs[started:ended] if m == "callback"]
+    assert during, f"no request was answered while the map was parsed ({answered} sent)"
+    assert routes_info(proxy)["sha256"] == sha(big)
+    assert len(routes_info(proxy)["connections"]) == 20_005
+
+
+def test_sighups_in_a_burst_fold_into_few_reloads(unwatched: tuple[ProxyProcess, Path]) -> None:
+    proxy, path = unwatched
+    assert proxy.proc is not None
+    path.write_text(VERSION_B)
+    for _ in range(200):
+        proxy.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: routes_info(proxy)["sha256"] == sha(VERSION_B), timeout=10)
+    time.sleep(1)
+    assert proxy.proc.poll() is None
+    parses = log_events(proxy, "route map changed; parsing")
+    assert len(parses) == 1  # the rest found the content in force: a hash compare each, at most
+    assert reloads(proxy.scrape(), "success") == 2
+
+
+def test_a_stale_temp_file_next_to_the_route_file_is_ignored(
+    watched: ProxyProcess, configmap: ConfigMapDir, client: httpx.Client
+) -> None:
+    (configmap.root / ".routes.yaml.dead.tmp").write_text(BROKEN_FIELD)
+    time.sleep(INTERVAL * 4)
+    assert decision_of(client, watched) == "workos"
+    assert reloads(watched.scrape(), "error") == 0
+    assert routes_info(watched)["last_error"] is None

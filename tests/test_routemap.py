@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,8 @@ def test_empty_defaults_and_connections() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("version: 1\nconnections: {a: [", "r.yaml:2:"),  # YAML syntax error: located by line
+        ("version: 1\nconnections: {a: [", "not valid YAML"),  # YAML syntax error: located by line
+        ("version: 1\nconnections: {a: [\n", "r.yaml:3:1: not valid YAML"),
         ("- 1\n- 2\n", "r.yaml: must be a mapping"),
         ("just a string", "r.yaml: must be a mapping"),
         ("", "r.yaml: must be a mapping"),
@@ -220,6 +222,11 @@ def test_load_missing_file_is_located(tmp_path: Path) -> None:
         ("https://evil.example%2f.workos.com/acs", False),
         ("https://api.workos.com/acs\r\nSet-Cookie: x=1", False),
         ("https://api.workos.com/a b", False),
+        ("https://api.workos.com/acs#frag", False),  # the appended callback query would be a fragment
+        ("https://api.workos.com/acs?x=1#", False),
+        ("https://@api.workos.com/acs", False),  # empty user-info is user-info
+        ("https://:@api.workos.com/acs", False),
+        ("https://api.workos.com@evil.example/acs", False),
         ("//api.workos.com/acs", False),
         ("api.workos.com/acs", False),
     ],
@@ -302,3 +309,91 @@ def test_dump_and_make_round_trip() -> None:
     made = make_routemap(list(rm.connections.values()))
     assert dict(made.index["audiences"]) == dict(rm.index["audiences"])
     assert made.sha256 == hashlib.sha256(dump_routemap(made).encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://api.workos.com/acs#x", "has a fragment (#)"),
+        ("https://@api.workos.com/acs", "has user-info"),
+        ("https://api.workos.com@evil.example/acs", "has user-info"),
+        ("https://api.workos.com/a\u2028b", "outside printable ASCII"),
+        ("http://api.workos.com/acs", "must be an https URL on the WorkOS custom domain"),
+    ],
+)
+def test_workos_acs_url_refusals_say_why_and_where(url: str, reason: str) -> None:
+    text = one_connection(f"    protocol: saml\n    state: workos\n    workos_acs_url: {yaml.safe_dump(url).strip()}\n")
+    [error] = errors_of(text)
+    assert error.startswith("r.yaml: connections.acme.workos_acs_url: ")
+    assert reason in error
+    assert "\n" not in error and "\u2028" not in error
+
+
+SEPARATORS = ["\u2028", "\u2029", "\u0085", "\r", "\n", "\x0b", "\x1b", "\x00", "\u202e", "\u200b", "\x7f"]
+
+
+@pytest.mark.parametrize("sep", SEPARATORS, ids=[f"U+{ord(c):04X}" for c in SEPARATORS])
+def test_connection_names_with_line_separators_or_controls_are_refused(sep: str) -> None:
+    name = f"evil{sep}defaults: {{mode: auth0}}"
+    text = f"version: 1\nconnections:\n  {json.dumps(name)}:\n    protocol: saml\n    state: legacy\n"
+    errors = errors_of(text)
+    assert len(errors) == 1
+    assert errors[0].startswith(f"r.yaml: connections.{name!r}: connection name")
+    assert "control, format or line-separator character" in errors[0]
+    assert len(errors[0].splitlines()) == 1 and sep not in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("version: 1\nconnections: &c {}\ndefaults: *c\n", "r.yaml:2:14: an anchored node is repeated by an alias"),
+        ("version: 1\ndefaults: {<<: {mode: auth0}}\n", "r.yaml:2:12: a key must be a plain value"),
+        ("version: 1\n? [a, b]\n: 1\n", "r.yaml:2:3: a key must be a plain value"),
+        ("version: 1\nx: " + "[" * 100 + "]" * 100 + "\n", "nested more than 64 levels deep"),
+        ("version: 1\nx: " + "[" * 5000 + "]" * 5000 + "\n", "not valid YAML"),  # libyaml's own limit
+        ("version: 1\nversion: 1\n", "r.yaml:2:1: duplicate key 'version'"),
+        ("version: 1\n\xff\n", "not valid YAML"),
+        ("version: 1\nx: \x00\n", "not valid YAML"),
+    ],
+)
+def test_hostile_yaml_gets_located_errors(text: str, expected: str) -> None:
+    errors = errors_of(text)
+    assert any(expected in e for e in errors), errors
+
+
+def test_billion_laughs_is_refused_before_any_expansion() -> None:
+    lines = ["version: 1", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 30)]
+    errors = errors_of("\n".join(lines) + "\n")
+    assert errors and all("repeated by an alias" in e for e in errors)
+
+
+def test_the_c_loader_is_used_where_available() -> None:
+    from proxy import routemap
+
+    assert routemap.SafeLoader is getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    assert yaml.__with_libyaml__, "PyYAML without libyaml: route maps parse about ten times slower"
+
+
+def test_same_value_as_safe_load_for_every_tag() -> None:
+    text = (
+        "version: 1\ns: text\nq: 'quoted'\ni: 7\nf: 1.5\nb: true\nn: ~\nd: 2001-12-14\n"
+        "l: [1, two]\nm: {k: v}\nset: !!set {x}\nbin: !!binary aGVsbG8=\n"
+    )
+    from proxy.routemap import _load_yaml
+
+    document, problems, fatal = _load_yaml(text.encode())
+    assert (problems, fatal) == ([], False)
+    assert document == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("size", [2_000, 20_000])
+def test_identifier_lists_and_shared_identifiers_are_linear(size: int) -> None:
+    """`in list` de-duplication was quadratic: a 20,000-item list or an identifier of 20,000 connections."""
+    items = ", ".join(f"i{n}" for n in range(size))
+    rm = parse_routemap(one_connection(f"    protocol: saml\n    state: legacy\n    audiences: [{items}, i0]\n"))
+    assert len(rm.connections["acme"].audiences) == size
+    shared = make_routemap(
+        [Connection(f"c{n}", "saml", "legacy", issuers=("shared",)) for n in range(size)], hashed=False
+    )
+    assert len(shared.ambiguous["issuers"]["shared"]) == size
