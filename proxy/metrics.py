@@ -233,6 +233,13 @@ class Metrics:
         self.routemap_info = Gauge(
             "sso_proxy_routemap_info", "The route map in force.", ["sha256", "source"], registry=r
         )
+        # Running replicas keep the last good map, but a new one (scale-up, node drain) refuses to
+        # start on this file: the signal that the ConfigMap must be fixed before anything restarts.
+        self.routemap_rejected = Gauge(
+            "sso_proxy_routemap_file_rejected",
+            "1 while the route file holds content this replica rejected (the last good map stays in force).",
+            registry=r,
+        )
         self.routemap_connections = Gauge(
             "sso_proxy_routemap_connections", "Connections in the map in force, per state.", ["state"], registry=r
         )

@@ -138,6 +138,7 @@ class RouteStore:
         previous = self.current
         loaded = Loaded(route_map, self.path, time.time())
         m = self.metrics
+        m.routemap_rejected.set(0)
         m.reloads.labels("success").inc()
         m.last_reload.set(loaded.loaded_at)
         m.routemap_info.clear()
@@ -207,6 +208,7 @@ class RouteStore:
         self.last_error = None
         self._failed_sha = None
         self._failed_errors = ()
+        self.metrics.routemap_rejected.set(0)
         log_event(
             self.logger,
             logging.INFO,
@@ -222,6 +224,7 @@ class RouteStore:
         self._failed_errors = tuple(errors)
         self.last_error = "\n".join(errors)
         self.metrics.reloads.labels("error").inc()
+        self.metrics.routemap_rejected.set(1)
         log_event(
             self.logger,
             logging.ERROR,

@@ -583,7 +583,10 @@ def test_reload_metrics(mproxy: ProxyProcess, routes_path: Path) -> None:
         routes_path.write_text("version: 1\nconnections: [not, a, mapping]\n")
         reply = httpx.post(f"{mproxy.admin}/-/reload", timeout=10, headers=ADMIN_AUTH)
         assert reply.status_code == 422
-        expected = {key("sso_proxy_routemap_reloads_total", result="error"): 1.0}
+        expected = {
+            key("sso_proxy_routemap_reloads_total", result="error"): 1.0,
+            key("sso_proxy_routemap_file_rejected"): 1.0,  # until the file holds a valid map
+        }
         assert settle(mproxy, before, expected) == expected
 
         cut_over = original.replace(
@@ -601,6 +604,7 @@ def test_reload_metrics(mproxy: ProxyProcess, routes_path: Path) -> None:
         assert got.pop(stamp) > 0
         assert got == {
             key("sso_proxy_routemap_reloads_total", result="success"): 1.0,
+            key("sso_proxy_routemap_file_rejected"): -1.0,
             key("sso_proxy_routemap_info", sha256=old_sha, source=str(routes_path)): -1.0,
             key("sso_proxy_routemap_info", sha256=new_sha, source=str(routes_path)): 1.0,
             key("sso_proxy_routemap_connections", state="workos"): 1.0,

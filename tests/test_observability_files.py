@@ -348,6 +348,7 @@ def test_rules_shape() -> None:
         "SsoProxyUpstreamErrorRateHigh",
         "SsoProxyHigh5xxRate",
         "SsoProxyRouteMapReloadFailed",
+        "SsoProxyRouteMapFileRejected",
         "SsoProxyRouteMapDiverged",
         "SsoProxyNoCallbacks",
     } <= names

@@ -327,6 +327,7 @@ def test_broken_file_keeps_the_old_map_serving(
 
     during = watched.scrape()
     assert reloads(during, "error") == reloads(before, "error") + 1, "counted once per distinct broken content"
+    assert during[("sso_proxy_routemap_file_rejected", ())] == 1  # stays 1: a new replica would not start
     assert reloads(during, "success") == reloads(before, "success")
     assert info_shas(during) == [sha(VERSION_A)]
     assert (
@@ -365,6 +366,7 @@ def test_broken_file_keeps_the_old_map_serving(
     info = routes_info(watched)
     assert info["sha256"] == sha(VERSION_B)
     assert info["last_error"] is None
+    assert after[("sso_proxy_routemap_file_rejected", ())] == 0
 
 
 def test_broken_then_reverted_to_the_map_in_force(
@@ -374,8 +376,10 @@ def test_broken_then_reverted_to_the_map_in_force(
     before = watched.scrape()
     configmap.publish(BROKEN_FIELD)
     wait_for(lambda: routes_info(watched)["last_error"] is not None, timeout=INTERVAL + 2)
+    assert watched.scrape()[("sso_proxy_routemap_file_rejected", ())] == 1
     configmap.publish(VERSION_A)
     wait_for(lambda: routes_info(watched)["last_error"] is None, timeout=INTERVAL + 2)
+    assert watched.scrape()[("sso_proxy_routemap_file_rejected", ())] == 0
     configmap.publish(BROKEN_FIELD)  # the same bad edit again is reported again
     wait_for(lambda: routes_info(watched)["last_error"] is not None, timeout=INTERVAL + 2)
     samples = watched.scrape()
