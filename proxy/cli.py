@@ -287,6 +287,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"sso-proxy sandbox: {exc}", file=sys.stderr)
         return 2
+    except StartupError as exc:  # a port in use
+        print(f"sso-proxy sandbox: {exc}", file=sys.stderr)
+        return 1
     except RouteMapError as exc:
         print(f"sso-proxy sandbox: route map {exc.source} is invalid:", file=sys.stderr)
         for error in exc.errors:
