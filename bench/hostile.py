@@ -66,6 +66,7 @@ class Row:
     must_not_forward: bool
     forwarded: int  # requests of this attack that reached Auth0 or the attacker
     seconds: float
+    stall_ms: float  # the slowest /healthz answer while this attack ran
     note: str = ""
 
 
@@ -75,6 +76,7 @@ class Probe:
 
     port: int
     worst: float = 0.0
+    window: float = 0.0  # the slowest answer since the last reset
     probes: int = 0
     failures: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
@@ -90,7 +92,9 @@ class Probe:
                 ok = False
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            self.worst = max(self.worst, time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.worst = max(self.worst, took)
+            self.window = max(self.window, took)
             self.probes += 1
             self.failures += not ok
             time.sleep(0.01)
@@ -201,13 +205,15 @@ class Run:
         self, name: str, action: Callable[[], collections.Counter[int]], *, must_not_forward: bool, note: str = ""
     ) -> None:
         before = len(self.auth0.requests) + len(self.attacker.requests)
+        self.probe.window = 0.0
         started = time.monotonic()
         answers = action()
         seconds = time.monotonic() - started
         time.sleep(0.2)
         forwarded = len(self.auth0.requests) + len(self.attacker.requests) - before
         tried = sum(answers.values())
-        self.rows.append(Row(name, tried, answers, must_not_forward, forwarded, seconds, note))
+        stall = self.probe.window * 1000
+        self.rows.append(Row(name, tried, answers, must_not_forward, forwarded, seconds, stall, note))
         print(f"  {name}: {dict(answers)} in {seconds:.1f}s", file=sys.stderr, flush=True)
 
     def stop(self) -> int:
@@ -245,7 +251,7 @@ def main() -> int:
             b"CONNECT " + attacker + b" HTTP/1.1\r\nhost: " + attacker + b"\r\nconnection: close\r\n\r\n",
         ]
         run.attack(
-            "request target: asterisk-form *@host, OPTIONS *, absolute-form, authority-form",
+            "request target: asterisk-form `*@host`, `OPTIONS *`, absolute-form, authority-form",
             lambda: answers_of(send_each(port, targets), 10),
             must_not_forward=False,
             note="the attacker's host must receive nothing (see below)",
@@ -349,7 +355,7 @@ def main() -> int:
             get(b"/login/callback?SAMLResponse=" + redirect),
         ]
         run.attack(
-            "<Audience  x 760 KB; nested id_token; 1 MB deflate bomb in a GET",
+            "`<Audience ` x 760 KB; nested id_token; 1 MB deflate bomb in a GET",
             lambda: answers_of(send_each(port, ident), 30),
             must_not_forward=False,
             note=f"deflate bomb GET is {len(redirect) // 1024} KB",
@@ -366,13 +372,13 @@ def main() -> int:
     total = time.monotonic() - began
 
     print()
-    print("| attack | tried | answers | reached Auth0 or the attacker |")
-    print("|---|---|---|---|")
+    print("| attack | tried | answers | reached Auth0 or the attacker | slowest /healthz |")
+    print("|---|---|---|---|---|")
     for row in run.rows:
         answers = ", ".join(f"{n}x {'none' if s == 0 else s}" for s, n in sorted(row.answers.items()))
         forwarded = f"{row.forwarded}" + (" (must be 0)" if row.must_not_forward else "")
         note = f" — {row.note}" if row.note else ""
-        print(f"| {row.attack}{note} | {row.tried} | {answers} | {forwarded} |")
+        print(f"| {row.attack}{note} | {row.tried} | {answers} | {forwarded} | {row.stall_ms:.0f} ms |")
     print()
     print("| figure | value |")
     print("|---|---|")

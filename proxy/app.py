@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from proxy import retired
 from proxy.admin import SAFE_METHODS, AdminGuard, AdminPolicy
 from proxy.binding import NOT_BOUND, Binder, CallbackBinding, Keys, PassthroughHook
 from proxy.callback import Callback, strip_fallback
@@ -161,6 +162,10 @@ class PublicApp:
                 self.metrics.rejected.labels("bad_target").inc()
                 status = await send_page(send, 400)
                 return
+            if not is_callback and self.settings.auth0_off:
+                self.metrics.auth0_off_requests.labels(retired.path_label(scope["path"])).inc()
+                status = await retired.answer_path(send, self.settings.retired_url)
+                return
             if not is_callback and not self.settings.passthrough:
                 status = await send_page(send, 404)
                 return
@@ -266,7 +271,11 @@ class PublicApp:
             was_sent, cookie = binder.solicited(scope["headers"], cb, time.time())
             solicited = "true" if was_sent else "false"
         self._count(decision, cb, binder is not None, solicited)
-        if decision.action == AUTH0:
+        if decision.action == AUTH0 and self.settings.auth0_off:
+            # Only fallback=auth0 gets here (the map in force was checked): WorkOS could not complete it.
+            self.metrics.auth0_off_callbacks.labels(decision.connection or UNKNOWN, decision.reason).inc()
+            status = await retired.answer_callback(send)
+        elif decision.action == AUTH0:
             forward_query = strip_fallback(query) if decision.reason == "fallback" else query
             status = await self._forward(
                 scope,
@@ -305,6 +314,7 @@ class PublicApp:
     def _count(self, decision: Decision, cb: Callback, binding: bool, solicited: str) -> None:
         m = self.metrics
         label = decision.connection or UNKNOWN
+        m.progress.record(decision.connection, decision.action, decision.reason)
         m.callbacks.labels(
             decision.protocol, label, decision.action, decision.reason, decision.identity.identified_by
         ).inc()
@@ -407,6 +417,9 @@ def create_ops_app(
             "unknown": rm.unknown,
             "connections_per_state": rm.counts_by_state(),
             "connections": {name: conn.state for name, conn in sorted(rm.connections.items())},
+            # Since this process started: last callback, counts by decision, fallbacks, reachability.
+            "progress_since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(metrics.progress.started_at)),
+            "connections_progress": metrics.progress.snapshot(),
             "last_error": store.last_error,
         }
         return Response(json.dumps(body, indent=2) + "\n", media_type="application/json")

@@ -1,12 +1,13 @@
-"""The ``sso-proxy`` commands: serve, routes import/validate/set, explain, sandbox."""
+"""The ``sso-proxy`` commands: serve, routes (import, validate, set, mode, unknown, report, check), explain, sandbox."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from proxy import __version__
 from proxy.config import add_flags, load_settings
@@ -42,15 +43,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logger = setup_logging(settings.log_level)
     metrics = Metrics()
-    store = RouteStore(settings.routes, settings.workos_domain, metrics, logger, settle=settings.reload_settle)
+    require = None
+    if settings.auth0_off:
+        from proxy.retired import map_errors
+
+        require = map_errors
+        metrics.auth0_off.set(1)
+    store = RouteStore(
+        settings.routes, settings.workos_domain, metrics, logger, require=require, settle=settings.reload_settle
+    )
     try:
         store.load_initial()
     except RouteMapError as exc:
-        print(f"sso-proxy: route map {exc.source} is invalid; not starting:", file=sys.stderr)
+        why = "cannot be served with Auth0 switched off" if settings.auth0_off else "is invalid"
+        print(f"sso-proxy: route map {exc.source} {why}; not starting:", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         early.restore()
         return 2
+    if settings.auth0_off:
+        from proxy.logs import log_event
+
+        log_event(
+            logger,
+            logging.WARNING,
+            "Auth0 switched off (no AUTH0_FALLBACK_ORIGIN): every callback goes to WorkOS, nothing is forwarded",
+            retired_url=settings.retired_url or None,
+        )
     try:
         _run(serve(settings, store, metrics, logger, early))
     except StartupError as exc:
@@ -91,6 +110,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         os.environ.get("WORKOS_CUSTOM_DOMAIN") or None,
         prune=args.prune,
         custom_domain=args.custom_domain,
+        workos_mapping=args.workos_mapping,
     )
 
 
@@ -109,6 +129,9 @@ def cmd_set(args: argparse.Namespace) -> int:
     if bool(names) == (args.organization is not None):
         print("sso-proxy routes set: give connection names or --organization ORG, not both", file=sys.stderr)
         return 2
+    gate = None
+    if state == "workos" and os.environ.get("WORKOS_API_KEY"):
+        gate = _workos_gate(force=args.force)
     return run_set(
         _routes_path(args),
         names,
@@ -119,7 +142,60 @@ def cmd_set(args: argparse.Namespace) -> int:
         organization=args.organization,
         dry_run=args.dry_run,
         by=args.by,
+        gate=gate,
     )
+
+
+def _workos_gate(force: bool) -> Any:
+    """With WORKOS_API_KEY set: refuse to cut over a connection WorkOS does not have active (unless --force)."""
+    from proxy.edit import Change
+    from proxy.routemap import RouteMap
+    from proxy.workos_api import WorkosApi, WorkosApiError, readiness, refusals
+
+    def gate(route_map: RouteMap, changes: list[Change]) -> list[str]:
+        names = [c.section for c in changes if c.after == "workos"]
+        if not names:
+            return []
+        try:
+            api = WorkosApi(os.environ.get("WORKOS_API_KEY", ""), os.environ.get("WORKOS_BASE_URL") or None)
+            found = {}
+            for name in names:
+                wid = route_map.connections[name].workos_connection_id
+                remote = api.get_connection(wid) if wid else None
+                if remote is not None:
+                    found[remote.id] = remote
+        except WorkosApiError as exc:
+            problems = [f"cannot check WorkOS: {exc}" + ("" if force else "; use --force to set it anyway")]
+        else:
+            problems = refusals(readiness(route_map, found), names)
+        if force and problems:
+            for problem in problems:
+                print(f"warning (--force): {problem.removesuffix('; use --force to set it anyway')}", file=sys.stderr)
+            return []
+        return problems
+
+    return gate
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from proxy.routemap import load_routemap
+    from proxy.workos_api import WorkosApi, WorkosApiError, readiness, render_readiness
+
+    path = _routes_path(args)
+    try:
+        route_map = load_routemap(path, os.environ.get("WORKOS_CUSTOM_DOMAIN") or None)
+    except RouteMapError as exc:
+        print("\n".join(exc.errors), file=sys.stderr)
+        return 1
+    try:
+        api = WorkosApi(os.environ.get("WORKOS_API_KEY", ""), os.environ.get("WORKOS_BASE_URL") or None)
+        found = {conn.id: conn for conn in api.list_connections()}
+    except WorkosApiError as exc:
+        print(f"sso-proxy routes check: {exc}", file=sys.stderr)
+        return 1
+    rows = readiness(route_map, found)
+    sys.stdout.write(render_readiness(rows))
+    return 0 if all(r.ready for r in rows if r.state == "workos") else 3
 
 
 def cmd_default(args: argparse.Namespace) -> int:
@@ -135,6 +211,26 @@ def cmd_default(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         by=args.by,
     )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import time
+
+    from proxy.progress import fetch_progress, render_report, report_rows
+
+    snapshots = []
+    since: list[str] = []
+    for admin in args.admin or ["http://127.0.0.1:9090"]:
+        try:
+            progress, started = fetch_progress(admin)
+        except ValueError as exc:
+            print(f"sso-proxy routes report: {exc}", file=sys.stderr)
+            return 1
+        snapshots.append(progress)
+        since.extend([started] if started else [])
+    rows = report_rows(snapshots)
+    sys.stdout.write(render_report(rows, time.time(), max(since) if since else None))
+    return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -194,6 +290,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"sso-proxy sandbox: {exc}", file=sys.stderr)
         return 2
+    except StartupError as exc:  # a port in use
+        print(f"sso-proxy sandbox: {exc}", file=sys.stderr)
+        return 1
     except RouteMapError as exc:
         print(f"sso-proxy sandbox: route map {exc.source} is invalid:", file=sys.stderr)
         for error in exc.errors:
@@ -228,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="drop connections of the existing map that are not in this export (default: keep and list them)",
     )
     imp.add_argument(
+        "--workos-mapping",
+        metavar="FILE",
+        help="WorkOS's Auth0-to-WorkOS ID mapping (CSV or JSON): fills workos_connection_id and organization; "
+        "every row that matches no connection is reported",
+    )
+    imp.add_argument(
         "--custom-domain",
         metavar="HOST",
         help="the Auth0 custom domain this proxy serves: connections whose recorded callback URLs are not on "
@@ -247,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
         "targets", nargs="+", metavar="CONN [CONN ...] STATE", help="connection names, then legacy|workos"
     )
     set_.add_argument("--organization", metavar="ORG", help="every connection whose organization is ORG")
+    set_.add_argument(
+        "--force",
+        action="store_true",
+        help="with WORKOS_API_KEY set, cut over even connections WorkOS does not have active",
+    )
     _edit_flags(set_)
     set_.set_defaults(func=cmd_set)
     for key, choices, what in (
@@ -257,6 +367,30 @@ def build_parser() -> argparse.ArgumentParser:
         default.add_argument("value", choices=choices)
         _edit_flags(default)
         default.set_defaults(func=cmd_default)
+
+    chk = routes_cmds.add_parser(
+        "check",
+        help="each connection's state in WorkOS (WORKOS_API_KEY, WORKOS_BASE_URL)",
+        description="Lists the WorkOS connections (all pages) and prints, per connection of the route map, "
+        "whether its workos_connection_id exists and is active. Exit 0: every connection in state workos "
+        "is ready; 3: one is not; 1: the map or the WorkOS API could not be read.",
+    )
+    chk.add_argument("--routes", default=None, help="route map file (env SSO_PROXY_ROUTES, default routes.yaml)")
+    chk.set_defaults(func=cmd_check)
+    rep = routes_cmds.add_parser(
+        "report",
+        help="which connections are done, which still see Auth0 traffic, which were never seen",
+        description="Reads GET /routes of running proxies (one --admin per replica; counts are summed) and "
+        "prints each connection's state, last callback, callbacks by decision, fallbacks and reachability.",
+    )
+    rep.add_argument(
+        "--admin",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="operations listener URL (default http://127.0.0.1:9090; repeat for each replica)",
+    )
+    rep.set_defaults(func=cmd_report)
 
     exp = commands.add_parser(
         "explain",

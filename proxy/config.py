@@ -57,6 +57,24 @@ def _origin(value: str) -> str:
     return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
+def _optional_origin(value: str) -> str:
+    """An origin, or empty: AUTH0_FALLBACK_ORIGIN unset means Auth0 is switched off."""
+    return _origin(value) if value.strip() else ""
+
+
+def _redirect_url(value: str) -> str:
+    """An absolute http(s) URL to send browsers to, or empty; printable ASCII only (a header value)."""
+    value = value.strip()
+    if not value:
+        return ""
+    if any(not "!" <= c <= "~" or c == "\\" for c in value):
+        raise ValueError("must be an absolute URL of printable ASCII without spaces or backslashes")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        raise ValueError("must be an absolute http(s) URL such as https://www.example.com/signin-moved")
+    return value
+
+
 def _port(value: str) -> int:
     port = int(value)
     if not 0 <= port <= 65535:
@@ -164,9 +182,10 @@ SETTINGS: tuple[Setting, ...] = (
         "auth0_origin",
         "AUTH0_FALLBACK_ORIGIN",
         None,
-        _origin,
-        None,
-        "origin that receives forwarded traffic, e.g. https://my-tenant.us.auth0.com",
+        _optional_origin,
+        "",
+        "origin that receives forwarded traffic, e.g. https://my-tenant.us.auth0.com; "
+        "unset: Auth0 is switched off (every callback to WorkOS, other paths 404)",
     ),
     Setting(
         "cname_api_key",
@@ -404,6 +423,14 @@ SETTINGS: tuple[Setting, ...] = (
         "info",
         "log level",
     ),
+    Setting(
+        "retired_url",
+        "SSO_PROXY_RETIRED_URL",
+        "--retired-url",
+        _redirect_url,
+        "",
+        "with Auth0 switched off: send non-callback requests here (302) instead of a 404 page",
+    ),
 )
 
 
@@ -449,6 +476,12 @@ class Settings:
     transaction_ttl: int = 600
     tls_cert: str = ""
     tls_key: str = ""
+    retired_url: str = ""
+
+    @property
+    def auth0_off(self) -> bool:
+        """No AUTH0_FALLBACK_ORIGIN: Auth0 is switched off; nothing is ever forwarded."""
+        return not self.auth0_origin
 
     @property
     def auth0_host(self) -> str:
@@ -474,6 +507,8 @@ def add_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = No
 
 
 def _check_loops(settings: Settings) -> None:
+    if settings.auth0_off:
+        return
     origin_netloc = urlsplit(settings.auth0_origin).netloc
     origin_host = urlsplit(settings.auth0_origin).hostname or ""
     if origin_netloc == settings.workos_domain or origin_host == settings.workos_domain:

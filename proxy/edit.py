@@ -100,22 +100,6 @@ def _connections(root: yaml.MappingNode, source: str) -> yaml.MappingNode:
     return pair[1]
 
 
-def _connection(connections: yaml.MappingNode, connection: str, source: str) -> yaml.MappingNode:
-    found = _key(connections, connection)
-    if found is None:
-        known = sorted(str(k.value) for k, _ in connections.value if isinstance(k, yaml.ScalarNode))
-        raise EditError(f"{source}: connection {connection!r} not found (known: {', '.join(known) or 'none'})")
-    key, body = found
-    if not isinstance(body, yaml.MappingNode):
-        raise EditError(f"{_where(source, key)}: connections.{connection} is not a mapping")
-    return body
-
-
-def locate_connection(text: str, connection: str, source: str = "routes.yaml") -> yaml.MappingNode:
-    """The mapping node of ``connections.<connection>``; EditError when there is none."""
-    return _connection(_connections(_compose(text, source), source), connection, source)
-
-
 def scalar_splice(
     text: str, mapping: yaml.MappingNode, key: str, value: str, what: str, source: str, after: str | None = None
 ) -> tuple[Splice | None, str | None]:

@@ -119,6 +119,7 @@ class ImportResult:
     unconfirmed: list[str] = field(default_factory=list)  # connections whose IdP may post to Auth0
     custom_domain: str | None = None
     kept_absent: list[str] = field(default_factory=list)  # kept from the existing map, not in the export
+    mapping_lines: list[str] = field(default_factory=list)  # what --workos-mapping did
 
     def summary(self) -> str:
         """Connections per protocol and state, identifiers per kind, skipped rows, ambiguity, warnings."""
@@ -157,6 +158,7 @@ class ImportResult:
                 f"not in this export, kept from the existing map: {len(self.kept_absent)} (--prune drops them)"
             )
             lines.extend(f"  {name}: {rm.connections[name].state}" for name in self.kept_absent)
+        lines.extend(self.mapping_lines)
         ambiguous = ambiguity_warnings(rm)
         if ambiguous:
             lines.append(f"ambiguous identifiers (identify no connection): {len(ambiguous)}")
@@ -730,6 +732,7 @@ def run_import(
     *,
     prune: bool = False,
     custom_domain: str | None = None,
+    workos_mapping: str | None = None,
 ) -> int:
     """``sso-proxy routes import EXPORT_DIR [-o PATH] [--prune] [--custom-domain HOST]``; ``-`` writes to stdout.
 
@@ -766,6 +769,16 @@ def run_import(
             kept_absent=kept,
             unconfirmed=unconfirmed if custom_domain is not None else result.unconfirmed,
         )
+    if workos_mapping is not None:
+        from proxy import mapping
+
+        try:
+            rows, bad = mapping.read_mapping(workos_mapping)
+        except mapping.MappingError as exc:
+            stderr.write(f"error: --workos-mapping: {exc}\n")
+            return 1
+        applied = mapping.apply_mapping(result.route_map, rows, mapping.read_auth0_ids(locate_package(export_dir)[0]))
+        result = replace(result, route_map=applied.route_map, mapping_lines=mapping.summary_lines(applied, bad))
     text = render(result, comments)
     try:
         written = parse_routemap(text, source=output, workos_domain=workos_domain)

@@ -63,19 +63,23 @@ class Limits:
     max_connections: int = 1000
 
 
-def head_problem(url: bytes, headers: Headers, http_version: str, max_head_bytes: int) -> int | None:
-    """The status refusing a complete request head, or None when it may be served. Linear, pure."""
-    size = len(url) + _REQUEST_LINE_OVERHEAD
-    hosts = 0
-    host = b""
-    for name, value in headers:
-        size += len(name) + len(value) + 4
-        if name == b"host":
-            hosts += 1
-            host = value
-    if size > max_head_bytes:
-        return 431
-    if hosts > 1 or (hosts == 0 and http_version == "1.1") or len(host) > 262 or not _HOST.fullmatch(host):
+def head_problem(
+    url: bytes, headers: Headers, http_version: str, max_head_bytes: int, received: int = -1
+) -> int | None:
+    """The status refusing a complete request head, or None when it may be served. Linear, pure.
+
+    ``received``: bytes read since the head began, an upper bound of its size (it may include body
+    bytes read with it); at or under the limit the exact size need not be computed.
+    """
+    if received < 0 or received > max_head_bytes:
+        size = len(url) + _REQUEST_LINE_OVERHEAD + 4 * len(headers) + sum(len(n) + len(v) for n, v in headers)
+        if size > max_head_bytes:
+            return 431
+    hosts = [value for name, value in headers if name == b"host"]
+    if len(hosts) != 1:
+        return 400 if hosts or http_version == "1.1" else None
+    host = hosts[0]
+    if len(host) > 262 or not _HOST.fullmatch(host):
         return 400
     return None
 
@@ -156,10 +160,10 @@ class RequestControl:
     uvicorn's traceback.
     """
 
-    __slots__ = ("_id", "cycle", "gone", "scope", "task")
+    __slots__ = ("_id", "cycle", "gone", "headers", "task")
 
-    def __init__(self, scope: Scope) -> None:
-        self.scope = scope
+    def __init__(self, headers: Headers) -> None:
+        self.headers = headers  # not the scope: the scope holds this object, and a cycle would wait for the GC
         self.cycle: RequestResponseCycle | None = None
         self.task: asyncio.Task[Any] | None = None
         self.gone = False
@@ -169,7 +173,7 @@ class RequestControl:
     def request_id(self) -> str:
         """The client's ``X-Request-Id`` (up to 128 bytes), else a new one; the same for the whole request."""
         if self._id is None:
-            self._id = _client_request_id(self.scope) or uuid.uuid4().hex
+            self._id = _client_request_id(self.headers) or uuid.uuid4().hex
         return self._id
 
     def arm(self) -> bool:
@@ -202,8 +206,8 @@ def control_of(scope: Scope) -> RequestControl | None:
     return extensions.get(EXTENSION) if extensions else None
 
 
-def _client_request_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
+def _client_request_id(headers: Headers) -> str | None:
+    for name, value in headers:
         if name == b"x-request-id" and 0 < len(value) <= 128:
             return str(value.decode("latin-1"))
     return None
@@ -214,7 +218,7 @@ def request_id(scope: Scope) -> str:
     control = control_of(scope)
     if control is not None:
         return control.request_id
-    return _client_request_id(scope) or uuid.uuid4().hex
+    return _client_request_id(scope["headers"]) or uuid.uuid4().hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,13 +319,15 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_head = self._begun = True
         self._cancel_timer()  # the connection's first wait, or a keep-alive wait, is over
         scope = cast(Scope, self.scope)
-        scope["extensions"] = {EXTENSION: RequestControl(scope)}
+        scope["extensions"] = {EXTENSION: RequestControl(self.headers)}
 
     def on_headers_complete(self) -> None:
+        received, self._head_bytes = self._head_bytes, 0
         self._in_head = self._begun = False
-        self._head_bytes = 0
         self._cancel_timer()
-        problem = head_problem(self.url, self.headers, self.parser.get_http_version(), self.guard.limits.max_head_bytes)
+        problem = head_problem(
+            self.url, self.headers, self.parser.get_http_version(), self.guard.limits.max_head_bytes, received
+        )
         if problem is not None:
             self._reject_status = problem
             raise _Refused  # stops the parser; data_received answers
@@ -375,6 +381,8 @@ class GuardedProtocol(HttpToolsProtocol):
                     path=scope["path"],
                     response_started=started,
                 )
+            finally:
+                control.cycle = None  # the cycle holds the scope, which holds this control: no reference cycle
 
         return run
 

@@ -136,6 +136,11 @@ def read_comments(text: str) -> Comments:
                 match = _KEY_INLINE.match(_rest_of_line(text, key.end_mark.index))
                 if match and isinstance(body, yaml.MappingNode) and not body.flow_style:
                     inline[(name, "", "")] = "#" + match.group(1)
+                elif isinstance(body, yaml.CollectionNode) and body.flow_style:
+                    # `name: {protocol: oidc, ...}  # comment`: kept on the name's line.
+                    after = _INLINE.match(_rest_of_line(text, body.end_mark.index))
+                    if after:
+                        inline[(name, "", "")] = "#" + after.group(1)
                 if isinstance(body, yaml.MappingNode):
                     for field_key, value in body.value:
                         if isinstance(field_key, yaml.ScalarNode):

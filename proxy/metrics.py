@@ -23,6 +23,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from proxy import __version__
+from proxy.progress import Progress
 
 UNKNOWN = "_unknown"
 METHODS = frozenset(("GET", "POST", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"))
@@ -252,6 +253,13 @@ class Metrics:
         self.routemap_info = Gauge(
             "sso_proxy_routemap_info", "The route map in force.", ["sha256", "source"], registry=r
         )
+        # Running replicas keep the last good map, but a new one (scale-up, node drain) refuses to
+        # start on this file: the signal that the ConfigMap must be fixed before anything restarts.
+        self.routemap_rejected = Gauge(
+            "sso_proxy_routemap_file_rejected",
+            "1 while the route file holds content this replica rejected (the last good map stays in force).",
+            registry=r,
+        )
         self.routemap_connections = Gauge(
             "sso_proxy_routemap_connections", "Connections in the map in force, per state.", ["state"], registry=r
         )
@@ -262,6 +270,25 @@ class Metrics:
             registry=r,
         )
         self.draining = Gauge("sso_proxy_draining", "1 while draining after SIGTERM.", registry=r)
+        # Per-connection last callback and counts by decision (GET /routes and two gauges).
+        self.progress = Progress(r)
+        self.auth0_off = Gauge(
+            "sso_proxy_auth0_off", "1 when Auth0 is switched off (no AUTH0_FALLBACK_ORIGIN).", registry=r
+        )
+        self.auth0_off_callbacks = LoopCounter(
+            "sso_proxy_auth0_off_callbacks_total",
+            "With Auth0 switched off: callbacks that only Auth0 could have completed (the user saw "
+            "'could not be completed'), by connection and reason.",
+            ["connection", "reason"],
+            registry=r,
+        )
+        self.auth0_off_requests = LoopCounter(
+            "sso_proxy_auth0_off_requests_total",
+            "With Auth0 switched off: non-callback requests (404 or the retired URL), by path "
+            "(known Auth0 paths, else other).",
+            ["path"],
+            registry=r,
+        )
 
     def method_label(self, method: str) -> str:
         return method if method in METHODS else "other"

@@ -29,6 +29,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from proxy.errors import RouteMapError
@@ -76,9 +77,13 @@ class RouteStore:
         workos_domain: str | None,
         metrics: Metrics,
         logger: logging.Logger,
+        require: Callable[[RouteMap, str], list[str]] | None = None,
         settle: float = 0.5,
     ) -> None:
+        """``require``: a further check a map must pass to be served (errors, or [] to accept), e.g.
+        :func:`proxy.retired.map_errors` when Auth0 is switched off."""
         self.path = path
+        self.require = require
         self.workos_domain = workos_domain
         self.metrics = metrics
         self.logger = logger
@@ -129,6 +134,9 @@ class RouteStore:
         if snap.data is None:
             raise RouteMapError(self.path, list(snap.errors))
         route_map = parse_routemap(snap.data, self.path, self.workos_domain)
+        refused = self.require(route_map, self.path) if self.require is not None else []
+        if refused:
+            raise RouteMapError(self.path, refused)
         return self._install(route_map, "start")
 
     # --- applying (worker thread) ------------------------------------------------------------
@@ -138,12 +146,14 @@ class RouteStore:
         previous = self.current
         loaded = Loaded(route_map, self.path, time.time())
         m = self.metrics
+        m.routemap_rejected.set(0)
         m.reloads.labels("success").inc()
         m.last_reload.set(loaded.loaded_at)
         m.routemap_info.clear()
         m.routemap_info.labels(route_map.sha256, self.path).set(1)
         for state, count in route_map.counts_by_state().items():
             m.routemap_connections.labels(state).set(count)
+        m.progress.use_map(route_map)
         m.connection_state.clear()
         for conn in route_map.connections.values():
             m.connection_state.labels(conn.name, conn.state).set(1)
@@ -196,6 +206,9 @@ class RouteStore:
             route_map = parse_routemap(snap.data, self.path, self.workos_domain)
         except RouteMapError as exc:
             return self._reject(trigger, snap.sha256, exc.errors)
+        refused = self.require(route_map, self.path) if self.require is not None else []
+        if refused:
+            return self._reject(trigger, snap.sha256, refused)
         self._install(route_map, trigger)
         return ReloadResult("success", route_map.sha256)
 
@@ -207,6 +220,7 @@ class RouteStore:
         self.last_error = None
         self._failed_sha = None
         self._failed_errors = ()
+        self.metrics.routemap_rejected.set(0)
         log_event(
             self.logger,
             logging.INFO,
@@ -222,6 +236,7 @@ class RouteStore:
         self._failed_errors = tuple(errors)
         self.last_error = "\n".join(errors)
         self.metrics.reloads.labels("error").inc()
+        self.metrics.routemap_rejected.set(1)
         log_event(
             self.logger,
             logging.ERROR,

@@ -216,7 +216,12 @@ class ProxyProcess:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         if wait_ready:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:  # never leave an orphaned proxy behind a failed start
+                self.proc.kill()
+                self.proc.wait(10)
+                raise
         return self
 
     def _read(self) -> None:

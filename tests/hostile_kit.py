@@ -70,34 +70,39 @@ class RawUpstream:
         return list(self.requests)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        served = 0
         try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                    return
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                body = await reader.readexactly(length) if length else b""
-                self.requests.append(head + body)
-                served += 1
-                if self.mode == "hang" or b"/hang" in head.split(b"\r\n", 1)[0]:
-                    if not await reader.read(1):
-                        self.closed_by_client += 1
-                    return
-                if self.mode == "close_reused" and served > 1:
-                    return  # the request arrived; the connection closes without an answer
-                if self.mode == "break":
-                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"x" * 10)
-                    await writer.drain()
-                    return
-                writer.write(self.response)
-                await writer.drain()
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            pass  # stopped: ends quietly (Python 3.11's stream callback logs a cancelled handler task)
         finally:
             writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                return
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            body = await reader.readexactly(length) if length else b""
+            self.requests.append(head + body)
+            served += 1
+            if self.mode == "hang" or b"/hang" in head.split(b"\r\n", 1)[0]:
+                if not await reader.read(1):
+                    self.closed_by_client += 1
+                return
+            if self.mode == "close_reused" and served > 1:
+                return  # the request arrived; the connection closes without an answer
+            if self.mode == "break":
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"x" * 10)
+                await writer.drain()
+                return
+            writer.write(self.response)
+            await writer.drain()
 
 
 def exchange(port: int, data: bytes, timeout: float = 10, pause: float = 0) -> bytes:

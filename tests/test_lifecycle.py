@@ -305,10 +305,17 @@ def test_no_request_fails_through_a_sigterm(started: list[ProxyProcess], standin
     ]
     for thread in threads:
         thread.start()
+    # Warm-up and the load across the signal are counted, not timed: on a loaded machine the clients
+    # may answer only a few dozen requests a second.
+    deadline = time.monotonic() + 30
+    while tally.sent < 50 and time.monotonic() < deadline:
+        time.sleep(0.02)
     time.sleep(warmup)
     sigterm_at.append(sigterm(proc))
     not_ready_after = wait_not_ready(proc, within=0.5)
     time.sleep(lb_delay)
+    while tally.after_sigterm <= 10 and time.monotonic() < sigterm_at[0] + drain - 1.0:
+        time.sleep(0.02)
     stop.set()
     for thread in threads:
         thread.join(10)
@@ -327,7 +334,7 @@ def test_no_request_fails_through_a_sigterm(started: list[ProxyProcess], standin
         f"clients_stopped_after={stopped_after:.2f}s exit={code}"
     )
     assert not tally.failed, dict(tally.failed)
-    assert tally.ok == tally.sent > 100
+    assert tally.ok == tally.sent >= 50
     assert tally.after_sigterm > 10
     assert stopped_after < drain, "clients were still sending when the drain ended"
     assert counted == tally.sent  # every request the clients sent was also seen and counted by the proxy

@@ -116,7 +116,7 @@ def test_request_id_is_the_clients_or_one_per_request() -> None:
     scope: dict[str, Any] = {"headers": [(b"x-request-id", b"abc")]}
     assert request_id(scope) == "abc"
     scope = {"headers": [(b"x-request-id", b"a" * 200)]}
-    control = RequestControl(scope)
+    control = RequestControl(scope["headers"])
     scope["extensions"] = {"sso_proxy": control}
     first = request_id(scope)
     assert len(first) == 32 and request_id(scope) == first == control.request_id
@@ -124,10 +124,10 @@ def test_request_id_is_the_clients_or_one_per_request() -> None:
 
 def test_control_cancels_only_while_armed() -> None:
     async def main() -> tuple[bool, bool]:
-        control = RequestControl({"headers": []})
+        control = RequestControl([])
         control.client_gone()  # nothing armed: nothing to cancel
         gone_before = control.arm()
-        control = RequestControl({"headers": []})
+        control = RequestControl([])
 
         async def wait() -> None:
             assert control.arm()

@@ -158,6 +158,7 @@ def test_read_comments_finds_each_comment_where_it_belongs() -> None:
     assert got.inline == {
         ("defaults", "unknown", ""): "# until transaction binding is on",
         ("a", "", ""): "# OPS-12",
+        ("b", "", ""): "# flow style",
         ("a", "state", ""): "# flipped by ann",
         ("a", "audiences", "urn:auth0:t:a"): "# the default one",
         ("c", "issuers", "gone-later"): "# will not survive",
@@ -188,6 +189,7 @@ def test_render_puts_kept_comments_back_and_validates() -> None:
     at = lines.index("  a:  # OPS-12")
     assert lines[at - 2 : at] == ["  # Ann: Initech's change window is 2026-12-01", f"  {GENERATED}a remark"]
     assert "    state: workos  # flipped by ann" in lines
+    assert "  b:  # flow style" in lines
     assert "    - urn:auth0:t:a  # the default one" in lines
     assert "    - https://hand.example/sp" in lines
     # A comment whose line is gone is kept as a full-line comment on the connection.

@@ -348,8 +348,11 @@ def test_rules_shape() -> None:
         "SsoProxyUpstreamErrorRateHigh",
         "SsoProxyHigh5xxRate",
         "SsoProxyRouteMapReloadFailed",
+        "SsoProxyRouteMapFileRejected",
         "SsoProxyRouteMapDiverged",
         "SsoProxyNoCallbacks",
+        "SsoProxyCutOverConnectionWentToAuth0",
+        "SsoProxyUnidentifiedCallbacksGrowing",
     } <= names
     anchors = _anchors(RUNBOOK.read_text(encoding="utf-8"))
     for rule in rules:

@@ -331,6 +331,7 @@ def test_broken_file_keeps_the_old_map_serving(
 
     during = watched.scrape()
     assert reloads(during, "error") == reloads(before, "error") + 1, "counted once per distinct broken content"
+    assert during[("sso_proxy_routemap_file_rejected", ())] == 1  # stays 1: a new replica would not start
     assert reloads(during, "success") == reloads(before, "success")
     assert info_shas(during) == [sha(VERSION_A)]
     assert (
@@ -369,6 +370,7 @@ def test_broken_file_keeps_the_old_map_serving(
     info = routes_info(watched)
     assert info["sha256"] == sha(VERSION_B)
     assert info["last_error"] is None
+    assert after[("sso_proxy_routemap_file_rejected", ())] == 0
 
 
 def test_broken_then_reverted_to_the_map_in_force(
@@ -378,8 +380,10 @@ def test_broken_then_reverted_to_the_map_in_force(
     before = watched.scrape()
     configmap.publish(BROKEN_FIELD)
     wait_for(lambda: routes_info(watched)["last_error"] is not None, timeout=INTERVAL + 2)
+    assert watched.scrape()[("sso_proxy_routemap_file_rejected", ())] == 1
     configmap.publish(VERSION_A)
     wait_for(lambda: routes_info(watched)["last_error"] is None, timeout=INTERVAL + 2)
+    assert watched.scrape()[("sso_proxy_routemap_file_rejected", ())] == 0
     configmap.publish(BROKEN_FIELD)  # the same bad edit again is reported again
     wait_for(lambda: routes_info(watched)["last_error"] is not None, timeout=INTERVAL + 2)
     samples = watched.scrape()
@@ -550,3 +554,37 @@ def test_a_stale_temp_file_next_to_the_route_file_is_ignored(
     assert decision_of(client, watched) == "workos"
     assert reloads(watched.scrape(), "error") == 0
     assert routes_info(watched)["last_error"] is None
+
+
+# --- reloads are cheap to ask for (issue 11, finding 10) ---------------------------------------------
+
+
+def test_a_broken_file_posted_again_and_again_is_counted_and_logged_once(
+    unwatched: tuple[ProxyProcess, Path],
+) -> None:
+    proxy, path = unwatched
+    path.write_text(BROKEN_FIELD)
+    before = reloads(proxy.scrape(), "error")
+    bodies = [httpx.post(f"{proxy.admin}/-/reload", headers=ADMIN_AUTH).json() for _ in range(20)]
+    assert {b["result"] for b in bodies} == {"error"}
+    assert all(b["errors"] == bodies[0]["errors"] for b in bodies)  # every caller still sees why
+    assert reloads(proxy.scrape(), "error") == before + 1
+    assert len(log_events(proxy, "route map rejected; last good map stays in force")) == 1
+    assert len(log_events(proxy, "route map changed; parsing")) == 1  # parsed once, then known by its hash
+
+
+def test_one_explicit_reload_waits_at_a_time_and_a_further_one_is_told_busy(tmp_path: Path) -> None:
+    """Three POSTs at once while the file keeps changing: one runs, one waits, the third is answered busy."""
+    import asyncio
+
+    store = ScriptedStore(tmp_path / "r.yaml", [VERSION_A], settle=0.02)
+    store.load_initial()
+    # The first reload reads 11 different revisions and gives up; the second reads the rest, then B twice.
+    store.script = [f"{VERSION_A}# rev {n}\n" for n in range(15)] + [VERSION_B]
+
+    async def three() -> list[str]:
+        tasks = [asyncio.create_task(store.reload("endpoint")) for _ in range(3)]
+        return [r.result for r in await asyncio.gather(*tasks)]
+
+    assert asyncio.run(three()) == ["unsettled", "success", "busy"]
+    assert store.current is not None and store.current.route_map.sha256 == sha(VERSION_B)

@@ -1,0 +1,191 @@
+"""Tests for proxy.progress: last callback per connection, reachability confirmed by traffic, the report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from proxy.progress import (
+    DONE,
+    NEVER,
+    ON_AUTH0,
+    UNKNOWN,
+    WAITING,
+    Progress,
+    _Merged,
+    classify,
+    fetch_progress,
+    merge_snapshots,
+    render_report,
+    report_rows,
+)
+from proxy.routemap import Connection, make_routemap
+from tests.conftest import ROOT, ROUTES_YAML, ProxyProcess, StandIns, start_proxy
+
+
+def test_progress_records_and_snapshots() -> None:
+    progress = Progress()
+    progress.use_map(
+        make_routemap(
+            [
+                Connection("a", "saml", "workos", reachability="unconfirmed"),
+                Connection("b", "saml", "legacy", reachability="unconfirmed"),
+                Connection("c", "oidc", "legacy", reachability="confirmed"),
+                Connection("d", "oidc", "legacy"),
+            ]
+        )
+    )
+    progress.record("a", "workos", "mapped", now=100.0)
+    progress.record("a", "auth0", "fallback", now=160.0)
+    progress.record(None, "auth0", "unknown_default", now=50.0)
+    snap = progress.snapshot()
+    assert list(snap) == ["a", "b", "c", "d", UNKNOWN]
+    assert snap["a"] == {
+        "state": "workos",
+        "last_callback": "1970-01-01T00:02:40Z",
+        "last_callback_unix": 160.0,
+        "callbacks": {"auth0": 1, "workos": 1},
+        "fallbacks": 1,
+        "reachability": "confirmed",
+        "confirmed_by": "traffic",
+    }
+    assert (snap["b"]["reachability"], snap["b"]["confirmed_by"]) == ("unconfirmed", None)
+    assert (snap["c"]["reachability"], snap["c"]["confirmed_by"]) == ("confirmed", "operator")
+    assert "reachability" not in snap["d"]
+    assert snap[UNKNOWN]["state"] is None
+
+
+def test_progress_metrics() -> None:
+    registry = CollectorRegistry()
+    progress = Progress(registry)
+    progress.use_map(
+        make_routemap(
+            [Connection("a", "saml", "workos", reachability="unconfirmed"), Connection("b", "saml", "legacy")]
+        )
+    )
+    text = generate_latest(registry).decode()
+    assert 'sso_proxy_connection_unconfirmed{connection="a"} 1.0' in text
+    assert "sso_proxy_connection_last_callback_timestamp_seconds{" not in text
+    progress.record("a", "workos", "mapped", now=1234.5)
+    text = generate_latest(registry).decode()
+    assert 'sso_proxy_connection_unconfirmed{connection="a"} 0.0' in text
+    assert 'sso_proxy_connection_last_callback_timestamp_seconds{connection="a"} 1234.5' in text
+    assert progress.seen("a") and not progress.seen("b")
+
+
+@pytest.mark.parametrize(
+    ("state", "decisions", "fallbacks", "status"),
+    [
+        ("workos", {"workos": 5}, 0, DONE),
+        ("workos", {"workos": 5, "auth0": 1}, 1, ON_AUTH0),
+        ("workos", {}, 0, WAITING),
+        ("legacy", {"auth0": 3}, 0, ON_AUTH0),
+        ("legacy", {}, 0, NEVER),
+        ("legacy", {"workos": 2}, 0, ON_AUTH0),  # just rolled back: next callbacks go to Auth0
+        (None, {"workos": 2}, 0, DONE),  # _unknown, all to WorkOS
+        (None, {"auth0": 2}, 0, ON_AUTH0),
+    ],
+)
+def test_classify(state: str | None, decisions: dict[str, int], fallbacks: int, status: str) -> None:
+    assert classify("x", _Merged(state=state, decisions=decisions, fallbacks=fallbacks)).status == status
+
+
+def test_replicas_are_merged() -> None:
+    one = {"a": {"state": "workos", "last_callback_unix": 10, "callbacks": {"workos": 2}, "fallbacks": 0}}
+    two = {
+        "a": {"state": "workos", "last_callback_unix": 30, "callbacks": {"workos": 1, "auth0": 1}, "fallbacks": 1},
+        "b": {"state": "legacy", "callbacks": {}, "reachability": "unconfirmed"},
+    }
+    merged = merge_snapshots([one, two])
+    assert (merged["a"].last, merged["a"].decisions, merged["a"].fallbacks) == (30.0, {"workos": 3, "auth0": 1}, 1)
+    rows = report_rows([one, two])
+    assert [(r.connection, r.status) for r in rows] == [("a", ON_AUTH0), ("b", NEVER)]
+    text = render_report(rows, now=3630.0, since="2026-11-30T10:00:00Z")
+    assert text.splitlines()[0].split() == [
+        "connection",
+        "state",
+        "status",
+        "last",
+        "callback",
+        "workos",
+        "auth0",
+        "fallbacks",
+        "reachability",
+    ]
+    assert "1h ago" in text
+    assert "done: 0, still on Auth0: 1, workos, no WorkOS callback yet: 0, never seen: 1" in text
+    assert "reachability unconfirmed (never seen through the proxy; their IdP may post to Auth0 directly): b" in text
+    assert "counted since 2026-11-30T10:00:00Z" in text
+
+
+def test_merge_ignores_odd_shapes() -> None:
+    odd: dict[str, Any] = {"a": {"state": 5, "last_callback_unix": "x", "callbacks": [1], "fallbacks": "2"}}
+    merged = merge_snapshots([odd])
+    assert (merged["a"].state, merged["a"].last, merged["a"].decisions, merged["a"].fallbacks) == (None, None, {}, 0)
+
+
+@pytest.mark.parametrize("admin", ["127.0.0.1:9", "http://127.0.0.1:9"])
+def test_fetch_errors_are_one_line(admin: str) -> None:
+    with pytest.raises(ValueError, match=r"(give the operations listener's URL|cannot connect)"):
+        fetch_progress(admin, timeout=2)
+
+
+def test_routes_and_report_on_a_running_proxy(standins: StandIns, tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        ROUTES_YAML.replace(
+            "  hooli-ping:\n    protocol: saml\n    state: workos",
+            "  hooli-ping:\n    protocol: saml\n    state: workos\n    reachability: unconfirmed",
+        ).replace(
+            "  globex-adfs:\n    protocol: saml\n    state: legacy",
+            "  globex-adfs:\n    protocol: saml\n    state: legacy\n    reachability: unconfirmed",
+        )
+    )
+    proc: ProxyProcess = start_proxy(standins, routes)
+    try:
+        with httpx.Client(follow_redirects=False, timeout=10) as client:
+            assert client.get(f"{proc.url}/login/callback?connection=acme-okta&code=c&state=s").status_code == 307
+            assert client.get(f"{proc.url}/login/callback?connection=globex-adfs&code=c&state=s").status_code == 302
+        body = httpx.get(f"{proc.admin}/routes").json()
+        progress = body["connections_progress"]
+        assert progress["acme-okta"]["callbacks"] == {"workos": 1}
+        assert progress["globex-adfs"]["reachability"] == "confirmed"  # seen through the proxy
+        assert progress["hooli-ping"]["reachability"] == "unconfirmed"
+        assert progress["umbrella-google"]["last_callback"] is None
+        samples = proc.scrape()
+        assert samples[("sso_proxy_connection_unconfirmed", (("connection", "hooli-ping"),))] == 1.0
+        assert samples[("sso_proxy_connection_unconfirmed", (("connection", "globex-adfs"),))] == 0.0
+        assert ("sso_proxy_connection_last_callback_timestamp_seconds", (("connection", "acme-okta"),)) in samples
+        report = subprocess.run(
+            [sys.executable, "-m", "proxy", "routes", "report", "--admin", proc.admin, "--admin", proc.admin],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert report.returncode == 0, report.stderr
+        lines = {line.split()[0]: line for line in report.stdout.splitlines() if line.strip()}
+        assert "done" in lines["acme-okta"] and " 2 " in lines["acme-okta"]  # two replicas' counts summed
+        assert "still on Auth0" in lines["globex-adfs"]
+        assert "workos, no WorkOS callback yet" in lines["hooli-ping"]
+        assert "never seen" in lines["umbrella-google"]
+        assert "their IdP may post to Auth0 directly): hooli-ping" in report.stdout
+    finally:
+        proc.stop()
+    failed = subprocess.run(
+        [sys.executable, "-m", "proxy", "routes", "report", "--admin", proc.admin],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("sso-proxy routes report: ") and "cannot connect" in failed.stderr
