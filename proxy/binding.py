@@ -11,11 +11,12 @@ so a ``fallback=auth0`` can be told apart as solicited.
 
 Everything here is pure (the keys and the clock are passed in) and never raises on bad input:
 
-- cookie: ``<name>=<base64url(entries || tag)>``; an entry is 4 bytes of expiry (Unix seconds),
-  one byte ``n`` (1 or 2) and ``n`` 16-byte MACs; ``tag`` is a 16-byte HMAC of the entries under
-  the first key (all keys verify, so keys rotate without breaking a login in flight). At most
-  :data:`MAX_ENTRIES` logins, oldest dropped; a cookie longer than :data:`MAX_COOKIE_CHARS`, with a
-  bad tag, or malformed, holds no bindings. Comparisons are constant-time (``hmac.compare_digest``).
+- cookie: ``<name>=<base64url(records || tag)>``; a record is 4 bytes of expiry (Unix seconds) and
+  two 16-byte MAC slots (a login with one value repeats its MAC); ``tag`` is a 16-byte HMAC of the
+  records under the first key (all keys verify, so keys rotate without breaking a login in flight).
+  At most :data:`MAX_ENTRIES` logins, oldest dropped; a cookie longer than :data:`MAX_COOKIE_CHARS`,
+  with a bad tag, or malformed, holds no bindings; an expired record never matches. MACs are
+  compared in constant time (``hmac.compare_digest``).
 - what to bind (OIDC/OAuth2 per RFC 6749 section 4.1.1; SAML bindings sections 3.4 and 3.5): a 3xx
   to another host whose query has ``state`` and a ``redirect_uri`` on this service's
   ``/login/callback``; a 3xx with ``SAMLRequest`` (+ ``RelayState``), the request inflated with a
