@@ -26,7 +26,7 @@ if FUZZING:
 else:
     instrumented = contextlib.nullcontext()
 with instrumented:
-    from proxy.callback import Callback
+    from proxy.callback import Callback, in_response_to, saml_document
     from proxy.decide import AUTH0, WORKOS, decide
     from proxy.routemap import RouteMap, parse_routemap
 
@@ -45,7 +45,9 @@ def split(data: bytes) -> Callback:
 
 
 def one_input(data: bytes, rm: RouteMap | None = None) -> None:
-    decision = decide(split(data), rm or ROUTE_MAP)
+    cb = split(data)
+    decision = decide(cb, rm or ROUTE_MAP)
+    in_response_to(saml_document(cb) or b"")  # what the transaction binding reads of a callback
     if decision.action not in (WORKOS, AUTH0):
         raise AssertionError(f"decided {decision.action!r}")
 

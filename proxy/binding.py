@@ -38,13 +38,13 @@ import zlib
 from dataclasses import dataclass, field
 from html import unescape
 from typing import Any, Callable, Iterable, NamedTuple
-from xml.parsers import expat
 
 from proxy.callback import (
     Callback,
     callback_digest,
     in_response_to,
     query_value,
+    root_element,
     saml_document,
     transaction_values,
 )
@@ -341,41 +341,12 @@ def is_own_callback(url: str, own_hosts: frozenset[str]) -> bool:
     return split is not None and split[0] in own_hosts and split[1] in _CALLBACK_PATHS
 
 
-class _Stop(Exception):
-    pass
-
-
-class _Forbidden(Exception):
-    pass
-
-
-def _refuse(*_args: object) -> None:
-    raise _Forbidden
-
-
 def authn_request_facts(xml: bytes) -> tuple[str | None, str | None]:
     """(ID, AssertionConsumerServiceURL) of an AuthnRequest's root element; DTDs refused, stops at the root."""
-    found: list[tuple[str | None, str | None]] = []
-
-    def start(name: str, attrs: dict[str, str]) -> None:
-        if name.rpartition(":")[2] == "AuthnRequest":
-            found.append((attrs.get("ID"), attrs.get("AssertionConsumerServiceURL")))
-        raise _Stop
-
-    parser = expat.ParserCreate()
-    parser.StartDoctypeDeclHandler = _refuse
-    parser.EntityDeclHandler = _refuse
-    parser.UnparsedEntityDeclHandler = _refuse
-    parser.ExternalEntityRefHandler = _refuse  # type: ignore[assignment]
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    parser.StartElementHandler = start
-    try:
-        parser.Parse(xml, True)
-    except _Stop:
-        pass
-    except (_Forbidden, expat.ExpatError, ValueError):
+    root = root_element(xml)
+    if root is None or root[0] != "AuthnRequest":
         return None, None
-    return found[0] if found else (None, None)
+    return root[1].get("ID"), root[1].get("AssertionConsumerServiceURL")
 
 
 def read_saml_request(encoded: str, deflated: bool) -> tuple[str | None, str | None]:

@@ -170,6 +170,48 @@ def _refuse(*_args: Any) -> None:
     raise _Forbidden
 
 
+# What a hostile document can make expat raise; each means "unreadable". LookupError: an XML
+# declaration naming an unknown encoding (encoding="U4F-8", found by make fuzz).
+PARSE_ERRORS = (_Forbidden, expat.ExpatError, ValueError, LookupError)
+
+
+def safe_parser() -> expat.XMLParserType:
+    """expat with DOCTYPE declarations and entities refused outright (defusedxml's forbid_dtd
+    policy): no entity can be declared, so no billion laughs, no external entities, no DTD retrieval."""
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = _refuse
+    parser.EntityDeclHandler = _refuse
+    parser.UnparsedEntityDeclHandler = _refuse
+    parser.ExternalEntityRefHandler = _refuse  # type: ignore[assignment]
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    return parser
+
+
+def parse_window(parser: expat.XMLParserType, xml: bytes) -> None:
+    """Feed the first PARSE_WINDOW bytes; past the window the document is not final, so expat reports
+    what it read instead of "unclosed token"."""
+    parser.Parse(xml[:PARSE_WINDOW], len(xml) <= PARSE_WINDOW)
+
+
+def root_element(xml: bytes) -> tuple[str, dict[str, str]] | None:
+    """The root element's local name and attributes (the parser stops there), or None if unreadable."""
+    found: list[tuple[str, dict[str, str]]] = []
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        found.append((_local(name), attrs))
+        raise _Stop
+
+    parser = safe_parser()
+    parser.StartElementHandler = start
+    try:
+        parse_window(parser, xml)
+    except _Stop:
+        pass
+    except PARSE_ERRORS:
+        return None
+    return found[0] if found else None
+
+
 def read_saml_xml(xml: bytes) -> SamlFacts:
     """Destination, first Issuer and the first AudienceRestriction's Audiences of a SAML response."""
     audiences: list[str] = []
@@ -205,27 +247,16 @@ def read_saml_xml(xml: bytes) -> SamlFacts:
         if capture:
             text.append(data)
 
-    parser = expat.ParserCreate()
-    parser.StartDoctypeDeclHandler = _refuse
-    parser.EntityDeclHandler = _refuse
-    parser.UnparsedEntityDeclHandler = _refuse
-    parser.ExternalEntityRefHandler = _refuse  # type: ignore[assignment]
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser = safe_parser()
     parser.StartElementHandler = start
     parser.EndElementHandler = end
     parser.CharacterDataHandler = chars
     parser.buffer_text = True
     try:
-        # Past the window the document is not final: expat reports what it read, not "unclosed".
-        parser.Parse(xml[:PARSE_WINDOW], len(xml) <= PARSE_WINDOW)
+        parse_window(parser, xml)
     except _Stop:
         pass
-    except (
-        _Forbidden,
-        expat.ExpatError,
-        ValueError,
-        LookupError,
-    ):  # LookupError: encoding="U4F-8" (found by make fuzz)
+    except PARSE_ERRORS:
         return SamlFacts(ok=False)
     if not (audiences or issuer or destination):
         return SamlFacts(ok=False)
@@ -369,28 +400,9 @@ def guess_protocol(cb: Callback) -> str:
 
 
 def in_response_to(xml: bytes) -> str | None:
-    """The ``InResponseTo`` of a SAML response's root element (the AuthnRequest it answers); the
-    parser stops at the root, DTDs refused."""
-    found: list[str] = []
-
-    def start(name: str, attrs: dict[str, str]) -> None:
-        value = attrs.get("InResponseTo")
-        if value:
-            found.append(value)
-        raise _Stop
-
-    parser = expat.ParserCreate()
-    parser.StartDoctypeDeclHandler = _refuse
-    parser.EntityDeclHandler = _refuse
-    parser.UnparsedEntityDeclHandler = _refuse
-    parser.ExternalEntityRefHandler = _refuse  # type: ignore[assignment]
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    parser.StartElementHandler = start
-    try:
-        parser.Parse(xml, True)
-    except (_Stop, _Forbidden, expat.ExpatError, ValueError):
-        pass
-    return found[0] if found else None
+    """The ``InResponseTo`` of a SAML response's root element (the AuthnRequest it answers)."""
+    root = root_element(xml)
+    return (root[1].get("InResponseTo") or None) if root is not None else None
 
 
 def transaction_values(cb: Callback) -> list[tuple[str, str]]:

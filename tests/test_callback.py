@@ -16,6 +16,7 @@ from proxy.callback import (
     SamlFacts,
     form_field,
     guess_protocol,
+    in_response_to,
     is_fallback,
     parse_query,
     query_value,
@@ -440,3 +441,18 @@ def test_query_value_by_find_and_slice(query: bytes, name: str, expected: str | 
 )
 def test_is_fallback_any_occurrence(query: bytes, expected: bool) -> None:
     assert is_fallback(query) is expected
+
+
+@pytest.mark.parametrize(
+    ("xml", "expected"),
+    [
+        (b'<samlp:Response InResponseTo="_abc" ID="r"><x/></samlp:Response>', "_abc"),
+        (b'<Response ID="r"/>', None),
+        (b'<?xml version="1.0" encoding="U4F-8"?><Response InResponseTo="_abc"/>', None),  # make fuzz
+        (b'<!DOCTYPE r [<!ENTITY e "x">]><Response InResponseTo="&e;"/>', None),
+        (b"not xml", None),
+        (b'<Response InResponseTo="_late"' + b" " * (PARSE_WINDOW + 10) + b"/>", None),  # past the window
+    ],
+)
+def test_in_response_to_never_raises(xml: bytes, expected: str | None) -> None:
+    assert in_response_to(xml) == expected
