@@ -261,39 +261,39 @@ connections:
   acme:
     protocol: saml
     state: workos
-    audiences: [https://shared-sp, urn:auth0:t:acme]
-    issuers: [http://adfs.shared/trust]
+    audiences: [https://common-sp, urn:auth0:t:acme]
+    issuers: [http://adfs.common/trust]
   beta:
     protocol: saml
     state: legacy
-    audiences: [https://shared-sp]
-    issuers: [http://adfs.shared/trust, http://beta-idp]
+    audiences: [https://common-sp]
+    issuers: [http://adfs.common/trust, http://beta-idp]
   gamma:
     protocol: oidc
     state: legacy
-    client_ids: [shared-client]
-    issuers: [http://adfs.shared/trust]
+    client_ids: [common-client]
+    issuers: [http://adfs.common/trust]
   delta:
     protocol: oidc
     state: workos
-    client_ids: [shared-client, delta-client]
+    client_ids: [common-client, delta-client]
 """
 
 
 def test_ambiguous_identifiers_are_not_indexed() -> None:
     rm = parse_routemap(AMBIGUOUS)
-    assert rm.lookup("audiences", "https://shared-sp") is None
-    assert rm.lookup("issuers", "http://adfs.shared/trust") is None
-    assert rm.lookup("client_ids", "shared-client") is None
+    assert rm.lookup("audiences", "https://common-sp") is None
+    assert rm.lookup("issuers", "http://adfs.common/trust") is None
+    assert rm.lookup("client_ids", "common-client") is None
     assert rm.lookup("audiences", "urn:auth0:t:acme") == "acme"
     assert rm.lookup("issuers", "http://beta-idp") == "beta"
     assert rm.lookup("client_ids", "delta-client") == "delta"
-    assert rm.ambiguous["audiences"] == {"https://shared-sp": ("acme", "beta")}
-    assert rm.ambiguous["issuers"] == {"http://adfs.shared/trust": ("acme", "beta", "gamma")}
-    assert rm.ambiguous["client_ids"] == {"shared-client": ("delta", "gamma")}
+    assert rm.ambiguous["audiences"] == {"https://common-sp": ("acme", "beta")}
+    assert rm.ambiguous["issuers"] == {"http://adfs.common/trust": ("acme", "beta", "gamma")}
+    assert rm.ambiguous["client_ids"] == {"common-client": ("delta", "gamma")}
     warnings = ambiguity_warnings(rm)
     assert len(warnings) == 3
-    assert "issuers: 'http://adfs.shared/trust' is claimed by acme, beta, gamma; it identifies none of them" in warnings
+    assert "issuers: 'http://adfs.common/trust' is claimed by acme, beta, gamma; it identifies none of them" in warnings
 
 
 def test_identifier_repeated_in_one_connection_is_not_ambiguous() -> None:
@@ -388,12 +388,12 @@ def test_same_value_as_safe_load_for_every_tag() -> None:
 
 
 @pytest.mark.parametrize("size", [2_000, 20_000])
-def test_identifier_lists_and_shared_identifiers_are_linear(size: int) -> None:
+def test_identifier_lists_and_common_identifiers_are_linear(size: int) -> None:
     """`in list` de-duplication was quadratic: a 20,000-item list or an identifier of 20,000 connections."""
     items = ", ".join(f"i{n}" for n in range(size))
     rm = parse_routemap(one_connection(f"    protocol: saml\n    state: legacy\n    audiences: [{items}, i0]\n"))
     assert len(rm.connections["acme"].audiences) == size
-    shared = make_routemap(
-        [Connection(f"c{n}", "saml", "legacy", issuers=("shared",)) for n in range(size)], hashed=False
+    claimed = make_routemap(
+        [Connection(f"c{n}", "saml", "legacy", issuers=("common",)) for n in range(size)], hashed=False
     )
-    assert len(shared.ambiguous["issuers"]["shared"]) == size
+    assert len(claimed.ambiguous["issuers"]["common"]) == size
