@@ -6,13 +6,24 @@ cookie is ``SameSite=None; Secure`` and must ride the IdP's cross-site POST back
 Logins start where real ones do: at Auth0 (``/authorize?connection=`` on the custom domain, through
 the proxy), at WorkOS (its own authorize endpoint, never through the proxy), or at the IdP
 (IdP-initiated SAML). The IdP is real (pysaml2, joserfc); the stand-ins refuse a callback they did
-not start, as Auth0 and WorkOS do. Matrix, one test per cell:
+not start, as Auth0 and WorkOS do. Three proxies share the transaction keys: ``defaults.unknown``
+auth0 and workos answering WorkOS-bound callbacks with a 307, and one with ``unknown: workos`` and
+``SSO_PROXY_REDIRECT_MODE=form`` (an auto-submitting page instead of the 307). Matrix, one test per cell:
 
 - protocol: OIDC code (back channel), OIDC form_post (front channel), SAML HTTP-Redirect binding,
   SAML HTTP-POST binding (how the starter sends the AuthnRequest; the IdP always posts back);
-- the connection's state: legacy / workos; ``defaults.unknown``: auth0 / workos (one proxy each);
+- the connection's state: legacy / workos; ``defaults.unknown``: auth0 / workos (307 proxies);
 - started by: Auth0 (every cell), WorkOS (connections on workos; not OIDC code with unknown auth0,
-  which the proxy cannot identify: ``routes set`` warns about exactly that), the IdP (SAML only).
+  which the proxy cannot identify: ``routes set`` warns about exactly that), the IdP (SAML only);
+- social (``google-oauth2``, state ``unmapped``): an Auth0 social connection, which no SSO export
+  and so no route map lists; the IdP plays the social provider (OAuth2 code flow back to
+  ``/login/callback``). Started by Auth0 only, for both ``defaults.unknown``: it must reach Auth0
+  without one request to WorkOS, by its binding alone;
+- form redirect mode (ids ending ``-redirect_form``): SAML HTTP-POST binding, connection on workos,
+  started by Auth0 (back to Auth0, no WorkOS request), WorkOS and the IdP (to WorkOS through the
+  proxy's auto-post page, every field re-posted unchanged).
+
+Beside the matrix: the binding cookie's attributes on the way out and its removal.
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 import yaml
@@ -49,7 +60,12 @@ CLIENT_ID = "client_matrix"
 PROTOCOLS = ("oidc-code", "oidc-post", "saml-redirect", "saml-post")
 STATES = ("legacy", "workos")
 UNKNOWNS = ("auth0", "workos")
+# The proxies: (defaults.unknown, SSO_PROXY_REDIRECT_MODE).
+PROXIES = (("auth0", "307"), ("workos", "307"), ("workos", "form"))
 WORKOS_TEXT = "Signed in through WorkOS"
+# An Auth0 social connection: Auth0 knows it, no SSO export (so no route map) and no WorkOS lists it.
+SOCIAL = "google-oauth2"
+SOCIAL_CLIENT_ID = "globex-google-oauth-client"  # the OAuth client Auth0's social connection uses
 
 
 def conn_name(protocol: str, state: str) -> str:
@@ -60,17 +76,39 @@ def audience(name: str) -> str:
     return f"urn:auth0:{TENANT}:{name}"
 
 
-def cells() -> list[tuple[str, str, str, str]]:
-    """(protocol, state, unknown, started_by) for every cell the matrix covers."""
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One login of the matrix: its connection, the proxy it goes through, and who starts it."""
+
+    protocol: str  # oidc-code | oidc-post | saml-redirect | saml-post | social
+    state: str  # legacy | workos | unmapped (social: in no route map)
+    unknown: str  # the proxy's defaults.unknown
+    started_by: str  # auth0 | workos | idp
+    redirect: str = "307"  # the proxy's redirect mode: 307 | form
+
+    @property
+    def connection(self) -> str:
+        return SOCIAL if self.protocol == "social" else conn_name(self.protocol, self.state)
+
+    @property
+    def id(self) -> str:
+        suffix = "" if self.redirect == "307" else f"-redirect_{self.redirect}"
+        return f"{self.protocol}-{self.state}-unknown_{self.unknown}-by_{self.started_by}{suffix}"
+
+
+def cells() -> list[Cell]:
+    """Every cell the matrix covers."""
     out = []
     for protocol in PROTOCOLS:
         for state in STATES:
             for unknown in UNKNOWNS:
-                out.append((protocol, state, unknown, "auth0"))
+                out.append(Cell(protocol, state, unknown, "auth0"))
                 if state == "workos" and not (protocol == "oidc-code" and unknown == "auth0"):
-                    out.append((protocol, state, unknown, "workos"))
+                    out.append(Cell(protocol, state, unknown, "workos"))
                 if protocol.startswith("saml"):
-                    out.append((protocol, state, unknown, "idp"))
+                    out.append(Cell(protocol, state, unknown, "idp"))
+    out += [Cell("social", "unmapped", unknown, "auth0") for unknown in UNKNOWNS]
+    out += [Cell("saml-post", "workos", "workos", by, "form") for by in ("auth0", "workos", "idp")]
     return out
 
 
@@ -220,9 +258,10 @@ class TlsStandIn(TlsServer, StandIn):
 
 @dataclass(frozen=True, slots=True)
 class Side:
-    """One proxy (one ``defaults.unknown``) with its WorkOS stand-in."""
+    """One proxy (one ``defaults.unknown`` and redirect mode) with its WorkOS stand-in."""
 
     unknown: str
+    redirect: str  # SSO_PROXY_REDIRECT_MODE: 307 | form
     proxy: ProxyProcess
     workos: TlsStandIn
 
@@ -242,10 +281,11 @@ class Side:
 
 @dataclass(frozen=True, slots=True)
 class Matrix:
-    sides: dict[str, Side]
+    sides: dict[tuple[str, str], Side]  # by (defaults.unknown, redirect mode)
     auth0: StandIn
     app: TlsStandIn
     idp: TlsServer
+    oidc: OidcIdp
     spki: str
 
     @property
@@ -299,16 +339,20 @@ def running_matrix(tmp: Path) -> Iterator[Matrix]:
                     url = f"{idp_origin}/tls/sso/{binding}"
                     upstream[name] = UpstreamIdp("saml", url, binding=binding, entity_id=audience(name))
 
+        # Auth0 also has a social connection, started as an OAuth2 code flow (the IdP plays Google);
+        # WorkOS has no social connection, and no route map lists it.
+        social = UpstreamIdp("oidc", f"{idp_origin}/oidc/authorize", client_id=SOCIAL_CLIENT_ID)
         auth0 = StandIn("auth0 stand-in", headers={"cname-api-key": cname_key})
         app_url = f"https://app.globex.test:{app.port}/callback"
-        started.append(auth0.start(create_auth0_standin(cname_api_key=cname_key, app_url=app_url, idps=upstream)))
+        auth0_idps = {**upstream, SOCIAL: social}
+        started.append(auth0.start(create_auth0_standin(cname_api_key=cname_key, app_url=app_url, idps=auth0_idps)))
 
-        pending: list[tuple[str, ProxyProcess, StandIn]] = []
-        for unknown in UNKNOWNS:
-            routes = tmp / f"routes-{unknown}.yaml"
+        pending: list[tuple[str, str, ProxyProcess, TlsStandIn]] = []
+        for unknown, redirect in PROXIES:
+            routes = tmp / f"routes-{unknown}-{redirect}.yaml"
             text = yaml.safe_dump(routes_for(unknown), sort_keys=False)
             routes.write_text(text)
-            workos = TlsStandIn(f"workos stand-in (unknown {unknown})", tls)
+            workos = TlsStandIn(f"workos stand-in (unknown {unknown}, redirect {redirect})", tls)
             env = {
                 "WORKOS_CUSTOM_DOMAIN": f"auth.workos.test:{workos.port}",
                 "WORKOS_CLIENT_ID": CLIENT_ID,
@@ -317,18 +361,19 @@ def running_matrix(tmp: Path) -> Iterator[Matrix]:
                 "SSO_PROXY_TRANSACTION_KEYS": keys,
                 "SSO_PROXY_TLS_CERT": str(tls.chain),
                 "SSO_PROXY_TLS_KEY": str(tls.key),
+                "SSO_PROXY_REDIRECT_MODE": redirect,
                 "SSO_PROXY_DRAIN_SECONDS": "0",
                 "SSO_PROXY_SHUTDOWN_TIMEOUT": "5",
                 "PYTHONUNBUFFERED": "1",
             }
-            proxy = ProxyProcess(routes, env, tmp / f"proxy-{unknown}.log")
+            proxy = ProxyProcess(routes, env, tmp / f"proxy-{unknown}-{redirect}.log")
             origin = f"https://login.customer.test:{proxy.port}"
             migrated = [n for n in upstream if n.endswith("-workos")]
             knows = parse_routemap(text)
             started.append(workos.start(create_workos_standin(CLIENT_ID, origin, migrated, knows, upstream)))
-            pending.append((unknown, proxy, workos))
+            pending.append((unknown, redirect, proxy, workos))
 
-        ports = [proxy.port for _, proxy, _ in pending]
+        ports = [proxy.port for _, _, proxy, _ in pending]
         sps = [
             SamlSp(
                 name,
@@ -339,17 +384,18 @@ def running_matrix(tmp: Path) -> Iterator[Matrix]:
             for name in upstream
             if name.startswith("saml")
         ]
-        saml = {"tls": SamlIdp(f"{idp_origin}/tls/metadata", f"{idp_origin}/tls/sso/redirect",
-                               make_key_pair(tmp / "pki", "tls", "idp.customer.test/tls"), sps)}  # fmt: skip
-        idp_server.start(create_idp_app(saml, OidcIdp(issuer=f"{idp_origin}/oidc")))
+        saml = SamlIdp(f"{idp_origin}/tls/metadata", f"{idp_origin}/tls/sso/redirect",
+                       make_key_pair(tmp / "pki", "tls", "idp.customer.test/tls"), sps)  # fmt: skip
+        oidc = OidcIdp(issuer=f"{idp_origin}/oidc")
+        idp_server.start(create_idp_app({"tls": saml}, oidc))
         started.append(idp_server)
 
-        for _, proxy, _ in pending:
+        for _, _, proxy, _ in pending:
             proxies.append(proxy.start())
         for proxy in proxies:
             proxy.wait_ready()
-        sides = {unknown: Side(unknown, proxy, workos) for unknown, proxy, workos in pending}
-        yield Matrix(sides, auth0, app, idp_server, tls.spki)
+        sides = {(u, r): Side(u, r, proxy, workos) for u, r, proxy, workos in pending}
+        yield Matrix(sides, auth0, app, idp_server, oidc, tls.spki)
     finally:
         for proxy in proxies:
             proxy.stop()
@@ -399,16 +445,10 @@ def start_url(matrix: Matrix, side: Side, name: str, started_by: str) -> str:
     return f"{matrix.idp_origin}/tls/sso/init?{urlencode({'connection': name, 'acs': acs})}"
 
 
-@pytest.mark.parametrize(
-    ("protocol", "state", "unknown", "started_by"),
-    cells(),
-    ids=[f"{p}-{s}-unknown_{u}-by_{b}" for p, s, u, b in cells()],
-)
-def test_a_login_ends_where_it_started(
-    matrix: Matrix, tls_browser: BrowserContext, protocol: str, state: str, unknown: str, started_by: str
-) -> None:
-    side = matrix.sides[unknown]
-    name = conn_name(protocol, state)
+@pytest.mark.parametrize("cell", cells(), ids=[cell.id for cell in cells()])
+def test_a_login_ends_where_it_started(matrix: Matrix, tls_browser: BrowserContext, cell: Cell) -> None:
+    side = matrix.sides[cell.unknown, cell.redirect]
+    protocol, state, started_by, name = cell.protocol, cell.state, cell.started_by, cell.connection
     tls_browser.clear_cookies()
     for server in (matrix.auth0, matrix.app, side.workos):
         server.clear()
@@ -423,10 +463,24 @@ def test_a_login_ends_where_it_started(
     if to_auth0:
         assert WELCOME in trip.text, trip.path()
         (arrived,) = [r for r in matrix.auth0.requests() if r.path == "/login/callback"]
-        assert arrived.method == ("GET" if protocol == "oidc-code" else "POST")
+        assert arrived.method == ("GET" if protocol in ("oidc-code", "social") else "POST")
+        if arrived.method == "GET":
+            # The code Auth0 got is one the IdP issued to this connection's client, unchanged.
+            (code,) = parse_qs(arrived.query)["code"]
+            assert matrix.oidc.codes.get(code) == (SOCIAL_CLIENT_ID if protocol == "social" else f"client-{name}")
     else:
         assert WORKOS_TEXT in trip.text, trip.path()
         assert [r.path for r in matrix.auth0.requests()] == []  # Auth0 never saw it
+        # The proxy sent it on by a 307 (method and body kept) or, in form mode, a POST by its
+        # auto-submitting page re-posting every field: WorkOS got what the IdP sent, either way.
+        (callback,) = callback_hops
+        form_page = side.redirect == "form" and callback.method == "POST"
+        assert callback.status == (200 if form_page else 307), trip.path()
+        (received,) = [r for r in side.workos.requests() if r.path == f"/sso/{CLIENT_ID}/auth0/callback"]
+        assert (received.method, received.query) == (callback.method, urlsplit(callback.url).query)
+        if callback.method == "POST":
+            assert callback.sent_body
+            assert parse_qs(received.body.decode()) == parse_qs(callback.sent_body.decode())
     moved = {k: v for k, v in side.callbacks().items() if v != before.get(k, 0.0)}
     reasons = {dict(k)["reason"] for k in moved}
     if started_by == "auth0":
@@ -453,7 +507,7 @@ def test_the_binding_cookie_is_set_on_the_way_out_and_removed_when_used(
     """The Set-Cookie headers the browser got: the binding on Auth0's redirect to the IdP (Secure,
     HttpOnly, SameSite=None, only on the callback path), its removal on the callback's answer; Auth0's
     own cookies beside them, untouched."""
-    side = matrix.sides["workos"]
+    side = matrix.sides["workos", "307"]
     tls_browser.clear_cookies()
     name = conn_name("oidc-code", "workos")
     trip = travel(tls_browser, start_url(matrix, side, name, "auth0"), f"{matrix.app_origin}/callback")
