@@ -23,7 +23,9 @@ auth0 and workos answering WorkOS-bound callbacks with a 307, and one with ``unk
   started by Auth0 (back to Auth0, no WorkOS request), WorkOS and the IdP (to WorkOS through the
   proxy's auto-post page, every field re-posted unchanged).
 
-Beside the matrix: the binding cookie's attributes on the way out and its removal.
+Beside the matrix: the binding cookie's attributes on the way out and its removal; and a callback
+WorkOS bounces (``fallback=auth0``: a connection cut over in the map that WorkOS does not have yet)
+after the form-mode page sent it there, which must end at Auth0 counted as a solicited fallback.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ WORKOS_TEXT = "Signed in through WorkOS"
 # An Auth0 social connection: Auth0 knows it, no SSO export (so no route map) and no WorkOS lists it.
 SOCIAL = "google-oauth2"
 SOCIAL_CLIENT_ID = "globex-google-oauth-client"  # the OAuth client Auth0's social connection uses
+# Cut over in every route map but not set up in WorkOS yet: WorkOS sends its callbacks back (fallback=auth0).
+PENDING = "saml-post-pending"
 
 
 def conn_name(protocol: str, state: str) -> str:
@@ -274,9 +278,12 @@ class Side:
         return f"https://auth.workos.test:{self.workos.port}"
 
     def callbacks(self) -> dict[Labels, float]:
+        return self.counter("sso_proxy_callbacks_total")
+
+    def counter(self, name: str) -> dict[Labels, float]:
         from .servers import http
 
-        return parse_metrics(http("GET", f"{self.proxy.admin}/metrics")[1].decode(), "sso_proxy_callbacks_total")
+        return parse_metrics(http("GET", f"{self.proxy.admin}/metrics")[1].decode(), name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +293,7 @@ class Matrix:
     app: TlsStandIn
     idp: TlsServer
     oidc: OidcIdp
+    saml: SamlIdp
     spki: str
 
     @property
@@ -306,6 +314,7 @@ def routes_for(unknown: str) -> dict[str, object]:
                 connections[name] = {"protocol": "oidc", "state": state, "client_ids": [f"client-{name}"]}
             else:
                 connections[name] = {"protocol": "saml", "state": state, "audiences": [audience(name)]}
+    connections[PENDING] = {"protocol": "saml", "state": "workos", "audiences": [audience(PENDING)]}
     return {"version": 1, "defaults": {"unknown": unknown, "mode": "normal"}, "connections": connections}
 
 
@@ -381,7 +390,7 @@ def running_matrix(tmp: Path) -> Iterator[Matrix]:
                 tuple(f"https://login.customer.test:{p}/login/callback?connection={name}" for p in ports)
                 + tuple(f"https://login.customer.test:{p}/login/callback" for p in ports),
             )
-            for name in upstream
+            for name in [*upstream, PENDING]
             if name.startswith("saml")
         ]
         saml = SamlIdp(f"{idp_origin}/tls/metadata", f"{idp_origin}/tls/sso/redirect",
@@ -395,7 +404,7 @@ def running_matrix(tmp: Path) -> Iterator[Matrix]:
         for proxy in proxies:
             proxy.wait_ready()
         sides = {(u, r): Side(u, r, proxy, workos) for u, r, proxy, workos in pending}
-        yield Matrix(sides, auth0, app, idp_server, oidc, tls.spki)
+        yield Matrix(sides, auth0, app, idp_server, oidc, saml, tls.spki)
     finally:
         for proxy in proxies:
             proxy.stop()
@@ -523,3 +532,45 @@ def test_the_binding_cookie_is_set_on_the_way_out_and_removed_when_used(
     (removed,) = [c for c in callback.set_cookies if c.startswith("sso_proxy_tx=")]
     assert removed.startswith("sso_proxy_tx=;") and "Max-Age=0" in removed
     assert all(c["name"] != "sso_proxy_tx" for c in tls_browser.cookies())
+
+
+def test_a_callback_workos_bounces_after_the_form_page_ends_at_auth0(
+    matrix: Matrix, tls_browser: BrowserContext
+) -> None:
+    """IdP-initiated for a connection the map has on workos but WorkOS does not have yet: the form
+    page posts it to WorkOS, which sends it back (307, ``fallback=auth0``); the proxy forwards it to
+    Auth0 without ``fallback``, and counts it as a fallback it solicited (its own page sent it)."""
+    side = matrix.sides["workos", "form"]
+    tls_browser.clear_cookies()
+    for server in (matrix.auth0, matrix.app, side.workos):
+        server.clear()
+    before = side.callbacks()
+    fallbacks_before = side.counter("sso_proxy_fallbacks_total")
+    workos_callback = f"/sso/{CLIENT_ID}/auth0/callback"
+
+    trip = travel(tls_browser, start_url(matrix, side, PENDING, "idp"), f"{matrix.app_origin}/callback")
+
+    assert WELCOME in trip.text, trip.path()
+    assert [(hop.method, hop.bare_url, hop.status) for hop in trip.hops[1:]] == [
+        ("POST", f"{side.login}/login/callback", 200),  # the auto-post page
+        ("POST", f"{side.workos_origin}{workos_callback}", 307),  # WorkOS: not mine, fallback=auth0
+        ("POST", f"{side.login}/login/callback", 302),  # forwarded to Auth0, which signs in
+        ("GET", f"{matrix.app_origin}/callback", 200),
+    ], trip.path()
+    (bounced,) = side.workos.requests()
+    assert (bounced.method, bounced.path, bounced.query) == ("POST", workos_callback, f"connection={PENDING}")
+    (arrived,) = matrix.auth0.requests()
+    assert (arrived.method, arrived.path, arrived.query) == ("POST", "/login/callback", f"connection={PENDING}")
+    issued = {"SAMLResponse": [matrix.saml.issued[-1]]}
+    assert parse_qs(bounced.body.decode()) == parse_qs(arrived.body.decode()) == issued
+    moved = {k: v - before.get(k, 0.0) for k, v in side.callbacks().items() if v != before.get(k, 0.0)}
+    assert sorted((dict(k)["connection"], dict(k)["reason"], v) for k, v in moved.items()) == [
+        (PENDING, "fallback", 1.0),
+        (PENDING, "mapped", 1.0),
+    ], moved
+    fallbacks = side.counter("sso_proxy_fallbacks_total")
+    solicited = {k: v - fallbacks_before.get(k, 0.0) for k, v in fallbacks.items() if v != fallbacks_before.get(k, 0.0)}
+    assert solicited == {frozenset({"connection": PENDING, "solicited": "true"}.items()): 1.0}
+    # The page's mark of a callback sent to WorkOS is used once, and nothing was bound.
+    left = {c["name"]: c["value"] for c in tls_browser.cookies(f"{side.login}/login/callback")}
+    assert left.get("sso_proxy_wx", "") == "" and left.get("sso_proxy_tx", "") == ""
