@@ -29,9 +29,11 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from proxy.binding import Binder, Keys, Login, PassthroughHook
+from proxy.binding import Binder, PassthroughHook
 from proxy.callback import Callback
+from proxy.logins import Login
 from proxy.sandbox import authn_request
+from proxy.txcookie import Keys
 
 NOW = 1_800_000_000.0
 HOST = [(b"host", b"login.globex.com"), (b"user-agent", b"Mozilla/5.0"), (b"accept", b"text/html")]

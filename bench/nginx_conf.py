@@ -50,6 +50,17 @@ def _http_common(prefix: str) -> str:
 """
 
 
+PUBLIC_HOST = "login.bench.test"  # the service's SSO_PROXY_PUBLIC_HOST in the benchmark
+IDP_LOCATION = (
+    "https://idp.bench.test/oauth2/v1/authorize?client_id=0oa1b2c3d4&response_type=code&scope=openid%20email"
+    f"&redirect_uri=https%3A%2F%2F{PUBLIC_HOST}%2Flogin%2Fcallback&state="
+    + "Fe26.2**"
+    + "k" * 40
+    + "&nonce="
+    + "n" * 32
+)
+
+
 def upstream_conf(prefix: str, port: int, big_dir: str) -> str:
     """The Auth0 stand-in: small 200 for everything, a large file at /big."""
     return (
@@ -63,6 +74,12 @@ def upstream_conf(prefix: str, port: int, big_dir: str) -> str:
         location = /big {{
             default_type application/octet-stream;
             alias {big_dir}/big.bin;
+        }}
+        location = /authorize_idp {{
+            # What Auth0's /authorize answers for an enterprise or social connection: a 302 to the
+            # IdP with state and a redirect_uri on the custom domain (the service binds it, issue 10).
+            add_header Set-Cookie "auth0=bench; Path=/; Secure; HttpOnly; SameSite=None" always;
+            return 302 "{IDP_LOCATION}";
         }}
         location / {{
             default_type text/plain;

@@ -115,10 +115,20 @@ WORKLOADS = [
         "forward",
     ),
     Workload("pass_post", "passthrough POST /oauth/token (200)", "POST", "/oauth/token", "token", 200, "forward"),
+    Workload(
+        "pass_302",
+        "passthrough GET /authorize answered by a 302 to an IdP (the service binds it)",
+        "GET",
+        "/authorize_idp?client_id=abc123&connection=acme-okta",
+        None,
+        302,
+        "forward",
+    ),
 ]
 TARGETS_FOR = {
     "redirect": ("service", "nginx", "floor"),
-    "forward": ("service", "nginx", "fwd_aiohttp", "fwd_httpx"),
+    # service_nobind: the service with SSO_PROXY_TRANSACTION_BINDING=false (what binding costs, issue 10).
+    "forward": ("service", "service_nobind", "nginx", "fwd_aiohttp", "fwd_httpx"),
 }
 # The reference each figure is given as a ratio to.
 PY_REFERENCE = {"redirect": "floor", "forward": "fwd_aiohttp"}
@@ -320,13 +330,15 @@ class Lab:
         env = dict(os.environ)
         admin = None
         log = self._log(name)
-        if name == "service":
+        if name in ("service", "service_nobind"):
             admin = free_port()
             env.update(
                 WORKOS_CUSTOM_DOMAIN=WORKOS_DOMAIN,
                 WORKOS_CLIENT_ID=CLIENT_ID,
                 AUTH0_FALLBACK_ORIGIN=f"http://127.0.0.1:{self.upstream_port}",
                 SSO_PROXY_LOG_LEVEL="warning",
+                SSO_PROXY_PUBLIC_HOST=nginx_conf.PUBLIC_HOST,
+                SSO_PROXY_TRANSACTION_BINDING="false" if name == "service_nobind" else "true",
             )
             argv = [
                 PY,
@@ -382,7 +394,7 @@ class Lab:
 # ---- measurements --------------------------------------------------------------------------
 
 
-def check(port: int, w: Workload, files: dict[str, str]) -> str:
+def check(port: int, w: Workload, files: dict[str, str], target: str = "") -> str:
     """One request; '' when the answer is what the workload expects, else what was wrong."""
     body = open(files[w.body], "rb").read() if w.body else None
     headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
@@ -399,6 +411,9 @@ def check(port: int, w: Workload, files: dict[str, str]) -> str:
         location = resp.getheader("location") or ""
         if not location.startswith(REDIRECT_PREFIX):
             return f"location {location!r}"
+    if w.key == "pass_302" and target == "service":
+        if "sso_proxy_tx=" not in (resp.getheader("set-cookie") or "") + str(resp.getheaders()):
+            return "no binding cookie"
     return ""
 
 
@@ -457,7 +472,7 @@ def measure(lab: Lab, target: str, w: Workload, args: argparse.Namespace, profil
         row.note = f"did not start: {exc}"
         return row
     try:
-        problem = check(server.port, w, lab.files)
+        problem = check(server.port, w, lab.files, target)
         if problem:
             row.note = problem
         # Warm-up (connections, caches, lazy imports), not measured.
@@ -638,16 +653,26 @@ def mixed_memory(lab: Lab, args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
 
 
+MICRO_BINDING_HEADER = "# bench/micro_binding.py"
+
+
 def micro(lab: Lab, number: int) -> str:
-    out = subprocess.run(
-        [PY, os.path.join(HERE, "micro_identify.py"), "--number", str(number)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        preexec_fn=pin(lab.cpu("server")),
-    )
-    return out.stdout + (out.stderr[-2000:] if out.returncode else "")
+    """bench/micro_identify.py's output, then bench/micro_binding.py's (after MICRO_BINDING_HEADER)."""
+    outs = []
+    for script, extra in (
+        ("micro_identify.py", ["--number", str(number)]),
+        ("micro_binding.py", ["--number", str(number), "--repeat", "30"]),
+    ):
+        out = subprocess.run(
+            [PY, os.path.join(HERE, script), *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            preexec_fn=pin(lab.cpu("server")),
+        )
+        outs.append(out.stdout + (out.stderr[-2000:] if out.returncode else ""))
+    return f"{outs[0].rstrip()}\n{MICRO_BINDING_HEADER}\n{outs[1]}"
 
 
 def summarize_profile(path: str, top: int = 20) -> str:
@@ -748,15 +773,15 @@ def render(
                 f"{ratio(r.rps, ngx.rps) if ngx else '-'} | {note} |"
             )
 
-    # Targets of issue 7.
+    # The targets the issues set (7: throughput and memory; 10: what transaction binding may cost).
     def rps(wk: str, t: str) -> float:
         r = by.get((wk, t))
         return r.rps if r and not r.note else 0.0
 
-    checks: list[tuple[str, str, bool | None]] = []
+    checks: list[tuple[str, str, str, bool | None]] = []
 
-    def add(name: str, value: str, ok: bool | None) -> None:
-        checks.append((name, value, ok))
+    def add(name: str, value: str, ok: bool | None, issue: str = "7") -> None:
+        checks.append((issue, name, value, ok))
 
     def cpu(wk: str, t: str) -> float:
         r = by.get((wk, t))
@@ -807,8 +832,48 @@ def render(
             bool(svc_big.get("flat")),
         )
 
-    targets = ["| target (issue 7) | measured | met |", "|---|---|---|"]
-    targets += [f"| {n} | {v} | {'yes' if ok else 'NO'} |" for n, v, ok in checks]
+    binding_us: dict[str, float] = {}
+    _, _, binding_out = micro_out.partition(MICRO_BINDING_HEADER)
+    for line in binding_out.splitlines():
+        name, _, rest = line.partition("  ")
+        figures = rest.split()
+        if figures[1:2] == ["µs"]:
+            binding_us[name.strip()] = float(figures[0])
+    for case in ("check: 8 in flight, state bound", "check: 8 in flight, SAML RelayState"):
+        if case in binding_us:
+            add(
+                f"Binding check per callback ({case[7:]}): <= 10 µs",
+                f"{binding_us[case]:.1f} µs",
+                binding_us[case] <= 10,
+                "10",
+            )
+    for case in (
+        "head: 302 to an OIDC IdP (bind)",
+        "head: 302 SAML Redirect (bind)",
+        "head: 302 relative (Auth0 page)",
+    ):
+        if case in binding_us:
+            add(
+                f"Inspecting a passthrough 3xx ({case[6:]}): <= 10 µs",
+                f"{binding_us[case]:.1f} µs",
+                binding_us[case] <= 10,
+                "10",
+            )
+    for wk in ("pass_get", "pass_post"):
+        if rps(wk, "service") and rps(wk, "service_nobind"):
+            q = rps(wk, "service") / rps(wk, "service_nobind")
+            add(
+                f"Passthrough {wk} with binding on: no loss beyond noise (>= 95% of binding off)",
+                f"{q:.0%}",
+                q >= 0.95,
+                "10",
+            )
+    if rps("pass_302", "service") and rps("pass_302", "service_nobind"):
+        q = rps("pass_302", "service") / rps("pass_302", "service_nobind")
+        add("A 302 to an IdP, bound (binding on / off; no target)", f"{q:.0%} of req/s", None, "10")
+
+    targets = ["| issue | target | measured | met |", "|---|---|---|---|"]
+    targets += [f"| {i} | {n} | {v} | {'-' if ok is None else 'yes' if ok else 'NO'} |" for i, n, v, ok in checks]
 
     clients = []
     for wk in ("fallback", "pass_get", "pass_post"):
@@ -872,10 +937,13 @@ def render(
         "one process, access log off)",
         "- SAML body: 10.7 KB form (`bench/samlgen.py`: signed-looking Response, Audience "
         f"urn:auth0:{TENANT}:acme-okta after the certificate); route map of 202 connections",
+        "- service_nobind: the service with `SSO_PROXY_TRANSACTION_BINDING=false`, on the forward workloads; "
+        "pass_302 is a passthrough whose upstream answers a 302 to an IdP with state and a redirect_uri on "
+        "the service's public host, which the service binds (a Set-Cookie added)",
         "- 'vs Python ref' is req/s over the floor (redirect workloads) or over fwd_aiohttp (forward workloads)",
         "",
     ]
-    md = [*head, "## Throughput", "", *table, "", "## Targets of issue 7", "", *targets, ""]
+    md = [*head, "## Throughput", "", *table, "", "## Targets", "", *targets, ""]
     if clients:
         md += ["## Forwarding client (issue 2): aiohttp vs httpx, same run", "", *clients, ""]
     md += [
@@ -900,7 +968,7 @@ def render(
         ]
     if micro_out:
         md += [
-            "## Identification micro-benchmark (`bench/micro_identify.py`, µs per call)",
+            "## Micro-benchmarks (`bench/micro_identify.py`, then `bench/micro_binding.py`; µs per call)",
             "",
             "```",
             micro_out.rstrip(),
@@ -928,7 +996,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mixed", type=int, default=100_000)
     ap.add_argument("--micro-number", type=int, default=2000)
     ap.add_argument("--quick", action="store_true", help="short runs; RESULTS.md untouched unless --out")
-    ap.add_argument("--only", default="service,nginx,floor,fwd_aiohttp,fwd_httpx")
+    ap.add_argument("--only", default="service,service_nobind,nginx,floor,fwd_aiohttp,fwd_httpx")
     ap.add_argument("--workloads", default=",".join(w.key for w in WORKLOADS))
     ap.add_argument("--skip", default="", help="comma list of: big,latency,mixed,micro")
     ap.add_argument("--profile", default="", help="comma list of workloads to py-spy the service during")

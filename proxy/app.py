@@ -25,8 +25,8 @@ from starlette.routing import Route
 
 from proxy import retired
 from proxy.admin import SAFE_METHODS, AdminGuard, AdminPolicy
-from proxy.binding import NOT_BOUND, Binder, CallbackBinding, Keys, PassthroughHook
-from proxy.callback import Callback, strip_fallback
+from proxy.binding import NOT_BOUND, Binder, CallbackBinding, PassthroughHook
+from proxy.callback import Callback, strip_fallback, transaction_values
 from proxy.config import Settings
 from proxy.decide import AUTH0, Decision, Identity, decide
 from proxy.errors import UpstreamError
@@ -35,6 +35,7 @@ from proxy.logs import log_event
 from proxy.metrics import UNKNOWN, Metrics, status_class
 from proxy.reload import RouteStore
 from proxy.routemap import Connection
+from proxy.txcookie import Keys
 from proxy.upstream import AppendHeaders, BadTarget, ResponseHook, Upstream, is_origin_form
 
 Scope = dict[str, Any]
@@ -364,12 +365,8 @@ def make_binder(settings: Settings) -> Binder | None:
 
 
 def carries_login_value(cb: Callback) -> bool:
-    """A cheap look for a state or RelayState a login's starter issued (for counting unbound callbacks)."""
-    return (
-        b"state=" in cb.query
-        or b"RelayState=" in cb.query
-        or (cb.form and (b"state=" in cb.body or b"RelayState=" in cb.body))
-    )
+    """Whether the callback carries a state or RelayState a login's starter issued (for counting unbound callbacks)."""
+    return bool(transaction_values(cb))
 
 
 RELOAD_STATUS = {"success": 200, "unchanged": 200, "error": 422, "unsettled": 409, "busy": 429}

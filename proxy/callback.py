@@ -21,6 +21,8 @@ from typing import Any, Iterator
 from urllib.parse import parse_qsl, unquote_plus, unquote_to_bytes
 from xml.parsers import expat
 
+from proxy.fields import EMPTY, Fields
+
 # Cap on an id_token (a real one is a few KB).
 MAX_ID_TOKEN_BYTES = 64 << 10
 # Work bounds for hostile documents (issue 11, finding 2: one request must never hold the event loop).
@@ -63,13 +65,35 @@ class OidcFacts:
     issuer: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class Callback:
-    """The raw facts of one callback request; hints are derived on demand by the functions below."""
+    """The raw facts of one callback request; hints are derived on demand by the functions below.
 
-    query: bytes = b""
-    body: bytes = b""
-    form: bool = False  # body is application/x-www-form-urlencoded
+    The query and a form body are indexed once (:class:`proxy.fields.Fields`): every function
+    below reads its fields from the index, so a 10 KB SAML form is walked once per callback.
+    Never changed once made. A plain slotted class, not a frozen dataclass: one is made per
+    callback, and the dataclass's ``__post_init__`` setting the indexes cost a microsecond more.
+    """
+
+    __slots__ = ("_transaction", "body", "body_fields", "form", "query", "query_fields")
+
+    def __init__(self, query: bytes = b"", body: bytes = b"", form: bool = False) -> None:
+        self.query = query
+        self.body = body
+        self.form = form  # body is application/x-www-form-urlencoded
+        self.query_fields = Fields(query) if query else EMPTY
+        self.body_fields = Fields(body) if form and body else EMPTY
+        self._transaction: tuple[tuple[str, str], ...] | None = None  # transaction_values, once read
+
+    def __repr__(self) -> str:
+        return f"Callback(query={self.query!r}, body={self.body!r}, form={self.form!r})"
+
+    def field(self, name: bytes) -> bytes | None:
+        """The raw first value of ``name``: the form body's, else the query's."""
+        found = self.body_fields.first(name)
+        return found if found is not None else self.query_fields.first(name)
+
+    def has(self, name: bytes) -> bool:
+        return self.body_fields.has(name) or self.query_fields.has(name)
 
 
 def parse_query(query: bytes) -> list[tuple[str, str]]:
@@ -98,22 +122,34 @@ def _raw_values(data: bytes, name: bytes) -> Iterator[bytes]:
         at = data.find(b"&" + key, end)
 
 
-def _decode_value(raw: bytes) -> str:
-    if b"%" in raw or b"+" in raw:
-        return unquote_plus(raw.decode("latin-1"), encoding="utf-8", errors="replace")
-    return raw.decode("utf-8", errors="replace")
+def decode_value(raw: bytes) -> str:
+    """A raw query or form value decoded (``+`` is a space, UTF-8, undecodable bytes replaced).
+
+    The same as ``unquote_plus(raw.decode("latin-1"))``; an ASCII value (every real one) skips the
+    str round trip and ``unquote``'s per-chunk regex split."""
+    if b"%" not in raw and b"+" not in raw:
+        return raw.decode("utf-8", errors="replace")
+    if raw.isascii():
+        return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8", "replace")
+    return unquote_plus(raw.decode("latin-1"), encoding="utf-8", errors="replace")
 
 
 def query_value(query: bytes, name: str) -> str | None:
     """The first value of ``name`` in a raw query, or None."""
     for raw in _raw_values(query, name.encode()):
-        return _decode_value(raw)
+        return decode_value(raw)
     return None
+
+
+def named_connection(cb: Callback) -> str | None:
+    """The callback query's ``connection`` parameter (Auth0 adds it to a SAML connection's ACS URL)."""
+    raw = cb.query_fields.first(b"connection")
+    return None if raw is None else decode_value(raw)
 
 
 def is_fallback(query: bytes) -> bool:
     """WorkOS sends the browser back with ``fallback=auth0`` when it cannot handle a callback."""
-    return any(_decode_value(raw) == "auth0" for raw in _raw_values(query, b"fallback"))
+    return any(decode_value(raw) == "auth0" for raw in _raw_values(query, b"fallback"))
 
 
 def strip_fallback(query: bytes) -> bytes:
@@ -193,8 +229,51 @@ def parse_window(parser: expat.XMLParserType, xml: bytes) -> None:
     parser.Parse(xml[:PARSE_WINDOW], len(xml) <= PARSE_WINDOW)
 
 
+# The root element's start tag read by a scan (an AuthnRequest's ID, a Response's InResponseTo: the
+# transaction binding reads these on the request path, and creating an expat parser costs more than
+# the rest of that check). Exact only for what a scan reads as expat would: an optional UTF-8 XML
+# declaration, then the root's start tag whose attribute values hold no entity reference, "<", or
+# whitespace expat would normalize. Anything else (a BOM, another encoding, a comment, a DOCTYPE, a
+# PI, a reference, a duplicate attribute, a tag longer than ROOT_WINDOW) is left to expat. The match
+# is anchored and every repetition starts at a character the one before cannot take, so it is linear.
+ROOT_WINDOW = 8 << 10
+_ROOT_TAG = re.compile(
+    rb"""(?:<\?xml(?:[ \t\r\n]+(?:version|standalone)[ \t\r\n]*=[ \t\r\n]*(?:"[^"<>]*"|'[^'<>]*')"""
+    rb"""|[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(?:"(?i:utf-8)"|'(?i:utf-8)'))*[ \t\r\n]*\?>)?[ \t\r\n]*"""
+    rb"<([A-Za-z_][\w.:-]*)"
+    rb"""((?:[ \t\r\n]+[A-Za-z_][\w.:-]*[ \t\r\n]*=[ \t\r\n]*(?:"[^"<&\t\r\n]*"|'[^'<&\t\r\n]*'))*)"""
+    rb"[ \t\r\n]*/?>"
+)
+_ROOT_ATTR = re.compile(rb"""([A-Za-z_][\w.:-]*)[ \t\r\n]*=[ \t\r\n]*(?:"([^"]*)"|'([^']*)')""")
+
+
+def scan_root(xml: bytes) -> tuple[str, dict[str, str]] | None:
+    """The root element by a scan, or None when only expat can say (see above)."""
+    found = _ROOT_TAG.match(xml, 0, ROOT_WINDOW)
+    if found is None:
+        return None
+    attrs: dict[str, str] = {}
+    try:
+        for pair in _ROOT_ATTR.finditer(found.group(2)):
+            name = pair.group(1).decode("ascii")
+            if name in attrs:
+                return None  # expat refuses the document
+            value = pair.group(2) if pair.group(2) is not None else pair.group(3)
+            attrs[name] = value.decode("utf-8")
+        return _local(found.group(1).decode("ascii")), attrs
+    except UnicodeDecodeError:
+        return None
+
+
 def root_element(xml: bytes) -> tuple[str, dict[str, str]] | None:
-    """The root element's local name and attributes (the parser stops there), or None if unreadable."""
+    """The root element's local name and attributes, or None if unreadable: by a scan where it is
+    exact, else by expat."""
+    scanned = scan_root(xml)
+    return scanned if scanned is not None else parse_root(xml)
+
+
+def parse_root(xml: bytes) -> tuple[str, dict[str, str]] | None:
+    """The root element's local name and attributes by expat (it stops there), or None if unreadable."""
     found: list[tuple[str, dict[str, str]]] = []
 
     def start(name: str, attrs: dict[str, str]) -> None:
@@ -280,13 +359,7 @@ def _decode_base64_field(raw: bytes) -> bytes:
 
 def saml_response(cb: Callback) -> bytes | None:
     """The raw SAMLResponse field (POST binding in the form, else Redirect binding in the query)."""
-    if cb.form and b"SAMLResponse=" in cb.body:
-        found = form_field(cb.body, b"SAMLResponse")
-        if found is not None:
-            return found
-    if b"SAMLResponse=" in cb.query:
-        return form_field(cb.query, b"SAMLResponse")
-    return None
+    return cb.field(b"SAMLResponse")
 
 
 def saml_document(cb: Callback) -> bytes | None:
@@ -367,9 +440,7 @@ def _b64url(segment: str) -> bytes:
 
 def read_oidc(cb: Callback) -> OidcFacts | None:
     """The unverified payload of a form_post ``id_token``; None when there is none."""
-    raw = form_field(cb.body, b"id_token") if cb.form else None
-    if raw is None:
-        raw = form_field(cb.query, b"id_token")
+    raw = cb.field(b"id_token")
     if raw is None:
         return None
     token = unquote_to_bytes(raw.replace(b"+", b" ")).decode("latin-1")
@@ -392,9 +463,9 @@ def read_oidc(cb: Callback) -> OidcFacts | None:
 
 def guess_protocol(cb: Callback) -> str:
     """saml, oidc or unknown, from the fields present (used when no connection is identified)."""
-    if b"SAMLResponse=" in cb.body or b"SAMLResponse=" in cb.query:
+    if cb.has(b"SAMLResponse"):
         return "saml"
-    if b"id_token=" in cb.body or b"code=" in cb.query or b"id_token=" in cb.query:
+    if cb.has(b"id_token") or cb.query_fields.has(b"code"):
         return "oidc"
     return "unknown"
 
@@ -405,27 +476,31 @@ def in_response_to(xml: bytes) -> str | None:
     return (root[1].get("InResponseTo") or None) if root is not None else None
 
 
-def transaction_values(cb: Callback) -> list[tuple[str, str]]:
+def transaction_values(cb: Callback) -> tuple[tuple[str, str], ...]:
     """The values a login's starter issued and the callback echoes: ``state`` (query, form_post
-    body) and ``RelayState`` (POST body, Redirect-binding query), as (name, value), in that order.
-    One find per place (``form_field``): a pre-check with ``in`` would scan a 10 KB body twice."""
-    out: list[tuple[str, str]] = []
-    for name in ("state", "RelayState"):
-        for raw in (form_field(cb.body, name.encode()) if cb.form else None, form_field(cb.query, name.encode())):
-            if raw is not None:
-                out.append((name, _decode_value(raw)))
-    return out
+    body) and ``RelayState`` (POST body, Redirect-binding query), as (name, value), in that order:
+    the form body's value first, then the query's. Read once per callback (the binding check, the
+    solicited-fallback cookie and the unbound count all ask)."""
+    if cb._transaction is None:
+        out = []
+        for name, key in _TRANSACTION_NAMES:
+            for raw in (cb.body_fields.first(key), cb.query_fields.first(key)):
+                if raw is not None:
+                    out.append((name, decode_value(raw)))
+        cb._transaction = tuple(out)
+    return cb._transaction
+
+
+_TRANSACTION_NAMES = (("state", b"state"), ("RelayState", b"RelayState"))
 
 
 def callback_digest(cb: Callback) -> str | None:
     """A digest naming this callback's credential (SAMLResponse, id_token or code), the same however
     the browser re-encodes the form; None when it carries none."""
     for name in (b"SAMLResponse", b"id_token", b"code"):
-        raw = form_field(cb.body, name) if cb.form else None
-        if raw is None:
-            raw = form_field(cb.query, name)
+        raw = cb.field(name)
         if raw is not None:
-            value = unescape_base64_field(raw) if name == b"SAMLResponse" else _decode_value(raw).encode()
+            value = unescape_base64_field(raw) if name == b"SAMLResponse" else decode_value(raw).encode()
             return name.decode() + ":" + hashlib.sha256(value).hexdigest()
     return None
 
@@ -433,7 +508,4 @@ def callback_digest(cb: Callback) -> str | None:
 def is_auth0_only(cb: Callback) -> bool:
     """A WS-Federation sign-in response (``wresult``/``wctx``): Auth0's classic-login database logins
     and WS-Fed/ADFS connections post these; WorkOS takes none of them."""
-    return any(
-        (cb.form and form_field(cb.body, name) is not None) or form_field(cb.query, name) is not None
-        for name in (b"wresult", b"wctx")
-    )
+    return cb.has(b"wresult") or cb.has(b"wctx")

@@ -14,6 +14,7 @@ from proxy.callback import (
     guess_protocol,
     is_auth0_only,
     is_fallback,
+    named_connection,
     query_value,
     read_oidc,
     read_saml_xml,
@@ -74,7 +75,7 @@ def _destination_connection(destination: str, route_map: RouteMap) -> str | None
 
 def identify(cb: Callback, route_map: RouteMap) -> Identity:
     """Try each hint in order; stop at the first that names exactly one mapped connection."""
-    named = query_value(cb.query, "connection")
+    named = named_connection(cb)
     if named is not None and named in route_map.connections:
         return Identity(named, "query", named)
     unparseable = False

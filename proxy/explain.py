@@ -121,8 +121,9 @@ def explain_binding(cb: Callback, cookie: str) -> tuple[frozenset[str], str | No
     """What the request's binding cookie says, checked with SSO_PROXY_TRANSACTION_KEYS from the
     environment as the service would: the bound values, and a line for the output (None: no cookie).
     :class:`InputError` for keys the service would refuse (never echoing them)."""
-    from proxy.binding import AUTH0_COOKIE, Binder, Keys, cookie_values
+    from proxy.binding import AUTH0_COOKIE, Binder
     from proxy.config import SETTINGS
+    from proxy.txcookie import Keys, cookie_values
 
     headers = [(b"cookie", cookie.encode("latin-1", "replace"))]
     if not cookie_values(headers, AUTH0_COOKIE):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from proxy.binding import Binder, Keys, Login
+from proxy.binding import Binder
+from proxy.logins import Login
+from proxy.txcookie import Keys
 from tests.test_cli import ORIGIN, ROUTES, clean_env, explained, raw_request, run_cli
 
 KEY = "explain-key-" + "x" * 30

@@ -23,7 +23,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.callback import PARSE_WINDOW, Callback, in_response_to, read_saml_xml, saml_document, scan_audience
+from proxy.callback import (
+    PARSE_WINDOW,
+    ROOT_WINDOW,
+    Callback,
+    in_response_to,
+    parse_root,
+    read_saml_xml,
+    root_element,
+    saml_document,
+    scan_audience,
+    scan_root,
+)
 from proxy.decide import AUTH0, WORKOS, decide
 
 from .test_decide import route_map
@@ -252,6 +263,77 @@ def test_the_fast_scan_never_disagrees_with_the_parser(xml: bytes) -> None:
     facts = read_saml_xml(xml)
     if scanned is not None and facts.ok and facts.audiences:
         assert scanned == facts.audiences[0]
+
+
+@st.composite
+def root_documents(draw: st.DrawFn) -> bytes:
+    """Root start tags (AuthnRequest, Response) with what a scan could misread before or inside them."""
+    declaration = draw(
+        st.sampled_from(
+            [
+                "",
+                "",
+                '<?xml version="1.0"?>',
+                "<?xml version='1.0' encoding='utf-8'?>\n",
+                '<?xml version="1.0" encoding="UTF-8" standalone="no"?>',
+                '<?xml version="1.0" encoding="UTF-16"?>',
+                '<?xml version="1.0" encoding="latin-1"?>',
+                '<?xml version="1.0" standalone="yes"?>',
+                "  ",
+                "\ufeff",
+                "<!-- c -->",
+                "<!DOCTYPE r>",
+                "<?pi x?>",
+            ]
+        )
+    )
+    name = draw(st.sampled_from(["samlp:AuthnRequest", "AuthnRequest", "Response", "saml2p:Response", "a.b-c:R"]))
+    attrs = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["ID", "InResponseTo", "xmlns:samlp", "AssertionConsumerServiceURL", "x"]),
+                st.text(alphabet="ab_:/?=;> \u00e9", max_size=8)  # what a scan reads
+                | st.text(alphabet="ab&;<>\t\n\r '\"", max_size=8),  # and what it leaves to expat
+                st.sampled_from(["=", " = ", "\n=\t"]),
+            ),
+            max_size=4,
+        )
+    )
+    body = "".join(f" {n}{eq}{_attribute(v)}" for n, v, eq in attrs)
+    end = draw(st.sampled_from([">", "/>", " >", "\n/>", "", " x>"]))
+    doc = f"{declaration}<{name}{body}{end}<child/>".encode()
+    if draw(st.booleans()):
+        doc = doc[: draw(st.integers(0, len(doc)))]
+    return doc
+
+
+@settings(PROPERTY, max_examples=500)  # about one in ten is one the scan reads
+@given(root_documents())
+def test_the_root_scan_never_disagrees_with_expat(xml: bytes) -> None:
+    """What the scan reads of the root (an AuthnRequest's ID, a Response's InResponseTo) is exactly
+    what expat reads; what it cannot read exactly it leaves to expat."""
+    scanned = scan_root(xml)
+    if scanned is not None:
+        assert scanned == parse_root(xml)
+    assert root_element(xml) == (scanned if scanned is not None else parse_root(xml))
+
+
+@pytest.mark.parametrize("unit", [b' a="x"', b" a='", b"<", b" xmlns:p='urn:x'\n", b'<?xml version="1.0"', b"&amp;"])
+def test_the_root_scan_reads_a_bounded_window(unit: bytes) -> None:
+    """Hostile root tags: 16 times the document costs at most 4 x as much (the scan reads at most
+    ROOT_WINDOW bytes, expat at most PARSE_WINDOW); a ratio in one run, not a time."""
+
+    def cost(size: int) -> float:
+        xml = b"<AuthnRequest" + unit * (size // len(unit))
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            in_response_to(xml)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    assert cost(16 * PARSE_WINDOW) <= LINEAR_SLACK * max(cost(PARSE_WINDOW), 1e-5)
+    assert ROOT_WINDOW < PARSE_WINDOW
 
 
 def test_the_window_bounds_what_is_read_not_what_a_real_response_says() -> None:

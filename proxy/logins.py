@@ -1,0 +1,208 @@
+"""What an upstream response starts: the logins Auth0 sends to an identity provider. Pure; never raises.
+
+Every login Auth0 starts sends the browser to the IdP through a response this proxy passes on
+(issue 10). These functions say which responses do, and which values the callback will echo:
+
+- OIDC/OAuth2 (RFC 6749 section 4.1.1, social included): a 3xx to another host whose query has
+  ``state`` and a ``redirect_uri`` on this service's ``/login/callback``;
+- SAML HTTP-Redirect binding (SAML bindings section 3.4): a 3xx with ``SAMLRequest`` (+
+  ``RelayState``), the request inflated with a cap to read its ``ID`` (echoed as ``InResponseTo``);
+- SAML HTTP-POST binding (section 3.5): a 200 ``text/html`` page whose form posts ``SAMLRequest``
+  (+ ``RelayState``), read only when small enough (:data:`MAX_PAGE_BYTES`) and in an encoding the
+  standard library can read (identity, gzip, deflate).
+
+Every parser is linear: tag scans use patterns that cannot backtrack across the input, inflation
+and decompression are capped, the AuthnRequest's root is read by a scan or by expat with DTDs refused.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+import zlib
+from html import unescape
+from typing import Iterable, NamedTuple
+
+from proxy.callback import decode_value, root_element
+from proxy.fields import Fields
+from proxy.txcookie import MAX_VALUE_CHARS
+
+MAX_LOCATION_CHARS = 16 << 10
+MAX_INFLATED_REQUEST = 64 << 10  # an AuthnRequest is a few KB
+MAX_PAGE_BYTES = 128 << 10  # an auto-post page is a few KB; larger pages are never buffered
+
+OIDC_STATE = "oidc_state"
+SAML_RELAYSTATE = "saml_relaystate"
+_CALLBACK_PATHS = ("/login/callback", "/login/callback/")
+_PAGE_ENCODINGS = frozenset((b"", b"identity", b"gzip", b"x-gzip", b"deflate"))
+
+
+class Login(NamedTuple):
+    """A login an upstream response starts: its kind and the values the callback will carry."""
+
+    kind: str  # oidc_state | saml_relaystate
+    values: tuple[str, ...]
+
+
+# scheme://netloc then the path: one anchored match (no backtracking: each part stops at the first
+# character the next one starts with). ``urlsplit`` costs several times more, and this runs on
+# every redirect Auth0 answers.
+_URL = re.compile(r"(?i:https?)://([^/?#]*)([^?#]*)")
+
+
+def _split(url: str) -> tuple[str, str] | None:
+    """(host[:port] lowercased, path) of an absolute http(s) URL, else None."""
+    found = _URL.match(url)
+    if found is None:
+        return None
+    netloc = found.group(1).lower()
+    if not netloc or "@" in netloc or "\\" in netloc:
+        return None  # no userinfo: never one of this service's hosts
+    return netloc, found.group(2)
+
+
+def _netloc(url: str) -> str | None:
+    split = _split(url)
+    return split[0] if split is not None else None
+
+
+def is_own_callback(url: str, own_hosts: frozenset[str]) -> bool:
+    """``url`` is this service's ``/login/callback`` (on one of ``own_hosts``, host[:port] lowercased)."""
+    split = _split(url)
+    return split is not None and split[0] in own_hosts and split[1] in _CALLBACK_PATHS
+
+
+def authn_request_facts(xml: bytes) -> tuple[str | None, str | None]:
+    """(ID, AssertionConsumerServiceURL) of an AuthnRequest's root element; DTDs refused, stops at the root."""
+    root = root_element(xml)
+    if root is None or root[0] != "AuthnRequest":
+        return None, None
+    return root[1].get("ID"), root[1].get("AssertionConsumerServiceURL")
+
+
+def read_saml_request(encoded: str, deflated: bool) -> tuple[str | None, str | None]:
+    """(ID, ACS URL) of a base64 SAMLRequest (Redirect binding: DEFLATEd first), inflated with a cap."""
+    try:
+        data = binascii.a2b_base64(encoded.replace(" ", "+"))  # a '+' read from a query as a space
+        if deflated:
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            data = inflater.decompress(data, MAX_INFLATED_REQUEST)
+            if inflater.unconsumed_tail:
+                return None, None
+    except (binascii.Error, ValueError, zlib.error):
+        return None, None
+    return authn_request_facts(data)
+
+
+def _saml_login(saml_request: str, relay_state: str | None, deflated: bool, own_hosts: frozenset[str]) -> Login | None:
+    request_id, acs = read_saml_request(saml_request, deflated)
+    if acs and _netloc(acs) is not None and not is_own_callback(acs, own_hosts):
+        return None  # the IdP will post to someone else
+    values = tuple(v for v in (relay_state, request_id) if v and len(v) <= MAX_VALUE_CHARS)
+    return Login(SAML_RELAYSTATE, values) if values else None
+
+
+def inspect_location(location: str, own_hosts: frozenset[str]) -> Login | None:
+    """The login a redirect to ``location`` starts, if it sends the browser to an IdP that comes back
+    to this service's ``/login/callback``; else None."""
+    if len(location) > MAX_LOCATION_CHARS or ("state=" not in location and "SAMLRequest=" not in location):
+        return None  # the common case (Auth0's own pages, the app's callback with code+state): one scan
+    netloc = _netloc(location)
+    if netloc is None or netloc in own_hosts:
+        return None  # relative, or to this service itself (e.g. /u/login): nothing to bind yet
+    query = Fields(location.partition("?")[2].partition("#")[0].encode("utf-8", "surrogateescape"))
+    saml_request = query.first(b"SAMLRequest")
+    if saml_request is not None:
+        relay_state = query.first(b"RelayState")
+        return _saml_login(
+            decode_value(saml_request), None if relay_state is None else decode_value(relay_state), True, own_hosts
+        )
+    state = query.first(b"state")
+    redirect_uri = query.first(b"redirect_uri")
+    if not state or len(state) > MAX_VALUE_CHARS or not redirect_uri:
+        return None
+    if is_own_callback(decode_value(redirect_uri), own_hosts):
+        return Login(OIDC_STATE, (decode_value(state),))
+    return None
+
+
+# A tag scan that cannot backtrack across the page: each match attempt stops at the next < or >.
+_FORM = re.compile(rb"<form\b([^<>]*)>", re.IGNORECASE)
+_INPUT = re.compile(rb"<input\b([^<>]*)>", re.IGNORECASE)
+_ATTR = re.compile(rb"""([a-zA-Z_:][-\w:.]*)\s*=\s*(?:"([^"<>]*)"|'([^'<>]*)'|([^\s"'<>=`]+))""")
+
+
+def _attrs(raw: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for match in _ATTR.finditer(raw):
+        name = match.group(1).decode("latin-1").lower()
+        value = match.group(2) if match.group(2) is not None else match.group(3) or match.group(4) or b""
+        out.setdefault(name, unescape(value.decode("utf-8", "replace")))
+    return out
+
+
+def inspect_page(page: bytes, own_hosts: frozenset[str]) -> Login | None:
+    """The login an auto-post page starts (SAML HTTP-POST binding): its form's SAMLRequest and RelayState."""
+    if b"SAMLRequest" not in page or len(page) > MAX_PAGE_BYTES:
+        return None
+    fields: dict[str, str] = {}
+    for match in _INPUT.finditer(page):
+        attrs = _attrs(match.group(1))
+        name = attrs.get("name")
+        if name in ("SAMLRequest", "RelayState") and name not in fields:
+            fields[name] = attrs.get("value", "")
+    if "SAMLRequest" not in fields:
+        return None
+    form = _FORM.search(page)
+    action = _attrs(form.group(1)).get("action", "") if form else ""
+    netloc = _netloc(action)
+    if netloc is None or netloc in own_hosts:
+        return None
+    return _saml_login(fields["SAMLRequest"], fields.get("RelayState"), False, own_hosts)
+
+
+def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def may_be_post_page(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a response can be an auto-post page worth buffering: 200, text/html, small, readable."""
+    if status != 200:
+        return False
+    content_type = header_value(headers, b"content-type")
+    if content_type is None or not content_type[:9].lower() == b"text/html":
+        return False
+    encoding = (header_value(headers, b"content-encoding") or b"").strip().lower()
+    if encoding not in _PAGE_ENCODINGS:
+        return False
+    length = header_value(headers, b"content-length")
+    return length is None or (length.isdigit() and int(length) <= MAX_PAGE_BYTES)
+
+
+def decode_page(body: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The page text for inspection (the response itself is passed on unchanged), capped; None if unreadable."""
+    encoding = (header_value(headers, b"content-encoding") or b"").strip().lower()
+    if encoding in (b"", b"identity"):
+        return body
+    try:
+        wbits = 16 + zlib.MAX_WBITS if encoding in (b"gzip", b"x-gzip") else zlib.MAX_WBITS
+        inflater = zlib.decompressobj(wbits)
+        data = inflater.decompress(body, MAX_PAGE_BYTES)
+        if inflater.unconsumed_tail:
+            return None
+        return data
+    except zlib.error:
+        return None
+
+
+def inspect_response(status: int, headers: list[tuple[bytes, bytes]], own_hosts: frozenset[str]) -> Login | None:
+    """The login a 3xx response starts (from its Location), else None."""
+    if not 300 <= status < 400:
+        return None
+    location = header_value(headers, b"location")
+    if location is None:
+        return None
+    return inspect_location(location.decode("latin-1"), own_hosts)

@@ -1,0 +1,279 @@
+"""The binding cookie: signed records of MACs, one per login in flight. Pure; never raises on bad input.
+
+Format (unchanged since it was introduced, so replicas of either version read each other's cookies):
+``<name>=<base64url(records || tag)>``. A record is 4 bytes of expiry (Unix seconds, big-endian)
+and two 16-byte MAC slots (a login with one value repeats its MAC); ``tag`` is a 16-byte HMAC of
+the records under the first key (every key verifies, so keys rotate without breaking a login in
+flight). At most :data:`MAX_ENTRIES` records, oldest dropped; a value longer than
+:data:`MAX_COOKIE_CHARS`, with a bad tag, or malformed, holds no records; an expired record never
+matches. MACs are HMAC-SHA256 of ``purpose || 0 || value``, truncated to 16 bytes: a MAC made for
+one purpose never verifies for another.
+
+Cost (issue 10's target: the check at most 10 µs per callback, bench/micro_binding.py): HMACs use
+per-key inner and outer hash states prepared once (:class:`Keys`); the records are searched for a
+MAC by :func:`find_record` with a handful of integer operations over the whole payload, not a
+Python step per slot, and the whole payload is always compared (the constant-time property
+``hmac.compare_digest`` has for one pair). The tag is compared with ``hmac.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Iterable, NamedTuple
+
+MAC_BYTES = 16
+MAX_ENTRIES = 8  # logins in flight per browser (tabs); the oldest is dropped beyond this
+MAX_TAGS = 2  # SAML: RelayState and the AuthnRequest ID
+MAX_COOKIE_CHARS = 512  # 8 records of 36 bytes and a 16-byte tag: 406 base64url characters
+MAX_VALUE_CHARS = 2048  # a state/RelayState longer than this is not bound (SAML caps RelayState at 80 bytes)
+RECORD = 4 + 2 * MAC_BYTES
+COOKIE_PATH = "/login/callback"
+
+_BLOCK = 64  # SHA-256's block size
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def _pads(key: bytes) -> tuple[Any, Any]:
+    """HMAC's inner and outer hash states for ``key`` (RFC 2104), computed once per key."""
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\x00")
+    return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The MAC keys: the first signs, all verify. Never printed (``repr`` hides them).
+
+    HMAC-SHA256 is computed from per-key inner/outer hash states prepared once (RFC 2104): the
+    one-shot ``hmac.digest`` sets the key up on every call, which costs more than the hashing of a
+    short value (bench/micro_binding.py).
+    """
+
+    secrets: tuple[bytes, ...] = field(repr=False)
+    _pads: tuple[tuple[Any, Any], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.secrets:
+            raise ValueError("at least one key is needed")
+        object.__setattr__(self, "_pads", tuple(_pads(key) for key in self.secrets))
+
+    def digest(self, index: int, data: bytes) -> bytes:
+        """The truncated HMAC-SHA256 of ``data`` under key ``index``."""
+        inner, outer = self._pads[index]
+        i = inner.copy()
+        i.update(data)
+        o = outer.copy()
+        o.update(i.digest())
+        return o.digest()[:MAC_BYTES]  # type: ignore[no-any-return]
+
+
+def message(purpose: bytes, value: str) -> bytes:
+    return purpose + b"\x00" + value.encode("utf-8", "surrogatepass")
+
+
+def mac(key: bytes, purpose: bytes, value: str) -> bytes:
+    """The truncated HMAC-SHA256 of one value for one purpose (the reference the fast path is tested against)."""
+    return hmac.digest(key, message(purpose, value), hashlib.sha256)[:MAC_BYTES]
+
+
+# --- base64url without padding ------------------------------------------------------------------
+
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
+def encode(payload: bytes, keys: Keys, purpose: bytes) -> str:
+    """The cookie value for records: the records and their tag under the first key."""
+    raw = payload + keys.digest(0, purpose + payload)
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
+
+
+def verified_payload(value: str | bytes | None, keys: Keys, purpose: bytes) -> bytes:
+    """The records of a cookie value whose tag verifies under one of ``keys``; b"" for a tampered,
+    garbage or oversized value. Never raises."""
+    if not value or len(value) > MAX_COOKIE_CHARS:
+        return b""
+    try:
+        data = value.encode("ascii") if isinstance(value, str) else value
+        # Not strict_mode: the tag decides, and a value that decodes the same is the same cookie.
+        raw = binascii.a2b_base64(data.translate(_FROM_URLSAFE) + b"=" * (-len(data) % 4))
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return b""
+    payload, tag = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
+    if not payload or len(payload) % RECORD or len(payload) > MAX_ENTRIES * RECORD:
+        return b""
+    # Which key verified is no secret; each comparison is constant-time.
+    for index in range(len(keys.secrets)):
+        if hmac.compare_digest(keys.digest(index, purpose + payload), tag):
+            return payload
+    return b""
+
+
+# --- searching the records: every MAC slot at once ---------------------------------------------
+#
+# The payload is read as one big-endian integer P. For a wanted MAC w, X = P xor (w in every slot);
+# a slot equals w exactly when its 128 bits of X are zero. With LOW the low 127 bits of every slot
+# and HIGH the top bit of every slot, (X & LOW) + LOW carries into a slot's top bit exactly when
+# its low 127 bits are not all zero (no carry leaves a slot: (2^127 - 1) * 2 < 2^128), so
+# (X | ((X & LOW) + LOW)) & HIGH has a slot's top bit set exactly when the slot is non-zero. The
+# expiry bytes are outside every mask. A few big-integer operations over all slots, whatever matches.
+
+
+class _Masks(NamedTuple):
+    low: int
+    high: int
+    spread: int  # w * spread puts w in every slot
+    bits: int  # the payload's size in bits
+
+
+def _masks(count: int) -> _Masks:
+    size = count * RECORD
+    low = high = spread = 0
+    for record in range(count):
+        for slot in (4, 4 + MAC_BYTES):
+            shift = (size - record * RECORD - slot - MAC_BYTES) * 8
+            low |= ((1 << 127) - 1) << shift
+            high |= 1 << (shift + 127)
+            spread |= 1 << shift
+    return _Masks(low, high, spread, size * 8)
+
+
+_MASKS = tuple(_masks(count) for count in range(MAX_ENTRIES + 1))
+
+
+def expiry(payload: bytes, record: int) -> int:
+    at = record * RECORD
+    return int.from_bytes(payload[at : at + 4], "big")
+
+
+def matching_records(payload: bytes, wanted: bytes) -> list[int]:
+    """The records (in order) with ``wanted`` in a MAC slot, whatever their expiry. Every slot is
+    compared by the same integer operations, wherever (and whether) one matches."""
+    masks = _MASKS[len(payload) // RECORD]
+    x = int.from_bytes(payload, "big") ^ (int.from_bytes(wanted, "big") * masks.spread)
+    zero = masks.high ^ ((x | ((x & masks.low) + masks.low)) & masks.high)
+    found: list[int] = []
+    while zero:
+        top = zero.bit_length() - 1
+        record = (masks.bits - 1 - top) // (RECORD * 8)
+        if not found or found[-1] != record:
+            found.append(record)
+        zero ^= 1 << top
+    return found
+
+
+def find_record(payload: bytes, value: str, keys: Keys, purpose: bytes, now: float) -> int | None:
+    """The first unexpired record holding the MAC of ``value`` under any key, else None."""
+    if not value or len(value) > MAX_VALUE_CHARS or not payload:
+        return None
+    data = message(purpose, value)
+    for index in range(len(keys.secrets)):
+        for record in matching_records(payload, keys.digest(index, data)):
+            if expiry(payload, record) > now:
+                return record
+    return None
+
+
+# --- changing the records ------------------------------------------------------------------------
+
+
+# Every record's expiry in one C call: ">I32x" per record.
+_EXPIRIES = tuple(struct.Struct(">" + "I32x" * count) for count in range(MAX_ENTRIES + 1))
+
+
+def expiries(payload: bytes) -> tuple[int, ...]:
+    return _EXPIRIES[len(payload) // RECORD].unpack(payload)
+
+
+def live(payload: bytes, now: float, skip: int = -1) -> bytes:
+    """The unexpired records of ``payload``, but the one at ``skip``."""
+    keep = [record for record, expires in enumerate(expiries(payload)) if expires > now and record != skip]
+    if len(keep) * RECORD == len(payload):
+        return payload
+    return b"".join(payload[record * RECORD : (record + 1) * RECORD] for record in keep)
+
+
+def add_record(payload: bytes, values: tuple[str, ...], keys: Keys, purpose: bytes, expires: int, now: float) -> bytes:
+    """``payload`` with one record for ``values`` (the first MAX_TAGS, MACed with the first key)
+    appended; expired records, and any already holding one of the values (a retried redirect),
+    are dropped; the oldest go beyond MAX_ENTRIES."""
+    tags = [keys.digest(0, message(purpose, value)) for value in values[:MAX_TAGS]]
+    if not tags:
+        return live(payload, now)
+    kept = payload
+    for tag in tags:
+        for record in reversed(matching_records(kept, tag)):
+            kept = kept[: record * RECORD] + kept[(record + 1) * RECORD :]
+    added = expires.to_bytes(4, "big") + tags[0] + tags[-1]
+    return (live(kept, now) + added)[-MAX_ENTRIES * RECORD :]
+
+
+class Entry(NamedTuple):
+    """One record, read: when it expires and its MACs (one when both slots hold the same)."""
+
+    expires: int
+    tags: tuple[bytes, ...]
+
+
+def entries(payload: bytes, now: float) -> tuple[Entry, ...]:
+    """The unexpired records, read (for tests and ``explain``; the request path never builds these)."""
+    out = []
+    for record, expires in enumerate(expiries(payload)):
+        at = record * RECORD + 4
+        first, second = payload[at : at + MAC_BYTES], payload[at + MAC_BYTES : at + 2 * MAC_BYTES]
+        if expires > now:
+            out.append(Entry(expires, (first,) if first == second else (first, second)))
+    return tuple(out)
+
+
+# --- headers ------------------------------------------------------------------------------------
+
+
+def set_cookie(name: str, value: str, max_age: int) -> bytes:
+    """A Set-Cookie header value for the callback path. SameSite=None so the IdP's cross-site POST
+    back carries it, which requires Secure (so it only round-trips over https)."""
+    return f"{name}={value}; Path={COOKIE_PATH}; Max-Age={max_age}; Secure; HttpOnly; SameSite=None".encode("ascii")
+
+
+def delete_cookie(name: str) -> bytes:
+    return f"{name}=; Path={COOKIE_PATH}; Max-Age=0; Secure; HttpOnly; SameSite=None".encode("ascii")
+
+
+def cookie_header(name: str, payload: bytes, keys: Keys, purpose: bytes, now: float) -> bytes:
+    """Set-Cookie for ``payload``: the cookie lives as long as its newest record; none left deletes it."""
+    if not payload:
+        return delete_cookie(name)
+    newest = max(expiries(payload))
+    return set_cookie(name, encode(payload, keys, purpose), max(1, newest - int(now)))
+
+
+def cookie_values(headers: Iterable[tuple[bytes, bytes]], name: str, limit: int = 4) -> list[bytes]:
+    """The first ``limit`` values of cookie ``name`` in the request's Cookie headers, in order (RFC
+    6265 section 5.4: a more specific path comes first). Values are never decoded or logged."""
+    wanted = name.encode("ascii") + b"="
+    found: list[bytes] = []
+    for header, value in headers:
+        if header != b"cookie":
+            continue
+        at = value.find(wanted)
+        while at >= 0 and len(found) < limit:
+            if at == 0 or value[at - 1] in b"; \t":  # a cookie's start, not the end of another name
+                end = value.find(b";", at)
+                found.append(value[at + len(wanted) : end if end >= 0 else len(value)].strip())
+            at = value.find(wanted, at + len(wanted))
+    return found
+
+
+def read_payload(headers: Iterable[tuple[bytes, bytes]], name: str, keys: Keys, purpose: bytes) -> bytes:
+    """The verified records of the first valid copy of cookie ``name`` (a planted copy is ignored)."""
+    for value in cookie_values(headers, name):
+        payload = verified_payload(value, keys, purpose)
+        if payload:
+            return payload
+    return b""

@@ -1,0 +1,236 @@
+"""The binding cookie as tables: MACs, the records' bounds, rotation, tampering, expiry, and the
+all-slots search checked against a plain slot-by-slot comparison."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proxy import txcookie
+from proxy.txcookie import (
+    MAC_BYTES,
+    MAX_ENTRIES,
+    RECORD,
+    Entry,
+    Keys,
+    add_record,
+    cookie_header,
+    cookie_values,
+    delete_cookie,
+    encode,
+    entries,
+    find_record,
+    live,
+    mac,
+    matching_records,
+    read_payload,
+    set_cookie,
+    verified_payload,
+)
+
+KEY_A = b"a" * 32
+KEY_B = b"b" * 32
+KEYS = Keys((KEY_A,))
+PURPOSE = b"sso-proxy auth0 transaction v1"
+OTHER_PURPOSE = b"sso-proxy workos redirect v1"
+NOW = 1_700_000_000.0
+LATER = int(NOW) + 600
+
+
+def decode(value: str | bytes | None, keys: Keys = KEYS, now: float = NOW) -> tuple[Entry, ...]:
+    return entries(verified_payload(value, keys, PURPOSE), now)
+
+
+def test_mac_is_hmac_sha256_truncated_and_purpose_bound() -> None:
+    expected = hmac.new(KEY_A, PURPOSE + b"\x00state-1", hashlib.sha256).digest()[:16]
+    assert mac(KEY_A, PURPOSE, "state-1") == expected
+    assert mac(KEY_A, OTHER_PURPOSE, "state-1") != expected
+    assert mac(KEY_B, PURPOSE, "state-1") != expected
+
+
+@pytest.mark.parametrize("key", [b"a" * 32, b"k" * 64, b"long" * 40, bytes(range(256))])
+def test_the_fast_hmac_is_hmac_sha256(key: bytes) -> None:
+    """Keys.digest (prepared inner/outer states) against the standard library's HMAC."""
+    keys = Keys((b"x" * 32, key))
+    for value in ("", "state-1", "\u00e9t\u00e9", "s" * 500):
+        assert keys.digest(1, PURPOSE + b"\x00" + value.encode()) == mac(key, PURPOSE, value)
+
+
+def test_keys_are_required_and_never_printed() -> None:
+    with pytest.raises(ValueError):
+        Keys(())
+    assert "aaaa" not in repr(Keys((KEY_A,)))
+
+
+def test_round_trip() -> None:
+    payload = add_record(b"", ("state-1",), KEYS, PURPOSE, LATER, NOW)
+    value = encode(payload, KEYS, PURPOSE)
+    assert verified_payload(value, KEYS, PURPOSE) == payload
+    assert verified_payload(value.encode(), KEYS, PURPOSE) == payload
+    assert decode(value) == (Entry(LATER, (mac(KEY_A, PURPOSE, "state-1"),)),)
+    assert find_record(payload, "state-1", KEYS, PURPOSE, NOW) == 0
+    assert find_record(payload, "other", KEYS, PURPOSE, NOW) is None
+    # A MAC made for one purpose never verifies for the other.
+    assert verified_payload(value, KEYS, OTHER_PURPOSE) == b""
+    assert find_record(payload, "state-1", KEYS, OTHER_PURPOSE, NOW) is None
+
+
+def test_several_logins_in_flight_oldest_dropped() -> None:
+    payload = b""
+    for i in range(MAX_ENTRIES + 3):
+        payload = add_record(payload, (f"state-{i}", f"_id{i}"), KEYS, PURPOSE, LATER + i, NOW)
+        value = encode(payload, KEYS, PURPOSE)
+        assert len(value) <= txcookie.MAX_COOKIE_CHARS
+        payload = verified_payload(value, KEYS, PURPOSE)
+    assert len(payload) == MAX_ENTRIES * RECORD
+    assert find_record(payload, "state-0", KEYS, PURPOSE, NOW) is None  # the oldest went
+    assert find_record(payload, "state-3", KEYS, PURPOSE, NOW) == 0
+    assert find_record(payload, f"_id{MAX_ENTRIES + 2}", KEYS, PURPOSE, NOW) == MAX_ENTRIES - 1
+
+
+def test_the_same_value_twice_is_one_record() -> None:
+    """A retried redirect replaces its record instead of filling the cookie."""
+    payload = add_record(b"", ("s",), KEYS, PURPOSE, int(NOW) + 10, NOW)
+    payload = add_record(payload, ("t",), KEYS, PURPOSE, int(NOW) + 15, NOW)
+    payload = add_record(payload, ("s", "_id"), KEYS, PURPOSE, int(NOW) + 20, NOW)
+    assert [e.expires for e in entries(payload, NOW)] == [int(NOW) + 15, int(NOW) + 20]
+    assert find_record(payload, "_id", KEYS, PURPOSE, NOW) == 1
+
+
+def test_expired_records_never_match_and_are_dropped_when_written() -> None:
+    payload = add_record(b"", ("old",), KEYS, PURPOSE, int(NOW) - 1, NOW - 700)
+    payload = add_record(payload, ("new",), KEYS, PURPOSE, LATER, NOW - 700)
+    assert find_record(payload, "old", KEYS, PURPOSE, NOW) is None
+    assert find_record(payload, "new", KEYS, PURPOSE, NOW) == 1
+    assert len(live(payload, NOW)) == RECORD
+    assert len(add_record(payload, ("x",), KEYS, PURPOSE, LATER, NOW)) == 2 * RECORD
+    assert decode(encode(payload, KEYS, PURPOSE), now=NOW + 601) == ()
+
+
+def test_the_first_unexpired_match_is_found() -> None:
+    """The same value in an expired record and a live one (the TTL was lowered): the live one."""
+    expired = int(NOW).to_bytes(4, "big") + mac(KEY_A, PURPOSE, "s") * 2
+    fresh = LATER.to_bytes(4, "big") + mac(KEY_A, PURPOSE, "s") * 2
+    assert find_record(expired + fresh, "s", KEYS, PURPOSE, NOW) == 1
+    assert matching_records(expired + fresh, mac(KEY_A, PURPOSE, "s")) == [0, 1]
+
+
+def test_rotation_first_key_signs_all_verify() -> None:
+    old = Keys((KEY_A,))
+    rotated = Keys((KEY_B, KEY_A))
+    payload = add_record(b"", ("state-old",), old, PURPOSE, LATER, NOW)
+    value = encode(payload, old, PURPOSE)
+    # A login started before the rotation still matches after it.
+    kept = verified_payload(value, rotated, PURPOSE)
+    assert find_record(kept, "state-old", rotated, PURPOSE, NOW) == 0
+    # A new login is signed with the new key; the old record is kept beside it.
+    both = add_record(kept, ("state-new",), rotated, PURPOSE, LATER, NOW)
+    value = encode(both, rotated, PURPOSE)
+    assert verified_payload(value, Keys((KEY_B,)), PURPOSE) == both
+    assert find_record(both, "state-new", Keys((KEY_B,)), PURPOSE, NOW) == 1
+    # Once the old key is retired, cookies it alone signed hold nothing, and its MACs match nothing.
+    assert verified_payload(encode(payload, old, PURPOSE), Keys((KEY_B,)), PURPOSE) == b""
+    assert find_record(both, "state-old", Keys((KEY_B,)), PURPOSE, NOW) is None
+
+
+def _valid() -> str:
+    return encode(add_record(b"", ("s",), KEYS, PURPOSE, LATER, NOW), KEYS, PURPOSE)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "x",
+        "!!!!",
+        "=" * 40,
+        "A" * 600,  # oversized
+        base64.urlsafe_b64encode(b"\x00" * 21).decode(),  # right shape, wrong tag
+        _valid()[:-2] + ("AA" if not _valid().endswith("AA") else "BB"),  # tag tampered
+        "B" + _valid()[1:] if not _valid().startswith("B") else "C" + _valid()[1:],  # expiry tampered
+        _valid() + "A",
+        "\u00e9" * 10,
+        b"\xff\xfe\x00",
+    ],
+)
+def test_tampered_garbage_or_oversized_cookie_holds_nothing(value: str | bytes | None) -> None:
+    assert verified_payload(value, KEYS, PURPOSE) == b""
+
+
+@pytest.mark.parametrize("size", [0, RECORD - 1, RECORD + 1, (MAX_ENTRIES + 1) * RECORD])
+def test_a_signed_but_malformed_payload_holds_nothing(size: int) -> None:
+    payload = ((int(NOW) + 60).to_bytes(4, "big") * (size // 4 + 1))[:size]
+    tag = hmac.digest(KEY_A, PURPOSE + payload, hashlib.sha256)[:16]
+    value = base64.urlsafe_b64encode(payload + tag).decode().rstrip("=")
+    assert verified_payload(value, KEYS, PURPOSE) == b""
+
+
+def reference_matches(payload: bytes, wanted: bytes) -> list[int]:
+    """Slot by slot, the obvious way."""
+    return [
+        at // RECORD
+        for at in range(0, len(payload), RECORD)
+        if wanted in (payload[at + 4 : at + 4 + MAC_BYTES], payload[at + 4 + MAC_BYTES : at + RECORD])
+    ]
+
+
+SLOT = st.sampled_from([b"\x00" * 16, b"\xff" * 16, b"\x80" + b"\x00" * 15, b"\x00" * 15 + b"\x01", b"w" * 16])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    records=st.lists(st.tuples(st.binary(min_size=4, max_size=4), SLOT | st.binary(min_size=16, max_size=16), SLOT)),
+    wanted=SLOT,
+)
+def test_the_all_slots_search_agrees_with_a_slot_by_slot_one(
+    records: list[tuple[bytes, bytes, bytes]], wanted: bytes
+) -> None:
+    payload = b"".join(e + a + b for e, a, b in records[:MAX_ENTRIES])
+    assert matching_records(payload, wanted) == reference_matches(payload, wanted)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([], []),
+        ([(b"cookie", b"a=1; sso_proxy_tx=V1; b=2")], [b"V1"]),
+        ([(b"cookie", b"sso_proxy_tx=V1"), (b"cookie", b"x_sso_proxy_tx=no; sso_proxy_tx=V2")], [b"V1", b"V2"]),
+        ([(b"cookie", b"a=sso_proxy_tx=no;sso_proxy_tx=V3 ")], [b"V3"]),
+        ([(b"cookie", b"sso_proxy_txx=no")], []),
+        ([(b"user-agent", b"sso_proxy_tx=no")], []),
+        ([(b"cookie", b"; ".join([b"sso_proxy_tx=V"] * 10))], [b"V"] * 4),  # the first four only
+    ],
+)
+def test_cookie_values(headers: list[tuple[bytes, bytes]], expected: list[bytes]) -> None:
+    assert cookie_values(headers, "sso_proxy_tx") == expected
+
+
+def test_a_planted_copy_does_not_hide_the_real_one() -> None:
+    real = _valid().encode()
+    headers = [(b"cookie", b"sso_proxy_tx=garbage; sso_proxy_tx=" + real)]
+    assert read_payload(headers, "sso_proxy_tx", KEYS, PURPOSE) == verified_payload(real, KEYS, PURPOSE)
+
+
+def test_a_hostile_cookie_header_is_read_in_linear_time() -> None:
+    """32 KiB (the head limit) of near-misses: one find per occurrence, no quadratic rescans."""
+    header = b"x" + b"sso_proxy_tx=" * 2500
+    started = time.perf_counter()
+    assert read_payload([(b"cookie", header)], "sso_proxy_tx", KEYS, PURPOSE) == b""
+    assert time.perf_counter() - started < 1.0
+
+
+def test_set_cookie_attributes() -> None:
+    header = set_cookie("sso_proxy_tx", "V", 600).decode()
+    assert header == "sso_proxy_tx=V; Path=/login/callback; Max-Age=600; Secure; HttpOnly; SameSite=None"
+    assert "Max-Age=0" in delete_cookie("sso_proxy_tx").decode()
+    assert cookie_header("sso_proxy_tx", b"", KEYS, PURPOSE, NOW) == delete_cookie("sso_proxy_tx")
+    payload = add_record(b"", ("a",), KEYS, PURPOSE, int(NOW) + 30, NOW)
+    payload = add_record(payload, ("b",), KEYS, PURPOSE, int(NOW) + 90, NOW)
+    assert b"Max-Age=90;" in cookie_header("sso_proxy_tx", payload, KEYS, PURPOSE, NOW)  # the newest record's
