@@ -4,8 +4,10 @@
   flight) whose entry matches the callback's ``state``; a full cookie that binds nothing (every tag
   compared); a full cookie and a SAML POST callback matched by RelayState;
 - inspecting a passthrough response head (``PassthroughHook.head``): a 302 to Auth0's own page
-  (relative, nothing bound), a 302 to an IdP (OIDC, bound: MAC, cookie re-encode), a 302 with a
-  SAML Redirect-binding AuthnRequest (inflate + expat, bound), and a 200 JSON response (not a page).
+  (relative, nothing bound), a 302 to an IdP (OIDC, bound) from a browser with no login in flight
+  (the common case: a binding is removed when used) and with 8 in flight (their cookie verified
+  and re-signed), a 302 with a SAML Redirect-binding AuthnRequest (inflate + root scan, bound, 8
+  in flight), and a 200 JSON response (not a page).
 
     python bench/micro_binding.py [--number N] [--repeat R]
 
@@ -74,6 +76,7 @@ def cases() -> dict[str, tuple[Callable[[], Any], Callable[[Any], bool]]]:
     )
     counted: list[str] = []
     hook = PassthroughHook(binder, full, NOW, counted.append)
+    first = PassthroughHook(binder, list(HOST), NOW, counted.append)  # a browser with no login in flight
     relative = [(b"location", b"/u/login?state=abc"), (b"content-type", b"text/html")]
     to_idp = [(b"location", idp.encode()), (b"content-type", b"text/html")]
     to_saml = [(b"location", saml_redirect.encode())]
@@ -90,6 +93,7 @@ def cases() -> dict[str, tuple[Callable[[], Any], Callable[[Any], bool]]]:
             lambda r: r is not None,
         ),
         "head: 302 relative (Auth0 page)": (lambda: hook.head(302, relative), lambda r: r == ([], 0)),
+        "head: 302 to an OIDC IdP, first login (bind)": (lambda: first.head(302, to_idp), lambda r: len(r[0]) == 1),
         "head: 302 to an OIDC IdP (bind)": (lambda: hook.head(302, to_idp), lambda r: len(r[0]) == 1),
         "head: 302 SAML Redirect (bind)": (lambda: hook.head(302, to_saml), lambda r: len(r[0]) == 1),
         "head: 200 JSON (untouched)": (lambda: hook.head(200, json_ok), lambda r: r == ([], 0)),

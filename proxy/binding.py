@@ -8,7 +8,8 @@ when it does, :class:`PassthroughHook` adds a cookie holding an HMAC of the logi
 ``/login/callback``, :meth:`Binder.auth0_binding` says whether a value the callback carries has its
 MAC in the cookie: then Auth0 started it. Nothing is stored server-side: any replica with the same
 keys decides. The same cookie format marks the callbacks this proxy itself sent to WorkOS, so a
-``fallback=auth0`` can be told apart as solicited. The cookie format is :mod:`proxy.txcookie`.
+``fallback=auth0`` can be told apart as solicited. The cookie format is :mod:`proxy.txcookie`
+(version 2: the purposes below).
 
 Everything here is pure (the keys and the clock are passed in) and never raises on bad input.
 """
@@ -32,11 +33,13 @@ from proxy.txcookie import (
     Keys,
     add_record,
     cookie_header,
+    copies,
     encode,
-    find_record,
+    find_copy,
     live,
     read_payload,
     set_cookie,
+    verify,
 )
 
 # Cookie names. Not __Host- prefixed: that prefix requires Path=/, and these ride only on the callback.
@@ -44,8 +47,8 @@ AUTH0_COOKIE = "sso_proxy_tx"  # logins Auth0 started
 WORKOS_COOKIE = "sso_proxy_wx"  # callbacks this proxy sent to WorkOS (a fallback=auth0 is then solicited)
 
 # MAC domain separation: a MAC made for one purpose never verifies for another.
-AUTH0_PURPOSE = b"sso-proxy auth0 transaction v1"
-WORKOS_PURPOSE = b"sso-proxy workos redirect v1"
+AUTH0_PURPOSE = b"sso-proxy auth0 transaction v2"
+WORKOS_PURPOSE = b"sso-proxy workos redirect v2"
 
 WORKOS_TTL = 120  # a WorkOS round trip takes seconds
 
@@ -54,7 +57,8 @@ class CallbackBinding(NamedTuple):
     """What the cookies say about one callback."""
 
     bound: frozenset[str]  # which of state / RelayState / InResponseTo are bound to an Auth0 transaction
-    payload: bytes = b""  # the cookie's verified records
+    payload: bytes = b""  # the records of the cookie copy that matched
+    tag: bytes = b""  # its tag (checked only before the records are re-issued)
     record: int = -1  # the one that matched
 
 
@@ -84,24 +88,26 @@ class Binder:
 
         The SAML response is decoded for its ``InResponseTo`` only when the browser holds bindings
         and neither state nor RelayState matched (an IdP that drops or rewrites RelayState)."""
-        payload = read_payload(request_headers, AUTH0_COOKIE, self.keys, AUTH0_PURPOSE)
-        if not payload:
+        found = copies(request_headers, AUTH0_COOKIE)
+        if not found:
             return NOT_BOUND
         for name, value in transaction_values(cb):
-            record = find_record(payload, value, self.keys, AUTH0_PURPOSE, now)
-            if record is not None:
-                return CallbackBinding(_BOUND[name], payload, record)
+            match = find_copy(found, value, self.keys, AUTH0_PURPOSE, now)
+            if match is not None:
+                return CallbackBinding(_BOUND[name], *match)
         xml = saml_document(cb)
         reply_to = in_response_to(xml) if xml else None
         if reply_to is not None:
-            record = find_record(payload, reply_to, self.keys, AUTH0_PURPOSE, now)
-            if record is not None:
-                return CallbackBinding(_BOUND["InResponseTo"], payload, record)
+            match = find_copy(found, reply_to, self.keys, AUTH0_PURPOSE, now)
+            if match is not None:
+                return CallbackBinding(_BOUND["InResponseTo"], *match)
         return NOT_BOUND
 
     def used_cookie(self, found: CallbackBinding, now: float) -> bytes | None:
-        """Set-Cookie for the forwarded callback: the bindings without the one it used (single use)."""
-        if not found.bound:
+        """Set-Cookie for the forwarded callback: the bindings without the one it used (single use).
+        None when nothing matched, or when the copy that matched is not one this service signed
+        (a planted copy is not re-issued, and the browser's own cookie is left as it is)."""
+        if not found.bound or not verify(found.payload, found.tag, self.keys, AUTH0_PURPOSE):
             return None
         left = live(found.payload, now, skip=found.record)
         return cookie_header(AUTH0_COOKIE, left, self.keys, AUTH0_PURPOSE, now)
@@ -119,13 +125,12 @@ class Binder:
     ) -> tuple[bool, bytes | None]:
         """Whether a ``fallback=auth0`` callback is one this proxy sent to WorkOS; and the Set-Cookie
         removing its entry."""
-        payload = read_payload(request_headers, WORKOS_COOKIE, self.keys, WORKOS_PURPOSE)
-        if not payload:
-            return False, None
-        for value in self._workos_values(cb):
-            record = find_record(payload, value, self.keys, WORKOS_PURPOSE, now)
-            if record is not None:
-                left = live(payload, now, skip=record)
+        found = copies(request_headers, WORKOS_COOKIE)
+        for value in self._workos_values(cb) if found else ():
+            match = find_copy(found, value, self.keys, WORKOS_PURPOSE, now)
+            if match is not None and verify(match.payload, match.tag, self.keys, WORKOS_PURPOSE):
+                # Solicited only if this service signed it: the count drives an alert.
+                left = live(match.payload, now, skip=match.record)
                 return True, cookie_header(WORKOS_COOKIE, left, self.keys, WORKOS_PURPOSE, now)
         return False, None
 

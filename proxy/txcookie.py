@@ -1,13 +1,20 @@
 """The binding cookie: signed records of MACs, one per login in flight. Pure; never raises on bad input.
 
-Format (unchanged since it was introduced, so replicas of either version read each other's cookies):
-``<name>=<base64url(records || tag)>``. A record is 4 bytes of expiry (Unix seconds, big-endian)
-and two 16-byte MAC slots (a login with one value repeats its MAC); ``tag`` is a 16-byte HMAC of
-the records under the first key (every key verifies, so keys rotate without breaking a login in
-flight). At most :data:`MAX_ENTRIES` records, oldest dropped; a value longer than
+Format: ``<name>=<base64url(records || tag)>``. A record is 4 bytes of expiry (Unix seconds,
+big-endian) and two 8-byte MAC slots (a login with one value repeats its MAC); ``tag`` is a 16-byte
+HMAC of the records under the first key (every key verifies, so keys rotate without breaking a
+login in flight). At most :data:`MAX_ENTRIES` records, oldest dropped; a value longer than
 :data:`MAX_COOKIE_CHARS`, with a bad tag, or malformed, holds no records; an expired record never
-matches. MACs are HMAC-SHA256 of ``purpose || 0 || value``, truncated to 16 bytes: a MAC made for
-one purpose never verifies for another.
+matches. MACs are HMAC-SHA256 of ``purpose || 0 || value``: a MAC made for one purpose never
+verifies for another.
+
+Why 8-byte MACs in the records and a 16-byte tag: the tag is what makes a cookie unforgeable
+(records cannot be planted or altered without the key); a record's MAC only names which login it
+is, and a value another login's MAC matches by chance (2^-64 per slot) could only send a callback
+to Auth0, which checks its own state. Records half the size cut every per-byte step of the check
+(base64, the tag's HMAC, the search), and the cookie to 235 characters. Version 2 of the format
+(the purposes say so): a version 1 cookie (16-byte MACs) fails its tag and holds nothing, as with
+another key, so such a callback follows the route map.
 
 Cost (issue 10's target: the check at most 10 µs per callback, bench/micro_binding.py): HMACs use
 per-key inner and outer hash states prepared once (:class:`Keys`); the records are searched for a
@@ -25,10 +32,11 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple
 
-MAC_BYTES = 16
+MAC_BYTES = 8  # a record's MAC slot
+TAG_BYTES = 16  # the cookie's tag
 MAX_ENTRIES = 8  # logins in flight per browser (tabs); the oldest is dropped beyond this
 MAX_TAGS = 2  # SAML: RelayState and the AuthnRequest ID
-MAX_COOKIE_CHARS = 512  # 8 records of 36 bytes and a 16-byte tag: 406 base64url characters
+MAX_COOKIE_CHARS = 256  # 8 records of 20 bytes and a 16-byte tag: 235 base64url characters
 MAX_VALUE_CHARS = 2048  # a state/RelayState longer than this is not bound (SAML caps RelayState at 80 bytes)
 RECORD = 4 + 2 * MAC_BYTES
 COOKIE_PATH = "/login/callback"
@@ -64,17 +72,17 @@ class Keys:
         object.__setattr__(self, "_pads", tuple(_pads(key) for key in self.secrets))
 
     def digest(self, index: int, data: bytes) -> bytes:
-        """The truncated HMAC-SHA256 of ``data`` under key ``index``."""
+        """The HMAC-SHA256 of ``data`` under key ``index`` (32 bytes; callers truncate)."""
         inner, outer = self._pads[index]
         i = inner.copy()
         i.update(data)
         o = outer.copy()
         o.update(i.digest())
-        return o.digest()[:MAC_BYTES]  # type: ignore[no-any-return]
+        return o.digest()  # type: ignore[no-any-return]
 
 
 def message(purpose: bytes, value: str) -> bytes:
-    return purpose + b"\x00" + value.encode("utf-8", "surrogatepass")
+    return b"%s\x00%s" % (purpose, value.encode("utf-8", "surrogatepass"))
 
 
 def mac(key: bytes, purpose: bytes, value: str) -> bytes:
@@ -90,37 +98,48 @@ _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 def encode(payload: bytes, keys: Keys, purpose: bytes) -> str:
     """The cookie value for records: the records and their tag under the first key."""
-    raw = payload + keys.digest(0, purpose + payload)
+    raw = payload + keys.digest(0, purpose + payload)[:TAG_BYTES]
     return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
 
 
-def verified_payload(value: str | bytes | None, keys: Keys, purpose: bytes) -> bytes:
-    """The records of a cookie value whose tag verifies under one of ``keys``; b"" for a tampered,
-    garbage or oversized value. Never raises."""
+def decode(value: str | bytes | None) -> tuple[bytes, bytes] | None:
+    """(records, tag) of a well-formed cookie value, NOT yet verified; None for garbage. Never raises."""
     if not value or len(value) > MAX_COOKIE_CHARS:
-        return b""
+        return None
     try:
         data = value.encode("ascii") if isinstance(value, str) else value
         # Not strict_mode: the tag decides, and a value that decodes the same is the same cookie.
         raw = binascii.a2b_base64(data.translate(_FROM_URLSAFE) + b"=" * (-len(data) % 4))
     except (binascii.Error, ValueError, UnicodeEncodeError):
-        return b""
-    payload, tag = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
+        return None
+    payload = raw[:-TAG_BYTES]
     if not payload or len(payload) % RECORD or len(payload) > MAX_ENTRIES * RECORD:
-        return b""
-    # Which key verified is no secret; each comparison is constant-time.
+        return None
+    return payload, raw[-TAG_BYTES:]
+
+
+def verify(payload: bytes, tag: bytes, keys: Keys, purpose: bytes) -> bool:
+    """Whether ``tag`` is the records' tag under one of ``keys`` (each comparison constant-time;
+    which key verified is no secret)."""
     for index in range(len(keys.secrets)):
-        if hmac.compare_digest(keys.digest(index, purpose + payload), tag):
-            return payload
-    return b""
+        if hmac.compare_digest(keys.digest(index, purpose + payload)[:TAG_BYTES], tag):
+            return True
+    return False
+
+
+def verified_payload(value: str | bytes | None, keys: Keys, purpose: bytes) -> bytes:
+    """The records of a cookie value whose tag verifies under one of ``keys``; b"" for a tampered,
+    garbage or oversized value. Never raises."""
+    decoded = decode(value)
+    return decoded[0] if decoded is not None and verify(*decoded, keys, purpose) else b""
 
 
 # --- searching the records: every MAC slot at once ---------------------------------------------
 #
 # The payload is read as one big-endian integer P. For a wanted MAC w, X = P xor (w in every slot);
-# a slot equals w exactly when its 128 bits of X are zero. With LOW the low 127 bits of every slot
+# a slot equals w exactly when its 64 bits of X are zero. With LOW the low 63 bits of every slot
 # and HIGH the top bit of every slot, (X & LOW) + LOW carries into a slot's top bit exactly when
-# its low 127 bits are not all zero (no carry leaves a slot: (2^127 - 1) * 2 < 2^128), so
+# its low 63 bits are not all zero (no carry leaves a slot: (2^63 - 1) * 2 < 2^64), so
 # (X | ((X & LOW) + LOW)) & HIGH has a slot's top bit set exactly when the slot is non-zero. The
 # expiry bytes are outside every mask. A few big-integer operations over all slots, whatever matches.
 
@@ -132,14 +151,17 @@ class _Masks(NamedTuple):
     bits: int  # the payload's size in bits
 
 
+_LANE = MAC_BYTES * 8
+
+
 def _masks(count: int) -> _Masks:
     size = count * RECORD
     low = high = spread = 0
     for record in range(count):
         for slot in (4, 4 + MAC_BYTES):
             shift = (size - record * RECORD - slot - MAC_BYTES) * 8
-            low |= ((1 << 127) - 1) << shift
-            high |= 1 << (shift + 127)
+            low |= ((1 << (_LANE - 1)) - 1) << shift
+            high |= 1 << (shift + _LANE - 1)
             spread |= 1 << shift
     return _Masks(low, high, spread, size * 8)
 
@@ -168,23 +190,67 @@ def matching_records(payload: bytes, wanted: bytes) -> list[int]:
     return found
 
 
-def find_record(payload: bytes, value: str, keys: Keys, purpose: bytes, now: float) -> int | None:
-    """The first unexpired record holding the MAC of ``value`` under any key, else None."""
-    if not value or len(value) > MAX_VALUE_CHARS or not payload:
-        return None
+def value_macs(value: str, keys: Keys, purpose: bytes) -> list[bytes]:
+    """The MAC of ``value`` under each key (a record made before a rotation holds an older key's)."""
+    if not value or len(value) > MAX_VALUE_CHARS:
+        return []
     data = message(purpose, value)
-    for index in range(len(keys.secrets)):
-        for record in matching_records(payload, keys.digest(index, data)):
+    return [keys.digest(index, data)[:MAC_BYTES] for index in range(len(keys.secrets))]
+
+
+def live_match(payload: bytes, macs: list[bytes], now: float) -> int | None:
+    """The first unexpired record holding one of ``macs``, else None."""
+    for wanted in macs:
+        for record in matching_records(payload, wanted):
             if expiry(payload, record) > now:
                 return record
     return None
 
 
+def find_record(payload: bytes, value: str, keys: Keys, purpose: bytes, now: float) -> int | None:
+    """The first unexpired record holding the MAC of ``value`` under any key, else None."""
+    return live_match(payload, value_macs(value, keys, purpose), now) if payload else None
+
+
+def copies(headers: Iterable[tuple[bytes, bytes]], name: str) -> list[tuple[bytes, bytes]]:
+    """(records, tag) of each well-formed copy of cookie ``name`` (at most four), NOT yet verified."""
+    out = []
+    for value in cookie_values(headers, name):
+        decoded = decode(value)
+        if decoded is not None:
+            out.append(decoded)
+    return out
+
+
+def find_copy(found: list[tuple[bytes, bytes]], value: str, keys: Keys, purpose: bytes, now: float) -> Match | None:
+    """The first copy (and record in it) holding the MAC of ``value`` in an unexpired record.
+
+    The tag is not checked here, so a check costs one HMAC per key and value: a match is evidence
+    enough to route. A record's MAC cannot be made without the key, so a match means this service
+    MACed that very value when Auth0 started the login; what a forged or planted copy can add is a
+    stretched expiry or a replayed record, which only sends a callback carrying a value Auth0 issued
+    to Auth0, which refuses a stale state anyway. The tag matters where records are re-issued
+    (:func:`verify` before signing): a planted copy never displaces the browser's own bindings.
+    """
+    macs = value_macs(value, keys, purpose)
+    for payload, tag in found:
+        record = live_match(payload, macs, now)
+        if record is not None:
+            return Match(payload, tag, record)
+    return None
+
+
+class Match(NamedTuple):
+    payload: bytes  # the copy's records
+    tag: bytes  # its tag, not yet verified
+    record: int  # the record that matched
+
+
 # --- changing the records ------------------------------------------------------------------------
 
 
-# Every record's expiry in one C call: ">I32x" per record.
-_EXPIRIES = tuple(struct.Struct(">" + "I32x" * count) for count in range(MAX_ENTRIES + 1))
+# Every record's expiry in one C call: ">I" and the two MAC slots skipped, per record.
+_EXPIRIES = tuple(struct.Struct(">" + f"I{2 * MAC_BYTES}x" * count) for count in range(MAX_ENTRIES + 1))
 
 
 def expiries(payload: bytes) -> tuple[int, ...]:
@@ -203,14 +269,16 @@ def add_record(payload: bytes, values: tuple[str, ...], keys: Keys, purpose: byt
     """``payload`` with one record for ``values`` (the first MAX_TAGS, MACed with the first key)
     appended; expired records, and any already holding one of the values (a retried redirect),
     are dropped; the oldest go beyond MAX_ENTRIES."""
-    tags = [keys.digest(0, message(purpose, value)) for value in values[:MAX_TAGS]]
+    tags = [keys.digest(0, message(purpose, value))[:MAC_BYTES] for value in values[:MAX_TAGS]]
     if not tags:
         return live(payload, now)
+    added = expires.to_bytes(4, "big") + tags[0] + tags[-1]
+    if not payload:
+        return added  # the common case: no other login in flight
     kept = payload
     for tag in tags:
         for record in reversed(matching_records(kept, tag)):
             kept = kept[: record * RECORD] + kept[(record + 1) * RECORD :]
-    added = expires.to_bytes(4, "big") + tags[0] + tags[-1]
     return (live(kept, now) + added)[-MAX_ENTRIES * RECORD :]
 
 

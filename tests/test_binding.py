@@ -111,6 +111,42 @@ def test_a_planted_cookie_does_not_hide_the_real_one() -> None:
     assert binder.auth0_binding(request, Callback(b"state=s1"), NOW).bound == {"state"}
 
 
+def test_a_match_routes_but_only_a_signed_copy_is_reissued() -> None:
+    """A check costs no tag HMAC: a record's MAC is evidence enough to route (it cannot be made
+    without the key). A copy whose tag fails (here its expiry stretched) still routes its own
+    login's callback to Auth0, which refuses a stale state anyway, but is never re-issued: its
+    removal sends no Set-Cookie, so the browser's own cookie is left as it was."""
+    binder = Binder(KEYS)
+    genuine = binder.bind([], Login(OIDC_STATE, ("s1",)), NOW).split(b";", 1)[0].split(b"=", 1)[1]
+    raw = bytearray(base64.urlsafe_b64decode(genuine + b"=" * (-len(genuine) % 4)))
+    raw[0:4] = b"\xff\xff\xff\xff"  # the expiry stretched; the MAC slots still match
+    stretched = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=")
+    callback = Callback(b"state=s1")
+    later = NOW + 10 * 600
+    planted = binder.auth0_binding([(b"cookie", b"sso_proxy_tx=" + stretched)], callback, later)
+    assert planted.bound == {"state"}
+    assert binder.used_cookie(planted, later) is None
+    # Unforgeable: no MAC of another value can be planted without the key.
+    assert binder.auth0_binding([(b"cookie", b"sso_proxy_tx=" + stretched)], Callback(b"state=s2"), NOW).bound == set()
+    # Beside a genuine copy, the first match wins; a genuine one is re-issued without its record.
+    both = [(b"cookie", b"sso_proxy_tx=" + genuine + b"; sso_proxy_tx=" + stretched)]
+    found = binder.auth0_binding(both, callback, NOW)
+    assert found.bound == {"state"} and found.record == 0
+    assert binder.used_cookie(found, NOW) == delete_cookie(AUTH0_COOKIE)
+
+
+def test_an_unsigned_workos_copy_is_never_a_solicited_fallback() -> None:
+    """Solicited fallbacks drive an alert: a copy counts only with its tag."""
+    binder = Binder(KEYS)
+    cookie = binder.workos_cookie([], Callback(b"code=c&state=s1"), NOW)
+    assert cookie is not None
+    value = cookie.split(b";", 1)[0].split(b"=", 1)[1]
+    tampered = value[:-1] + (b"A" if not value.endswith(b"A") else b"B")  # the tag's last character
+    back = Callback(b"code=c&state=s1&fallback=auth0")
+    assert binder.solicited([(b"cookie", b"sso_proxy_wx=" + tampered)], back, NOW) == (False, None)
+    assert binder.solicited([(b"cookie", b"sso_proxy_wx=" + value)], back, NOW)[0] is True
+
+
 def test_binder_workos_solicited() -> None:
     binder = Binder(KEYS)
     cb = Callback(b"code=c&state=s1")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -197,16 +197,38 @@ def test_a_saml_login_auth0_started_goes_back_to_auth0(
     assert reply.status_code == 302
 
 
+def _recoded(cookie: str, change: Callable[[bytearray], None]) -> str:
+    name, value = cookie.split("=", 1)
+    raw = bytearray(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    change(raw)
+    return name + "=" + base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+
+
 def test_tampered_cookie_is_no_binding(replicas: tuple[ProxyProcess, ProxyProcess]) -> None:
+    """Only a record's MAC binds: a changed MAC, an oversized or garbage cookie binds nothing (the
+    callback follows the map: 307 to WorkOS). A changed tag leaves the MAC, which only this service
+    can make: the callback goes to Auth0, and the copy is not re-issued (no Set-Cookie)."""
     a, b = replicas
     started = start(a, "initech-entra")
     state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
     cookie = cookie_pair(started)
     assert cookie is not None
-    tampered = cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB")
-    for bad in (tampered, "sso_proxy_tx=" + "A" * 5000, "sso_proxy_tx=%%%"):
+
+    def flip_macs(raw: bytearray) -> None:
+        raw[4] ^= 1  # both MAC slots of the record (an OIDC login repeats its one MAC)
+        raw[12] ^= 1
+
+    def flip_tag(raw: bytearray) -> None:
+        raw[-1] ^= 1
+
+    for bad in (_recoded(cookie, flip_macs), "sso_proxy_tx=" + "A" * 5000, "sso_proxy_tx=%%%"):
         reply = httpx.get(f"{b.url}/login/callback?code=c&state={state}", headers={"cookie": bad}, timeout=10)
         assert reply.status_code == 307
+    reply = httpx.get(
+        f"{b.url}/login/callback?code=c&state={state}", headers={"cookie": _recoded(cookie, flip_tag)}, timeout=10
+    )
+    assert reply.status_code == 302
+    assert not any(v.startswith("sso_proxy_tx=") for v in reply.headers.get_list("set-cookie"))
 
 
 def test_binding_off(bstandins: StandIns, routes: Path) -> None:

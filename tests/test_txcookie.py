@@ -17,6 +17,7 @@ from proxy.txcookie import (
     MAC_BYTES,
     MAX_ENTRIES,
     RECORD,
+    TAG_BYTES,
     Entry,
     Keys,
     add_record,
@@ -37,8 +38,8 @@ from proxy.txcookie import (
 KEY_A = b"a" * 32
 KEY_B = b"b" * 32
 KEYS = Keys((KEY_A,))
-PURPOSE = b"sso-proxy auth0 transaction v1"
-OTHER_PURPOSE = b"sso-proxy workos redirect v1"
+PURPOSE = b"sso-proxy auth0 transaction v2"
+OTHER_PURPOSE = b"sso-proxy workos redirect v2"
 NOW = 1_700_000_000.0
 LATER = int(NOW) + 600
 
@@ -48,7 +49,7 @@ def decode(value: str | bytes | None, keys: Keys = KEYS, now: float = NOW) -> tu
 
 
 def test_mac_is_hmac_sha256_truncated_and_purpose_bound() -> None:
-    expected = hmac.new(KEY_A, PURPOSE + b"\x00state-1", hashlib.sha256).digest()[:16]
+    expected = hmac.new(KEY_A, PURPOSE + b"\x00state-1", hashlib.sha256).digest()[:MAC_BYTES]
     assert mac(KEY_A, PURPOSE, "state-1") == expected
     assert mac(KEY_A, OTHER_PURPOSE, "state-1") != expected
     assert mac(KEY_B, PURPOSE, "state-1") != expected
@@ -59,7 +60,7 @@ def test_the_fast_hmac_is_hmac_sha256(key: bytes) -> None:
     """Keys.digest (prepared inner/outer states) against the standard library's HMAC."""
     keys = Keys((b"x" * 32, key))
     for value in ("", "state-1", "\u00e9t\u00e9", "s" * 500):
-        assert keys.digest(1, PURPOSE + b"\x00" + value.encode()) == mac(key, PURPOSE, value)
+        assert keys.digest(1, PURPOSE + b"\x00" + value.encode())[:MAC_BYTES] == mac(key, PURPOSE, value)
 
 
 def test_keys_are_required_and_never_printed() -> None:
@@ -152,7 +153,7 @@ def _valid() -> str:
         "!!!!",
         "=" * 40,
         "A" * 600,  # oversized
-        base64.urlsafe_b64encode(b"\x00" * 21).decode(),  # right shape, wrong tag
+        base64.urlsafe_b64encode(b"\x00" * (RECORD + TAG_BYTES)).decode(),  # right shape, wrong tag
         _valid()[:-2] + ("AA" if not _valid().endswith("AA") else "BB"),  # tag tampered
         "B" + _valid()[1:] if not _valid().startswith("B") else "C" + _valid()[1:],  # expiry tampered
         _valid() + "A",
@@ -167,7 +168,7 @@ def test_tampered_garbage_or_oversized_cookie_holds_nothing(value: str | bytes |
 @pytest.mark.parametrize("size", [0, RECORD - 1, RECORD + 1, (MAX_ENTRIES + 1) * RECORD])
 def test_a_signed_but_malformed_payload_holds_nothing(size: int) -> None:
     payload = ((int(NOW) + 60).to_bytes(4, "big") * (size // 4 + 1))[:size]
-    tag = hmac.digest(KEY_A, PURPOSE + payload, hashlib.sha256)[:16]
+    tag = hmac.digest(KEY_A, PURPOSE + payload, hashlib.sha256)[:TAG_BYTES]
     value = base64.urlsafe_b64encode(payload + tag).decode().rstrip("=")
     assert verified_payload(value, KEYS, PURPOSE) == b""
 
@@ -181,12 +182,16 @@ def reference_matches(payload: bytes, wanted: bytes) -> list[int]:
     ]
 
 
-SLOT = st.sampled_from([b"\x00" * 16, b"\xff" * 16, b"\x80" + b"\x00" * 15, b"\x00" * 15 + b"\x01", b"w" * 16])
+SLOT = st.sampled_from(
+    [b"\x00" * MAC_BYTES, b"\xff" * MAC_BYTES, b"\x80" + b"\x00" * 7, b"\x00" * 7 + b"\x01", b"w" * MAC_BYTES]
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    records=st.lists(st.tuples(st.binary(min_size=4, max_size=4), SLOT | st.binary(min_size=16, max_size=16), SLOT)),
+    records=st.lists(
+        st.tuples(st.binary(min_size=4, max_size=4), SLOT | st.binary(min_size=MAC_BYTES, max_size=MAC_BYTES), SLOT)
+    ),
     wanted=SLOT,
 )
 def test_the_all_slots_search_agrees_with_a_slot_by_slot_one(
