@@ -822,7 +822,7 @@ def render(
         add(
             f"RSS after {mixed['requests']:,} mixed requests: <= 100 MB",
             f"{mixed['rss_after_mb']:.0f} MB",
-            mixed["rss_after_mb"] <= 100 and mixed["requests"] >= args.mixed,
+            mixed["rss_after_mb"] <= 100 and mixed["requests"] >= args.mixed and not mixed["errors"],
         )
     svc_big = next((b for b in big if b["target"] == "service"), None)
     if svc_big:

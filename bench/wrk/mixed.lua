@@ -8,7 +8,7 @@ function setup(thread)
   thread:set("thread_id", threads_made)
 end
 
-local reqs = {}
+local specs = {}
 local n = 0
 local limit = tonumber(os.getenv("WRK_MIX_LIMIT") or "50000")
 local count = 0
@@ -17,20 +17,32 @@ for line in io.lines(os.getenv("WRK_MIX_FILE")) do
   local method, path, body_file = line:match("^(%S+)\t(%S+)\t(%S+)$")
   if method then
     local body = nil
-    local headers = { ["User-Agent"] = "Mozilla/5.0 (bench)" }
     if body_file ~= "-" then
       local fh = assert(io.open(body_file, "rb"))
       body = fh:read("*a")
       fh:close()
-      headers["Content-Type"] = "application/x-www-form-urlencoded"
     end
     n = n + 1
-    reqs[n] = wrk.format(method, path, headers, body)
+    specs[n] = { method = method, path = path, body = body }
   end
 end
 
+-- Requests are formatted on first use, not at load: only then has wrk set wrk.headers["Host"],
+-- which wrk.format copies in (without it every request lacked a Host header and got the 400
+-- page the service gives since issue 11, and this mix measured the error page).
+local reqs = nil
 local i = 0
 function request()
+  if reqs == nil then
+    reqs = {}
+    for k, spec in ipairs(specs) do
+      local headers = { ["User-Agent"] = "Mozilla/5.0 (bench)", ["Host"] = wrk.headers["Host"] }
+      if spec.body then
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+      end
+      reqs[k] = wrk.format(spec.method, spec.path, headers, spec.body)
+    end
+  end
   i = i % n + 1
   return reqs[i]
 end
