@@ -94,8 +94,8 @@ def cases() -> dict[str, tuple[Callable[[], Any], Callable[[Any], bool]]]:
         ),
         "head: 302 relative (Auth0 page)": (lambda: hook.head(302, relative), lambda r: r == ([], 0)),
         "head: 302 to an OIDC IdP, first login (bind)": (lambda: first.head(302, to_idp), lambda r: len(r[0]) == 1),
-        "head: 302 to an OIDC IdP (bind)": (lambda: hook.head(302, to_idp), lambda r: len(r[0]) == 1),
-        "head: 302 SAML Redirect (bind)": (lambda: hook.head(302, to_saml), lambda r: len(r[0]) == 1),
+        "head: 302 to an OIDC IdP, 8 in flight (bind)": (lambda: hook.head(302, to_idp), lambda r: len(r[0]) == 1),
+        "head: 302 SAML Redirect, 8 in flight (bind)": (lambda: hook.head(302, to_saml), lambda r: len(r[0]) == 1),
         "head: 200 JSON (untouched)": (lambda: hook.head(200, json_ok), lambda r: r == ([], 0)),
     }
 

@@ -848,8 +848,9 @@ def render(
                 "10",
             )
     for case in (
-        "head: 302 to an OIDC IdP (bind)",
-        "head: 302 SAML Redirect (bind)",
+        "head: 302 to an OIDC IdP, first login (bind)",
+        "head: 302 to an OIDC IdP, 8 in flight (bind)",
+        "head: 302 SAML Redirect, 8 in flight (bind)",
         "head: 302 relative (Auth0 page)",
     ):
         if case in binding_us:
