@@ -120,7 +120,7 @@ def main() -> None:
         call()
         Keys.digest = real_digest  # type: ignore[method-assign]
         best = min(timeit.repeat(call, number=args.number, repeat=args.repeat, timer=time.process_time)) / args.number
-        print(f"{name:40s} {best * 1e6:7.2f} µs  ({calls[0]} HMAC)")
+        print(f"{name:48s} {best * 1e6:7.2f} µs  ({calls[0]} HMAC)")
 
 
 if __name__ == "__main__":
