@@ -107,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     real_digest = Keys.digest
     noop = min(timeit.repeat(lambda: None, number=args.number, repeat=args.repeat, timer=time.process_time))
-    print(f"{'(a Python no-op call, for scale)':40s} {noop / args.number * 1e6:7.2f} µs")
+    print(f"{'(a Python no-op call, for scale)':48s} {noop / args.number * 1e6:7.2f} µs")
     for name, (call, check) in cases().items():
         assert check(call()), name
         calls = [0]
