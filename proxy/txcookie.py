@@ -1,26 +1,32 @@
-"""The binding cookie: signed records of MACs, one per login in flight. Pure; never raises on bad input.
+"""The binding cookie: records of MACs, one per login in flight, and a tag. Pure; never raises on bad input.
 
 Format: ``<name>=<base64url(records || tag)>``. A record is 4 bytes of expiry (Unix seconds,
-big-endian) and two 8-byte MAC slots (a login with one value repeats its MAC); ``tag`` is a 16-byte
-HMAC of the records under the first key (every key verifies, so keys rotate without breaking a
-login in flight). At most :data:`MAX_ENTRIES` records, oldest dropped; a value longer than
-:data:`MAX_COOKIE_CHARS`, with a bad tag, or malformed, holds no records; an expired record never
-matches. MACs are HMAC-SHA256 of ``purpose || 0 || value``: a MAC made for one purpose never
-verifies for another.
+big-endian) and two 8-byte MAC slots (a login with one value repeats its MAC); MACs are HMAC-SHA256
+of ``purpose || 0 || value`` (a MAC made for one purpose never matches for another). ``tag`` is a
+16-byte HMAC of the records under the first key. Every key matches and verifies, so keys rotate
+without breaking a login in flight. At most :data:`MAX_ENTRIES` records, oldest dropped; a value
+longer than :data:`MAX_COOKIE_CHARS` or malformed holds no records; an expired record never matches.
 
-Why 8-byte MACs in the records and a 16-byte tag: the tag is what makes a cookie unforgeable
-(records cannot be planted or altered without the key); a record's MAC only names which login it
-is, and a value another login's MAC matches by chance (2^-64 per slot) could only send a callback
-to Auth0, which checks its own state. Records half the size cut every per-byte step of the check
-(base64, the tag's HMAC, the search), and the cookie to 235 characters. Version 2 of the format
-(the purposes say so): a version 1 cookie (16-byte MACs) fails its tag and holds nothing, as with
-another key, so such a callback follows the route map.
+What each part is for. A record's MAC is what binds a callback to a login Auth0 started: nobody
+without the keys can make one, so a match means this service MACed that very value, and the check
+(:func:`find_copy`) needs nothing else. What a forged or planted copy can add is a stretched expiry
+or a replayed record, which only sends a callback carrying a value Auth0 issued to Auth0, which
+refuses a stale state anyway. The tag says the records are the ones this service issued: they are
+re-issued (a login added, a used one removed) and a fallback counts as solicited only from a copy
+whose tag verifies (:func:`verify`), so a copy planted by a sibling domain never displaces the
+browser's own bindings nor raises an alert.
 
-Cost (issue 10's target: the check at most 10 µs per callback, bench/micro_binding.py): HMACs use
-per-key inner and outer hash states prepared once (:class:`Keys`); the records are searched for a
-MAC by :func:`find_record` with a handful of integer operations over the whole payload, not a
-Python step per slot, and the whole payload is always compared (the constant-time property
-``hmac.compare_digest`` has for one pair). The tag is compared with ``hmac.compare_digest``.
+Why 8-byte MACs: a value matching another login's MAC by chance (2^-64 per slot) could only send a
+callback to Auth0; records half the size halve every per-byte step (base64, the tag's HMAC, the
+search) and the cookie (235 characters for 8 logins). Version 2 of the format (the purposes say
+so): a version 1 cookie (16-byte MACs) matches nothing, as with another key, so such a callback
+follows the route map.
+
+Cost (issue 10's target: the check at most 10 µs per callback, bench/micro_binding.py): one HMAC
+per key and value, from per-key inner and outer hash states prepared once (:class:`Keys`); the
+records are searched with a handful of integer operations over the whole payload, not a Python step
+per slot, and every slot is always compared (the constant-time property ``hmac.compare_digest``
+has for one pair). The tag is compared with ``hmac.compare_digest``.
 """
 
 from __future__ import annotations
