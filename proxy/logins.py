@@ -119,11 +119,10 @@ def inspect_location(location: str, own_hosts: frozenset[str]) -> Login | None:
         )
     state = query.first(b"state")
     redirect_uri = query.first(b"redirect_uri")
-    if not state or len(state) > MAX_VALUE_CHARS or not redirect_uri:
+    if not state or not redirect_uri or not is_own_callback(decode_value(redirect_uri), own_hosts):
         return None
-    if is_own_callback(decode_value(redirect_uri), own_hosts):
-        return Login(OIDC_STATE, (decode_value(state),))
-    return None
+    value = decode_value(state)
+    return Login(OIDC_STATE, (value,)) if len(value) <= MAX_VALUE_CHARS else None
 
 
 # A tag scan that cannot backtrack across the page: each match attempt stops at the next < or >.

@@ -78,6 +78,10 @@ def oidc_location(**params: str) -> str:
         (oidc_location(redirect_uri="https://evil.com/login/callback"), None),
         (oidc_location(redirect_uri="https://login.globex.com/login/callbackx"), None),
         (oidc_location(state="s" * 3000), None),
+        (
+            oidc_location(state="/" * 2000),
+            Login(OIDC_STATE, ("/" * 2000,)),
+        ),  # the limit is on the value, not its escapes
         ("/u/login?state=abc&redirect_uri=" + CALLBACK, None),  # relative: Auth0's own pages
         ("https://login.globex.com/u/login?state=abc&redirect_uri=" + CALLBACK, None),  # own host
         ("https://idp.acme.com/authorize", None),
