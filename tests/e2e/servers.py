@@ -82,8 +82,9 @@ class ThreadedServer:
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, app: Any) -> Self:
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="auto")
+    def start(self, app: Any, **options: Any) -> Self:
+        """Serve ``app``; ``options`` go to ``uvicorn.Config`` (a TLS server's certificate files)."""
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="auto", **options)
         server = self._server = uvicorn.Server(config)
         thread = self._thread = threading.Thread(
             target=server.run, kwargs={"sockets": [self._socket]}, name=self.name, daemon=True

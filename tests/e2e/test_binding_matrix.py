@@ -198,30 +198,8 @@ class TlsServer(ThreadedServer):
     def origin(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def start(self, app: Any) -> Self:
-        import threading
-
-        import uvicorn
-
-        from .servers import wait_for
-
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="auto",
-            ssl_certfile=str(self.tls.chain),
-            ssl_keyfile=str(self.tls.key),
-        )
-        server = self._server = uvicorn.Server(config)
-        thread = self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [self._socket]}, name=self.name, daemon=True
-        )
-        thread.start()
-        wait_for(lambda: server.started or not thread.is_alive(), f"{self.name} to start")
-        if not server.started:
-            raise RuntimeError(f"{self.name} failed to start")
-        return self
+    def start(self, app: Any, **options: Any) -> Self:
+        return super().start(app, ssl_certfile=str(self.tls.chain), ssl_keyfile=str(self.tls.key), **options)
 
 
 class TlsStandIn(TlsServer, StandIn):
