@@ -23,7 +23,7 @@ def best(cb: Callback, repeat: int = 20) -> float:
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
-        decide(cb, ROUTE_MAP)
+        decide(Callback(cb.query, cb.body, cb.form), ROUTE_MAP)  # fresh: a Callback keeps what it read
         times.append(time.perf_counter() - started)
     return min(times)
 

@@ -506,7 +506,10 @@ def service_candidates(body: bytes) -> list[tuple[str, Callable[[], Any]]]:
         if getattr(dc.identify(callback, route_map), "connection", None) != "acme-okta":
             print("# decide.identify: wrong answer")
         calls.append(
-            ("svc   decide.identify, form body to connection (60 µs budget)", lambda: dc.identify(callback, route_map))
+            (
+                "svc   decide.identify, form body to connection (60 µs budget)",
+                lambda: dc.identify(cb.Callback(query=b"", body=body, form=True), route_map),  # fresh: it keeps reads
+            )
         )
     except Exception as exc:
         print(f"# decide.identify: skipped ({exc.__class__.__name__}: {exc})")

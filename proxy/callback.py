@@ -65,6 +65,13 @@ class OidcFacts:
     issuer: str | None = None
 
 
+class _Unread:
+    """The value of a per-callback cache not read yet (None is a result: no SAMLResponse)."""
+
+
+UNREAD = _Unread()
+
+
 class Callback:
     """The raw facts of one callback request; hints are derived on demand by the functions below.
 
@@ -74,7 +81,7 @@ class Callback:
     callback, and the dataclass's ``__post_init__`` setting the indexes cost a microsecond more.
     """
 
-    __slots__ = ("_transaction", "body", "body_fields", "form", "query", "query_fields")
+    __slots__ = ("_document", "_transaction", "body", "body_fields", "form", "query", "query_fields")
 
     def __init__(self, query: bytes = b"", body: bytes = b"", form: bool = False) -> None:
         self.query = query
@@ -83,6 +90,7 @@ class Callback:
         self.query_fields = Fields(query) if query else EMPTY
         self.body_fields = Fields(body) if form and body else EMPTY
         self._transaction: tuple[tuple[str, str], ...] | None = None  # transaction_values, once read
+        self._document: bytes | _Unread | None = UNREAD  # saml_document, once decoded
 
     def __repr__(self) -> str:
         return f"Callback(query={self.query!r}, body={self.body!r}, form={self.form!r})"
@@ -363,7 +371,14 @@ def saml_response(cb: Callback) -> bytes | None:
 
 
 def saml_document(cb: Callback) -> bytes | None:
-    """The SAMLResponse XML of a callback; None without one, b"" when it cannot be decoded."""
+    """The SAMLResponse XML of a callback; None without one, b"" when it cannot be decoded.
+    Decoded once per callback (the binding check and the identification both read it)."""
+    if isinstance(cb._document, _Unread):
+        cb._document = _decode_document(cb)
+    return cb._document
+
+
+def _decode_document(cb: Callback) -> bytes | None:
     raw = saml_response(cb)
     if raw is None:
         return None
