@@ -16,7 +16,7 @@ Everything here is pure (the keys and the clock are passed in) and never raises 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, NamedTuple
 
 from proxy.callback import Callback, callback_digest, in_response_to, saml_document, transaction_values
@@ -34,7 +34,7 @@ from proxy.txcookie import (
     add_record,
     cookie_header,
     copies,
-    encode,
+    encoded,
     find_copy,
     live,
     read_payload,
@@ -51,6 +51,7 @@ AUTH0_PURPOSE = b"sso-proxy auth0 transaction v2"
 WORKOS_PURPOSE = b"sso-proxy workos redirect v2"
 
 WORKOS_TTL = 120  # a WorkOS round trip takes seconds
+_OWN_HOSTS_MAX = 64
 
 
 class CallbackBinding(NamedTuple):
@@ -66,11 +67,6 @@ NOT_BOUND = CallbackBinding(frozenset())
 _BOUND = {name: frozenset((name,)) for name in ("state", "RelayState", "InResponseTo")}
 
 
-def request_host(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    host = header_value(headers, b"host")
-    return host.decode("latin-1").strip().lower() if host else None
-
-
 @dataclass(frozen=True, slots=True)
 class Binder:
     """The binding settings in force: keys, lifetime, this service's own hosts (besides the request's Host)."""
@@ -78,10 +74,22 @@ class Binder:
     keys: Keys
     ttl: int = 600
     public_hosts: frozenset[str] = frozenset()
+    # Host header -> own hosts: one set per Host seen, not one per response. Bounded (cleared when
+    # full), since the Host header is the client's.
+    _own: dict[bytes, frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def own_hosts(self, request_headers: Iterable[tuple[bytes, bytes]]) -> frozenset[str]:
-        host = request_host(request_headers)
-        return self.public_hosts | {host} if host else self.public_hosts
+        raw = header_value(request_headers, b"host")
+        if raw is None:
+            return self.public_hosts
+        own = self._own.get(raw)
+        if own is None:
+            host = raw.decode("latin-1").strip().lower()
+            own = self.public_hosts | {host} if host else self.public_hosts
+            if len(self._own) >= _OWN_HOSTS_MAX:
+                self._own.clear()
+            self._own[raw] = own
+        return own
 
     def auth0_binding(self, request_headers: list[tuple[bytes, bytes]], cb: Callback, now: float) -> CallbackBinding:
         """Whether the callback's state / RelayState / InResponseTo was bound when Auth0 started it.
@@ -94,13 +102,13 @@ class Binder:
         for name, value in transaction_values(cb):
             match = find_copy(found, value, self.keys, AUTH0_PURPOSE, now)
             if match is not None:
-                return CallbackBinding(_BOUND[name], *match)
+                return CallbackBinding(_BOUND[name], match[0], match[1], match[2])
         xml = saml_document(cb)
         reply_to = in_response_to(xml) if xml else None
         if reply_to is not None:
             match = find_copy(found, reply_to, self.keys, AUTH0_PURPOSE, now)
             if match is not None:
-                return CallbackBinding(_BOUND["InResponseTo"], *match)
+                return CallbackBinding(_BOUND["InResponseTo"], match[0], match[1], match[2])
         return NOT_BOUND
 
     def used_cookie(self, found: CallbackBinding, now: float) -> bytes | None:
@@ -128,9 +136,9 @@ class Binder:
         found = copies(request_headers, WORKOS_COOKIE)
         for value in self._workos_values(cb) if found else ():
             match = find_copy(found, value, self.keys, WORKOS_PURPOSE, now)
-            if match is not None and verify(match.payload, match.tag, self.keys, WORKOS_PURPOSE):
+            if match is not None and verify(match[0], match[1], self.keys, WORKOS_PURPOSE):
                 # Solicited only if this service signed it: the count drives an alert.
-                left = live(match.payload, now, skip=match.record)
+                left = live(match[0], now, skip=match[2])
                 return True, cookie_header(WORKOS_COOKIE, left, self.keys, WORKOS_PURPOSE, now)
         return False, None
 
@@ -157,7 +165,7 @@ class Binder:
         """Set-Cookie with one record more than the request's cookie (see ``txcookie.add_record``)."""
         payload = read_payload(request_headers, name, self.keys, purpose)
         added = add_record(payload, values, self.keys, purpose, int(now) + ttl, now)
-        return set_cookie(name, encode(added, self.keys, purpose), ttl)
+        return set_cookie(name, encoded(added, self.keys, purpose), ttl)
 
 
 class PassthroughHook:

@@ -21,10 +21,9 @@ import binascii
 import re
 import zlib
 from html import unescape
-from typing import Iterable, NamedTuple
+from typing import Collection, Iterable, NamedTuple
 
 from proxy.callback import decode_value, root_element
-from proxy.fields import Fields
 from proxy.txcookie import MAX_VALUE_CHARS
 
 MAX_LOCATION_CHARS = 16 << 10
@@ -62,11 +61,32 @@ def _split(url: str) -> tuple[str, str] | None:
 
 
 def _netloc(url: str) -> str | None:
-    split = _split(url)
-    return split[0] if split is not None else None
+    found = _URL.match(url)
+    if found is None:
+        return None
+    netloc = found.group(1).lower()
+    return netloc if netloc and "@" not in netloc and "\\" not in netloc else None
 
 
-def is_own_callback(url: str, own_hosts: frozenset[str]) -> bool:
+# A redirect's raw redirect_uri -> whether it is this service's /login/callback, per set of own
+# hosts: Auth0 sends the same few values on every login, and decoding and splitting one costs
+# more than the rest of the inspection. Bounded: cleared when full (the hosts come from requests).
+_OWN_CALLBACKS: dict[tuple[str, frozenset[str]], bool] = {}
+_OWN_CALLBACKS_MAX = 256
+
+
+def _is_own_raw_callback(raw: str, own_hosts: frozenset[str]) -> bool:
+    key = (raw, own_hosts)
+    known = _OWN_CALLBACKS.get(key)
+    if known is None:
+        known = is_own_callback(_decode(raw), own_hosts)
+        if len(_OWN_CALLBACKS) >= _OWN_CALLBACKS_MAX:
+            _OWN_CALLBACKS.clear()
+        _OWN_CALLBACKS[key] = known
+    return known
+
+
+def is_own_callback(url: str, own_hosts: Collection[str]) -> bool:
     """``url`` is this service's ``/login/callback`` (on one of ``own_hosts``, host[:port] lowercased)."""
     split = _split(url)
     return split is not None and split[0] in own_hosts and split[1] in _CALLBACK_PATHS
@@ -102,26 +122,48 @@ def _saml_login(saml_request: str, relay_state: str | None, deflated: bool, own_
     return Login(SAML_RELAYSTATE, values) if values else None
 
 
+def _param(query: str, key: str, amp_key: str) -> str | None:
+    """The raw first value of a query parameter (``key`` is ``name=``, ``amp_key`` is ``&name=``):
+    at the query's start or right after ``&``, as :class:`proxy.fields.Fields` reads it. Two finds;
+    a redirect's query is read for three names, which costs less than indexing all of it."""
+    if query.startswith(key):
+        begin = len(key)
+    else:
+        at = query.find(amp_key)
+        if at < 0:
+            return None
+        begin = at + len(amp_key)
+    end = query.find("&", begin)
+    return query[begin:] if end < 0 else query[begin:end]
+
+
+def _decode(raw: str) -> str:
+    if "%" not in raw and "+" not in raw and raw.isascii():
+        return raw  # nothing to decode: what decode_value gives
+    return decode_value(raw.encode("utf-8", "surrogateescape"))
+
+
 def inspect_location(location: str, own_hosts: frozenset[str]) -> Login | None:
     """The login a redirect to ``location`` starts, if it sends the browser to an IdP that comes back
     to this service's ``/login/callback``; else None."""
-    if len(location) > MAX_LOCATION_CHARS or ("state=" not in location and "SAMLRequest=" not in location):
-        return None  # the common case (Auth0's own pages, the app's callback with code+state): one scan
+    saml = "SAMLRequest=" in location
+    if len(location) > MAX_LOCATION_CHARS or not (saml or "state=" in location):
+        return None  # the common case (Auth0's own pages, the app's callback with code+state): two scans
     netloc = _netloc(location)
     if netloc is None or netloc in own_hosts:
         return None  # relative, or to this service itself (e.g. /u/login): nothing to bind yet
-    query = Fields(location.partition("?")[2].partition("#")[0].encode("utf-8", "surrogateescape"))
-    saml_request = query.first(b"SAMLRequest")
+    query = location.partition("?")[2].partition("#")[0]
+    saml_request = _param(query, "SAMLRequest=", "&SAMLRequest=") if saml else None
     if saml_request is not None:
-        relay_state = query.first(b"RelayState")
+        relay_state = _param(query, "RelayState=", "&RelayState=")
         return _saml_login(
-            decode_value(saml_request), None if relay_state is None else decode_value(relay_state), True, own_hosts
+            _decode(saml_request), None if relay_state is None else _decode(relay_state), True, own_hosts
         )
-    state = query.first(b"state")
-    redirect_uri = query.first(b"redirect_uri")
-    if not state or not redirect_uri or not is_own_callback(decode_value(redirect_uri), own_hosts):
+    state = _param(query, "state=", "&state=")
+    redirect_uri = _param(query, "redirect_uri=", "&redirect_uri=")
+    if not state or not redirect_uri or not _is_own_raw_callback(redirect_uri, own_hosts):
         return None
-    value = decode_value(state)
+    value = _decode(state)
     return Login(OIDC_STATE, (value,)) if len(value) <= MAX_VALUE_CHARS else None
 
 

@@ -46,6 +46,8 @@ MAX_COOKIE_CHARS = 256  # 8 records of 20 bytes and a 16-byte tag: 235 base64url
 MAX_VALUE_CHARS = 2048  # a state/RelayState longer than this is not bound (SAML caps RelayState at 80 bytes)
 RECORD = 4 + 2 * MAC_BYTES
 COOKIE_PATH = "/login/callback"
+_COOKIE_PATH = COOKIE_PATH.encode("ascii")
+_COOKIE_NAMES = {name: name.encode("ascii") for name in ("sso_proxy_tx", "sso_proxy_wx")}  # binding.py's
 
 _BLOCK = 64  # SHA-256's block size
 _IPAD = bytes(x ^ 0x36 for x in range(256))
@@ -66,25 +68,56 @@ class Keys:
 
     HMAC-SHA256 is computed from per-key inner/outer hash states prepared once (RFC 2104): the
     one-shot ``hmac.digest`` sets the key up on every call, which costs more than the hashing of a
-    short value (bench/micro_binding.py).
+    short value (bench/micro_binding.py). A message always starts with a purpose; the inner states
+    with each purpose already absorbed are kept too (:meth:`prefixed`), so a MAC hashes only the value.
     """
 
     secrets: tuple[bytes, ...] = field(repr=False)
     _pads: tuple[tuple[Any, Any], ...] = field(init=False, repr=False, compare=False)
+    _prefixed: dict[bytes, tuple[tuple[Any, Any], ...]] = field(init=False, repr=False, compare=False)
+    _values: dict[bytes, tuple[tuple[Any, Any], ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.secrets:
             raise ValueError("at least one key is needed")
         object.__setattr__(self, "_pads", tuple(_pads(key) for key in self.secrets))
+        object.__setattr__(self, "_prefixed", {})
+        object.__setattr__(self, "_values", {})
 
-    def digest(self, index: int, data: bytes) -> bytes:
-        """The HMAC-SHA256 of ``data`` under key ``index`` (32 bytes; callers truncate)."""
-        inner, outer = self._pads[index]
-        i = inner.copy()
-        i.update(data)
-        o = outer.copy()
-        o.update(i.digest())
-        return o.digest()  # type: ignore[no-any-return]
+    def prefixed(self, prefix: bytes) -> tuple[tuple[Any, Any], ...]:
+        """Each key's (inner, outer) states with ``prefix`` absorbed. Prefixes are this module's
+        constants (a purpose, for a tag), so the cache holds a handful of entries."""
+        states = self._prefixed.get(prefix)
+        if states is None:
+            states = tuple(_absorbed(inner, prefix, outer) for inner, outer in self._pads)
+            self._prefixed[prefix] = states
+        return states
+
+    def for_values(self, purpose: bytes) -> tuple[tuple[Any, Any], ...]:
+        """:meth:`prefixed` for a value's MAC: ``purpose || 0`` absorbed (see :func:`message`)."""
+        states = self._values.get(purpose)
+        if states is None:
+            states = self._values[purpose] = self.prefixed(purpose + b"\x00")
+        return states
+
+    def digest(self, index: int, data: bytes, prefix: bytes = b"") -> bytes:
+        """The HMAC-SHA256 of ``prefix + data`` under key ``index`` (32 bytes; callers truncate)."""
+        inner, outer = self.prefixed(prefix)[index] if prefix else self._pads[index]
+        return _finish(inner, outer, data)
+
+
+def _absorbed(inner: Any, prefix: bytes, outer: Any) -> tuple[Any, Any]:
+    state = inner.copy()
+    state.update(prefix)
+    return state, outer
+
+
+def _finish(inner: Any, outer: Any, data: bytes) -> bytes:
+    i = inner.copy()
+    i.update(data)
+    o = outer.copy()
+    o.update(i.digest())
+    return o.digest()  # type: ignore[no-any-return]
 
 
 def message(purpose: bytes, value: str) -> bytes:
@@ -96,16 +129,38 @@ def mac(key: bytes, purpose: bytes, value: str) -> bytes:
     return hmac.digest(key, message(purpose, value), hashlib.sha256)[:MAC_BYTES]
 
 
+def value_macs(value: str, keys: Keys, purpose: bytes) -> list[bytes]:
+    """The MAC of ``value`` under each key (a record made before a rotation holds an older key's)."""
+    if not value or len(value) > MAX_VALUE_CHARS:
+        return []
+    data = value.encode("utf-8", "surrogatepass")
+    states = keys.for_values(purpose)
+    if len(states) == 1:  # no rotation under way: no loop
+        return [_finish(states[0][0], states[0][1], data)[:MAC_BYTES]]
+    return [_finish(inner, outer, data)[:MAC_BYTES] for inner, outer in states]
+
+
+def sign(payload: bytes, keys: Keys, purpose: bytes) -> bytes:
+    """The records' tag under the first key."""
+    inner, outer = keys.prefixed(purpose)[0]
+    return _finish(inner, outer, payload)[:TAG_BYTES]
+
+
 # --- base64url without padding ------------------------------------------------------------------
 
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_PADDING = (b"", b"===", b"==", b"=")  # by length mod 4 (1 is no base64 at all; a2b_base64 refuses it)
+
+
+def encoded(payload: bytes, keys: Keys, purpose: bytes) -> bytes:
+    """The cookie value for records: the records and their tag under the first key."""
+    raw = payload + sign(payload, keys, purpose)
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
 
 
 def encode(payload: bytes, keys: Keys, purpose: bytes) -> str:
-    """The cookie value for records: the records and their tag under the first key."""
-    raw = payload + keys.digest(0, purpose + payload)[:TAG_BYTES]
-    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
+    return encoded(payload, keys, purpose).decode("ascii")
 
 
 def decode(value: str | bytes | None) -> tuple[bytes, bytes] | None:
@@ -115,20 +170,20 @@ def decode(value: str | bytes | None) -> tuple[bytes, bytes] | None:
     try:
         data = value.encode("ascii") if isinstance(value, str) else value
         # Not strict_mode: the tag decides, and a value that decodes the same is the same cookie.
-        raw = binascii.a2b_base64(data.translate(_FROM_URLSAFE) + b"=" * (-len(data) % 4))
+        raw = binascii.a2b_base64(data.translate(_FROM_URLSAFE) + _PADDING[len(data) % 4])
     except (binascii.Error, ValueError, UnicodeEncodeError):
         return None
-    payload = raw[:-TAG_BYTES]
-    if not payload or len(payload) % RECORD or len(payload) > MAX_ENTRIES * RECORD:
+    size = len(raw) - TAG_BYTES
+    if size <= 0 or size % RECORD or size > MAX_ENTRIES * RECORD:
         return None
-    return payload, raw[-TAG_BYTES:]
+    return raw[:size], raw[size:]
 
 
 def verify(payload: bytes, tag: bytes, keys: Keys, purpose: bytes) -> bool:
     """Whether ``tag`` is the records' tag under one of ``keys`` (each comparison constant-time;
     which key verified is no secret)."""
-    for index in range(len(keys.secrets)):
-        if hmac.compare_digest(keys.digest(index, purpose + payload)[:TAG_BYTES], tag):
+    for inner, outer in keys.prefixed(purpose):
+        if hmac.compare_digest(_finish(inner, outer, payload)[:TAG_BYTES], tag):
             return True
     return False
 
@@ -158,6 +213,7 @@ class _Masks(NamedTuple):
 
 
 _LANE = MAC_BYTES * 8
+_RECORD_BITS = RECORD * 8
 
 
 def _masks(count: int) -> _Masks:
@@ -183,33 +239,33 @@ def expiry(payload: bytes, record: int) -> int:
 def matching_records(payload: bytes, wanted: bytes) -> list[int]:
     """The records (in order) with ``wanted`` in a MAC slot, whatever their expiry. Every slot is
     compared by the same integer operations, wherever (and whether) one matches."""
-    masks = _MASKS[len(payload) // RECORD]
-    x = int.from_bytes(payload, "big") ^ (int.from_bytes(wanted, "big") * masks.spread)
-    zero = masks.high ^ ((x | ((x & masks.low) + masks.low)) & masks.high)
+    low, high, spread, bits = _MASKS[len(payload) // RECORD]
+    x = int.from_bytes(payload, "big") ^ (int.from_bytes(wanted, "big") * spread)
+    zero = high ^ ((x | ((x & low) + low)) & high)
     found: list[int] = []
     while zero:
         top = zero.bit_length() - 1
-        record = (masks.bits - 1 - top) // (RECORD * 8)
+        record = (bits - 1 - top) // _RECORD_BITS
         if not found or found[-1] != record:
             found.append(record)
         zero ^= 1 << top
     return found
 
 
-def value_macs(value: str, keys: Keys, purpose: bytes) -> list[bytes]:
-    """The MAC of ``value`` under each key (a record made before a rotation holds an older key's)."""
-    if not value or len(value) > MAX_VALUE_CHARS:
-        return []
-    data = message(purpose, value)
-    return [keys.digest(index, data)[:MAC_BYTES] for index in range(len(keys.secrets))]
-
-
 def live_match(payload: bytes, macs: list[bytes], now: float) -> int | None:
-    """The first unexpired record holding one of ``macs``, else None."""
+    """The first unexpired record holding one of ``macs``, else None: :func:`matching_records`'
+    integer operations, then only the matching records' expiries read (usually one)."""
+    low, high, spread, bits = _MASKS[len(payload) // RECORD]
+    whole = int.from_bytes(payload, "big")
     for wanted in macs:
-        for record in matching_records(payload, wanted):
-            if expiry(payload, record) > now:
+        x = whole ^ (int.from_bytes(wanted, "big") * spread)
+        zero = high ^ ((x | ((x & low) + low)) & high)
+        while zero:
+            record = (bits - zero.bit_length()) // _RECORD_BITS
+            at = record * RECORD
+            if int.from_bytes(payload[at : at + 4], "big") > now:
                 return record
+            zero &= (1 << (bits - at * 8 - _RECORD_BITS)) - 1  # the later records' bits
     return None
 
 
@@ -228,8 +284,11 @@ def copies(headers: Iterable[tuple[bytes, bytes]], name: str) -> list[tuple[byte
     return out
 
 
-def find_copy(found: list[tuple[bytes, bytes]], value: str, keys: Keys, purpose: bytes, now: float) -> Match | None:
-    """The first copy (and record in it) holding the MAC of ``value`` in an unexpired record.
+def find_copy(
+    found: list[tuple[bytes, bytes]], value: str, keys: Keys, purpose: bytes, now: float
+) -> tuple[bytes, bytes, int] | None:
+    """The first copy (its records and tag, not yet verified) and the record in it holding the MAC
+    of ``value`` in an unexpired record.
 
     The tag is not checked here, so a check costs one HMAC per key and value: a match is evidence
     enough to route. A record's MAC cannot be made without the key, so a match means this service
@@ -242,14 +301,8 @@ def find_copy(found: list[tuple[bytes, bytes]], value: str, keys: Keys, purpose:
     for payload, tag in found:
         record = live_match(payload, macs, now)
         if record is not None:
-            return Match(payload, tag, record)
+            return payload, tag, record
     return None
-
-
-class Match(NamedTuple):
-    payload: bytes  # the copy's records
-    tag: bytes  # its tag, not yet verified
-    record: int  # the record that matched
 
 
 # --- changing the records ------------------------------------------------------------------------
@@ -275,10 +328,16 @@ def add_record(payload: bytes, values: tuple[str, ...], keys: Keys, purpose: byt
     """``payload`` with one record for ``values`` (the first MAX_TAGS, MACed with the first key)
     appended; expired records, and any already holding one of the values (a retried redirect),
     are dropped; the oldest go beyond MAX_ENTRIES."""
-    tags = [keys.digest(0, message(purpose, value))[:MAC_BYTES] for value in values[:MAX_TAGS]]
-    if not tags:
+    if not values:
         return live(payload, now)
-    added = expires.to_bytes(4, "big") + tags[0] + tags[-1]
+    inner, outer = keys.for_values(purpose)[0]
+    first = _finish(inner, outer, values[0].encode("utf-8", "surrogatepass"))[:MAC_BYTES]
+    if len(values) == 1:
+        tags: tuple[bytes, ...] = (first,)
+        added = expires.to_bytes(4, "big") + first + first
+    else:
+        tags = (first, _finish(inner, outer, values[1].encode("utf-8", "surrogatepass"))[:MAC_BYTES])
+        added = expires.to_bytes(4, "big") + first + tags[1]
     if not payload:
         return added  # the common case: no other login in flight
     kept = payload
@@ -309,10 +368,17 @@ def entries(payload: bytes, now: float) -> tuple[Entry, ...]:
 # --- headers ------------------------------------------------------------------------------------
 
 
-def set_cookie(name: str, value: str, max_age: int) -> bytes:
+def set_cookie(name: str, value: str | bytes, max_age: int) -> bytes:
     """A Set-Cookie header value for the callback path. SameSite=None so the IdP's cross-site POST
     back carries it, which requires Secure (so it only round-trips over https)."""
-    return f"{name}={value}; Path={COOKIE_PATH}; Max-Age={max_age}; Secure; HttpOnly; SameSite=None".encode("ascii")
+    if isinstance(value, str):
+        value = value.encode("ascii")
+    return b"%s=%s; Path=%s; Max-Age=%d; Secure; HttpOnly; SameSite=None" % (
+        _COOKIE_NAMES.get(name) or name.encode("ascii"),
+        value,
+        _COOKIE_PATH,
+        max_age,
+    )
 
 
 def delete_cookie(name: str) -> bytes:
@@ -324,13 +390,16 @@ def cookie_header(name: str, payload: bytes, keys: Keys, purpose: bytes, now: fl
     if not payload:
         return delete_cookie(name)
     newest = max(expiries(payload))
-    return set_cookie(name, encode(payload, keys, purpose), max(1, newest - int(now)))
+    return set_cookie(name, encoded(payload, keys, purpose), max(1, newest - int(now)))
+
+
+_COOKIE_KEYS: dict[str, bytes] = {}  # name -> b"name=" (this module's two cookie names)
 
 
 def cookie_values(headers: Iterable[tuple[bytes, bytes]], name: str, limit: int = 4) -> list[bytes]:
     """The first ``limit`` values of cookie ``name`` in the request's Cookie headers, in order (RFC
     6265 section 5.4: a more specific path comes first). Values are never decoded or logged."""
-    wanted = name.encode("ascii") + b"="
+    wanted = _COOKIE_KEYS.get(name) or _COOKIE_KEYS.setdefault(name, name.encode("ascii") + b"=")
     found: list[bytes] = []
     for header, value in headers:
         if header != b"cookie":

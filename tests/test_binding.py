@@ -176,3 +176,13 @@ def test_own_hosts() -> None:
     binder = Binder(KEYS, public_hosts=frozenset({"login.globex.com"}))
     assert binder.own_hosts([(b"host", b"Login.Example.com:8443")]) == {"login.globex.com", "login.example.com:8443"}
     assert binder.own_hosts([]) == {"login.globex.com"}
+    assert binder.own_hosts([(b"host", b"")]) == {"login.globex.com"}
+
+
+def test_own_hosts_are_remembered_per_host_and_bounded() -> None:
+    binder = Binder(KEYS)
+    first = binder.own_hosts([(b"host", b"a.example")])
+    assert binder.own_hosts([(b"host", b"a.example")]) is first  # one set per Host, not per response
+    for n in range(1000):  # a client can send any Host: the memory stays bounded
+        assert binder.own_hosts([(b"host", b"h%d.example" % n)]) == {f"h{n}.example"}
+    assert len(binder._own) <= 64

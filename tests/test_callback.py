@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import time
 import zlib
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote_plus, unquote_to_bytes, urlencode
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.callback import (
     PARSE_WINDOW,
     Callback,
     OidcFacts,
     SamlFacts,
+    decode_value,
     form_field,
     guess_protocol,
     in_response_to,
@@ -26,11 +29,47 @@ from proxy.callback import (
     scan_audience,
     strip_fallback,
     unescape_base64_field,
+    unquote_ascii,
 )
 
 from . import samples
 
 DEST = "https://login.globex.com/login/callback"
+
+# --- percent-decoding -----------------------------------------------------------------------
+
+# Every byte that matters to the C fast path: escapes, backslashes (escape_decode's own escape
+# character), hex digits of both cases, '+', and bytes outside ASCII.
+_ENCODED = st.binary(max_size=24) | st.lists(
+    st.sampled_from([b"%", b"%4", b"%41", b"%e9", b"%E9", b"%zz", b"\\", b"\\x41", b"\\n", b"+", b"a", b"/", b"\xe9"]),
+    max_size=12,
+).map(b"".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_ENCODED)
+def test_decoding_is_the_standard_one(raw: bytes) -> None:
+    """The C fast paths give exactly what the standard library gives, bad escapes included."""
+    if raw.isascii():
+        assert unquote_ascii(raw) == unquote_to_bytes(raw)
+        assert decode_value(raw) == unquote_plus(raw.decode("ascii"), encoding="utf-8", errors="replace")
+    else:
+        assert isinstance(decode_value(raw), str)  # never raises
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"https%3A%2F%2Flogin.globex.com%2Flogin%2Fcallback", b"https://login.globex.com/login/callback"),
+        (b"100%", b"100%"),  # no escape: kept
+        (b"%%41", b"%A"),
+        (b"a\\x41%41", b"a\\x41A"),  # a backslash in the value stays a backslash
+        (b"%5C%78%34%31", b"\\x41"),
+    ],
+)
+def test_unquote_ascii(raw: bytes, expected: bytes) -> None:
+    assert unquote_ascii(raw) == expected
+
 
 # --- query ------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from proxy import logins
 from proxy.logins import (
     MAX_INFLATED_REQUEST,
     MAX_PAGE_BYTES,
@@ -243,3 +244,12 @@ def test_hostile_locations(location: str) -> None:
     started = time.perf_counter()
     assert inspect_location(location, OWN) is None
     assert time.perf_counter() - started < 1.0
+
+
+def test_the_redirect_uri_memo_is_bounded_and_per_host_set() -> None:
+    url = "https://idp.example/authorize?state=s&redirect_uri=https%3A%2F%2Flogin.globex.com%2Flogin%2Fcallback"
+    assert inspect_location(url, frozenset({"login.globex.com"})) == Login(OIDC_STATE, ("s",))
+    assert inspect_location(url, frozenset({"other.example"})) is None  # remembered per set of own hosts
+    for n in range(1000):
+        inspect_location(url.replace("login.globex.com", f"h{n}.example"), frozenset({f"h{n}.example"}))
+    assert len(logins._OWN_CALLBACKS) <= logins._OWN_CALLBACKS_MAX

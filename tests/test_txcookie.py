@@ -26,8 +26,10 @@ from proxy.txcookie import (
     delete_cookie,
     encode,
     entries,
+    expiry,
     find_record,
     live,
+    live_match,
     mac,
     matching_records,
     read_payload,
@@ -199,6 +201,11 @@ def test_the_all_slots_search_agrees_with_a_slot_by_slot_one(
 ) -> None:
     payload = b"".join(e + a + b for e, a, b in records[:MAX_ENTRIES])
     assert matching_records(payload, wanted) == reference_matches(payload, wanted)
+    # The first live one: expiries drawn from 4 arbitrary bytes, so some are past and some not.
+    now = float(1 << 31)
+    macs = [b"\x01" * MAC_BYTES, wanted]
+    first_live = (r for w in macs for r in reference_matches(payload, w) if expiry(payload, r) > now)
+    assert live_match(payload, macs, now) == next(first_live, None)
 
 
 @pytest.mark.parametrize(
