@@ -267,7 +267,7 @@ class PublicApp:
         cookie: bytes | None = None  # a Set-Cookie of the binding module's for this response
         solicited = "unknown"  # of a fallback: did this proxy send that callback to WorkOS?
         if decision.reason == "auth0_transaction" and binder is not None:
-            cookie = binder.used_cookie(tx, time.time())
+            cookie = binder.used_cookie(tx)
         elif decision.reason == "fallback" and binder is not None:
             was_sent, cookie = binder.solicited(scope["headers"], cb, time.time())
             solicited = "true" if was_sent else "false"

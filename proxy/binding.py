@@ -3,13 +3,16 @@
 The callback path decides by connection, but Auth0 (and WorkOS) refuse a ``state`` they did not
 issue, so a login must come back to whoever started it. Every login Auth0 starts sends the browser
 to the identity provider through a response this proxy passes on (:mod:`proxy.logins` says which);
-when it does, :class:`PassthroughHook` adds a cookie holding an HMAC of the login's ``state`` /
-``RelayState`` (and a SAML AuthnRequest's ``ID``, which the IdP echoes as ``InResponseTo``). On
-``/login/callback``, :meth:`Binder.auth0_binding` says whether a value the callback carries has its
-MAC in the cookie: then Auth0 started it. Nothing is stored server-side: any replica with the same
-keys decides. The same cookie format marks the callbacks this proxy itself sent to WorkOS, so a
-``fallback=auth0`` can be told apart as solicited. The cookie format is :mod:`proxy.txcookie`
-(version 2: the purposes below).
+when it does, :class:`PassthroughHook` adds a cookie of that login's own holding an HMAC of its
+``state`` / ``RelayState`` (and a SAML AuthnRequest's ``ID``, which the IdP echoes as
+``InResponseTo``). One cookie per login, because the browser sends these (``Path=/login/callback``)
+only to the callback: a login starting cannot see the others in flight, so it must not replace
+them. On ``/login/callback``, :meth:`Binder.auth0_binding` says whether a value the callback carries
+has its MAC in one of them: then Auth0 started it, and that cookie is deleted. Nothing is stored
+server-side: any replica with the same keys decides. The callbacks this proxy itself sent to WorkOS
+are marked in one cookie of records (set and read on ``/login/callback``, so it is re-issued with
+one record more or less), so a ``fallback=auth0`` can be told apart as solicited. The formats are
+:mod:`proxy.txcookie`'s (the purposes below name their versions).
 
 Everything here is pure (the keys and the clock are passed in) and never raises on bad input.
 """
@@ -33,21 +36,30 @@ from proxy.txcookie import (
     Keys,
     add_record,
     cookie_header,
+    cookie_lines,
     copies,
+    delete_cookie,
     encoded,
     find_copy,
+    find_login,
+    find_login_by_name,
     live,
+    login_cookie,
+    login_cookies,
+    login_name,
     read_payload,
     set_cookie,
     verify,
 )
 
 # Cookie names. Not __Host- prefixed: that prefix requires Path=/, and these ride only on the callback.
-AUTH0_COOKIE = "sso_proxy_tx"  # logins Auth0 started
+AUTH0_COOKIE = "sso_proxy_tx_"  # logins Auth0 started: one cookie per login, named this and an id
+AUTH0_PREFIX = AUTH0_COOKIE.encode("ascii")
 WORKOS_COOKIE = "sso_proxy_wx"  # callbacks this proxy sent to WorkOS (a fallback=auth0 is then solicited)
 
-# MAC domain separation: a MAC made for one purpose never verifies for another.
-AUTH0_PURPOSE = b"sso-proxy auth0 transaction v2"
+# MAC domain separation: a MAC made for one purpose never verifies for another. The version is the
+# cookie format's: a MAC of an older format matches nothing (as with another key).
+AUTH0_PURPOSE = b"sso-proxy auth0 transaction v3"
 WORKOS_PURPOSE = b"sso-proxy workos redirect v2"
 
 WORKOS_TTL = 120  # a WorkOS round trip takes seconds
@@ -58,9 +70,7 @@ class CallbackBinding(NamedTuple):
     """What the cookies say about one callback."""
 
     bound: frozenset[str]  # which of state / RelayState / InResponseTo are bound to an Auth0 transaction
-    payload: bytes = b""  # the records of the cookie copy that matched
-    tag: bytes = b""  # its tag (checked only before the records are re-issued)
-    record: int = -1  # the one that matched
+    cookie: bytes = b""  # the name of the login cookie that bound it (deleted when the callback is forwarded)
 
 
 NOT_BOUND = CallbackBinding(frozenset())
@@ -96,29 +106,32 @@ class Binder:
 
         The SAML response is decoded for its ``InResponseTo`` only when the browser holds bindings
         and neither state nor RelayState matched (an IdP that drops or rewrites RelayState)."""
-        found = copies(request_headers, AUTH0_COOKIE)
-        if not found:
+        lines = cookie_lines(request_headers, AUTH0_PREFIX)
+        if not lines:
             return NOT_BOUND
         for name, value in transaction_values(cb):
-            match = find_copy(found, value, self.keys, AUTH0_PURPOSE, now)
-            if match is not None:
-                return CallbackBinding(_BOUND[name], match[0], match[1], match[2])
+            found = find_login_by_name(lines, AUTH0_PREFIX, value, self.keys, AUTH0_PURPOSE, now)
+            if found is not None:
+                return CallbackBinding(_BOUND[name], found)
         xml = saml_document(cb)
         reply_to = in_response_to(xml) if xml else None
-        if reply_to is not None:
-            match = find_copy(found, reply_to, self.keys, AUTH0_PURPOSE, now)
-            if match is not None:
-                return CallbackBinding(_BOUND["InResponseTo"], match[0], match[1], match[2])
+        if reply_to is None:
+            return NOT_BOUND
+        # The AuthnRequest's ID is a login's second value: its MAC is searched for in every login
+        # cookie (a login whose only value was the ID is found by name as well).
+        found = find_login_by_name(lines, AUTH0_PREFIX, reply_to, self.keys, AUTH0_PURPOSE, now)
+        if found is not None:
+            return CallbackBinding(_BOUND["InResponseTo"], found)
+        pairs, payload = login_cookies(request_headers, AUTH0_PREFIX)
+        record = find_login(payload, reply_to, self.keys, AUTH0_PURPOSE, now) if payload else None
+        if record is not None:
+            return CallbackBinding(_BOUND["InResponseTo"], login_name(pairs, record))
         return NOT_BOUND
 
-    def used_cookie(self, found: CallbackBinding, now: float) -> bytes | None:
-        """Set-Cookie for the forwarded callback: the bindings without the one it used (single use).
-        None when nothing matched, or when the copy that matched is not one this service signed
-        (a planted copy is not re-issued, and the browser's own cookie is left as it is)."""
-        if not found.bound or not verify(found.payload, found.tag, self.keys, AUTH0_PURPOSE):
-            return None
-        left = live(found.payload, now, skip=found.record)
-        return cookie_header(AUTH0_COOKIE, left, self.keys, AUTH0_PURPOSE, now)
+    def used_cookie(self, found: CallbackBinding) -> bytes | None:
+        """Set-Cookie for the forwarded callback: the deletion of the login cookie it used (single
+        use; the browser's other logins keep theirs). None when nothing matched."""
+        return delete_cookie(found.cookie) if found.bound else None
 
     def _workos_values(self, cb: Callback) -> list[str]:
         values = [value for _, value in transaction_values(cb)]
@@ -149,9 +162,9 @@ class Binder:
             return None
         return self._append(request_headers, WORKOS_COOKIE, WORKOS_PURPOSE, tuple(values), WORKOS_TTL, now)
 
-    def bind(self, request_headers: list[tuple[bytes, bytes]], login: Login, now: float) -> bytes:
-        """Set-Cookie adding a login Auth0 starts to the browser's bindings."""
-        return self._append(request_headers, AUTH0_COOKIE, AUTH0_PURPOSE, login.values, self.ttl, now)
+    def bind(self, login: Login, now: float) -> bytes | None:
+        """Set-Cookie binding a login Auth0 starts: a cookie of its own (see ``txcookie.login_cookie``)."""
+        return login_cookie(AUTH0_PREFIX, login.values, self.keys, AUTH0_PURPOSE, int(now) + self.ttl, self.ttl)
 
     def _append(
         self,
@@ -191,10 +204,11 @@ class PassthroughHook:
         self.counted = counted
 
     def _cookie(self, login: Login | None) -> list[tuple[bytes, bytes]]:
-        if login is None:
+        cookie = self.binder.bind(login, self.now) if login is not None else None
+        if login is None or cookie is None:
             return []
         self.counted(login.kind)
-        return [(b"set-cookie", self.binder.bind(self.request_headers, login, self.now))]
+        return [(b"set-cookie", cookie)]
 
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int]:
         if 300 <= status < 400:

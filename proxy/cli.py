@@ -426,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--cookie",
         "-b",
-        help="the request's Cookie header, as curl -b takes it ('sso_proxy_tx=...'); a binding cookie is "
+        help="the request's Cookie header, as curl -b takes it ('sso_proxy_tx_<id>=...'); a binding cookie is "
         "checked with SSO_PROXY_TRANSACTION_KEYS from the environment (a saved --request's Cookie headers are read)",
     )
     exp.add_argument("--routes", default=None, help="route map file (env SSO_PROXY_ROUTES, default routes.yaml)")

@@ -121,12 +121,12 @@ def explain_binding(cb: Callback, cookie: str) -> tuple[frozenset[str], str | No
     """What the request's binding cookie says, checked with SSO_PROXY_TRANSACTION_KEYS from the
     environment as the service would: the bound values, and a line for the output (None: no cookie).
     :class:`InputError` for keys the service would refuse (never echoing them)."""
-    from proxy.binding import AUTH0_COOKIE, Binder
+    from proxy.binding import AUTH0_PREFIX, Binder
     from proxy.config import SETTINGS
-    from proxy.txcookie import Keys, cookie_values
+    from proxy.txcookie import Keys, login_cookies
 
     headers = [(b"cookie", cookie.encode("latin-1", "replace"))]
-    if not cookie_values(headers, AUTH0_COOKIE):
+    if not login_cookies(headers, AUTH0_PREFIX)[0]:
         return frozenset(), None
     raw_keys = os.environ.get("SSO_PROXY_TRANSACTION_KEYS", "").strip()
     if not raw_keys:

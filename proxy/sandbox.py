@@ -584,7 +584,7 @@ def _curl_examples(public: str, route_map: RouteMap, migrated: tuple[str, ...]) 
         f"  curl -i {shlex.quote(f'{public}/authorize?client_id=app&response_type=code')}",
         *(
             [
-                "  # a login Auth0 starts: 302 to the IdP, plus the proxy's binding cookie sso_proxy_tx",
+                "  # a login Auth0 starts: 302 to the IdP, plus the proxy's binding cookie sso_proxy_tx_<id>",
                 f"  curl -i {shlex.quote(f'{public}/authorize?client_id=app&connection={quote(next(iter(conns)))}')}",
             ]
             if conns

@@ -216,12 +216,12 @@ _LANE = MAC_BYTES * 8
 _RECORD_BITS = RECORD * 8
 
 
-def _masks(count: int) -> _Masks:
-    size = count * RECORD
+def _masks(count: int, record_size: int = RECORD, first_slot: int = 4) -> _Masks:
+    size = count * record_size
     low = high = spread = 0
     for record in range(count):
-        for slot in (4, 4 + MAC_BYTES):
-            shift = (size - record * RECORD - slot - MAC_BYTES) * 8
+        for slot in (first_slot, first_slot + MAC_BYTES):
+            shift = (size - record * record_size - slot - MAC_BYTES) * 8
             low |= ((1 << (_LANE - 1)) - 1) << shift
             high |= 1 << (shift + _LANE - 1)
             spread |= 1 << shift
@@ -255,17 +255,24 @@ def matching_records(payload: bytes, wanted: bytes) -> list[int]:
 def live_match(payload: bytes, macs: list[bytes], now: float) -> int | None:
     """The first unexpired record holding one of ``macs``, else None: :func:`matching_records`'
     integer operations, then only the matching records' expiries read (usually one)."""
-    low, high, spread, bits = _MASKS[len(payload) // RECORD]
+    return _live_match(payload, macs, now, _MASKS, RECORD, 0)
+
+
+def _live_match(
+    payload: bytes, macs: list[bytes], now: float, table: tuple[_Masks, ...], size: int, expiry_at: int
+) -> int | None:
+    """:func:`live_match` for records of ``size`` bytes, 4 bytes of expiry at ``expiry_at``."""
+    low, high, spread, bits = table[len(payload) // size]
     whole = int.from_bytes(payload, "big")
     for wanted in macs:
         x = whole ^ (int.from_bytes(wanted, "big") * spread)
         zero = high ^ ((x | ((x & low) + low)) & high)
         while zero:
-            record = (bits - zero.bit_length()) // _RECORD_BITS
-            at = record * RECORD
+            record = (bits - zero.bit_length()) // (size * 8)
+            at = record * size + expiry_at
             if int.from_bytes(payload[at : at + 4], "big") > now:
                 return record
-            zero &= (1 << (bits - at * 8 - _RECORD_BITS)) - 1  # the later records' bits
+            zero &= (1 << (bits - (record + 1) * size * 8)) - 1  # the later records' bits
     return None
 
 
@@ -365,6 +372,187 @@ def entries(payload: bytes, now: float) -> tuple[Entry, ...]:
     return tuple(out)
 
 
+# --- one cookie per login (format 3: the Auth0 bindings) -----------------------------------------
+#
+# A browser sends a cookie with Path=/login/callback only to the callback, never to /authorize or
+# /u/login where a login starts, so a response starting a login cannot see the logins already in
+# flight: one cookie holding them all would be replaced by each new login (another tab's binding
+# lost). So each login gets its own cookie, ``<prefix><id>``, and nothing is ever re-issued: a
+# login adds a cookie, its callback deletes that one. ``id`` is the 11 base64url characters of the
+# login's first MAC (a retried redirect of the same login replaces its own cookie). The value is
+# base64url of one record: a format byte (3), 4 bytes of expiry, two MAC slots; 21 bytes, 28
+# characters. No tag: a record is only ever read, and a MAC cannot be made without the key; what a
+# forged copy can change is its expiry, which can only send a callback carrying a value Auth0
+# issued to Auth0.
+#
+# Reading them costs a few C calls whatever their number: the prefix is 13 characters, so a
+# cookie's name (24) and value (28) are whole base64 quanta, and all of the request's login cookies,
+# joined without their "=", decode as one string: 39 bytes each, 18 of name then the record. The
+# search below runs over that, the name bytes outside every mask.
+
+LOGIN_PREFIX_CHARS = 13
+LOGIN_RECORD = 1 + 4 + 2 * MAC_BYTES
+LOGIN_FORMAT = b"\x03"
+MAX_LOGINS = 16  # login cookies read per callback: the newest (a browser sends the oldest first)
+MAX_LOGIN_NAMES = 64  # cookie names looked at per request, whatever the Cookie headers hold
+_NAME_CHARS = LOGIN_PREFIX_CHARS + 11
+_PAIR_CHARS = _NAME_CHARS + 1 + LOGIN_RECORD * 4 // 3  # name=value: 53
+_PAIR_STEP = _PAIR_CHARS + 2  # and "; "
+_VALUE_CHARS = LOGIN_RECORD * 4 // 3
+_STRIDE = (_NAME_CHARS + LOGIN_RECORD * 4 // 3) * 3 // 4  # decoded name and record: 39 bytes
+_AT = _STRIDE - LOGIN_RECORD  # where the record starts in each stride
+_LOGIN_MASKS = tuple(_masks(count, _STRIDE, _AT + 5) for count in range(MAX_LOGINS + 1))
+
+
+def _b64url(data: bytes) -> bytes:
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+
+
+def login_cookie(
+    prefix: bytes, values: tuple[str, ...], keys: Keys, purpose: bytes, expires: int, max_age: int
+) -> bytes | None:
+    """Set-Cookie for one login: the MACs of its first two ``values`` (first key), None without
+    values. ``prefix`` is :data:`LOGIN_PREFIX_CHARS` characters."""
+    if not values:
+        return None
+    inner, outer = keys.for_values(purpose)[0]
+    digest = _finish(inner, outer, values[0].encode("utf-8", "surrogatepass"))
+    first = digest[:MAC_BYTES]
+    second = first
+    if len(values) > 1:
+        second = _finish(inner, outer, values[1].encode("utf-8", "surrogatepass"))[:MAC_BYTES]
+    record = LOGIN_FORMAT + expires.to_bytes(4, "big") + first + second
+    return _set_cookie(prefix + _login_id(digest), _b64url(record), max_age)
+
+
+def _login_id(digest: bytes) -> bytes:
+    """A login cookie's id: 8 bytes of the first value's HMAC after the 8 its MAC slot holds, so
+    finding a cookie by name tells nothing of the MAC it must then hold."""
+    return _b64url(digest[MAC_BYTES : 2 * MAC_BYTES])
+
+
+def cookie_lines(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> list[bytes]:
+    """The request's Cookie headers that mention ``prefix``."""
+    return [line for header, line in headers if header == b"cookie" and prefix in line]
+
+
+def login_cookies(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> tuple[bytes, bytes]:
+    """The request's login cookies named ``prefix``..., as ``name=value`` pairs joined by "; ",
+    and their 39-byte strides (in the same order), NOT verified: the newest :data:`MAX_LOGINS`
+    well-formed ones. Never raises; :func:`login_name` is the name of one.
+
+    A browser lists cookies of the longest path first, oldest first (RFC 6265 section 5.4), so its
+    login cookies usually come first and side by side: a run of 53-character pairs 55 characters
+    apart, decoded by one slice, one translate and one decode. Otherwise the header is split at
+    "; " and filtered; anything else (another separator, a malformed value) is read by a loop over
+    at most :data:`MAX_LOGIN_NAMES` names."""
+    lines = cookie_lines(headers, prefix)
+    if not lines:
+        return b"", b""
+    if len(lines) == 1:
+        line = lines[0]
+        at = line.find(prefix)
+        count = line.count(prefix, at)
+        if count <= MAX_LOGINS and (at == 0 or line[at - 1] in b"; \t"):
+            run = line[at : at + _PAIR_STEP * count - 2]
+            joined = run.translate(_FROM_URLSAFE, b"=; ")
+            if len(joined) == (_PAIR_CHARS - 1) * count and run.count(b"; ") == count - 1:
+                try:
+                    strides = binascii.a2b_base64(joined, strict_mode=True)
+                except binascii.Error:
+                    pass
+                else:
+                    return run, strides
+    pairs = [p for line in lines for p in line.split(b"; ", 255) if len(p) == _PAIR_CHARS and p.startswith(prefix)]
+    if 0 < len(pairs) == sum(line.count(prefix) for line in lines) <= MAX_LOGIN_NAMES:
+        pairs = pairs[-MAX_LOGINS:]
+        try:
+            joined = b"".join(pairs).translate(_FROM_URLSAFE, b"=")
+            if len(joined) == len(pairs) * (_PAIR_CHARS - 1):  # one "=" each, between name and value
+                return b"; ".join(pairs), binascii.a2b_base64(joined, strict_mode=True)
+        except binascii.Error:
+            pass
+    return _login_cookies_one_by_one(headers, prefix)
+
+
+def login_name(pairs: bytes, record: int) -> bytes:
+    """The name of login cookie ``record`` of :func:`login_cookies`' pairs."""
+    at = record * _PAIR_STEP
+    return pairs[at : at + _NAME_CHARS]
+
+
+def _login_cookies_one_by_one(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> tuple[bytes, bytes]:
+    names: list[bytes] = []
+    strides: list[bytes] = []
+    looked = 0
+    for header, line in headers:
+        if header != b"cookie":
+            continue
+        at = line.find(prefix)
+        while at >= 0 and looked < MAX_LOGIN_NAMES:
+            looked += 1
+            end = line.find(b";", at)
+            if end < 0:
+                end = len(line)
+            if at == 0 or line[at - 1] in b"; \t":  # a cookie's start, not inside another's value
+                name, equals, value = line[at:end].partition(b"=")
+                name, value = name.rstrip(), value.strip()
+                if equals and len(name) == _NAME_CHARS and len(value) == _PAIR_CHARS - _NAME_CHARS - 1:
+                    try:
+                        strides.append(binascii.a2b_base64((name + value).translate(_FROM_URLSAFE), strict_mode=True))
+                        names.append(name + b"=" + value)
+                    except binascii.Error:
+                        pass
+            at = line.find(prefix, end)
+    return b"; ".join(names[-MAX_LOGINS:]), b"".join(strides[-MAX_LOGINS:])
+
+
+def find_login_by_name(
+    lines: list[bytes], prefix: bytes, value: str, keys: Keys, purpose: bytes, now: float
+) -> bytes | None:
+    """The name of the unexpired login cookie made for ``value`` (a login's first value), found by
+    the name the value's HMAC gives it (one find per key, however many logins are in flight), and
+    kept only if its record holds the value's MAC (``hmac.compare_digest``). None otherwise."""
+    if not value or len(value) > MAX_VALUE_CHARS:
+        return None
+    data = value.encode("utf-8", "surrogatepass")
+    for inner, outer in keys.for_values(purpose):
+        digest = _finish(inner, outer, data)
+        key = prefix + _login_id(digest) + b"="
+        for line in lines:
+            at = line.find(key)
+            looked = 0
+            while at >= 0 and looked < MAX_LOGIN_NAMES:  # each a copy of this very name: bounded all the same
+                looked += 1
+                begin = at + _NAME_CHARS + 1
+                if at == 0 or line[at - 1] in b"; \t":  # a cookie's start, not inside another's value
+                    record = _login_record(line[begin : begin + _VALUE_CHARS + 1])
+                    if (
+                        record is not None
+                        and hmac.compare_digest(record[5 : 5 + MAC_BYTES], digest[:MAC_BYTES])
+                        and int.from_bytes(record[1:5], "big") > now
+                    ):
+                        return key[:-1]
+                at = line.find(key, begin)
+    return None
+
+
+def _login_record(value: bytes) -> bytes | None:
+    """A login cookie's record from its value and the character after it (if any)."""
+    if len(value) < _VALUE_CHARS or value[_VALUE_CHARS:] not in (b"", b";", b" ", b"\t"):
+        return None
+    try:
+        return binascii.a2b_base64(value[:_VALUE_CHARS].translate(_FROM_URLSAFE), strict_mode=True)
+    except binascii.Error:
+        return None
+
+
+def find_login(payload: bytes, value: str, keys: Keys, purpose: bytes, now: float) -> int | None:
+    """The first unexpired login holding the MAC of ``value`` under any key, else None. Every MAC
+    slot is compared by the same integer operations (see "searching the records")."""
+    return _live_match(payload, value_macs(value, keys, purpose), now, _LOGIN_MASKS, _STRIDE, _AT + 1)
+
+
 # --- headers ------------------------------------------------------------------------------------
 
 
@@ -373,16 +561,15 @@ def set_cookie(name: str, value: str | bytes, max_age: int) -> bytes:
     back carries it, which requires Secure (so it only round-trips over https)."""
     if isinstance(value, str):
         value = value.encode("ascii")
-    return b"%s=%s; Path=%s; Max-Age=%d; Secure; HttpOnly; SameSite=None" % (
-        _COOKIE_NAMES.get(name) or name.encode("ascii"),
-        value,
-        _COOKIE_PATH,
-        max_age,
-    )
+    return _set_cookie(_COOKIE_NAMES.get(name) or name.encode("ascii"), value, max_age)
 
 
-def delete_cookie(name: str) -> bytes:
-    return f"{name}=; Path={COOKIE_PATH}; Max-Age=0; Secure; HttpOnly; SameSite=None".encode("ascii")
+def _set_cookie(name: bytes, value: bytes, max_age: int) -> bytes:
+    return b"%s=%s; Path=%s; Max-Age=%d; Secure; HttpOnly; SameSite=None" % (name, value, _COOKIE_PATH, max_age)
+
+
+def delete_cookie(name: str | bytes) -> bytes:
+    return _set_cookie(name.encode("ascii") if isinstance(name, str) else name, b"", 0)
 
 
 def cookie_header(name: str, payload: bytes, keys: Keys, purpose: bytes, now: float) -> bytes:

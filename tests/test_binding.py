@@ -65,19 +65,35 @@ def test_callback_digest_is_encoding_independent() -> None:
     assert callback_digest(b) == callback_digest(Callback(b"", b"SAMLResponse=PHNhbWweA%3D%3D", True))
 
 
-def headers_with(set_cookie: bytes | None) -> list[tuple[bytes, bytes]]:
-    """The request headers a browser sends back after receiving ``set_cookie``."""
-    if set_cookie is None:
-        return []
-    pair = set_cookie.split(b";", 1)[0]
-    return [(b"host", b"login.globex.com"), (b"cookie", b"other=1; " + pair)]
+def headers_with(*set_cookies: bytes | None) -> list[tuple[bytes, bytes]]:
+    """The request headers a browser sends to /login/callback after receiving ``set_cookies``:
+    each cookie by its name, a later one of the same name replacing it, a deletion removing it."""
+    jar: dict[bytes, bytes] = {}
+    for set_cookie in set_cookies:
+        if set_cookie is None:
+            continue
+        name, _, value = set_cookie.split(b";", 1)[0].partition(b"=")
+        if b"Max-Age=0" in set_cookie:
+            jar.pop(name, None)
+        else:
+            jar[name] = value
+    pairs = b"; ".join(b"%s=%s" % item for item in jar.items())
+    return [(b"host", b"login.globex.com"), (b"cookie", b"other=1; " + pairs)]
+
+
+def bind(binder: Binder, login: Login, now: float = NOW) -> bytes:
+    cookie = binder.bind(login, now)
+    assert cookie is not None
+    return cookie
 
 
 def test_binder_auth0_round_trip_and_removal() -> None:
     binder = Binder(KEYS, ttl=600)
-    first = binder.bind([], Login(OIDC_STATE, ("s1",)), NOW)
-    second = binder.bind(headers_with(first), Login(SAML_RELAYSTATE, ("r1", "_id1")), NOW)
-    request = headers_with(second)
+    first = bind(binder, Login(OIDC_STATE, ("s1",)))
+    second = bind(binder, Login(SAML_RELAYSTATE, ("r1", "_id1")))
+    assert first.startswith(AUTH0_COOKIE.encode()) and second.startswith(AUTH0_COOKIE.encode())
+    assert first.split(b"=", 1)[0] != second.split(b"=", 1)[0]  # a cookie per login: neither replaces the other
+    request = headers_with(first, second)
     assert binder.auth0_binding(request, Callback(b"code=c&state=s1"), NOW).bound == {"state"}
     assert binder.auth0_binding(request, Callback(b"", b"SAMLResponse=x&RelayState=r1", True), NOW).bound == {
         "RelayState"
@@ -86,10 +102,10 @@ def test_binder_auth0_round_trip_and_removal() -> None:
     body = b"SAMLResponse=" + base64.b64encode(saml_response("_id1")).replace(b"+", b"%2B")
     found = binder.auth0_binding(request, Callback(b"", body, True), NOW)
     assert found.bound == {"InResponseTo"}
-    # The forwarded response removes that entry and keeps the other.
-    used = binder.used_cookie(found, NOW)
-    assert used is not None
-    left = headers_with(used)
+    # The forwarded response deletes that login's cookie and leaves the other.
+    used = binder.used_cookie(found)
+    assert used == delete_cookie(second.split(b"=", 1)[0])
+    left = headers_with(first, second, used)
     assert binder.auth0_binding(left, Callback(b"code=c&state=s1"), NOW).bound == {"state"}
     assert binder.auth0_binding(left, Callback(b"", b"RelayState=r1", True), NOW).bound == frozenset()
     # Unbound, absent, expired, another key: nothing.
@@ -98,41 +114,41 @@ def test_binder_auth0_round_trip_and_removal() -> None:
     assert binder.auth0_binding(request, Callback(b"code=c&state=s1"), NOW + 601) == binding.NOT_BOUND
     other = Binder(Keys((KEY_B,)))
     assert other.auth0_binding(request, Callback(b"code=c&state=s1"), NOW) == binding.NOT_BOUND
-    # The last entry removed deletes the cookie.
-    only = binder.auth0_binding(headers_with(first), Callback(b"code=c&state=s1"), NOW)
-    assert binder.used_cookie(only, NOW) == delete_cookie(AUTH0_COOKIE)
-    assert binder.used_cookie(binding.NOT_BOUND, NOW) is None
+    assert binder.used_cookie(binding.NOT_BOUND) is None
+    # A retried redirect of the same login sets the same cookie again, not a second one.
+    assert bind(binder, Login(OIDC_STATE, ("s1",)), NOW + 5).split(b"=", 1)[0] == first.split(b"=", 1)[0]
 
 
-def test_a_planted_cookie_does_not_hide_the_real_one() -> None:
+def test_rotation_an_older_key_still_binds() -> None:
+    old = Binder(Keys((KEY_A,)))
+    rotated = Binder(Keys((KEY_B, KEY_A)))  # the new key signs, the old one still verifies
+    request = headers_with(bind(old, Login(OIDC_STATE, ("s1",))), bind(rotated, Login(OIDC_STATE, ("s2",))))
+    assert rotated.auth0_binding(request, Callback(b"state=s1"), NOW).bound == {"state"}
+    assert rotated.auth0_binding(request, Callback(b"state=s2"), NOW).bound == {"state"}
+    assert Binder(Keys((KEY_B,))).auth0_binding(request, Callback(b"state=s1"), NOW) == binding.NOT_BOUND
+
+
+def test_a_planted_or_garbage_cookie_does_not_hide_the_real_one() -> None:
     binder = Binder(KEYS)
-    real = binder.bind([], Login(OIDC_STATE, ("s1",)), NOW).split(b";", 1)[0]
-    request = [(b"cookie", b"sso_proxy_tx=garbage; " + real)]
-    assert binder.auth0_binding(request, Callback(b"state=s1"), NOW).bound == {"state"}
+    real = bind(binder, Login(OIDC_STATE, ("s1",))).split(b";", 1)[0]
+    for planted in (b"sso_proxy_tx_AAAAAAAA=garbage", b"sso_proxy_tx_AAAAAAAA=" + b"*" * 28, b"sso_proxy_tx=x"):
+        request = [(b"cookie", planted + b"; " + real)]
+        found = binder.auth0_binding(request, Callback(b"state=s1"), NOW)
+        assert found.bound == {"state"} and found.cookie == real.split(b"=", 1)[0]
 
 
-def test_a_match_routes_but_only_a_signed_copy_is_reissued() -> None:
-    """A check costs no tag HMAC: a record's MAC is evidence enough to route (it cannot be made
-    without the key). A copy whose tag fails (here its expiry stretched) still routes its own
-    login's callback to Auth0, which refuses a stale state anyway, but is never re-issued: its
-    removal sends no Set-Cookie, so the browser's own cookie is left as it was."""
+def test_a_forged_expiry_can_only_send_its_own_login_to_auth0() -> None:
+    """No tag: a login cookie is only ever read and deleted, never re-issued, and its MACs cannot be
+    made without the key. A copy whose expiry was stretched still routes its own login's callback
+    to Auth0 (which refuses a stale state anyway); it binds no other value."""
     binder = Binder(KEYS)
-    genuine = binder.bind([], Login(OIDC_STATE, ("s1",)), NOW).split(b";", 1)[0].split(b"=", 1)[1]
-    raw = bytearray(base64.urlsafe_b64decode(genuine + b"=" * (-len(genuine) % 4)))
-    raw[0:4] = b"\xff\xff\xff\xff"  # the expiry stretched; the MAC slots still match
-    stretched = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=")
-    callback = Callback(b"state=s1")
+    name, _, genuine = bind(binder, Login(OIDC_STATE, ("s1",))).split(b";", 1)[0].partition(b"=")
+    raw = bytearray(base64.urlsafe_b64decode(genuine))
+    raw[1:5] = b"\xff\xff\xff\xff"  # the expiry stretched; the MAC slots still match
+    stretched = base64.urlsafe_b64encode(bytes(raw))
     later = NOW + 10 * 600
-    planted = binder.auth0_binding([(b"cookie", b"sso_proxy_tx=" + stretched)], callback, later)
-    assert planted.bound == {"state"}
-    assert binder.used_cookie(planted, later) is None
-    # Unforgeable: no MAC of another value can be planted without the key.
-    assert binder.auth0_binding([(b"cookie", b"sso_proxy_tx=" + stretched)], Callback(b"state=s2"), NOW).bound == set()
-    # Beside a genuine copy, the first match wins; a genuine one is re-issued without its record.
-    both = [(b"cookie", b"sso_proxy_tx=" + genuine + b"; sso_proxy_tx=" + stretched)]
-    found = binder.auth0_binding(both, callback, NOW)
-    assert found.bound == {"state"} and found.record == 0
-    assert binder.used_cookie(found, NOW) == delete_cookie(AUTH0_COOKIE)
+    assert binder.auth0_binding([(b"cookie", name + b"=" + stretched)], Callback(b"state=s1"), later).bound == {"state"}
+    assert binder.auth0_binding([(b"cookie", name + b"=" + stretched)], Callback(b"state=s2"), NOW).bound == set()
 
 
 def test_an_unsigned_workos_copy_is_never_a_solicited_fallback() -> None:
@@ -164,7 +180,7 @@ def test_binder_workos_solicited() -> None:
     # Nothing to name: no cookie.
     assert binder.workos_cookie([], Callback(b"connection=acme"), NOW) is None
     # An Auth0 binding is not a WorkOS one.
-    auth0 = binder.bind([], Login(OIDC_STATE, ("s1",)), NOW)
+    auth0 = bind(binder, Login(OIDC_STATE, ("s1",)))
     assert binder.solicited(headers_with(auth0), back, NOW) == (False, None)
 
 

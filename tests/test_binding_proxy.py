@@ -67,16 +67,17 @@ def stranger(bstandins: StandIns, routes: Path) -> Iterator[ProxyProcess]:
     proc.stop()
 
 
-def cookie_pair(response: httpx.Response, name: str = "sso_proxy_tx") -> str | None:
+def cookie_pair(response: httpx.Response, name: str = "sso_proxy_tx_") -> str | None:
+    """The name=value of the first Set-Cookie whose name starts with ``name``."""
     for value in response.headers.get_list("set-cookie"):
-        if value.startswith(name + "="):
+        if value.startswith(name):
             return value.split(";", 1)[0]
     return None
 
 
-def start(proxy: ProxyProcess, connection: str, cookie: str | None = None) -> httpx.Response:
-    headers = {"cookie": cookie} if cookie else {}
-    return httpx.get(f"{proxy.url}/authorize?client_id=app&connection={connection}", headers=headers, timeout=10)
+def start(proxy: ProxyProcess, connection: str) -> httpx.Response:
+    """/authorize as a browser sends it: without the binding cookies (Path=/login/callback)."""
+    return httpx.get(f"{proxy.url}/authorize?client_id=app&connection={connection}", timeout=10)
 
 
 def metric(proxy: ProxyProcess, name: str, **labels: str) -> float:
@@ -95,7 +96,7 @@ def test_an_oidc_login_auth0_started_goes_back_to_auth0_on_any_replica(
     params = parse_qs(urlsplit(location).query)
     assert params["redirect_uri"] == [f"{a.url}/login/callback"]
     state = params["state"][0]
-    set_cookie = next(v for v in started.headers.get_list("set-cookie") if v.startswith("sso_proxy_tx="))
+    set_cookie = next(v for v in started.headers.get_list("set-cookie") if v.startswith("sso_proxy_tx_"))
     for attribute in ("Path=/login/callback", "Max-Age=600", "Secure", "HttpOnly", "SameSite=None"):
         assert attribute in set_cookie
     assert metric(a, "sso_proxy_bindings_total", kind="oidc_state") == before + 1
@@ -115,7 +116,7 @@ def test_an_oidc_login_auth0_started_goes_back_to_auth0_on_any_replica(
     assert bstandins.received("workos") == []
     cookies = back.headers.get_list("set-cookie")
     assert any(c.startswith("auth0=") for c in cookies)  # Auth0's own cookies pass untouched
-    assert any(c.startswith("sso_proxy_tx=;") and "Max-Age=0" in c for c in cookies)
+    assert any(c.startswith(cookie.split("=", 1)[0] + "=;") and "Max-Age=0" in c for c in cookies)
     assert metric(b, "sso_proxy_callbacks_total", protocol="oidc", connection="_unknown", decision="auth0",
                   reason="auth0_transaction", identified_by="none") == 1  # fmt: skip
 
@@ -133,21 +134,32 @@ def test_a_replica_with_other_keys_follows_the_map(
 
 
 def test_several_logins_in_flight(replicas: tuple[ProxyProcess, ProxyProcess]) -> None:
+    """Three tabs start a login each before any comes back. /authorize never carries the binding
+    cookies (a browser sends them only to /login/callback), so each login gets a cookie of its own;
+    the browser's jar keeps them all, and each callback uses and deletes its own."""
     a, b = replicas
-    cookie = ""
+    jar: dict[str, str] = {}
     states = []
-    for _ in range(3):  # three tabs
-        started = start(a, "initech-entra", cookie)
+    for _ in range(3):
+        started = start(a, "initech-entra")
         states.append(parse_qs(urlsplit(started.headers["location"]).query)["state"][0])
-        cookie = cookie_pair(started) or ""
-    for left, state in enumerate(reversed(states), 1):
+        pair = cookie_pair(started)
+        assert pair is not None
+        name, value = pair.split("=", 1)
+        jar[name] = value
+    assert len(jar) == 3
+    for state in (states[1], states[2], states[0]):
+        cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
         back = httpx.get(f"{b.url}/login/callback?code=c&state={state}", headers={"cookie": cookie}, timeout=10)
         assert back.status_code == 302
-        cookie = cookie_pair(back) or ""
-        assert (cookie == "sso_proxy_tx=") == (left == len(states))  # the last one deletes the cookie
-        # Each is used once: the same state again is no longer bound.
+        deleted = cookie_pair(back)
+        assert deleted is not None and deleted.endswith("=")
+        jar.pop(deleted[:-1])
+        # Each is used once: the same state again, with what the browser has left, is no longer bound.
+        cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
         again = httpx.get(f"{b.url}/login/callback?code=c&state={state}", headers={"cookie": cookie}, timeout=10)
         assert again.status_code == 307
+    assert jar == {}
 
 
 def _saml_login(proxy: ProxyProcess, connection: str) -> tuple[str, str, str]:
@@ -206,8 +218,8 @@ def _recoded(cookie: str, change: Callable[[bytearray], None]) -> str:
 
 def test_tampered_cookie_is_no_binding(replicas: tuple[ProxyProcess, ProxyProcess]) -> None:
     """Only a record's MAC binds: a changed MAC, an oversized or garbage cookie binds nothing (the
-    callback follows the map: 307 to WorkOS). A changed tag leaves the MAC, which only this service
-    can make: the callback goes to Auth0, and the copy is not re-issued (no Set-Cookie)."""
+    callback follows the map: 307 to WorkOS). A changed expiry leaves the MAC, which only this
+    service can make: the callback goes to Auth0, which refuses a stale state itself."""
     a, b = replicas
     started = start(a, "initech-entra")
     state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
@@ -215,20 +227,20 @@ def test_tampered_cookie_is_no_binding(replicas: tuple[ProxyProcess, ProxyProces
     assert cookie is not None
 
     def flip_macs(raw: bytearray) -> None:
-        raw[4] ^= 1  # both MAC slots of the record (an OIDC login repeats its one MAC)
-        raw[12] ^= 1
+        raw[5] ^= 1  # both MAC slots of the record (an OIDC login repeats its one MAC)
+        raw[13] ^= 1
 
-    def flip_tag(raw: bytearray) -> None:
-        raw[-1] ^= 1
+    def stretch(raw: bytearray) -> None:
+        raw[1:5] = b"\xff\xff\xff\xff"
 
-    for bad in (_recoded(cookie, flip_macs), "sso_proxy_tx=" + "A" * 5000, "sso_proxy_tx=%%%"):
+    name = cookie.split("=", 1)[0]
+    for bad in (_recoded(cookie, flip_macs), f"{name}=" + "A" * 5000, f"{name}=%%%", "sso_proxy_tx=" + "A" * 28):
         reply = httpx.get(f"{b.url}/login/callback?code=c&state={state}", headers={"cookie": bad}, timeout=10)
         assert reply.status_code == 307
     reply = httpx.get(
-        f"{b.url}/login/callback?code=c&state={state}", headers={"cookie": _recoded(cookie, flip_tag)}, timeout=10
+        f"{b.url}/login/callback?code=c&state={state}", headers={"cookie": _recoded(cookie, stretch)}, timeout=10
     )
     assert reply.status_code == 302
-    assert not any(v.startswith("sso_proxy_tx=") for v in reply.headers.get_list("set-cookie"))
 
 
 def test_binding_off(bstandins: StandIns, routes: Path) -> None:

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import time
+import timeit
 
 import pytest
 from hypothesis import given, settings
@@ -14,8 +15,12 @@ from hypothesis import strategies as st
 
 from proxy import txcookie
 from proxy.txcookie import (
+    LOGIN_PREFIX_CHARS,
+    LOGIN_RECORD,
     MAC_BYTES,
     MAX_ENTRIES,
+    MAX_LOGIN_NAMES,
+    MAX_LOGINS,
     RECORD,
     TAG_BYTES,
     Entry,
@@ -27,9 +32,14 @@ from proxy.txcookie import (
     encode,
     entries,
     expiry,
+    find_login,
+    find_login_by_name,
     find_record,
     live,
     live_match,
+    login_cookie,
+    login_cookies,
+    login_name,
     mac,
     matching_records,
     read_payload,
@@ -246,3 +256,132 @@ def test_set_cookie_attributes() -> None:
     payload = add_record(b"", ("a",), KEYS, PURPOSE, int(NOW) + 30, NOW)
     payload = add_record(payload, ("b",), KEYS, PURPOSE, int(NOW) + 90, NOW)
     assert b"Max-Age=90;" in cookie_header("sso_proxy_tx", payload, KEYS, PURPOSE, NOW)  # the newest record's
+
+
+# --- one cookie per login (format 3) ----------------------------------------------------------------
+
+PREFIX = b"sso_proxy_tx_"
+STRIDE = 39  # a cookie's name and value decoded together: 18 bytes of name, then the record
+
+
+def login_pair(values: tuple[str, ...], expires: int = LATER, keys: Keys = KEYS) -> bytes:
+    cookie = login_cookie(PREFIX, values, keys, PURPOSE, expires, 600)
+    assert cookie is not None
+    return cookie.split(b";", 1)[0]
+
+
+def test_a_login_cookie() -> None:
+    cookie = login_cookie(PREFIX, ("s1",), KEYS, PURPOSE, LATER, 600)
+    assert cookie is not None
+    pair, *attributes = cookie.split(b"; ")
+    name, value = pair.split(b"=")
+    assert name.startswith(PREFIX) and len(name) == len(PREFIX) + 11 and len(PREFIX) == LOGIN_PREFIX_CHARS
+    assert len(value) == 28 and value.translate(None, b"-_").isalnum()
+    assert attributes == [b"Path=/login/callback", b"Max-Age=600", b"Secure", b"HttpOnly", b"SameSite=None"]
+    assert login_cookie(PREFIX, (), KEYS, PURPOSE, LATER, 600) is None
+    pairs, payload = login_cookies([(b"cookie", pair)], PREFIX)
+    assert pairs == pair and login_name(pairs, 0) == name and len(payload) == STRIDE
+    assert find_login(payload, "s1", KEYS, PURPOSE, NOW) == 0
+    assert find_login(payload, "s1", KEYS, OTHER_PURPOSE, NOW) is None
+    assert find_login(payload, "s1", KEYS, PURPOSE, LATER) is None  # expired
+    saml = login_pair(("relay", "_id"))
+    _, both = login_cookies([(b"cookie", pair + b"; " + saml)], PREFIX)
+    assert [find_login(both, v, KEYS, PURPOSE, NOW) for v in ("s1", "relay", "_id", "x")] == [0, 1, 1, None]
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (b"", []),
+        (b"a=1", []),
+        (b"a=1; sso_proxy_tx_AAAAAAAAAAA=" + b"A" * 28, [b"sso_proxy_tx_AAAAAAAAAAA"]),
+        (
+            b"sso_proxy_tx_AAAAAAAAAAA=" + b"A" * 28 + b";sso_proxy_tx_BBBBBBBBBBB=" + b"B" * 28,
+            [b"sso_proxy_tx_AAAAAAAAAAA", b"sso_proxy_tx_BBBBBBBBBBB"],
+        ),
+        (b"x=sso_proxy_tx_AAAAAAAAAAA=" + b"A" * 28, []),  # inside another cookie's value
+        (b"xsso_proxy_tx_AAAAAAAAAAA=" + b"A" * 28, []),  # the end of another name
+        (b"sso_proxy_tx_AAAAAAAAAAA=" + b"A" * 27, []),  # not one record
+        (b"sso_proxy_tx_AAAAAAAAAAA", []),  # no value
+        (b"sso_proxy_tx=" + b"A" * 28, []),  # the version 2 cookie: not a login cookie
+        (
+            b"sso_proxy_tx_AAAAAAAAAAA=" + b"*" * 28 + b"; sso_proxy_tx_BBBBBBBBBBB=" + b"B" * 28,
+            [b"sso_proxy_tx_BBBBBBBBBBB"],
+        ),
+    ],
+)
+def test_login_cookies(header: bytes, expected: list[bytes]) -> None:
+    pairs, payload = login_cookies([(b"host", b"h"), (b"cookie", header)], PREFIX)
+    assert [login_name(pairs, n) for n in range(len(expected))] == expected and len(payload) == STRIDE * len(expected)
+    # The split-and-decode path and the one-by-one loop read the same.
+    assert txcookie._login_cookies_one_by_one([(b"cookie", header)], PREFIX) == (pairs, payload)
+
+
+def test_both_ways_of_reading_agree_on_real_cookies() -> None:
+    pairs = [login_pair((f"s{n}",)) for n in range(5)]
+    browser = [(b"cookie", b"; ".join([b"a=1", *pairs, b"b=2"]))]
+    split = [(b"cookie", pairs[0]), (b"cookie", b"a=1;" + b";".join(pairs[1:]))]  # HTTP/2 crumbs, no spaces
+    fast, slow = login_cookies(browser, PREFIX), txcookie._login_cookies_one_by_one(browser, PREFIX)
+    assert fast == slow == login_cookies(split, PREFIX) and len(fast[1]) == 5 * STRIDE
+    assert [find_login(fast[1], f"s{n}", KEYS, PURPOSE, NOW) for n in range(5)] == [0, 1, 2, 3, 4]
+
+
+def test_the_newest_logins_are_read_and_the_scan_is_bounded() -> None:
+    pairs = [login_pair((f"s{n}",)) for n in range(MAX_LOGINS + 4)]  # a browser sends the oldest first
+    read, payload = login_cookies([(b"cookie", b"; ".join(pairs))], PREFIX)
+    assert read == b"; ".join(pairs[-MAX_LOGINS:])
+    assert find_login(payload, "s0", KEYS, PURPOSE, NOW) is None  # the oldest beyond MAX_LOGINS
+    assert find_login(payload, f"s{MAX_LOGINS + 3}", KEYS, PURPOSE, NOW) == MAX_LOGINS - 1
+    many = b"; ".join([b"sso_proxy_tx_x=1"] * 10_000) + b"; " + pairs[0]
+    assert login_cookies([(b"cookie", many)], PREFIX) == (b"", b"")  # past MAX_LOGIN_NAMES: not looked at
+    # Hostile: the work is bounded by MAX_LOGIN_NAMES names, then one find, whatever the header.
+    small, large = (b"; ".join([b"sso_proxy_tx_x=1"] * n) for n in (MAX_LOGIN_NAMES, 16 * MAX_LOGIN_NAMES))
+
+    def best(header: bytes) -> float:
+        return min(timeit.repeat(lambda: login_cookies([(b"cookie", header)], PREFIX), number=20, repeat=5))
+
+    assert best(large) / best(small) < 8  # bounded: not 16x the names' work
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    records=st.lists(
+        st.tuples(
+            st.binary(min_size=STRIDE - LOGIN_RECORD + 5, max_size=STRIDE - LOGIN_RECORD + 5),
+            SLOT | st.binary(min_size=MAC_BYTES, max_size=MAC_BYTES),
+            SLOT,
+        ),
+        max_size=MAX_LOGINS,
+    ),
+    wanted=SLOT,
+)
+def test_the_login_search_agrees_with_a_record_by_record_one(
+    records: list[tuple[bytes, bytes, bytes]], wanted: bytes
+) -> None:
+    payload = b"".join(head + a + b for head, a, b in records)
+    now = float(1 << 31)
+    live = (n for n, (head, a, b) in enumerate(records) if wanted in (a, b) and int.from_bytes(head[-4:], "big") > now)
+    at = STRIDE - LOGIN_RECORD + 1  # the expiry, after the name's bytes and the format byte
+    assert txcookie._live_match(payload, [wanted], now, txcookie._LOGIN_MASKS, STRIDE, at) == next(live, None)
+
+
+def test_a_login_is_found_by_the_name_its_value_gives() -> None:
+    pair = login_pair(("s1",))
+    name = pair.split(b"=", 1)[0]
+    others = [login_pair((f"o{n}",)) for n in range(MAX_LOGINS + 8)]  # more than are ever searched
+    lines = [b"; ".join([*others, b"a=1", pair])]
+    assert find_login_by_name(lines, PREFIX, "s1", KEYS, PURPOSE, NOW) == name
+    assert find_login_by_name(lines, PREFIX, "s2", KEYS, PURPOSE, NOW) is None
+    assert find_login_by_name(lines, PREFIX, "s1", KEYS, PURPOSE, LATER) is None  # expired
+    assert find_login_by_name(lines, PREFIX, "s1", KEYS, OTHER_PURPOSE, NOW) is None
+    assert find_login_by_name(lines, PREFIX, "s1", Keys((KEY_B, KEY_A)), PURPOSE, NOW) == name  # rotation
+    assert find_login_by_name(lines, PREFIX, "", KEYS, PURPOSE, NOW) is None
+    # The name alone binds nothing: another login's record under this name is refused.
+    forged = name + b"=" + others[0].split(b"=", 1)[1]
+    assert find_login_by_name([forged], PREFIX, "s1", KEYS, PURPOSE, NOW) is None
+    assert find_login_by_name([b"x=" + pair], PREFIX, "s1", KEYS, PURPOSE, NOW) is None  # inside a value
+    assert find_login_by_name([pair + b"x"], PREFIX, "s1", KEYS, PURPOSE, NOW) is None  # not its whole value
+    assert find_login_by_name([forged + b"; " + pair], PREFIX, "s1", KEYS, PURPOSE, NOW) == name
+    # Copies of the name are looked at up to MAX_LOGIN_NAMES times, whatever the header holds.
+    crowd = b"; ".join([forged] * (MAX_LOGIN_NAMES + 1) + [pair])
+    assert find_login_by_name([crowd], PREFIX, "s1", KEYS, PURPOSE, NOW) is None

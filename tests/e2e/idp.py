@@ -165,6 +165,9 @@ class OidcIdp:
     key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "e2e"}))
     codes: dict[str, str] = field(default_factory=dict)  # code -> client_id
     issued: list[str] = field(default_factory=list)  # every id_token handed to a browser, newest last
+    # Ask the user to sign in first (OIDC authorize, SAML HTTP-POST binding): a page with a button
+    # that sends the same request on, as a real IdP's login page does; a tab can wait there.
+    prompt: bool = False
 
     def id_token(self, client_id: str, *, nonce: str | None = None, user: User | None = None) -> str:
         user = user or User()
@@ -202,6 +205,20 @@ def auto_post_form(action: str, fields: dict[str, str], title: str) -> HTMLRespo
         + '</title></head><body onload="document.forms[0].submit()">'
         + f'<form method="post" action="{html.escape(action)}">{inputs}'
         + '<noscript><button type="submit">Continue</button></noscript></form></body></html>'
+    )
+
+
+def sign_in_page(method: str, action: str, fields: dict[str, str]) -> HTMLResponse:
+    """An IdP's login page: nothing happens until the user presses "Sign in", which sends the
+    request it answers on with ``signed_in=1``."""
+    inputs = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}"/>'
+        for k, v in {**fields, "signed_in": "1"}.items()
+    )
+    return HTMLResponse(
+        f'<!doctype html><html><head><title>Sign in</title></head><body><form method="{method}" '
+        f'action="{html.escape(action)}">{inputs}<button id="sign-in" type="submit">Sign in</button>'
+        "</form></body></html>"
     )
 
 
@@ -248,6 +265,8 @@ def create_idp_app(saml_idps: dict[str, SamlIdp], oidc: OidcIdp) -> Starlette:
         """The HTTP-POST binding: the SP's auto-post page sent the AuthnRequest in a form."""
         idp = tenant(request)
         fields = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        if oidc.prompt and "signed_in" not in fields:
+            return sign_in_page("post", request.url.path, fields)
         request_id, sp_entity_id, acs = idp.parse_request(fields["SAMLRequest"], BINDING_HTTP_POST)
         connection = next(sp.connection for sp in idp.sps.values() if sp.entity_id == sp_entity_id)
         answer = {"SAMLResponse": idp.issue(connection, destination=acs, in_response_to=request_id)}
@@ -257,6 +276,8 @@ def create_idp_app(saml_idps: dict[str, SamlIdp], oidc: OidcIdp) -> Starlette:
 
     async def authorize(request: Request) -> Response:
         q = request.query_params
+        if oidc.prompt and "signed_in" not in q:
+            return sign_in_page("get", request.url.path, dict(q))
         client_id, redirect_uri, state = q["client_id"], q["redirect_uri"], q["state"]
         if q.get("response_type", "code") == "code":
             code = secrets.token_urlsafe(16)

@@ -475,7 +475,7 @@ def test_a_login_ends_where_it_started(matrix: Matrix, tls_browser: BrowserConte
         # the binding cookie came back with the IdP's (cross-site) callback.
         assert side.workos.requests() == []
         assert reasons == {"auth0_transaction"}, moved
-        assert "sso_proxy_tx=" in (arrived.header("cookie") or "")
+        assert "sso_proxy_tx_" in (arrived.header("cookie") or "")
         assert [hop.status for hop in callback_hops] == [302]
     elif started_by == "workos":
         assert reasons == ({"unknown_default"} if protocol == "oidc-code" else {"mapped"}), moved
@@ -484,8 +484,8 @@ def test_a_login_ends_where_it_started(matrix: Matrix, tls_browser: BrowserConte
     else:
         assert reasons == {"mapped"}, moved
     # Every binding is used once: nothing is left for a replayed callback.
-    left = {c["name"]: c["value"] for c in tls_browser.cookies(f"{side.login}/login/callback")}
-    assert left.get("sso_proxy_tx", "") == ""
+    left = [c["name"] for c in tls_browser.cookies(f"{side.login}/login/callback") if c["value"]]
+    assert [n for n in left if n.startswith("sso_proxy_tx")] == []
 
 
 def test_the_binding_cookie_is_set_on_the_way_out_and_removed_when_used(
@@ -500,16 +500,17 @@ def test_the_binding_cookie_is_set_on_the_way_out_and_removed_when_used(
     trip = travel(tls_browser, start_url(matrix, side, name, "auth0"), f"{matrix.app_origin}/callback")
     authorize, _idp, callback, _app = trip.hops
     assert authorize.bare_url == f"{side.login}/authorize" and authorize.status == 302
-    (bound,) = [c for c in authorize.set_cookies if c.startswith("sso_proxy_tx=")]
-    value, *attributes = [part.strip() for part in bound.split(";")]
+    (bound,) = [c for c in authorize.set_cookies if c.startswith("sso_proxy_tx_")]
+    pair, *attributes = [part.strip() for part in bound.split(";")]
     assert sorted(attributes) == sorted(["Path=/login/callback", "Max-Age=600", "Secure", "HttpOnly", "SameSite=None"])
-    assert quote(value.split("=", 1)[1], safe="-_") == value.split("=", 1)[1]  # base64url: nothing to escape
+    name = pair.split("=", 1)[0]
+    assert quote(pair, safe="-_=") == pair  # a name and a base64url value: nothing to escape
     assert callback.bare_url == f"{side.login}/login/callback"
     names = [c.split("=", 1)[0] for c in callback.set_cookies]
-    assert sorted(names) == ["auth0", "auth0_compat", "sso_proxy_tx"]
-    (removed,) = [c for c in callback.set_cookies if c.startswith("sso_proxy_tx=")]
-    assert removed.startswith("sso_proxy_tx=;") and "Max-Age=0" in removed
-    assert all(c["name"] != "sso_proxy_tx" for c in tls_browser.cookies())
+    assert sorted(names) == sorted(["auth0", "auth0_compat", name])
+    (removed,) = [c for c in callback.set_cookies if c.startswith(name + "=")]
+    assert removed.startswith(name + "=;") and "Max-Age=0" in removed
+    assert all(not c["name"].startswith("sso_proxy_tx") for c in tls_browser.cookies())
 
 
 def test_a_callback_workos_bounces_after_the_form_page_ends_at_auth0(
@@ -550,5 +551,43 @@ def test_a_callback_workos_bounces_after_the_form_page_ends_at_auth0(
     solicited = {k: v - fallbacks_before.get(k, 0.0) for k, v in fallbacks.items() if v != fallbacks_before.get(k, 0.0)}
     assert solicited == {frozenset({"connection": PENDING, "solicited": "true"}.items()): 1.0}
     # The page's mark of a callback sent to WorkOS is used once, and nothing was bound.
-    left = {c["name"]: c["value"] for c in tls_browser.cookies(f"{side.login}/login/callback")}
-    assert left.get("sso_proxy_wx", "") == "" and left.get("sso_proxy_tx", "") == ""
+    left = [c["name"] for c in tls_browser.cookies(f"{side.login}/login/callback") if c["value"]]
+    assert [n for n in left if n.startswith(("sso_proxy_wx", "sso_proxy_tx"))] == []
+
+
+@pytest.mark.parametrize("protocol", ["oidc-code", "saml-post"])
+def test_logins_in_several_tabs_each_end_at_auth0(matrix: Matrix, tls_browser: BrowserContext, protocol: str) -> None:
+    """Three logins Auth0 started in three tabs, each waiting at the IdP's sign-in page before any
+    comes back. A browser sends the binding cookies only to /login/callback, never to /authorize,
+    so each login's binding must survive the next one's. Signed in oldest first, then newest, then
+    the middle one: every one ends at Auth0, bound, with zero requests to WorkOS, on a proxy whose
+    route map would send it to WorkOS."""
+    side = matrix.sides["workos", "307"]
+    name = conn_name(protocol, "workos")
+    tls_browser.clear_cookies()
+    for server in (matrix.auth0, matrix.app, side.workos):
+        server.clear()
+    before = side.callbacks()
+    matrix.oidc.prompt = True
+    tabs = []
+    try:
+        for _ in range(3):
+            tab = tls_browser.new_page()
+            tab.goto(start_url(matrix, side, name, "auth0"))
+            tab.wait_for_selector("#sign-in")
+            tabs.append(tab)
+        for tab in (tabs[0], tabs[2], tabs[1]):
+            with tab.expect_event("load", predicate=lambda p: p.url.startswith(f"{matrix.app_origin}/callback")):
+                tab.click("#sign-in")
+            assert WELCOME in tab.inner_text("body")
+    finally:
+        matrix.oidc.prompt = False
+        for tab in tabs:
+            tab.close()
+    assert side.workos.requests() == []
+    moved = {k: v - before.get(k, 0.0) for k, v in side.callbacks().items() if v != before.get(k, 0.0)}
+    assert {dict(k)["reason"]: v for k, v in moved.items()} == {"auth0_transaction": 3.0}, moved
+    assert len([r for r in matrix.auth0.requests() if r.path == "/login/callback"]) == 3
+    # Each binding was used once: none is left.
+    left = [c["name"] for c in tls_browser.cookies(f"{side.login}/login/callback") if c["value"]]
+    assert [n for n in left if n.startswith("sso_proxy_tx")] == []
