@@ -1,32 +1,38 @@
-"""The binding cookie: records of MACs, one per login in flight, and a tag. Pure; never raises on bad input.
+"""The binding cookies: MACs of the values a login's starter issued. Pure; never raises on bad input.
 
-Format: ``<name>=<base64url(records || tag)>``. A record is 4 bytes of expiry (Unix seconds,
-big-endian) and two 8-byte MAC slots (a login with one value repeats its MAC); MACs are HMAC-SHA256
-of ``purpose || 0 || value`` (a MAC made for one purpose never matches for another). ``tag`` is a
-16-byte HMAC of the records under the first key. Every key matches and verifies, so keys rotate
-without breaking a login in flight. At most :data:`MAX_ENTRIES` records, oldest dropped; a value
-longer than :data:`MAX_COOKIE_CHARS` or malformed holds no records; an expired record never matches.
+Two formats, for two uses:
 
-What each part is for. A record's MAC is what binds a callback to a login Auth0 started: nobody
-without the keys can make one, so a match means this service MACed that very value, and the check
-(:func:`find_copy`) needs nothing else. What a forged or planted copy can add is a stretched expiry
-or a replayed record, which only sends a callback carrying a value Auth0 issued to Auth0, which
-refuses a stale state anyway. The tag says the records are the ones this service issued: they are
-re-issued (a login added, a used one removed) and a fallback counts as solicited only from a copy
-whose tag verifies (:func:`verify`), so a copy planted by a sibling domain never displaces the
-browser's own bindings nor raises an alert.
+- **One cookie per login** (format 3, the Auth0 bindings; "one cookie per login" below): a login
+  Auth0 starts gets a cookie of its own, set on the response that sends the browser to the IdP
+  and deleted by its callback. A browser sends these (``Path=/login/callback``) only to the
+  callback, so a response starting a login never sees the others in flight and must not replace
+  them. Found by name (:func:`find_login_by_name`), never re-issued, no tag.
+- **Records and a tag** (format 2, the callbacks this proxy sent to WorkOS): one cookie set and read
+  on ``/login/callback``, re-issued with a record more or less. ``<name>=<base64url(records ||
+  tag)>``; a record is 4 bytes of expiry (Unix seconds, big-endian) and two 8-byte MAC slots; the
+  tag is a 16-byte HMAC of the records under the first key. At most :data:`MAX_ENTRIES` records,
+  oldest dropped; a value longer than :data:`MAX_COOKIE_CHARS` or malformed holds no records.
+
+MACs are HMAC-SHA256 of ``purpose || 0 || value``, truncated to 8 bytes (a MAC made for one purpose
+never matches for another; a login with one value repeats its MAC in both slots). Every key matches
+and verifies, so keys rotate without breaking a login in flight; an expired record never matches.
+
+What each part is for. A MAC is what binds a callback to a login: nobody without the keys can make
+one, so a match means this service MACed that very value. What a forged or planted copy can add is
+a stretched expiry or a replayed record, which for an Auth0 binding only sends a callback carrying a
+value Auth0 issued to Auth0, which refuses a stale state anyway. The WorkOS records' tag says the
+records are the ones this service issued: they are re-issued and a fallback counts as solicited (an
+alert's input) only from a copy whose tag verifies (:func:`verify`).
 
 Why 8-byte MACs: a value matching another login's MAC by chance (2^-64 per slot) could only send a
-callback to Auth0; records half the size halve every per-byte step (base64, the tag's HMAC, the
-search) and the cookie (235 characters for 8 logins). Version 2 of the format (the purposes say
-so): a version 1 cookie (16-byte MACs) matches nothing, as with another key, so such a callback
-follows the route map.
+callback to Auth0, and shorter records make every per-byte step cheaper.
 
-Cost (issue 10's target: the check at most 10 µs per callback, bench/micro_binding.py): one HMAC
-per key and value, from per-key inner and outer hash states prepared once (:class:`Keys`); the
-records are searched with a handful of integer operations over the whole payload, not a Python step
-per slot, and every slot is always compared (the constant-time property ``hmac.compare_digest``
-has for one pair). The tag is compared with ``hmac.compare_digest``.
+Cost (issue 10's targets: the check and a bind at most 10 µs, bench/micro_binding.py): one HMAC per
+key and value, from per-key inner and outer hash states with the purpose absorbed, prepared once
+(:class:`Keys`); an Auth0 binding found by one find per key, its MAC compared with
+``hmac.compare_digest``; where every record must be searched (the AuthnRequest ID, the WorkOS
+records), a handful of integer operations over all MAC slots at once, not a Python step per slot,
+every slot always compared.
 """
 
 from __future__ import annotations
