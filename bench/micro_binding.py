@@ -7,8 +7,8 @@
 - inspecting a passthrough response head (``PassthroughHook.head``): a 302 to Auth0's own page
   (relative, nothing bound), a 302 to an IdP (OIDC, bound: a login cookie of its own), a 302 with
   a SAML Redirect-binding AuthnRequest (inflate + root scan, bound), and a 200 JSON response (not
-  a page). A response starting a login never sees the other logins in flight (their cookies ride
-  only on /login/callback), so its cost does not depend on them.
+  a page). A bind reads the list of logins in flight (one other; or a full one, 8, so the oldest is
+  dropped: three Set-Cookie headers), never their cookies (they ride only on /login/callback).
 
     python bench/micro_binding.py [--number N] [--repeat R]
 
@@ -49,8 +49,7 @@ def request_with_cookie(binder: Binder, states: list[str]) -> list[tuple[bytes, 
     """A callback's headers from a browser with a login cookie for each of ``states``."""
     pairs = []
     for state in states:
-        set_cookie = binder.bind(Login("oidc_state", (state, "_" + state)), NOW)
-        assert set_cookie is not None
+        set_cookie = binder.bind([], Login("oidc_state", (state, "_" + state)), NOW)[0]
         pairs.append(set_cookie.split(b";", 1)[0])
     return [*HOST, (b"cookie", b"; ".join([b"auth0=s%3Aabc.def", b"did=s%3Av0%3A123", *pairs]))]
 
@@ -95,9 +94,13 @@ def cases() -> dict[str, Case]:
         {"SAMLRequest": base64.b64encode(zlib.compress(request)[2:-4]).decode(), "RelayState": "r" * 40}
     )
     counted: list[str] = []
-    # A response to /authorize: the request never carries the binding cookies (Path=/login/callback),
-    # however many logins the browser has in flight, so a bind costs the same for every browser.
-    hook = PassthroughHook(binder, [*HOST, (b"cookie", b"auth0=s%3Aabc.def; did=s%3Av0%3A123")], NOW, counted.append)
+    # A response to /authorize: the request never carries the login cookies (Path=/login/callback),
+    # only the list of logins in flight (Path=/): here a full one, so the oldest is dropped too.
+    listed = b"sso_proxy_logins=" + b".".join(b"%011d" % n for n in range(8))
+    authorize = [*HOST, (b"cookie", b"auth0=s%3Aabc.def; did=s%3Av0%3A123; " + listed)]
+    hook = PassthroughHook(binder, authorize, NOW, counted.append)
+    one = [*HOST, (b"cookie", b"auth0=s%3Aabc.def; did=s%3Av0%3A123; sso_proxy_logins=00000000000")]
+    first = PassthroughHook(binder, one, NOW, counted.append)  # one other login in flight
     relative = [(b"location", b"/u/login?state=abc"), (b"content-type", b"text/html")]
     to_idp = [(b"location", idp.encode()), (b"content-type", b"text/html")]
     to_saml = [(b"location", saml_redirect.encode())]
@@ -127,14 +130,19 @@ def cases() -> dict[str, Case]:
             oidc,
         ),
         "head: 302 relative (Auth0 page)": (lambda: hook.head(302, relative), lambda r: r == ([], 0), None),
-        "head: 302 to an OIDC IdP (bind)": (
-            lambda: hook.head(302, to_idp),
-            lambda r: len(r[0]) == 1,
+        "head: 302 to an OIDC IdP (bind, 1 other in flight)": (
+            lambda: first.head(302, to_idp),
+            lambda r: len(r[0]) == 2,
             None,
         ),
-        "head: 302 SAML Redirect (bind)": (
+        "head: 302 to an OIDC IdP (bind, 8 in flight: oldest dropped)": (
+            lambda: hook.head(302, to_idp),
+            lambda r: len(r[0]) == 3,
+            None,
+        ),
+        "head: 302 SAML Redirect (bind, 8 in flight)": (
             lambda: hook.head(302, to_saml),
-            lambda r: len(r[0]) == 1,
+            lambda r: len(r[0]) == 3,
             None,
         ),
         "head: 200 JSON (untouched)": (lambda: hook.head(200, json_ok), lambda r: r == ([], 0), None),

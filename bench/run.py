@@ -848,8 +848,9 @@ def render(
                 "10",
             )
     for case in (
-        "head: 302 to an OIDC IdP (bind)",
-        "head: 302 SAML Redirect (bind)",
+        "head: 302 to an OIDC IdP (bind, 1 other in flight)",
+        "head: 302 to an OIDC IdP (bind, 8 in flight: oldest dropped)",
+        "head: 302 SAML Redirect (bind, 8 in flight)",
         "head: 302 relative (Auth0 page)",
     ):
         if case in binding_us:

@@ -33,6 +33,7 @@ from proxy.logins import (
     may_be_post_page,
 )
 from proxy.txcookie import (
+    MAX_IN_FLIGHT,
     Keys,
     add_record,
     cookie_header,
@@ -43,6 +44,8 @@ from proxy.txcookie import (
     find_copy,
     find_login,
     find_login_by_name,
+    in_flight,
+    list_cookie,
     live,
     login_cookie,
     login_cookies,
@@ -55,6 +58,8 @@ from proxy.txcookie import (
 # Cookie names. Not __Host- prefixed: that prefix requires Path=/, and these ride only on the callback.
 AUTH0_COOKIE = "sso_proxy_tx_"  # logins Auth0 started: one cookie per login, named this and an id
 AUTH0_PREFIX = AUTH0_COOKIE.encode("ascii")
+LIST_COOKIE = b"sso_proxy_logins"  # the ids of the newest logins in flight, on every path (bounds the login cookies)
+_LIST_KEY = LIST_COOKIE + b"="
 WORKOS_COOKIE = "sso_proxy_wx"  # callbacks this proxy sent to WorkOS (a fallback=auth0 is then solicited)
 
 # MAC domain separation: a MAC made for one purpose never verifies for another. The version is the
@@ -162,9 +167,26 @@ class Binder:
             return None
         return self._append(request_headers, WORKOS_COOKIE, WORKOS_PURPOSE, tuple(values), WORKOS_TTL, now)
 
-    def bind(self, login: Login, now: float) -> bytes | None:
-        """Set-Cookie binding a login Auth0 starts: a cookie of its own (see ``txcookie.login_cookie``)."""
-        return login_cookie(AUTH0_PREFIX, login.values, self.keys, AUTH0_PURPOSE, int(now) + self.ttl, self.ttl)
+    def bind(self, request_headers: list[tuple[bytes, bytes]], login: Login, now: float) -> list[bytes]:
+        """The Set-Cookie headers binding a login Auth0 starts: a cookie of its own (see
+        ``txcookie.login_cookie``), the list of logins in flight with its id added, and the deletion
+        of the login cookies that fell off the list (the oldest beyond ``MAX_IN_FLIGHT``)."""
+        made = login_cookie(AUTH0_PREFIX, login.values, self.keys, AUTH0_PURPOSE, int(now) + self.ttl, self.ttl)
+        if made is None:
+            return []
+        login_id, cookie = made
+        ids = in_flight(request_headers, _LIST_KEY)
+        if login_id in ids:
+            ids.remove(login_id)  # a retried redirect of the same login
+        ids.append(login_id)
+        if len(ids) <= MAX_IN_FLIGHT:
+            return [cookie, list_cookie(LIST_COOKIE, ids, self.ttl)]
+        gone = ids[:-MAX_IN_FLIGHT]
+        return [
+            cookie,
+            list_cookie(LIST_COOKIE, ids[-MAX_IN_FLIGHT:], self.ttl),
+            *[delete_cookie(AUTH0_PREFIX + login) for login in gone if login],
+        ]
 
     def _append(
         self,
@@ -204,11 +226,11 @@ class PassthroughHook:
         self.counted = counted
 
     def _cookie(self, login: Login | None) -> list[tuple[bytes, bytes]]:
-        cookie = self.binder.bind(login, self.now) if login is not None else None
-        if login is None or cookie is None:
+        cookies = self.binder.bind(self.request_headers, login, self.now) if login is not None else []
+        if login is None or not cookies:
             return []
         self.counted(login.kind)
-        return [(b"set-cookie", cookie)]
+        return [(b"set-cookie", cookie) for cookie in cookies]
 
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int]:
         if 300 <= status < 400:

@@ -416,9 +416,9 @@ def _b64url(data: bytes) -> bytes:
 
 def login_cookie(
     prefix: bytes, values: tuple[str, ...], keys: Keys, purpose: bytes, expires: int, max_age: int
-) -> bytes | None:
-    """Set-Cookie for one login: the MACs of its first two ``values`` (first key), None without
-    values. ``prefix`` is :data:`LOGIN_PREFIX_CHARS` characters."""
+) -> tuple[bytes, bytes] | None:
+    """(id, Set-Cookie) for one login: the MACs of its first two ``values`` (first key), None
+    without values. ``prefix`` is :data:`LOGIN_PREFIX_CHARS` characters."""
     if not values:
         return None
     inner, outer = keys.for_values(purpose)[0]
@@ -428,7 +428,44 @@ def login_cookie(
     if len(values) > 1:
         second = _finish(inner, outer, values[1].encode("utf-8", "surrogatepass"))[:MAC_BYTES]
     record = LOGIN_FORMAT + expires.to_bytes(4, "big") + first + second
-    return _set_cookie(prefix + _login_id(digest), _b64url(record), max_age)
+    login_id = _login_id(digest)
+    return login_id, _set_cookie(prefix + login_id, _b64url(record), max_age)
+
+
+# --- the list of logins in flight (Path=/) -------------------------------------------------------
+#
+# Login cookies ride only on /login/callback, so a login starting cannot see them, and without a
+# bound a browser could be made to hold any number (a page loading /authorize many times): a Cookie
+# header too large for the callback, or the domain's other cookies evicted by the browser. So a
+# small cookie on every path lists the ids of the newest MAX_IN_FLIGHT logins; a login starting
+# reads it, adds its own id and deletes the login cookies that fall off the list (oldest dropped).
+# The list is no secret (the ids are cookie names); a forged list can only delete login cookies.
+
+MAX_IN_FLIGHT = 8
+_ID_CHARS = 11
+_LIST_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."  # base64url and "."
+_LIST_CHARS = (_ID_CHARS + 1) * MAX_IN_FLIGHT
+
+
+def in_flight(headers: Iterable[tuple[bytes, bytes]], key: bytes) -> list[bytes]:
+    """The login ids of the list cookie (``key`` is ``name=``), the newest :data:`MAX_IN_FLIGHT`;
+    [] for a value too long or with a character no id has. Never raises."""
+    for header, line in headers:
+        if header == b"cookie":
+            at = line.find(key)
+            if at >= 0 and (at == 0 or line[at - 1] in b"; \t"):
+                end = line.find(b";", at)
+                value = line[at + len(key) : end] if end >= 0 else line[at + len(key) :]
+                if len(value) > _LIST_CHARS or value.translate(None, _LIST_ALPHABET):
+                    return []
+                return value.split(b".")[-MAX_IN_FLIGHT:] if value else []
+    return []
+
+
+def list_cookie(name: bytes, ids: list[bytes], max_age: int) -> bytes:
+    """Set-Cookie for the list: every path (it must reach /authorize), SameSite=None (a login
+    started from another site's page must see it too, or it would not bound that page's logins)."""
+    return b"%s=%s; Path=/; Max-Age=%d; Secure; HttpOnly; SameSite=None" % (name, b".".join(ids), max_age)
 
 
 def _login_id(digest: bytes) -> bytes:

@@ -11,7 +11,7 @@ from proxy import binding
 from proxy.binding import AUTH0_COOKIE, WORKOS_COOKIE, Binder
 from proxy.callback import Callback, callback_digest, in_response_to, transaction_values
 from proxy.logins import OIDC_STATE, SAML_RELAYSTATE, Login
-from proxy.txcookie import Keys, delete_cookie
+from proxy.txcookie import MAX_IN_FLIGHT, Keys, delete_cookie, in_flight
 
 KEY_A = b"a" * 32
 KEY_B = b"b" * 32
@@ -82,8 +82,9 @@ def headers_with(*set_cookies: bytes | None) -> list[tuple[bytes, bytes]]:
 
 
 def bind(binder: Binder, login: Login, now: float = NOW) -> bytes:
-    cookie = binder.bind(login, now)
-    assert cookie is not None
+    """The login cookie's Set-Cookie of a bind from a browser with no list of logins in flight."""
+    cookie, listed = binder.bind([], login, now)
+    assert listed.startswith(b"sso_proxy_logins=") and b"Path=/;" in listed
     return cookie
 
 
@@ -202,3 +203,54 @@ def test_own_hosts_are_remembered_per_host_and_bounded() -> None:
     for n in range(1000):  # a client can send any Host: the memory stays bounded
         assert binder.own_hosts([(b"host", b"h%d.example" % n)]) == {f"h{n}.example"}
     assert len(binder._own) <= 64
+
+
+def test_the_logins_in_flight_are_bounded_oldest_dropped() -> None:
+    """A login starting cannot see the login cookies (they ride only on /login/callback): a list
+    of their ids on every path bounds them. The ninth login deletes the first one's cookie."""
+    binder = Binder(KEYS)
+    jar: dict[bytes, bytes] = {}  # every cookie of the domain, as a browser keeps them
+
+    def start(state: str) -> list[bytes]:
+        listed = b"sso_proxy_logins=" + jar[b"sso_proxy_logins"] if b"sso_proxy_logins" in jar else b"a=1"
+        set_cookies = binder.bind([(b"cookie", listed)], Login(OIDC_STATE, (state,)), NOW)
+        for cookie in set_cookies:
+            name, _, value = cookie.split(b";", 1)[0].partition(b"=")
+            if b"Max-Age=0" in cookie:
+                jar.pop(name, None)
+            else:
+                jar[name] = value
+        return set_cookies
+
+    for n in range(MAX_IN_FLIGHT):
+        assert len(start(f"s{n}")) == 2
+    assert len([name for name in jar if name.startswith(b"sso_proxy_tx_")]) == MAX_IN_FLIGHT
+    ninth = start("s-ninth")
+    assert len(ninth) == 3 and b"Max-Age=0" in ninth[2]
+    logins = [name for name in jar if name.startswith(b"sso_proxy_tx_")]
+    assert len(logins) == MAX_IN_FLIGHT and len(jar[b"sso_proxy_logins"].split(b".")) == MAX_IN_FLIGHT
+    callback = [(b"cookie", b"; ".join(b"%s=%s" % (k, v) for k, v in jar.items() if k.startswith(b"sso_proxy_tx_")))]
+    assert binder.auth0_binding(callback, Callback(b"state=s0"), NOW) == binding.NOT_BOUND  # the oldest went
+    assert binder.auth0_binding(callback, Callback(b"state=s1"), NOW).bound == {"state"}
+    assert binder.auth0_binding(callback, Callback(b"state=s-ninth"), NOW).bound == {"state"}
+    # A retried redirect of the same login is listed once.
+    start("s-ninth")
+    assert len(jar[b"sso_proxy_logins"].split(b".")) == len(set(jar[b"sso_proxy_logins"].split(b".")))
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (b"sso_proxy_logins=AAAAAAAAAAA.BBBBBBBBBBB", [b"AAAAAAAAAAA", b"BBBBBBBBBBB"]),
+        (b"a=1; sso_proxy_logins=AAAAAAAAAAA", [b"AAAAAAAAAAA"]),
+        (b"x=sso_proxy_logins=AAAAAAAAAAA", []),  # inside another cookie's value
+        (b"sso_proxy_logins=", []),
+        (b"sso_proxy_logins=AA;AA", [b"AA"]),
+        (b"sso_proxy_logins=A%0D%0AB", []),  # a character no id has: nothing, so nothing is deleted
+        (b"sso_proxy_logins=" + b"A" * 5000, []),  # too long
+        (b"sso_proxy_logins=" + b".".join([b"C" * 11] * 8), [b"C" * 11] * 8),  # a full list
+        (b"sso_proxy_logins=" + b".".join([b"C" * 11] * 9), []),  # longer than any this service writes
+    ],
+)
+def test_the_list_of_logins_in_flight_is_read_with_bounds(header: bytes, expected: list[bytes]) -> None:
+    assert in_flight([(b"host", b"h"), (b"cookie", header)], b"sso_proxy_logins=") == expected

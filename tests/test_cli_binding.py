@@ -18,8 +18,7 @@ UNKNOWN_AUTH0 = ROUTES.replace("unknown: workos", "unknown: auth0").replace(
 
 def binding_cookie(state: str, key: str = KEY) -> str:
     """The Cookie header a browser sends back after the proxy bound a login with ``state``."""
-    set_cookie = Binder(Keys((key.encode(),))).bind(Login("oidc_state", (state,)), time.time())
-    assert set_cookie is not None
+    set_cookie = Binder(Keys((key.encode(),))).bind([], Login("oidc_state", (state,)), time.time())[0]
     return set_cookie.decode().split(";", 1)[0]
 
 

@@ -265,16 +265,18 @@ STRIDE = 39  # a cookie's name and value decoded together: 18 bytes of name, the
 
 
 def login_pair(values: tuple[str, ...], expires: int = LATER, keys: Keys = KEYS) -> bytes:
-    cookie = login_cookie(PREFIX, values, keys, PURPOSE, expires, 600)
-    assert cookie is not None
-    return cookie.split(b";", 1)[0]
+    made = login_cookie(PREFIX, values, keys, PURPOSE, expires, 600)
+    assert made is not None
+    return made[1].split(b";", 1)[0]
 
 
 def test_a_login_cookie() -> None:
-    cookie = login_cookie(PREFIX, ("s1",), KEYS, PURPOSE, LATER, 600)
-    assert cookie is not None
+    made = login_cookie(PREFIX, ("s1",), KEYS, PURPOSE, LATER, 600)
+    assert made is not None
+    login_id, cookie = made
     pair, *attributes = cookie.split(b"; ")
     name, value = pair.split(b"=")
+    assert name == PREFIX + login_id
     assert name.startswith(PREFIX) and len(name) == len(PREFIX) + 11 and len(PREFIX) == LOGIN_PREFIX_CHARS
     assert len(value) == 28 and value.translate(None, b"-_").isalnum()
     assert attributes == [b"Path=/login/callback", b"Max-Age=600", b"Secure", b"HttpOnly", b"SameSite=None"]
