@@ -96,10 +96,10 @@ def cases() -> dict[str, Case]:
     counted: list[str] = []
     # A response to /authorize: the request never carries the login cookies (Path=/login/callback),
     # only the list of logins in flight (Path=/): here a full one, so the oldest is dropped too.
-    listed = b"sso_proxy_logins=" + b".".join(b"%011d" % n for n in range(8))
+    listed = b"__Host-sso_proxy_logins=" + b".".join(b"%011d" % n for n in range(8))
     authorize = [*HOST, (b"cookie", b"auth0=s%3Aabc.def; did=s%3Av0%3A123; " + listed)]
     hook = PassthroughHook(binder, authorize, NOW, counted.append)
-    one = [*HOST, (b"cookie", b"auth0=s%3Aabc.def; did=s%3Av0%3A123; sso_proxy_logins=00000000000")]
+    one = [*HOST, (b"cookie", b"auth0=s%3Aabc.def; did=s%3Av0%3A123; __Host-sso_proxy_logins=00000000000")]
     first = PassthroughHook(binder, one, NOW, counted.append)  # one other login in flight
     relative = [(b"location", b"/u/login?state=abc"), (b"content-type", b"text/html")]
     to_idp = [(b"location", idp.encode()), (b"content-type", b"text/html")]

@@ -55,10 +55,11 @@ from proxy.txcookie import (
     verify,
 )
 
-# Cookie names. Not __Host- prefixed: that prefix requires Path=/, and these ride only on the callback.
+# Cookie names. The binding cookies are not __Host- prefixed: that prefix requires Path=/, and they
+# ride only on the callback. The list is on every path, so it is: no sibling domain can plant one.
 AUTH0_COOKIE = "sso_proxy_tx_"  # logins Auth0 started: one cookie per login, named this and an id
 AUTH0_PREFIX = AUTH0_COOKIE.encode("ascii")
-LIST_COOKIE = b"sso_proxy_logins"  # the ids of the newest logins in flight, on every path (bounds the login cookies)
+LIST_COOKIE = b"__Host-sso_proxy_logins"  # the ids of the newest logins in flight (bounds the login cookies)
 _LIST_KEY = LIST_COOKIE + b"="
 WORKOS_COOKIE = "sso_proxy_wx"  # callbacks this proxy sent to WorkOS (a fallback=auth0 is then solicited)
 

@@ -84,7 +84,7 @@ def headers_with(*set_cookies: bytes | None) -> list[tuple[bytes, bytes]]:
 def bind(binder: Binder, login: Login, now: float = NOW) -> bytes:
     """The login cookie's Set-Cookie of a bind from a browser with no list of logins in flight."""
     cookie, listed = binder.bind([], login, now)
-    assert listed.startswith(b"sso_proxy_logins=") and b"Path=/;" in listed
+    assert listed.startswith(b"__Host-sso_proxy_logins=") and b"Path=/;" in listed
     return cookie
 
 
@@ -205,6 +205,9 @@ def test_own_hosts_are_remembered_per_host_and_bounded() -> None:
     assert len(binder._own) <= 64
 
 
+LIST = b"__Host-sso_proxy_logins"
+
+
 def test_the_logins_in_flight_are_bounded_oldest_dropped() -> None:
     """A login starting cannot see the login cookies (they ride only on /login/callback): a list
     of their ids on every path bounds them. The ninth login deletes the first one's cookie."""
@@ -212,7 +215,9 @@ def test_the_logins_in_flight_are_bounded_oldest_dropped() -> None:
     jar: dict[bytes, bytes] = {}  # every cookie of the domain, as a browser keeps them
 
     def start(state: str) -> list[bytes]:
-        listed = b"sso_proxy_logins=" + jar[b"sso_proxy_logins"] if b"sso_proxy_logins" in jar else b"a=1"
+        listed = b"a=1"
+        if LIST in jar:
+            listed = LIST + b"=" + jar[LIST]
         set_cookies = binder.bind([(b"cookie", listed)], Login(OIDC_STATE, (state,)), NOW)
         for cookie in set_cookies:
             name, _, value = cookie.split(b";", 1)[0].partition(b"=")
@@ -228,29 +233,29 @@ def test_the_logins_in_flight_are_bounded_oldest_dropped() -> None:
     ninth = start("s-ninth")
     assert len(ninth) == 3 and b"Max-Age=0" in ninth[2]
     logins = [name for name in jar if name.startswith(b"sso_proxy_tx_")]
-    assert len(logins) == MAX_IN_FLIGHT and len(jar[b"sso_proxy_logins"].split(b".")) == MAX_IN_FLIGHT
+    assert len(logins) == MAX_IN_FLIGHT and len(jar[LIST].split(b".")) == MAX_IN_FLIGHT
     callback = [(b"cookie", b"; ".join(b"%s=%s" % (k, v) for k, v in jar.items() if k.startswith(b"sso_proxy_tx_")))]
     assert binder.auth0_binding(callback, Callback(b"state=s0"), NOW) == binding.NOT_BOUND  # the oldest went
     assert binder.auth0_binding(callback, Callback(b"state=s1"), NOW).bound == {"state"}
     assert binder.auth0_binding(callback, Callback(b"state=s-ninth"), NOW).bound == {"state"}
     # A retried redirect of the same login is listed once.
     start("s-ninth")
-    assert len(jar[b"sso_proxy_logins"].split(b".")) == len(set(jar[b"sso_proxy_logins"].split(b".")))
+    assert len(jar[LIST].split(b".")) == len(set(jar[LIST].split(b".")))
 
 
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
-        (b"sso_proxy_logins=AAAAAAAAAAA.BBBBBBBBBBB", [b"AAAAAAAAAAA", b"BBBBBBBBBBB"]),
-        (b"a=1; sso_proxy_logins=AAAAAAAAAAA", [b"AAAAAAAAAAA"]),
-        (b"x=sso_proxy_logins=AAAAAAAAAAA", []),  # inside another cookie's value
-        (b"sso_proxy_logins=", []),
-        (b"sso_proxy_logins=AA;AA", [b"AA"]),
-        (b"sso_proxy_logins=A%0D%0AB", []),  # a character no id has: nothing, so nothing is deleted
-        (b"sso_proxy_logins=" + b"A" * 5000, []),  # too long
-        (b"sso_proxy_logins=" + b".".join([b"C" * 11] * 8), [b"C" * 11] * 8),  # a full list
-        (b"sso_proxy_logins=" + b".".join([b"C" * 11] * 9), []),  # longer than any this service writes
+        (b"__Host-sso_proxy_logins=AAAAAAAAAAA.BBBBBBBBBBB", [b"AAAAAAAAAAA", b"BBBBBBBBBBB"]),
+        (b"a=1; __Host-sso_proxy_logins=AAAAAAAAAAA", [b"AAAAAAAAAAA"]),
+        (b"x=__Host-sso_proxy_logins=AAAAAAAAAAA", []),  # inside another cookie's value
+        (b"__Host-sso_proxy_logins=", []),
+        (b"__Host-sso_proxy_logins=AA;AA", [b"AA"]),
+        (b"__Host-sso_proxy_logins=A%0D%0AB", []),  # a character no id has: nothing, so nothing is deleted
+        (b"__Host-sso_proxy_logins=" + b"A" * 5000, []),  # too long
+        (b"__Host-sso_proxy_logins=" + b".".join([b"C" * 11] * 8), [b"C" * 11] * 8),  # a full list
+        (b"__Host-sso_proxy_logins=" + b".".join([b"C" * 11] * 9), []),  # longer than any this service writes
     ],
 )
 def test_the_list_of_logins_in_flight_is_read_with_bounds(header: bytes, expected: list[bytes]) -> None:
-    assert in_flight([(b"host", b"h"), (b"cookie", header)], b"sso_proxy_logins=") == expected
+    assert in_flight([(b"host", b"h"), (b"cookie", header)], b"__Host-sso_proxy_logins=") == expected
