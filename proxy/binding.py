@@ -59,8 +59,7 @@ from proxy.txcookie import (
 # ride only on the callback. The list is on every path, so it is: no sibling domain can plant one.
 AUTH0_COOKIE = "sso_proxy_tx_"  # logins Auth0 started: one cookie per login, named this and an id
 AUTH0_PREFIX = AUTH0_COOKIE.encode("ascii")
-LIST_COOKIE = b"__Host-sso_proxy_logins"  # the ids of the newest logins in flight (bounds the login cookies)
-_LIST_KEY = LIST_COOKIE + b"="
+LIST_COOKIE = "__Host-sso_proxy_logins"  # the ids of the newest logins in flight (bounds the login cookies)
 WORKOS_COOKIE = "sso_proxy_wx"  # callbacks this proxy sent to WorkOS (a fallback=auth0 is then solicited)
 
 # MAC domain separation: a MAC made for one purpose never verifies for another. The version is the
@@ -176,7 +175,7 @@ class Binder:
         if made is None:
             return []
         login_id, cookie = made
-        ids = in_flight(request_headers, _LIST_KEY)
+        ids = in_flight(request_headers, LIST_COOKIE)
         if login_id in ids:
             ids.remove(login_id)  # a retried redirect of the same login
         ids.append(login_id)

@@ -49,23 +49,25 @@ class Login(NamedTuple):
 _URL = re.compile(r"(?i:https?)://([^/?#]*)([^?#]*)")
 
 
+def _host(found: re.Match[str]) -> str | None:
+    """The host[:port] of a ``_URL`` match, lowercased; None for none or one with userinfo (never
+    one of this service's hosts)."""
+    netloc = found.group(1).lower()
+    return netloc if netloc and "@" not in netloc and "\\" not in netloc else None
+
+
 def _split(url: str) -> tuple[str, str] | None:
     """(host[:port] lowercased, path) of an absolute http(s) URL, else None."""
     found = _URL.match(url)
     if found is None:
         return None
-    netloc = found.group(1).lower()
-    if not netloc or "@" in netloc or "\\" in netloc:
-        return None  # no userinfo: never one of this service's hosts
-    return netloc, found.group(2)
+    netloc = _host(found)
+    return None if netloc is None else (netloc, found.group(2))
 
 
 def _netloc(url: str) -> str | None:
     found = _URL.match(url)
-    if found is None:
-        return None
-    netloc = found.group(1).lower()
-    return netloc if netloc and "@" not in netloc and "\\" not in netloc else None
+    return _host(found) if found is not None else None
 
 
 # A redirect's raw redirect_uri -> whether it is this service's /login/callback, per set of own

@@ -46,14 +46,13 @@ from typing import Any, Iterable, NamedTuple
 
 MAC_BYTES = 8  # a record's MAC slot
 TAG_BYTES = 16  # the cookie's tag
-MAX_ENTRIES = 8  # logins in flight per browser (tabs); the oldest is dropped beyond this
+MAX_ENTRIES = 8  # records per cookie of records (callbacks sent to WorkOS); the oldest is dropped beyond this
 MAX_TAGS = 2  # SAML: RelayState and the AuthnRequest ID
 MAX_COOKIE_CHARS = 256  # 8 records of 20 bytes and a 16-byte tag: 235 base64url characters
 MAX_VALUE_CHARS = 2048  # a state/RelayState longer than this is not bound (SAML caps RelayState at 80 bytes)
 RECORD = 4 + 2 * MAC_BYTES
 COOKIE_PATH = "/login/callback"
 _COOKIE_PATH = COOKIE_PATH.encode("ascii")
-_COOKIE_NAMES = {name: name.encode("ascii") for name in ("sso_proxy_tx", "sso_proxy_wx")}  # binding.py's
 
 _BLOCK = 64  # SHA-256's block size
 _IPAD = bytes(x ^ 0x36 for x in range(256))
@@ -144,6 +143,16 @@ def value_macs(value: str, keys: Keys, purpose: bytes) -> list[bytes]:
     if len(states) == 1:  # no rotation under way: no loop
         return [_finish(states[0][0], states[0][1], data)[:MAC_BYTES]]
     return [_finish(inner, outer, data)[:MAC_BYTES] for inner, outer in states]
+
+
+def _signing_macs(values: tuple[str, ...], keys: Keys, purpose: bytes) -> tuple[bytes, bytes]:
+    """Under the first key: the first value's whole HMAC (its MAC and a login cookie's id come from
+    it), and the second value's MAC (the first's, with one value). ``values`` is not empty."""
+    inner, outer = keys.for_values(purpose)[0]
+    digest = _finish(inner, outer, values[0].encode("utf-8", "surrogatepass"))
+    if len(values) == 1:
+        return digest, digest[:MAC_BYTES]
+    return digest, _finish(inner, outer, values[1].encode("utf-8", "surrogatepass"))[:MAC_BYTES]
 
 
 def sign(payload: bytes, keys: Keys, purpose: bytes) -> bytes:
@@ -343,14 +352,10 @@ def add_record(payload: bytes, values: tuple[str, ...], keys: Keys, purpose: byt
     are dropped; the oldest go beyond MAX_ENTRIES."""
     if not values:
         return live(payload, now)
-    inner, outer = keys.for_values(purpose)[0]
-    first = _finish(inner, outer, values[0].encode("utf-8", "surrogatepass"))[:MAC_BYTES]
-    if len(values) == 1:
-        tags: tuple[bytes, ...] = (first,)
-        added = expires.to_bytes(4, "big") + first + first
-    else:
-        tags = (first, _finish(inner, outer, values[1].encode("utf-8", "surrogatepass"))[:MAC_BYTES])
-        added = expires.to_bytes(4, "big") + first + tags[1]
+    digest, second = _signing_macs(values, keys, purpose)
+    first = digest[:MAC_BYTES]
+    added = expires.to_bytes(4, "big") + first + second
+    tags = (first,) if second == first else (first, second)
     if not payload:
         return added  # the common case: no other login in flight
     kept = payload
@@ -384,17 +389,17 @@ def entries(payload: bytes, now: float) -> tuple[Entry, ...]:
 # /u/login where a login starts, so a response starting a login cannot see the logins already in
 # flight: one cookie holding them all would be replaced by each new login (another tab's binding
 # lost). So each login gets its own cookie, ``<prefix><id>``, and nothing is ever re-issued: a
-# login adds a cookie, its callback deletes that one. ``id`` is the 11 base64url characters of the
-# login's first MAC (a retried redirect of the same login replaces its own cookie). The value is
+# login adds a cookie, its callback deletes that one. ``id`` is 11 base64url characters of the
+# first value's HMAC (see :func:`_login_id`; a retried redirect of the same login replaces its own cookie). The value is
 # base64url of one record: a format byte (3), 4 bytes of expiry, two MAC slots; 21 bytes, 28
 # characters. No tag: a record is only ever read, and a MAC cannot be made without the key; what a
 # forged copy can change is its expiry, which can only send a callback carrying a value Auth0
 # issued to Auth0.
 #
-# Reading them costs a few C calls whatever their number: the prefix is 13 characters, so a
-# cookie's name (24) and value (28) are whole base64 quanta, and all of the request's login cookies,
-# joined without their "=", decode as one string: 39 bytes each, 18 of name then the record. The
-# search below runs over that, the name bytes outside every mask.
+# A callback's state or RelayState finds its cookie by name (one find). Only an InResponseTo is
+# searched for in all of them: the prefix is 13 characters, so a cookie's name (24) and value (28)
+# are whole base64 quanta and decode together to 39 bytes, 18 of name then the record; the search
+# runs over those, the name bytes outside every mask.
 
 LOGIN_PREFIX_CHARS = 13
 LOGIN_RECORD = 1 + 4 + 2 * MAC_BYTES
@@ -402,10 +407,9 @@ LOGIN_FORMAT = b"\x03"
 MAX_LOGINS = 16  # login cookies read per callback: the newest (a browser sends the oldest first)
 MAX_LOGIN_NAMES = 64  # cookie names looked at per request, whatever the Cookie headers hold
 _NAME_CHARS = LOGIN_PREFIX_CHARS + 11
-_PAIR_CHARS = _NAME_CHARS + 1 + LOGIN_RECORD * 4 // 3  # name=value: 53
-_PAIR_STEP = _PAIR_CHARS + 2  # and "; "
 _VALUE_CHARS = LOGIN_RECORD * 4 // 3
-_STRIDE = (_NAME_CHARS + LOGIN_RECORD * 4 // 3) * 3 // 4  # decoded name and record: 39 bytes
+_PAIR_STEP = _NAME_CHARS + 1 + _VALUE_CHARS + 2  # name=value and "; "
+_STRIDE = (_NAME_CHARS + _VALUE_CHARS) * 3 // 4  # decoded name and record: 39 bytes
 _AT = _STRIDE - LOGIN_RECORD  # where the record starts in each stride
 _LOGIN_MASKS = tuple(_masks(count, _STRIDE, _AT + 5) for count in range(MAX_LOGINS + 1))
 
@@ -421,13 +425,8 @@ def login_cookie(
     without values. ``prefix`` is :data:`LOGIN_PREFIX_CHARS` characters."""
     if not values:
         return None
-    inner, outer = keys.for_values(purpose)[0]
-    digest = _finish(inner, outer, values[0].encode("utf-8", "surrogatepass"))
-    first = digest[:MAC_BYTES]
-    second = first
-    if len(values) > 1:
-        second = _finish(inner, outer, values[1].encode("utf-8", "surrogatepass"))[:MAC_BYTES]
-    record = LOGIN_FORMAT + expires.to_bytes(4, "big") + first + second
+    digest, second = _signing_macs(values, keys, purpose)
+    record = LOGIN_FORMAT + expires.to_bytes(4, "big") + digest[:MAC_BYTES] + second
     login_id = _login_id(digest)
     return login_id, _set_cookie(prefix + login_id, _b64url(record), max_age)
 
@@ -447,25 +446,24 @@ _LIST_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 _LIST_CHARS = (_ID_CHARS + 1) * MAX_IN_FLIGHT
 
 
-def in_flight(headers: Iterable[tuple[bytes, bytes]], key: bytes) -> list[bytes]:
-    """The login ids of the list cookie (``key`` is ``name=``), the newest :data:`MAX_IN_FLIGHT`;
-    [] for a value too long or with a character no id has. Never raises."""
-    for header, line in headers:
-        if header == b"cookie":
-            at = line.find(key)
-            if at >= 0 and (at == 0 or line[at - 1] in b"; \t"):
-                end = line.find(b";", at)
-                value = line[at + len(key) : end] if end >= 0 else line[at + len(key) :]
-                if len(value) > _LIST_CHARS or value.translate(None, _LIST_ALPHABET):
-                    return []
-                return value.split(b".")[-MAX_IN_FLIGHT:] if value else []
+def in_flight(headers: Iterable[tuple[bytes, bytes]], name: str) -> list[bytes]:
+    """The login ids of the list cookie ``name``, the newest :data:`MAX_IN_FLIGHT`; [] for a value
+    too long or with a character no id has. Never raises."""
+    for value in cookie_values(headers, name, 1):
+        if len(value) > _LIST_CHARS or value.translate(None, _LIST_ALPHABET):
+            return []
+        return value.split(b".")[-MAX_IN_FLIGHT:] if value else []
     return []
 
 
-def list_cookie(name: bytes, ids: list[bytes], max_age: int) -> bytes:
+def list_cookie(name: str, ids: list[bytes], max_age: int) -> bytes:
     """Set-Cookie for the list: every path (it must reach /authorize), SameSite=None (a login
     started from another site's page must see it too, or it would not bound that page's logins)."""
-    return b"%s=%s; Path=/; Max-Age=%d; Secure; HttpOnly; SameSite=None" % (name, b".".join(ids), max_age)
+    return b"%s=%s; Path=/; Max-Age=%d; Secure; HttpOnly; SameSite=None" % (
+        name.encode("ascii"),
+        b".".join(ids),
+        max_age,
+    )
 
 
 def _login_id(digest: bytes) -> bytes:
@@ -482,49 +480,9 @@ def cookie_lines(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> list[
 def login_cookies(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> tuple[bytes, bytes]:
     """The request's login cookies named ``prefix``..., as ``name=value`` pairs joined by "; ",
     and their 39-byte strides (in the same order), NOT verified: the newest :data:`MAX_LOGINS`
-    well-formed ones. Never raises; :func:`login_name` is the name of one.
-
-    A browser lists cookies of the longest path first, oldest first (RFC 6265 section 5.4), so its
-    login cookies usually come first and side by side: a run of 53-character pairs 55 characters
-    apart, decoded by one slice, one translate and one decode. Otherwise the header is split at
-    "; " and filtered; anything else (another separator, a malformed value) is read by a loop over
-    at most :data:`MAX_LOGIN_NAMES` names."""
-    lines = cookie_lines(headers, prefix)
-    if not lines:
-        return b"", b""
-    if len(lines) == 1:
-        line = lines[0]
-        at = line.find(prefix)
-        count = line.count(prefix, at)
-        if count <= MAX_LOGINS and (at == 0 or line[at - 1] in b"; \t"):
-            run = line[at : at + _PAIR_STEP * count - 2]
-            joined = run.translate(_FROM_URLSAFE, b"=; ")
-            if len(joined) == (_PAIR_CHARS - 1) * count and run.count(b"; ") == count - 1:
-                try:
-                    strides = binascii.a2b_base64(joined, strict_mode=True)
-                except binascii.Error:
-                    pass
-                else:
-                    return run, strides
-    pairs = [p for line in lines for p in line.split(b"; ", 255) if len(p) == _PAIR_CHARS and p.startswith(prefix)]
-    if 0 < len(pairs) == sum(line.count(prefix) for line in lines) <= MAX_LOGIN_NAMES:
-        pairs = pairs[-MAX_LOGINS:]
-        try:
-            joined = b"".join(pairs).translate(_FROM_URLSAFE, b"=")
-            if len(joined) == len(pairs) * (_PAIR_CHARS - 1):  # one "=" each, between name and value
-                return b"; ".join(pairs), binascii.a2b_base64(joined, strict_mode=True)
-        except binascii.Error:
-            pass
-    return _login_cookies_one_by_one(headers, prefix)
-
-
-def login_name(pairs: bytes, record: int) -> bytes:
-    """The name of login cookie ``record`` of :func:`login_cookies`' pairs."""
-    at = record * _PAIR_STEP
-    return pairs[at : at + _NAME_CHARS]
-
-
-def _login_cookies_one_by_one(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> tuple[bytes, bytes]:
+    well-formed ones among the first :data:`MAX_LOGIN_NAMES` names. Each step moves past a ";":
+    linear in the headers. Never raises; :func:`login_name` is the name of one. Only an
+    ``InResponseTo`` (and ``explain``) reads them all: a state or RelayState is found by name."""
     names: list[bytes] = []
     strides: list[bytes] = []
     looked = 0
@@ -540,7 +498,7 @@ def _login_cookies_one_by_one(headers: Iterable[tuple[bytes, bytes]], prefix: by
             if at == 0 or line[at - 1] in b"; \t":  # a cookie's start, not inside another's value
                 name, equals, value = line[at:end].partition(b"=")
                 name, value = name.rstrip(), value.strip()
-                if equals and len(name) == _NAME_CHARS and len(value) == _PAIR_CHARS - _NAME_CHARS - 1:
+                if equals and len(name) == _NAME_CHARS and len(value) == _VALUE_CHARS:
                     try:
                         strides.append(binascii.a2b_base64((name + value).translate(_FROM_URLSAFE), strict_mode=True))
                         names.append(name + b"=" + value)
@@ -548,6 +506,12 @@ def _login_cookies_one_by_one(headers: Iterable[tuple[bytes, bytes]], prefix: by
                         pass
             at = line.find(prefix, end)
     return b"; ".join(names[-MAX_LOGINS:]), b"".join(strides[-MAX_LOGINS:])
+
+
+def login_name(pairs: bytes, record: int) -> bytes:
+    """The name of login cookie ``record`` of :func:`login_cookies`' pairs."""
+    at = record * _PAIR_STEP
+    return pairs[at : at + _NAME_CHARS]
 
 
 def find_login_by_name(
@@ -604,7 +568,7 @@ def set_cookie(name: str, value: str | bytes, max_age: int) -> bytes:
     back carries it, which requires Secure (so it only round-trips over https)."""
     if isinstance(value, str):
         value = value.encode("ascii")
-    return _set_cookie(_COOKIE_NAMES.get(name) or name.encode("ascii"), value, max_age)
+    return _set_cookie(name.encode("ascii"), value, max_age)
 
 
 def _set_cookie(name: bytes, value: bytes, max_age: int) -> bytes:

@@ -258,4 +258,4 @@ def test_the_logins_in_flight_are_bounded_oldest_dropped() -> None:
     ],
 )
 def test_the_list_of_logins_in_flight_is_read_with_bounds(header: bytes, expected: list[bytes]) -> None:
-    assert in_flight([(b"host", b"h"), (b"cookie", header)], b"__Host-sso_proxy_logins=") == expected
+    assert in_flight([(b"host", b"h"), (b"cookie", header)], "__Host-sso_proxy_logins") == expected
