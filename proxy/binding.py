@@ -33,7 +33,6 @@ from proxy.logins import (
     may_be_post_page,
 )
 from proxy.txcookie import (
-    MAX_IN_FLIGHT,
     Keys,
     add_record,
     cookie_header,
@@ -44,8 +43,8 @@ from proxy.txcookie import (
     find_copy,
     find_login,
     find_login_by_name,
-    in_flight,
     list_cookie,
+    listed_logins,
     live,
     login_cookie,
     login_cookies,
@@ -53,6 +52,7 @@ from proxy.txcookie import (
     read_payload,
     set_cookie,
     verify,
+    with_login,
 )
 
 # Cookie names. The binding cookies are not __Host- prefixed: that prefix requires Path=/, and they
@@ -60,6 +60,7 @@ from proxy.txcookie import (
 AUTH0_COOKIE = "sso_proxy_tx_"  # logins Auth0 started: one cookie per login, named this and an id
 AUTH0_PREFIX = AUTH0_COOKIE.encode("ascii")
 LIST_COOKIE = "__Host-sso_proxy_logins"  # the ids of the newest logins in flight (bounds the login cookies)
+_LIST_KEY = LIST_COOKIE.encode("ascii") + b"="
 WORKOS_COOKIE = "sso_proxy_wx"  # callbacks this proxy sent to WorkOS (a fallback=auth0 is then solicited)
 
 # MAC domain separation: a MAC made for one purpose never verifies for another. The version is the
@@ -174,19 +175,11 @@ class Binder:
         made = login_cookie(AUTH0_PREFIX, login.values, self.keys, AUTH0_PURPOSE, int(now) + self.ttl, self.ttl)
         if made is None:
             return []
-        login_id, cookie = made
-        ids = in_flight(request_headers, LIST_COOKIE)
-        if login_id in ids:
-            ids.remove(login_id)  # a retried redirect of the same login
-        ids.append(login_id)
-        if len(ids) <= MAX_IN_FLIGHT:
-            return [cookie, list_cookie(LIST_COOKIE, ids, self.ttl)]
-        gone = ids[:-MAX_IN_FLIGHT]
-        return [
-            cookie,
-            list_cookie(LIST_COOKIE, ids[-MAX_IN_FLIGHT:], self.ttl),
-            *[delete_cookie(AUTH0_PREFIX + login) for login in gone if login],
-        ]
+        listed, gone = with_login(listed_logins(request_headers, _LIST_KEY), made[0])
+        cookies = [made[1], list_cookie(_LIST_KEY, listed, self.ttl)]
+        if gone:
+            cookies += [delete_cookie(AUTH0_PREFIX + login_id) for login_id in gone]
+        return cookies
 
     def _append(
         self,

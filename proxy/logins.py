@@ -186,7 +186,7 @@ def _attrs(raw: bytes) -> dict[str, str]:
 
 def inspect_page(page: bytes, own_hosts: frozenset[str]) -> Login | None:
     """The login an auto-post page starts (SAML HTTP-POST binding): its form's SAMLRequest and RelayState."""
-    if b"SAMLRequest" not in page or len(page) > MAX_PAGE_BYTES:
+    if page.find(b"SAMLRequest") < 0 or len(page) > MAX_PAGE_BYTES:
         return None
     fields: dict[str, str] = {}
     for match in _INPUT.finditer(page):

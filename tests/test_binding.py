@@ -11,7 +11,7 @@ from proxy import binding
 from proxy.binding import AUTH0_COOKIE, WORKOS_COOKIE, Binder
 from proxy.callback import Callback, callback_digest, in_response_to, transaction_values
 from proxy.logins import OIDC_STATE, SAML_RELAYSTATE, Login
-from proxy.txcookie import MAX_IN_FLIGHT, Keys, delete_cookie, in_flight
+from proxy.txcookie import MAX_IN_FLIGHT, Keys, delete_cookie, in_flight, with_login
 
 KEY_A = b"a" * 32
 KEY_B = b"b" * 32
@@ -259,3 +259,23 @@ def test_the_logins_in_flight_are_bounded_oldest_dropped() -> None:
 )
 def test_the_list_of_logins_in_flight_is_read_with_bounds(header: bytes, expected: list[bytes]) -> None:
     assert in_flight([(b"host", b"h"), (b"cookie", header)], "__Host-sso_proxy_logins") == expected
+
+
+A, B, C, N = b"A" * 11, b"B" * 11, b"C" * 11, b"N" * 11
+
+
+@pytest.mark.parametrize(
+    ("listed", "login_id", "expected"),
+    [
+        (b"", N, (N, [])),  # the first login in flight
+        (A + b"." + B, N, (A + b"." + B + b"." + N, [])),  # room left: appended
+        (A + b"." + N + b"." + B, N, (A + b"." + B + b"." + N, [])),  # a retried redirect: moved, listed once
+        (b".".join([C] * 7), N, (b".".join([C] * 7 + [N]), [])),  # the eighth fills the list
+        (b".".join([A] + [C] * 7), N, (b".".join([C] * 7 + [N]), [A])),  # the ninth drops the oldest
+        (b".".join([A] + [C] * 6 + [N]), N, (b".".join([A] + [C] * 6 + [N]), [])),  # full, retried: nothing dropped
+        (b"." + b".".join([C] * 7), N, (b".".join([C] * 7 + [N]), [])),  # an empty id falls off: nothing to delete
+        (A + N + b"." + B, N, (A + N + b"." + B + b"." + N, [])),  # the id inside a longer one is not it
+    ],
+)
+def test_a_login_joins_the_list(listed: bytes, login_id: bytes, expected: tuple[bytes, list[bytes]]) -> None:
+    assert with_login(listed, login_id) == expected
