@@ -175,7 +175,7 @@ class Binder:
         made = login_cookie(AUTH0_PREFIX, login.values, self.keys, AUTH0_PURPOSE, int(now) + self.ttl, self.ttl)
         if made is None:
             return []
-        listed, gone = with_login(listed_logins(request_headers, _LIST_KEY), made[0])
+        listed, gone = with_login(listed_logins(request_headers, LIST_COOKIE), made[0])
         cookies = [made[1], list_cookie(_LIST_KEY, listed, self.ttl)]
         if gone:
             cookies += [delete_cookie(AUTH0_PREFIX + login_id) for login_id in gone]

@@ -446,27 +446,12 @@ _LIST_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 _LIST_CHARS = (_ID_CHARS + 1) * MAX_IN_FLIGHT
 
 
-def listed_logins(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes:
-    """The value of the list cookie (``name`` is ``b"name="``) as sent: b"" for none, a value too
+def listed_logins(headers: Iterable[tuple[bytes, bytes]], name: str) -> bytes:
+    """The value of the list cookie ``name`` as sent (ids joined by "."): b"" for none, a value too
     long, or one with a character no id has. The first copy only. Never raises."""
-    for header, line in headers:
-        if header != b"cookie":
-            continue
-        at = line.find(name)
-        while at >= 0:
-            if at == 0 or line[at - 1] in b"; \t":  # a cookie's start, not inside another's value
-                end = line.find(b";", at)
-                value = line[at + len(name) : end if end >= 0 else len(line)].strip()
-                return b"" if len(value) > _LIST_CHARS or value.translate(None, _LIST_ALPHABET) else value
-            at = line.find(name, at + len(name))
+    for value in cookie_values(headers, name, 1):
+        return b"" if len(value) > _LIST_CHARS or value.translate(None, _LIST_ALPHABET) else value
     return b""
-
-
-def in_flight(headers: Iterable[tuple[bytes, bytes]], name: str) -> list[bytes]:
-    """The login ids of the list cookie ``name``, the newest :data:`MAX_IN_FLIGHT` (see
-    :func:`listed_logins`)."""
-    listed = listed_logins(headers, name.encode("ascii") + b"=")
-    return listed.split(b".")[-MAX_IN_FLIGHT:] if listed else []
 
 
 def with_login(listed: bytes, login_id: bytes) -> tuple[bytes, list[bytes]]:
@@ -484,9 +469,9 @@ def with_login(listed: bytes, login_id: bytes) -> tuple[bytes, list[bytes]]:
 
 
 def list_cookie(name: bytes, listed: bytes, max_age: int) -> bytes:
-    """Set-Cookie for the list (``name`` is ``b"name="``): every path (it must reach /authorize),
-    SameSite=None (a login started from another site's page must see it too, or it would not bound
-    that page's logins)."""
+    """Set-Cookie for the list (``name`` is ``b"name="``, ``listed`` from :func:`with_login`): every
+    path (it must reach /authorize), SameSite=None (a login started from another site's page must
+    see it too, or it would not bound that page's logins)."""
     return b"%s%s; Path=/; Max-Age=%d; Secure; HttpOnly; SameSite=None" % (name, listed, max_age)
 
 

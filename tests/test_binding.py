@@ -11,7 +11,7 @@ from proxy import binding
 from proxy.binding import AUTH0_COOKIE, WORKOS_COOKIE, Binder
 from proxy.callback import Callback, callback_digest, in_response_to, transaction_values
 from proxy.logins import OIDC_STATE, SAML_RELAYSTATE, Login
-from proxy.txcookie import MAX_IN_FLIGHT, Keys, delete_cookie, in_flight, with_login
+from proxy.txcookie import MAX_IN_FLIGHT, Keys, delete_cookie, listed_logins, with_login
 
 KEY_A = b"a" * 32
 KEY_B = b"b" * 32
@@ -246,19 +246,19 @@ def test_the_logins_in_flight_are_bounded_oldest_dropped() -> None:
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
-        (b"__Host-sso_proxy_logins=AAAAAAAAAAA.BBBBBBBBBBB", [b"AAAAAAAAAAA", b"BBBBBBBBBBB"]),
-        (b"a=1; __Host-sso_proxy_logins=AAAAAAAAAAA", [b"AAAAAAAAAAA"]),
-        (b"x=__Host-sso_proxy_logins=AAAAAAAAAAA", []),  # inside another cookie's value
-        (b"__Host-sso_proxy_logins=", []),
-        (b"__Host-sso_proxy_logins=AA;AA", [b"AA"]),
-        (b"__Host-sso_proxy_logins=A%0D%0AB", []),  # a character no id has: nothing, so nothing is deleted
-        (b"__Host-sso_proxy_logins=" + b"A" * 5000, []),  # too long
-        (b"__Host-sso_proxy_logins=" + b".".join([b"C" * 11] * 8), [b"C" * 11] * 8),  # a full list
-        (b"__Host-sso_proxy_logins=" + b".".join([b"C" * 11] * 9), []),  # longer than any this service writes
+        (b"__Host-sso_proxy_logins=AAAAAAAAAAA.BBBBBBBBBBB", b"AAAAAAAAAAA.BBBBBBBBBBB"),
+        (b"a=1; __Host-sso_proxy_logins=AAAAAAAAAAA", b"AAAAAAAAAAA"),
+        (b"x=__Host-sso_proxy_logins=AAAAAAAAAAA", b""),  # inside another cookie's value
+        (b"__Host-sso_proxy_logins=", b""),
+        (b"__Host-sso_proxy_logins=AA;AA", b"AA"),
+        (b"__Host-sso_proxy_logins=A%0D%0AB", b""),  # a character no id has: nothing, so nothing is deleted
+        (b"__Host-sso_proxy_logins=" + b"A" * 5000, b""),  # too long
+        (b"__Host-sso_proxy_logins=" + b".".join([b"C" * 11] * 8), b".".join([b"C" * 11] * 8)),  # a full list
+        (b"__Host-sso_proxy_logins=" + b".".join([b"C" * 11] * 9), b""),  # longer than any this service writes
     ],
 )
-def test_the_list_of_logins_in_flight_is_read_with_bounds(header: bytes, expected: list[bytes]) -> None:
-    assert in_flight([(b"host", b"h"), (b"cookie", header)], "__Host-sso_proxy_logins") == expected
+def test_the_list_of_logins_in_flight_is_read_with_bounds(header: bytes, expected: bytes) -> None:
+    assert listed_logins([(b"host", b"h"), (b"cookie", header)], "__Host-sso_proxy_logins") == expected
 
 
 A, B, C, N = b"A" * 11, b"B" * 11, b"C" * 11, b"N" * 11
