@@ -219,8 +219,10 @@ class PassthroughHook:
         self.counted = counted
 
     def _cookie(self, login: Login | None) -> list[tuple[bytes, bytes]]:
-        cookies = self.binder.bind(self.request_headers, login, self.now) if login is not None else []
-        if login is None or not cookies:
+        if login is None:
+            return []
+        cookies = self.binder.bind(self.request_headers, login, self.now)
+        if not cookies:
             return []
         self.counted(login.kind)
         return [(b"set-cookie", cookie) for cookie in cookies]

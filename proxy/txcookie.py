@@ -481,6 +481,21 @@ def _login_id(digest: bytes) -> bytes:
     return _b64url(digest[MAC_BYTES : 2 * MAC_BYTES])
 
 
+def cookie_starts(line: bytes, key: bytes, limit: int = MAX_LOGIN_NAMES) -> list[int]:
+    """Where the cookies that ``key`` names (``b"name="``, or a name's prefix) start in one Cookie
+    header: among the first ``limit`` places ``key`` occurs, those at a cookie's start (not inside
+    another cookie's name or value). Each step moves past the last: linear, and bounded."""
+    starts: list[int] = []
+    at = line.find(key)
+    looked = 0
+    while at >= 0 and looked < limit:
+        looked += 1
+        if at == 0 or line[at - 1] in b"; \t":
+            starts.append(at)
+        at = line.find(key, at + len(key))
+    return starts
+
+
 def cookie_lines(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> list[bytes]:
     """The request's Cookie headers that mention ``prefix``."""
     # find, not `prefix in line`: `bytes in bytes` first tries the operand as an int, and raising
@@ -491,31 +506,27 @@ def cookie_lines(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> list[
 def login_cookies(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> tuple[bytes, bytes]:
     """The request's login cookies named ``prefix``..., as ``name=value`` pairs joined by "; ",
     and their 39-byte strides (in the same order), NOT verified: the newest :data:`MAX_LOGINS`
-    well-formed ones among the first :data:`MAX_LOGIN_NAMES` names. Each step moves past a ";":
-    linear in the headers. Never raises; :func:`login_name` is the name of one. Only an
-    ``InResponseTo`` (and ``explain``) reads them all: a state or RelayState is found by name."""
+    well-formed ones among the first :data:`MAX_LOGIN_NAMES` names (:func:`cookie_starts`). Never
+    raises; :func:`login_name` is the name of one. Only an ``InResponseTo`` (and ``explain``) reads
+    them all: a state or RelayState is found by name."""
     names: list[bytes] = []
     strides: list[bytes] = []
     looked = 0
     for header, line in headers:
-        if header != b"cookie":
+        if header != b"cookie" or looked >= MAX_LOGIN_NAMES:
             continue
-        at = line.find(prefix)
-        while at >= 0 and looked < MAX_LOGIN_NAMES:
-            looked += 1
+        starts = cookie_starts(line, prefix, MAX_LOGIN_NAMES - looked)
+        looked += len(starts)
+        for at in starts:
             end = line.find(b";", at)
-            if end < 0:
-                end = len(line)
-            if at == 0 or line[at - 1] in b"; \t":  # a cookie's start, not inside another's value
-                name, equals, value = line[at:end].partition(b"=")
-                name, value = name.rstrip(), value.strip()
-                if equals and len(name) == _NAME_CHARS and len(value) == _VALUE_CHARS:
-                    try:
-                        strides.append(binascii.a2b_base64((name + value).translate(_FROM_URLSAFE), strict_mode=True))
-                        names.append(name + b"=" + value)
-                    except binascii.Error:
-                        pass
-            at = line.find(prefix, end)
+            name, equals, value = line[at : end if end >= 0 else len(line)].partition(b"=")
+            name, value = name.rstrip(), value.strip()
+            if equals and len(name) == _NAME_CHARS and len(value) == _VALUE_CHARS:
+                try:
+                    strides.append(binascii.a2b_base64((name + value).translate(_FROM_URLSAFE), strict_mode=True))
+                    names.append(name + b"=" + value)
+                except binascii.Error:
+                    pass
     return b"; ".join(names[-MAX_LOGINS:]), b"".join(strides[-MAX_LOGINS:])
 
 
@@ -538,20 +549,15 @@ def find_login_by_name(
         digest = _finish(inner, outer, data)
         key = prefix + _login_id(digest) + b"="
         for line in lines:
-            at = line.find(key)
-            looked = 0
-            while at >= 0 and looked < MAX_LOGIN_NAMES:  # each a copy of this very name: bounded all the same
-                looked += 1
+            for at in cookie_starts(line, key):  # each a copy of this very name: bounded all the same
                 begin = at + _NAME_CHARS + 1
-                if at == 0 or line[at - 1] in b"; \t":  # a cookie's start, not inside another's value
-                    record = _login_record(line[begin : begin + _VALUE_CHARS + 1])
-                    if (
-                        record is not None
-                        and hmac.compare_digest(record[5 : 5 + MAC_BYTES], digest[:MAC_BYTES])
-                        and int.from_bytes(record[1:5], "big") > now
-                    ):
-                        return key[:-1]
-                at = line.find(key, begin)
+                record = _login_record(line[begin : begin + _VALUE_CHARS + 1])
+                if (
+                    record is not None
+                    and hmac.compare_digest(record[5 : 5 + MAC_BYTES], digest[:MAC_BYTES])
+                    and int.from_bytes(record[1:5], "big") > now
+                ):
+                    return key[:-1]
     return None
 
 
@@ -609,12 +615,11 @@ def cookie_values(headers: Iterable[tuple[bytes, bytes]], name: str, limit: int 
     for header, value in headers:
         if header != b"cookie":
             continue
-        at = value.find(wanted)
-        while at >= 0 and len(found) < limit:
-            if at == 0 or value[at - 1] in b"; \t":  # a cookie's start, not the end of another name
-                end = value.find(b";", at)
-                found.append(value[at + len(wanted) : end if end >= 0 else len(value)].strip())
-            at = value.find(wanted, at + len(wanted))
+        for at in cookie_starts(value, wanted):
+            if len(found) >= limit:
+                return found
+            end = value.find(b";", at)
+            found.append(value[at + len(wanted) : end if end >= 0 else len(value)].strip())
     return found
 
 
