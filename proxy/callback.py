@@ -30,7 +30,7 @@ MAX_ID_TOKEN_BYTES = 64 << 10
 # A schema-valid SAML response names its Destination on the root, its Issuer first, and closes the
 # first AudienceRestriction within a few dozen elements and a few KB (Response: Issuer, Signature,
 # Status, Assertion: Issuer, Signature, Subject, Conditions; the attribute statements come after),
-# so the scan and the parser read only the first PARSE_WINDOW bytes, and the parser stops after
+# so the scans and the parser read only the first PARSE_WINDOW bytes, and the parser stops after
 # MAX_ELEMENTS elements, keeping what it has read. expat's cost per byte depends on the markup
 # (about 3,700 instructions per distinct element name, measured with callgrind), so the window
 # bounds the worst case, not only the typical one.
@@ -253,51 +253,13 @@ def parse_window(parser: expat.XMLParserType, xml: bytes) -> None:
     parser.Parse(xml[:PARSE_WINDOW], len(xml) <= PARSE_WINDOW)
 
 
-# The root element's start tag read by a scan (an AuthnRequest's ID, a Response's InResponseTo: the
-# transaction binding reads these on the request path, and creating an expat parser costs more than
-# the rest of that check). Exact only for what a scan reads as expat would: an optional UTF-8 XML
-# declaration, then the root's start tag whose attribute values hold no entity reference, "<", or
-# whitespace expat would normalize. Anything else (a BOM, another encoding, a comment, a DOCTYPE, a
-# PI, a reference, a duplicate attribute, a tag longer than ROOT_WINDOW) is left to expat. The match
-# is anchored and every repetition starts at a character the one before cannot take, so it is linear.
-ROOT_WINDOW = 8 << 10
-_ROOT_TAG = re.compile(
-    rb"""(?:<\?xml(?:[ \t\r\n]+(?:version|standalone)[ \t\r\n]*=[ \t\r\n]*(?:"[^"<>]*"|'[^'<>]*')"""
-    rb"""|[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(?:"(?i:utf-8)"|'(?i:utf-8)'))*[ \t\r\n]*\?>)?[ \t\r\n]*"""
-    rb"<([A-Za-z_][\w.:-]*)"
-    rb"""((?:[ \t\r\n]+[A-Za-z_][\w.:-]*[ \t\r\n]*=[ \t\r\n]*(?:"[^"<&\t\r\n]*"|'[^'<&\t\r\n]*'))*)"""
-    rb"[ \t\r\n]*/?>"
-)
-_ROOT_ATTR = re.compile(rb"""([A-Za-z_][\w.:-]*)[ \t\r\n]*=[ \t\r\n]*(?:"([^"]*)"|'([^']*)')""")
-
-
-def scan_root(xml: bytes) -> tuple[str, dict[str, str]] | None:
-    """The root element by a scan, or None when only expat can say (see above)."""
-    found = _ROOT_TAG.match(xml, 0, ROOT_WINDOW)
-    if found is None:
-        return None
-    attrs: dict[str, str] = {}
-    try:
-        for pair in _ROOT_ATTR.finditer(found.group(2)):
-            name = pair.group(1).decode("ascii")
-            if name in attrs:
-                return None  # expat refuses the document
-            value = pair.group(2) if pair.group(2) is not None else pair.group(3)
-            attrs[name] = value.decode("utf-8")
-        return _local(found.group(1).decode("ascii")), attrs
-    except UnicodeDecodeError:
-        return None
-
-
 def root_element(xml: bytes) -> tuple[str, dict[str, str]] | None:
-    """The root element's local name and attributes, or None if unreadable: by a scan where it is
-    exact, else by expat."""
-    scanned = scan_root(xml)
-    return scanned if scanned is not None else parse_root(xml)
+    """The root element's local name and attributes by expat (it stops there), or None if unreadable.
 
-
-def parse_root(xml: bytes) -> tuple[str, dict[str, str]] | None:
-    """The root element's local name and attributes by expat (it stops there), or None if unreadable."""
+    An AuthnRequest's ID and a Response's InResponseTo are read here on the request path (the
+    transaction binding). A regex scan of the root tag used to come first; it cost more than expat
+    on a real root (65,000 against 52,000 instructions for an AuthnRequest, 76,000 against 59,000
+    for a Response; callgrind, bench/NOTES.md sixth round) and had to be kept exact, so it is gone."""
     found: list[tuple[str, dict[str, str]]] = []
 
     def start(name: str, attrs: dict[str, str]) -> None:
