@@ -118,10 +118,11 @@ def read_saml_request(encoded: str, deflated: bool) -> tuple[str | None, str | N
 
 def _saml_login(saml_request: str, relay_state: str | None, deflated: bool, own_hosts: frozenset[str]) -> Login | None:
     request_id, acs = read_saml_request(saml_request, deflated)
-    if acs and _netloc(acs) is not None and not is_own_callback(acs, own_hosts):
+    split = _split(acs) if acs else None  # None: no ACS URL or a relative one (the IdP's own setting)
+    if split is not None and not (split[0] in own_hosts and split[1] in _CALLBACK_PATHS):
         return None  # the IdP will post to someone else
-    values = tuple(v for v in (relay_state, request_id) if v and len(v) <= MAX_VALUE_CHARS)
-    return Login(SAML_RELAYSTATE, values) if values else None
+    values = [v for v in (relay_state, request_id) if v and len(v) <= MAX_VALUE_CHARS]
+    return Login(SAML_RELAYSTATE, tuple(values)) if values else None
 
 
 def _param(query: str, key: str, amp_key: str) -> str | None:
