@@ -30,7 +30,7 @@ MAX_ID_TOKEN_BYTES = 64 << 10
 # A schema-valid SAML response names its Destination on the root, its Issuer first, and closes the
 # first AudienceRestriction within a few dozen elements and a few KB (Response: Issuer, Signature,
 # Status, Assertion: Issuer, Signature, Subject, Conditions; the attribute statements come after),
-# so the scans and the parser read only the first PARSE_WINDOW bytes, and the parser stops after
+# so the scan and the parser read only the first PARSE_WINDOW bytes, and the parser stops after
 # MAX_ELEMENTS elements, keeping what it has read. expat's cost per byte depends on the markup
 # (about 3,700 instructions per distinct element name, measured with callgrind), so the window
 # bounds the worst case, not only the typical one.
