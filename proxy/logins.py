@@ -8,8 +8,9 @@ Every login Auth0 starts sends the browser to the IdP through a response this pr
 - SAML HTTP-Redirect binding (SAML bindings section 3.4): a 3xx with ``SAMLRequest`` (+
   ``RelayState``), the request inflated with a cap to read its ``ID`` (echoed as ``InResponseTo``);
 - SAML HTTP-POST binding (section 3.5): a 200 ``text/html`` page whose form posts ``SAMLRequest``
-  (+ ``RelayState``), read only when small enough (:data:`MAX_PAGE_BYTES`) and in an encoding the
-  standard library can read (identity, gzip, deflate).
+  (+ ``RelayState``), read only when small enough (:data:`MAX_PAGE_BYTES`) and in an encoding a
+  browser accepts (identity, gzip, deflate, br, zstd: Auth0's edge compresses pages as the browser
+  allows, and browsers ask for br and zstd).
 
 Every parser is linear: tag scans use patterns that cannot backtrack across the input, inflation
 and decompression are capped, the AuthnRequest's root is read by a scan or by expat with DTDs refused.
@@ -19,9 +20,13 @@ from __future__ import annotations
 
 import binascii
 import re
+import threading
 import zlib
 from html import unescape
 from typing import Collection, Iterable, NamedTuple
+
+import brotli
+import zstandard
 
 from proxy.callback import decode_value, root_element
 from proxy.txcookie import MAX_VALUE_CHARS
@@ -33,7 +38,18 @@ MAX_PAGE_BYTES = 128 << 10  # an auto-post page is a few KB; larger pages are ne
 OIDC_STATE = "oidc_state"
 SAML_RELAYSTATE = "saml_relaystate"
 _CALLBACK_PATHS = ("/login/callback", "/login/callback/")
-_PAGE_ENCODINGS = frozenset((b"", b"identity", b"gzip", b"x-gzip", b"deflate"))
+_PAGE_ENCODINGS = frozenset((b"", b"identity", b"gzip", b"x-gzip", b"deflate", b"br", b"zstd"))
+_ZSTD_WINDOW = 8 << 20  # RFC 9659: a zstd content coding's window is at most 8 MB; larger frames are refused
+# A zstd decoder costs more to make (13 µs) than to run on a page (1 µs); each one is reset when it
+# starts a page, and is used by one thread at a time (the event loop's).
+_decoders = threading.local()
+
+
+def _zstd() -> zstandard.ZstdDecompressor:
+    decoder: zstandard.ZstdDecompressor | None = getattr(_decoders, "zstd", None)
+    if decoder is None:
+        decoder = _decoders.zstd = zstandard.ZstdDecompressor(max_window_size=_ZSTD_WINDOW)
+    return decoder
 
 
 class Login(NamedTuple):
@@ -227,19 +243,26 @@ def may_be_post_page(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
 
 
 def decode_page(body: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    """The page text for inspection (the response itself is passed on unchanged), capped; None if unreadable."""
+    """The page text for inspection (the response itself is passed on unchanged); None if
+    unreadable or if it decodes to more than :data:`MAX_PAGE_BYTES` (each decoder stops about
+    there: a small body that expands without end costs no more than a page)."""
     encoding = (header_value(headers, b"content-encoding") or b"").strip().lower()
     if encoding in (b"", b"identity"):
         return body
+    limit = MAX_PAGE_BYTES + 1
+    data: bytes
     try:
-        wbits = 16 + zlib.MAX_WBITS if encoding in (b"gzip", b"x-gzip") else zlib.MAX_WBITS
-        inflater = zlib.decompressobj(wbits)
-        data = inflater.decompress(body, MAX_PAGE_BYTES)
-        if inflater.unconsumed_tail:
-            return None
-        return data
-    except zlib.error:
+        if encoding == b"br":
+            # Stops growing its output once past the limit (brotli >= 1.2); may overshoot by a block.
+            data = brotli.Decompressor().process(body, output_buffer_limit=limit)
+        elif encoding == b"zstd":
+            data = _zstd().stream_reader(body, read_across_frames=True).read(limit)
+        else:
+            wbits = 16 + zlib.MAX_WBITS if encoding in (b"gzip", b"x-gzip") else zlib.MAX_WBITS
+            data = zlib.decompressobj(wbits).decompress(body, limit)
+    except (zlib.error, brotli.error, zstandard.ZstdError):
         return None
+    return data if len(data) <= MAX_PAGE_BYTES else None
 
 
 def inspect_response(status: int, headers: list[tuple[bytes, bytes]], own_hosts: frozenset[str]) -> Login | None:

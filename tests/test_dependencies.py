@@ -26,6 +26,8 @@ USED_BY = {
     "pyyaml": r"^import yaml$",
     "prometheus-client": r"^from prometheus_client[. ]",
     "yarl": r"^from yarl import",
+    "brotli": r"^import brotli$",  # auto-post pages a browser lets Auth0's edge compress (logins.py)
+    "zstandard": r"^import zstandard$",
 }
 
 

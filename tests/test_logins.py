@@ -1,5 +1,6 @@
 """What an upstream response starts, as tables: OIDC/OAuth2 redirects (social included), SAML
-Redirect and POST binding, the AuthnRequest's root read by a scan or expat, hostile input."""
+Redirect and POST binding, the AuthnRequest's root, auto-post pages in every encoding a browser
+accepts, hostile input."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import time
 import zlib
 from urllib.parse import urlencode
 
+import brotli
 import pytest
+import zstandard
 
 from proxy import logins
 from proxy.logins import (
@@ -191,7 +194,10 @@ GZ = [(b"content-type", b"text/html"), (b"content-encoding", b"gzip")]
         (200, [(b"content-type", b"text/html; charset=utf-8")], True),
         (200, [(b"content-type", b"TEXT/HTML"), (b"content-length", b"5000")], True),
         (200, GZ, True),
-        (200, [(b"content-type", b"text/html"), (b"content-encoding", b"br")], False),  # not readable here
+        (200, [(b"content-type", b"text/html"), (b"content-encoding", b"br")], True),
+        (200, [(b"content-type", b"text/html"), (b"content-encoding", b" ZSTD")], True),
+        (200, [(b"content-type", b"text/html"), (b"content-encoding", b"compress")], False),  # no browser asks
+        (200, [(b"content-type", b"text/html"), (b"content-encoding", b"gzip, br")], False),  # stacked codings
         (200, [(b"content-type", b"text/html"), (b"content-length", b"99999999")], False),
         (200, [(b"content-type", b"text/html"), (b"content-length", b"x")], False),
         (200, [(b"content-type", b"application/json")], False),
@@ -203,13 +209,92 @@ def test_may_be_post_page(status: int, headers: list[tuple[bytes, bytes]], expec
     assert may_be_post_page(status, headers) is expected
 
 
-def test_decode_page() -> None:
+def _zstd_frames(data: bytes) -> bytes:
+    """``data`` as a stream of zstd frames, one per 100 bytes (a streaming encoder's output)."""
+    compressor = zstandard.ZstdCompressor()
+    return b"".join(compressor.compress(data[at : at + 100]) for at in range(0, len(data), 100))
+
+
+def _zstd_frame_with_window(window_log: int, data: bytes = b"<html></html>") -> bytes:
+    """One zstd frame holding ``data`` raw, whose header asks for a 2**window_log window (RFC 8878
+    section 3.1.1: magic number, descriptor, window descriptor, one last raw block)."""
+    block = (1 | len(data) << 3).to_bytes(3, "little")
+    return b"\x28\xb5\x2f\xfd\x00" + bytes([(window_log - 10) << 3]) + block + data
+
+
+ENCODERS = {
+    b"": lambda data: data,
+    b"identity": lambda data: data,
+    b"gzip": gzip.compress,
+    b"x-gzip": gzip.compress,
+    b"deflate": zlib.compress,
+    b"br": brotli.compress,
+    b"zstd": lambda data: zstandard.ZstdCompressor().compress(data),
+}
+
+
+@pytest.mark.parametrize("encoding", ENCODERS)
+def test_decode_page(encoding: bytes) -> None:
+    """Every encoding a browser accepts is read; a body that decodes past a page is not."""
+    headers = [(b"content-type", b"text/html"), (b"content-encoding", encoding)]
     page = post_page("x")
-    assert decode_page(page, []) == page
-    assert decode_page(gzip.compress(page), GZ) == page
-    assert decode_page(zlib.compress(page), [(b"content-encoding", b"deflate")]) == page
-    assert decode_page(b"not gzip", GZ) is None
-    assert decode_page(gzip.compress(b" " * (4 * MAX_PAGE_BYTES)), GZ) is None  # capped
+    encode = ENCODERS[encoding]
+    assert decode_page(encode(page), headers) == page
+    assert may_be_post_page(200, headers)
+    largest = page + b" " * (MAX_PAGE_BYTES - len(page))
+    assert decode_page(encode(largest), headers) == largest
+    if encoding not in (b"", b"identity"):
+        assert decode_page(encode(largest + b" "), headers) is None
+        assert decode_page(b"not " + encoding, headers) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "expected"),
+    [
+        (_zstd_frames(post_page("x")), b"zstd", post_page("x")),  # several frames: all read
+        (_zstd_frame_with_window(23), b"zstd", b"<html></html>"),  # 8 MB: the most RFC 9659 allows
+        (_zstd_frame_with_window(24), b"zstd", None),  # 16 MB window: refused before any allocation
+    ],
+)
+def test_decode_page_edges(body: bytes, encoding: bytes, expected: bytes | None) -> None:
+    assert decode_page(body, [(b"content-encoding", encoding)]) == expected
+
+
+def test_the_zstd_decoder_is_reused_after_a_refusal() -> None:
+    """One decoder per thread serves every page: a refused or broken body leaves it ready."""
+    headers = [(b"content-encoding", b"zstd")]
+    page = post_page("x")
+    for bad in (_zstd_frame_with_window(24), b"\x28\xb5\x2f\xfd broken", ENCODERS[b"zstd"](page)[:-3]):
+        decode_page(bad, headers)
+        assert decode_page(ENCODERS[b"zstd"](page), headers) == page
+
+
+FAST_ENCODERS = {
+    b"gzip": lambda data: gzip.compress(data, 1),
+    b"deflate": lambda data: zlib.compress(data, 1),
+    b"br": lambda data: brotli.compress(data, quality=1),
+    b"zstd": lambda data: zstandard.ZstdCompressor(level=1).compress(data),
+}
+
+
+@pytest.mark.parametrize("encoding", FAST_ENCODERS)
+def test_decompression_bombs_cost_a_page(encoding: bytes) -> None:
+    """A body of a few KB that expands to 256 MB is read no further than about a page past the
+    limit: it costs at most 4 x what one that expands to 16 MB costs (a ratio in one run; reading
+    either whole would make it 16 x). What a decoder allocates is bounded by its window (brotli
+    16 MB at most, zstd 8 MB here), not by the body."""
+    headers = [(b"content-encoding", encoding)]
+    smaller, bomb = (FAST_ENCODERS[encoding](b" " * (size << 20)) for size in (16, 256))
+
+    def cost(body: bytes) -> float:
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            assert decode_page(body, headers) is None
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    assert cost(bomb) <= 4 * max(cost(smaller), 1e-4)
 
 
 @pytest.mark.parametrize("size", [10_000, 80_000])
