@@ -24,6 +24,8 @@ from urllib.parse import quote, unquote_plus, urlencode, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
+import brotli
+import zstandard
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import (
@@ -130,6 +132,50 @@ def start_login(
     deflated = zlib.compress(xml)[2:-4]  # raw DEFLATE (SAML bindings section 3.4.4.1)
     query = {"SAMLRequest": base64.b64encode(deflated).decode(), "RelayState": state}
     return RedirectResponse(f"{idp.url}?{urlencode(query)}", status_code=302), (state, request_id)
+
+
+# Auth0's custom domain is served through an edge that compresses pages as the browser allows, and
+# browsers ask for br and zstd. The stand-in's auto-post page is compressed the same way, so the
+# proxy reads it as it will meet it.
+EDGE_ENCODINGS = ("br", "zstd", "gzip")
+
+
+def accepted_encoding(accept: str) -> str | None:
+    """The first of :data:`EDGE_ENCODINGS` an Accept-Encoding header allows (RFC 9110 section
+    12.5.3: q=0 refuses, ``*`` stands for any coding not listed), else None."""
+    offered: dict[str, float] = {}
+    for item in accept.split(","):
+        name, _, params = item.partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if name.strip():
+            offered[name.strip().lower()] = q
+    for encoding in EDGE_ENCODINGS:
+        if offered.get(encoding, offered.get("*", 0.0)) > 0:
+            return encoding
+    return None
+
+
+def edge_encoded(response: Response, accept: str) -> Response:
+    """A 200 ``text/html`` response compressed as the edge would for this Accept-Encoding."""
+    encoding = accepted_encoding(accept)
+    if response.status_code != 200 or response.media_type != "text/html" or encoding is None:
+        return response
+    if encoding == "br":
+        body = brotli.compress(response.body)
+    elif encoding == "zstd":
+        body = zstandard.ZstdCompressor().compress(response.body)
+    else:
+        body = gzip.compress(response.body)
+    headers = {k: v for k, v in response.headers.items() if k != "content-length"}
+    headers |= {"content-encoding": encoding, "vary": "accept-encoding"}
+    return Response(body, status_code=200, headers=headers)
 
 
 class Transactions:
@@ -285,7 +331,7 @@ def create_auth0_standin(
         if connection in connections:
             started, values = start_login(connection, connections[connection], _public_origin(request, public_origin))
             transactions.issue(values)
-            return started
+            return edge_encoded(started, request.headers.get("accept-encoding", ""))
         # No IdP configured here for that connection: Auth0's own login page (Universal Login).
         response = RedirectResponse("/u/login?state=login-state", status_code=302)
         response.set_cookie("auth0_session", "s-" + secrets.token_urlsafe(8), path="/", httponly=True)

@@ -9,13 +9,16 @@ suite runs the same flows over TLS).
 from __future__ import annotations
 
 import base64
+import gzip
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import brotli
 import httpx
 import pytest
+import zstandard
 
 from proxy.sandbox import UpstreamIdp, create_auth0_standin, create_workos_standin
 from tests.conftest import CLIENT_ID, CNAME_KEY, MIGRATED, ROUTES_YAML, ProxyProcess, StandIns, ThreadServer, free_port
@@ -207,6 +210,35 @@ def test_a_saml_login_auth0_started_goes_back_to_auth0(
     body = saml_form(xml, relay_state=None).encode()
     reply = httpx.post(f"{b.url}/login/callback", content=body, headers={**FORM, "cookie": cookie}, timeout=10)
     assert reply.status_code == 302
+
+
+DECODERS: dict[str, Callable[[bytes], bytes]] = {
+    "br": brotli.decompress,
+    "zstd": lambda body: zstandard.ZstdDecompressor().stream_reader(body, read_across_frames=True).read(),
+    "gzip": gzip.decompress,
+    "identity": lambda body: body,
+}
+
+
+@pytest.mark.parametrize("encoding", DECODERS)
+def test_an_auto_post_page_in_any_encoding_a_browser_accepts_is_bound(
+    replicas: tuple[ProxyProcess, ProxyProcess], bstandins: StandIns, encoding: str
+) -> None:
+    """Auth0's edge compresses the HTTP-POST binding's page as the browser allows (browsers ask
+    for br and zstd): the proxy reads it to bind the login and passes the bytes on as they came."""
+    a, b = replicas
+    url = f"{a.url}/authorize?client_id=app&connection=hooli-ping"
+    with httpx.stream("GET", url, headers={"accept-encoding": encoding}, timeout=10) as started:
+        raw = b"".join(started.iter_raw())
+    assert started.status_code == 200
+    assert started.headers.get("content-encoding", "identity") == encoding
+    page = DECODERS[encoding](raw).decode()
+    relay = page.split('name="RelayState" value="', 1)[1].split('"', 1)[0]
+    cookie = cookie_pair(started)
+    assert cookie is not None
+    body = saml_form(saml_xml(audience="urn:auth0:globex-prod:hooli-ping"), relay_state=relay).encode()
+    reply = httpx.post(f"{b.url}/login/callback", content=body, headers={**FORM, "cookie": cookie}, timeout=10)
+    assert reply.status_code == 302  # to Auth0, which issued that RelayState
 
 
 def _recoded(cookie: str, change: Callable[[bytearray], None]) -> str:

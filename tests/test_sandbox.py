@@ -27,6 +27,7 @@ from proxy.routemap import parse_routemap
 from proxy.sandbox import (
     SANDBOX_CNAME_API_KEY,
     SandboxPlan,
+    accepted_encoding,
     check_plan,
     parse_origin,
     port_in_use,
@@ -104,6 +105,28 @@ def test_hosts_as_reached(host: str, browser: str, loopback: str) -> None:
     assert (plan.browser_host, plan.loopback_host) == (browser, loopback)
     assert plan.public == f"http://{browser}:8080"
     assert plan.proxy_env()["AUTH0_FALLBACK_ORIGIN"] == f"http://{loopback}:8081"
+
+
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        ("gzip, deflate, br, zstd", "br"),  # what Chromium and Firefox send
+        ("gzip, deflate, br", "br"),
+        ("gzip, deflate, zstd", "zstd"),
+        ("gzip, deflate", "gzip"),
+        ("BR;q=0.5, gzip", "br"),
+        ("br;q=0, zstd;Q=0, gzip;q=0.1", "gzip"),  # q=0 refuses
+        ("*", "br"),
+        ("*;q=0, gzip", "gzip"),
+        ("br;q=x, deflate", None),  # an unreadable weight refuses
+        ("identity", None),
+        ("", None),
+        (" , ;q=1", None),
+    ],
+)
+def test_accepted_encoding(accept: str, chosen: str | None) -> None:
+    """The Auth0 stand-in's page compression, as an edge negotiates it (RFC 9110 section 12.5.3)."""
+    assert accepted_encoding(accept) == chosen
 
 
 @pytest.mark.parametrize("standins_only", [False, True])
