@@ -13,7 +13,7 @@ Every login Auth0 starts sends the browser to the IdP through a response this pr
   allows, and browsers ask for br and zstd).
 
 Every parser is linear: tag scans use patterns that cannot backtrack across the input, inflation
-and decompression are capped, the AuthnRequest's root is read by a scan or by expat with DTDs refused.
+and decompression are capped, the AuthnRequest's root is read by expat with DTDs refused.
 """
 
 from __future__ import annotations
