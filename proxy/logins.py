@@ -33,12 +33,16 @@ from proxy.txcookie import MAX_VALUE_CHARS
 
 MAX_LOCATION_CHARS = 16 << 10
 MAX_INFLATED_REQUEST = 64 << 10  # an AuthnRequest is a few KB
-MAX_PAGE_BYTES = 128 << 10  # an auto-post page is a few KB; larger pages are never buffered
+# An auto-post page is a few KB (a form, two fields, a script; a signed AuthnRequest with its
+# certificate is about 6 KB of base64). Larger pages are never buffered, and no page is decoded past
+# this: Auth0's own login pages are tens of KB, and decoding one whole cost 140-170 µs (br, gzip; 60 KB).
+MAX_PAGE_BYTES = 32 << 10
 
 OIDC_STATE = "oidc_state"
 SAML_RELAYSTATE = "saml_relaystate"
 _CALLBACK_PATHS = ("/login/callback", "/login/callback/")
 _PAGE_ENCODINGS = frozenset((b"", b"identity", b"gzip", b"x-gzip", b"deflate", b"br", b"zstd"))
+_BROTLI_STEP = 4 << 10  # compressed bytes per call: a page's text is 3-5 times that
 _ZSTD_WINDOW = 8 << 20  # RFC 9659: a zstd content coding's window is at most 8 MB; larger frames are refused
 # A zstd decoder costs more to make (13 µs) than to run on a page (1 µs); each one is reset when it
 # starts a page, and is used by one thread at a time (the event loop's).
@@ -242,6 +246,22 @@ def may_be_post_page(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
     return length is None or (length.isdigit() and int(length) <= MAX_PAGE_BYTES)
 
 
+def _unbrotli(body: bytes, limit: int) -> bytes:
+    """At least ``limit`` bytes of a Brotli body, or all of it if less. brotli (>= 1.2) stops growing
+    its output past ``output_buffer_limit`` but grows it by doubling, so one call may decode twice
+    the limit: the body is fed a step at a time and decoding stops once the limit is passed."""
+    decoder = brotli.Decompressor()
+    parts: list[bytes] = []
+    size = 0
+    for at in range(0, len(body), _BROTLI_STEP):
+        part = decoder.process(body[at : at + _BROTLI_STEP], output_buffer_limit=limit)
+        parts.append(part)
+        size += len(part)
+        if size >= limit:  # else this call stopped short of the limit, so the decoder takes more input
+            break
+    return b"".join(parts)
+
+
 def decode_page(body: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
     """The page text for inspection (the response itself is passed on unchanged); None if
     unreadable or if it decodes to more than :data:`MAX_PAGE_BYTES` (each decoder stops about
@@ -253,8 +273,7 @@ def decode_page(body: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None
     data: bytes
     try:
         if encoding == b"br":
-            # Stops growing its output once past the limit (brotli >= 1.2); may overshoot by a block.
-            data = brotli.Decompressor().process(body, output_buffer_limit=limit)
+            data = _unbrotli(body, limit)
         elif encoding == b"zstd":
             data = _zstd().stream_reader(body, read_across_frames=True).read(limit)
         else:

@@ -297,7 +297,6 @@ def test_decompression_bombs_cost_a_page(encoding: bytes) -> None:
     assert cost(bomb) <= 4 * max(cost(smaller), 1e-4)
 
 
-@pytest.mark.parametrize("size", [10_000, 80_000])
 @pytest.mark.parametrize(
     "unit",
     [
@@ -308,12 +307,20 @@ def test_decompression_bombs_cost_a_page(encoding: bytes) -> None:
         b'<input name="x" ' + b'a="' * 3,
     ],
 )
-def test_hostile_pages_are_read_in_linear_time(unit: bytes, size: int) -> None:
-    page = (b"SAMLRequest" + unit * (size // len(unit)))[:MAX_PAGE_BYTES]
-    started = time.perf_counter()
-    inspect_page(page, OWN)
-    # Linear: 80 KB of the worst shapes is read in milliseconds; a quadratic scan would take seconds.
-    assert time.perf_counter() - started < 1.0
+def test_hostile_pages_are_read_in_linear_time(unit: bytes) -> None:
+    """The worst shapes of a page: 4 x the page costs at most 8 x as much (a quadratic scan would
+    cost 16 x); a ratio in one run, not a time."""
+
+    def cost(size: int) -> float:
+        page = (b"SAMLRequest" + unit * (size // len(unit)))[:MAX_PAGE_BYTES]
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            inspect_page(page, OWN)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    assert cost(MAX_PAGE_BYTES) <= 8 * max(cost(MAX_PAGE_BYTES // 4), 1e-4)
 
 
 @pytest.mark.parametrize(
