@@ -254,12 +254,9 @@ def parse_window(parser: expat.XMLParserType, xml: bytes) -> None:
 
 
 def root_element(xml: bytes) -> tuple[str, dict[str, str]] | None:
-    """The root element's local name and attributes by expat (it stops there), or None if unreadable.
-
-    An AuthnRequest's ID and a Response's InResponseTo are read here on the request path (the
-    transaction binding). A regex scan of the root tag used to come first; it cost more than expat
-    on a real root (65,000 against 52,000 instructions for an AuthnRequest, 76,000 against 59,000
-    for a Response; callgrind, bench/NOTES.md sixth round) and had to be kept exact, so it is gone."""
+    """The root element's local name and attributes by expat (it stops there), or None if unreadable:
+    an AuthnRequest's ID, a Response's InResponseTo (the transaction binding, on the request path).
+    expat costs less here than a regex scan of the root tag did (bench/NOTES.md, sixth round)."""
     found: list[tuple[str, dict[str, str]]] = []
 
     def start(name: str, attrs: dict[str, str]) -> None:

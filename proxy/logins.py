@@ -23,7 +23,7 @@ import re
 import threading
 import zlib
 from html import unescape
-from typing import Collection, Iterable, NamedTuple
+from typing import Callable, Collection, Iterable, NamedTuple
 
 import brotli
 import zstandard
@@ -41,7 +41,7 @@ MAX_PAGE_BYTES = 32 << 10
 OIDC_STATE = "oidc_state"
 SAML_RELAYSTATE = "saml_relaystate"
 _CALLBACK_PATHS = ("/login/callback", "/login/callback/")
-_PAGE_ENCODINGS = frozenset((b"", b"identity", b"gzip", b"x-gzip", b"deflate", b"br", b"zstd"))
+_IDENTITY = (b"", b"identity")
 _BROTLI_STEP = 4 << 10  # compressed bytes per call: a page's text is 3-5 times that
 _ZSTD_WINDOW = 8 << 20  # RFC 9659: a zstd content coding's window is at most 8 MB; larger frames are refused
 # A zstd decoder costs more to make (13 µs) than to run on a page (1 µs); each one is reset when it
@@ -239,11 +239,15 @@ def may_be_post_page(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
     content_type = header_value(headers, b"content-type")
     if content_type is None or not content_type[:9].lower() == b"text/html":
         return False
-    encoding = (header_value(headers, b"content-encoding") or b"").strip().lower()
-    if encoding not in _PAGE_ENCODINGS:
+    encoding = _content_encoding(headers)
+    if encoding not in _IDENTITY and encoding not in _PAGE_DECODERS:
         return False
     length = header_value(headers, b"content-length")
     return length is None or (length.isdigit() and int(length) <= MAX_PAGE_BYTES)
+
+
+def _content_encoding(headers: list[tuple[bytes, bytes]]) -> bytes:
+    return (header_value(headers, b"content-encoding") or b"").strip().lower()
 
 
 def _unbrotli(body: bytes, limit: int) -> bytes:
@@ -262,23 +266,34 @@ def _unbrotli(body: bytes, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def _unzstd(body: bytes, limit: int) -> bytes:
+    return _zstd().stream_reader(body, read_across_frames=True).read(limit)
+
+
+def _inflate(wbits: int) -> Callable[[bytes, int], bytes]:
+    return lambda body, limit: zlib.decompressobj(wbits).decompress(body, limit)
+
+
+# Each decoder returns at least ``limit`` bytes of the page, or all of it if less.
+_PAGE_DECODERS: dict[bytes, Callable[[bytes, int], bytes]] = {
+    b"gzip": _inflate(16 + zlib.MAX_WBITS),
+    b"x-gzip": _inflate(16 + zlib.MAX_WBITS),
+    b"deflate": _inflate(zlib.MAX_WBITS),
+    b"br": _unbrotli,
+    b"zstd": _unzstd,
+}
+
+
 def decode_page(body: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
     """The page text for inspection (the response itself is passed on unchanged); None if
     unreadable or if it decodes to more than :data:`MAX_PAGE_BYTES` (each decoder stops about
     there: a small body that expands without end costs no more than a page)."""
-    encoding = (header_value(headers, b"content-encoding") or b"").strip().lower()
-    if encoding in (b"", b"identity"):
-        return body
-    limit = MAX_PAGE_BYTES + 1
-    data: bytes
+    encoding = _content_encoding(headers)
+    decoder = _PAGE_DECODERS.get(encoding)
+    if decoder is None:
+        return body if encoding in _IDENTITY else None
     try:
-        if encoding == b"br":
-            data = _unbrotli(body, limit)
-        elif encoding == b"zstd":
-            data = _zstd().stream_reader(body, read_across_frames=True).read(limit)
-        else:
-            wbits = 16 + zlib.MAX_WBITS if encoding in (b"gzip", b"x-gzip") else zlib.MAX_WBITS
-            data = zlib.decompressobj(wbits).decompress(body, limit)
+        data = decoder(body, MAX_PAGE_BYTES + 1)
     except (zlib.error, brotli.error, zstandard.ZstdError):
         return None
     return data if len(data) <= MAX_PAGE_BYTES else None
