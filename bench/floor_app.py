@@ -42,8 +42,8 @@ async def floor_app(scope: dict[str, Any], receive: Receive, send: Send) -> None
 
 
 def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
-    """The service's own uvicorn options (``proxy.listener.uvicorn_config``), for a fair comparison."""
-    from proxy.listener import uvicorn_config as service_config
+    """The service's own uvicorn options (``proxy.edge.listener.uvicorn_config``), for a fair comparison."""
+    from proxy.edge.listener import uvicorn_config as service_config
 
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     return service_config(app, host, port, None)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from proxy.callback import Callback
-from proxy.decide import decide
+from proxy.routing.callback import Callback
+from proxy.routing.decide import decide
 from tests import samples
 from tests.test_hostile_input import FAMILIES, LARGE, ROUTE_MAP
 

@@ -34,12 +34,12 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from proxy import txcookie
-from proxy.binding import Binder, PassthroughHook
-from proxy.callback import Callback
-from proxy.logins import Login
-from proxy.sandbox import authn_request
-from proxy.txcookie import Keys
+from proxy.routing import txcookie
+from proxy.routing.binding import Binder, PassthroughHook
+from proxy.routing.callback import Callback
+from proxy.routing.logins import Login
+from proxy.routing.txcookie import Keys
+from proxy.sandbox.run import authn_request
 
 NOW = 1_800_000_000.0
 HOST = [(b"host", b"login.globex.com"), (b"user-agent", b"Mozilla/5.0"), (b"accept", b"text/html")]

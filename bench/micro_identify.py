@@ -11,7 +11,7 @@ Three steps, each with candidates:
    first ``Audience`` (namespace-aware), with a DOCTYPE forbidden outright (no DTD, so no entity
    expansion or external entities).
 
-Then, when it exists, the service's own ``proxy.callback`` on the same body.
+Then, when it exists, the service's own ``proxy.routing.callback`` on the same body.
 
     python bench/micro_identify.py [--number N]
 
@@ -475,11 +475,11 @@ LAUGHS = (
 
 
 def service_candidates(body: bytes) -> list[tuple[str, Callable[[], Any]]]:
-    """Timed calls into the service's own ``proxy.callback`` (skipped when absent or renamed)."""
+    """Timed calls into the service's own ``proxy.routing.callback`` (skipped when absent or renamed)."""
     try:
-        from proxy import callback as cb
+        from proxy.routing import callback as cb
     except Exception as exc:  # not written yet
-        print(f"# proxy.callback not importable yet ({exc.__class__.__name__}: {exc})")
+        print(f"# proxy.routing.callback not importable yet ({exc.__class__.__name__}: {exc})")
         return []
     out: list[tuple[str, Callable[[], Any]]] = []
     raw = field_slice(body)
@@ -495,8 +495,8 @@ def service_candidates(body: bytes) -> list[tuple[str, Callable[[], Any]]]:
         ),
     ]
     try:
-        from proxy import decide as dc
-        from proxy.routemap import parse_routemap
+        from proxy.routing import decide as dc
+        from proxy.routing.routemap import parse_routemap
 
         route_map = parse_routemap(
             "version: 1\nconnections:\n  acme-okta:\n    protocol: saml\n    state: workos\n"

@@ -1,4 +1,4 @@
-"""What the guarded protocol (proxy/limits.py) adds per request over uvicorn's httptools protocol.
+"""What the guarded protocol (proxy/edge/limits.py) adds per request over uvicorn's httptools protocol.
 
 Feeds the same keep-alive request (the OIDC GET callback, or a 10 KB SAML POST) through each
 protocol class with an in-memory transport and an app that answers 307, in one event loop, and
@@ -25,7 +25,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from proxy.app import error_page
-from proxy.limits import Guard, Limits, guarded_protocol
+from proxy.edge.limits import Guard, Limits, guarded_protocol
 
 GET = (
     b"GET /login/callback?code=Q2vbHs7xYm1uTnKe0PqZ&state=g6Fo2SBLb3NqX0FhYkNkRWZH HTTP/1.1\r\n"

@@ -3,9 +3,9 @@
 Writes a route map and an SSO export package of N generated connections into a temporary
 directory, then times, in this process:
 
-- ``parse``: :func:`proxy.routemap.parse_routemap` of the route map (what a reload does);
+- ``parse``: :func:`proxy.routing.routemap.parse_routemap` of the route map (what a reload does);
 - ``validate``: ``sso-proxy routes validate`` (the CLI path, same parse plus the summary);
-- ``import``: :func:`proxy.export.run_import` of the package to a new file (read CSVs, build,
+- ``import``: :func:`proxy.migrate.export.run_import` of the package to a new file (read CSVs, build,
   render, re-validate, write);
 - ``set``: ``sso-proxy routes set`` of one connection (compose, edit, validate, write);
 
@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from proxy.edit import run_set
-from proxy.export import run_import
-from proxy.routemap import parse_routemap
+from proxy.migrate.edit import run_set
+from proxy.migrate.export import run_import
+from proxy.routing.routemap import parse_routemap
 
 
 def routes_yaml(n: int) -> str:

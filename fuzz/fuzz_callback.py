@@ -26,9 +26,9 @@ if FUZZING:
 else:
     instrumented = contextlib.nullcontext()
 with instrumented:
-    from proxy.callback import Callback, in_response_to, saml_document
-    from proxy.decide import AUTH0, WORKOS, decide
-    from proxy.routemap import RouteMap, parse_routemap
+    from proxy.routing.callback import Callback, in_response_to, saml_document
+    from proxy.routing.decide import AUTH0, WORKOS, decide
+    from proxy.routing.routemap import RouteMap, parse_routemap
 
 ROUTES = (ROOT / "routes.yaml").read_bytes()
 

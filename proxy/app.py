@@ -25,17 +25,17 @@ from starlette.routing import Route
 
 from proxy import retired
 from proxy.admin import SAFE_METHODS, AdminGuard, AdminPolicy
-from proxy.binding import NOT_BOUND, Binder, CallbackBinding, PassthroughHook
-from proxy.callback import Callback, strip_fallback, transaction_values
 from proxy.config import Settings
-from proxy.decide import AUTH0, Decision, Identity, decide
+from proxy.edge.limits import BodyBudget, BodyTooLarge, ClientGone, OverBudget, control_of, read_body, request_id
 from proxy.errors import UpstreamError
-from proxy.limits import BodyBudget, BodyTooLarge, ClientGone, OverBudget, control_of, read_body, request_id
 from proxy.logs import log_event
 from proxy.metrics import UNKNOWN, Metrics, status_class
 from proxy.reload import RouteStore
-from proxy.routemap import Connection
-from proxy.txcookie import Keys
+from proxy.routing.binding import NOT_BOUND, Binder, CallbackBinding, PassthroughHook
+from proxy.routing.callback import Callback, strip_fallback, transaction_values
+from proxy.routing.decide import AUTH0, Decision, Identity, decide
+from proxy.routing.routemap import Connection
+from proxy.routing.txcookie import Keys
 from proxy.upstream import AppendHeaders, BadTarget, ResponseHook, Upstream, is_origin_form
 
 Scope = dict[str, Any]

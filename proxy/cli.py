@@ -26,7 +26,7 @@ def _run(coro: object) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from proxy.startup import StartupSignals
+    from proxy.edge.startup import StartupSignals
 
     # First, before the heavy imports and the route map load: a SIGHUP now must not kill the process.
     early = StartupSignals().install()
@@ -79,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from proxy.routemap import ambiguity_warnings, cutover_warnings, load_routemap
+    from proxy.routing.routemap import ambiguity_warnings, cutover_warnings, load_routemap
 
     workos_domain = os.environ.get("WORKOS_CUSTOM_DOMAIN") or None
     try:
@@ -100,7 +100,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from proxy.export import run_import
+    from proxy.migrate.export import run_import
 
     return run_import(
         args.export_dir,
@@ -119,8 +119,8 @@ def _routes_path(args: argparse.Namespace) -> str:
 
 
 def cmd_set(args: argparse.Namespace) -> int:
-    from proxy.edit import run_set
-    from proxy.routemap import STATES
+    from proxy.migrate.edit import run_set
+    from proxy.routing.routemap import STATES
 
     *names, state = args.targets
     if state not in STATES:
@@ -148,9 +148,9 @@ def cmd_set(args: argparse.Namespace) -> int:
 
 def _workos_gate(force: bool) -> Any:
     """With WORKOS_API_KEY set: refuse to cut over a connection WorkOS does not have active (unless --force)."""
-    from proxy.edit import Change
-    from proxy.routemap import RouteMap
-    from proxy.workos_api import WorkosApi, WorkosApiError, readiness, refusals
+    from proxy.migrate.edit import Change
+    from proxy.migrate.workos_api import WorkosApi, WorkosApiError, readiness, refusals
+    from proxy.routing.routemap import RouteMap
 
     def gate(route_map: RouteMap, changes: list[Change]) -> list[str]:
         names = [c.section for c in changes if c.after == "workos"]
@@ -178,8 +178,8 @@ def _workos_gate(force: bool) -> Any:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from proxy.routemap import load_routemap
-    from proxy.workos_api import WorkosApi, WorkosApiError, readiness, render_readiness
+    from proxy.migrate.workos_api import WorkosApi, WorkosApiError, readiness, render_readiness
+    from proxy.routing.routemap import load_routemap
 
     path = _routes_path(args)
     try:
@@ -199,7 +199,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_default(args: argparse.Namespace) -> int:
-    from proxy.edit import run_default
+    from proxy.migrate.edit import run_default
 
     return run_default(
         _routes_path(args),
@@ -234,7 +234,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from proxy.explain import EXIT_INPUT, data_urlencode, explain, parse_raw_request, raw_request_cookies, read_input
+    from proxy.migrate.explain import (
+        EXIT_INPUT,
+        data_urlencode,
+        explain,
+        parse_raw_request,
+        raw_request_cookies,
+        read_input,
+    )
 
     route_map_path = args.routes or os.environ.get("SSO_PROXY_ROUTES") or "routes.yaml"
     url = args.url or ""
@@ -272,7 +279,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from proxy.sandbox import SandboxPlan, parse_origin, run_sandbox
+    from proxy.sandbox.run import SandboxPlan, parse_origin, run_sandbox
 
     try:
         plan = SandboxPlan(

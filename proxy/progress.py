@@ -24,7 +24,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from proxy.routemap import RouteMap
+from proxy.routing.routemap import RouteMap
 
 UNKNOWN = "_unknown"
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from proxy.errors import RouteMapError
 from proxy.logs import log_event
 from proxy.metrics import Metrics
-from proxy.routemap import RouteMap, ambiguity_warnings, parse_routemap
+from proxy.routing.routemap import RouteMap, ambiguity_warnings, parse_routemap
 
 UNREADABLE = "unreadable"
 # Rounds of "read twice, settle seconds apart" before an explicit reload gives up on a file that

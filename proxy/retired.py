@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from proxy.routemap import RouteMap
+from proxy.routing.routemap import RouteMap
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 

@@ -4,7 +4,7 @@ Shutdown on SIGTERM/SIGINT: ``/readyz`` turns 503 at once, the public listener k
 ``drain_seconds`` (so the load balancer stops sending), then it stops accepting and in-flight
 requests get up to ``shutdown_timeout`` to finish before the process exits. A second signal exits
 at once. SIGHUP reloads the route map (off the event loop; SIGHUPs arriving while one waits are
-folded into it). Signals that arrived during start-up (:mod:`proxy.startup`) are acted on here.
+folded into it). Signals that arrived during start-up (:mod:`proxy.edge.startup`) are acted on here.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import socket
 from proxy.admin import AdminPolicy
 from proxy.app import Lifecycle, PublicApp, create_ops_app, error_page
 from proxy.config import Settings
+from proxy.edge.limits import Guard, Limits, ensure_descriptors, guarded_protocol
+from proxy.edge.listener import ListenerServer, bind, uvicorn_config
+from proxy.edge.startup import StartupSignals
 from proxy.errors import StartupError
-from proxy.limits import Guard, Limits, ensure_descriptors, guarded_protocol
-from proxy.listener import ListenerServer, bind, uvicorn_config
 from proxy.logs import log_event
 from proxy.metrics import Metrics
 from proxy.reload import RouteStore
-from proxy.startup import StartupSignals
 from proxy.upstream import Upstream
 
 OPS_CONNECTIONS = 64  # probes and scrapes; the operations listener is never public

@@ -37,6 +37,7 @@ import aiohttp
 from yarl import URL
 
 from proxy.config import Network, Settings
+from proxy.edge.limits import control_of
 from proxy.errors import (
     RequestUnforwardable,
     StartupError,
@@ -46,7 +47,6 @@ from proxy.errors import (
     UpstreamReset,
     UpstreamTimeout,
 )
-from proxy.limits import control_of
 from proxy.metrics import Metrics, status_class
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import uvicorn
 
-from proxy.sandbox import UpstreamIdp, create_auth0_standin, create_workos_standin
+from proxy.sandbox.run import UpstreamIdp, create_auth0_standin, create_workos_standin
 
 ROOT = Path(__file__).resolve().parents[1]
 CNAME_KEY = "test-cname-api-key"

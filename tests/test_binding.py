@@ -7,11 +7,11 @@ import base64
 
 import pytest
 
-from proxy import binding
-from proxy.binding import AUTH0_COOKIE, WORKOS_COOKIE, Binder
-from proxy.callback import Callback, callback_digest, in_response_to, transaction_values
-from proxy.logins import OIDC_STATE, SAML_RELAYSTATE, Login
-from proxy.txcookie import MAX_IN_FLIGHT, Keys, delete_cookie, listed_logins, with_login
+from proxy.routing import binding
+from proxy.routing.binding import AUTH0_COOKIE, WORKOS_COOKIE, Binder
+from proxy.routing.callback import Callback, callback_digest, in_response_to, transaction_values
+from proxy.routing.logins import OIDC_STATE, SAML_RELAYSTATE, Login
+from proxy.routing.txcookie import MAX_IN_FLIGHT, Keys, delete_cookie, listed_logins, with_login
 
 KEY_A = b"a" * 32
 KEY_B = b"b" * 32

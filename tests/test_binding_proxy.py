@@ -20,7 +20,7 @@ import httpx
 import pytest
 import zstandard
 
-from proxy.sandbox import UpstreamIdp, create_auth0_standin, create_workos_standin
+from proxy.sandbox.run import UpstreamIdp, create_auth0_standin, create_workos_standin
 from tests.conftest import CLIENT_ID, CNAME_KEY, MIGRATED, ROUTES_YAML, ProxyProcess, StandIns, ThreadServer, free_port
 from tests.conftest import start_proxy as start_proxy_on
 from tests.samples import saml_form, saml_xml

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.callback import (
+from proxy.routing.callback import (
     PARSE_WINDOW,
     Callback,
     OidcFacts,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from proxy.binding import Binder
-from proxy.logins import Login
-from proxy.txcookie import Keys
+from proxy.routing.binding import Binder
+from proxy.routing.logins import Login
+from proxy.routing.txcookie import Keys
 from tests.test_cli import ORIGIN, ROUTES, clean_env, explained, raw_request, run_cli
 
 KEY = "explain-key-" + "x" * 30

@@ -7,9 +7,9 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from proxy.callback import Callback
-from proxy.decide import Decision, Identity, decide, identify
-from proxy.routemap import RouteMap, parse_routemap
+from proxy.routing.callback import Callback
+from proxy.routing.decide import Decision, Identity, decide, identify
+from proxy.routing.routemap import RouteMap, parse_routemap
 
 from . import samples
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = "\n".join(path.read_text() for path in sorted((ROOT / "proxy").glob("*.py")))
+SOURCE = "\n".join(path.read_text() for path in sorted((ROOT / "proxy").rglob("*.py")))
 
 # Each runtime dependency, with the line of proxy/ that needs it.
 USED_BY = {

@@ -36,7 +36,7 @@ import pytest
 import yaml
 
 from proxy.config import SETTINGS
-from proxy.routemap import parse_routemap
+from proxy.routing.routemap import parse_routemap
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -1,4 +1,4 @@
-"""Tests for proxy.edit: ``sso-proxy routes set`` edits one state in place and keeps everything else."""
+"""Tests for proxy.migrate.edit: ``sso-proxy routes set`` edits one state in place and keeps everything else."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy.edit import EditError, run_set, set_state
 from proxy.errors import RouteMapError
-from proxy.export import run_import
-from proxy.routemap import parse_routemap
+from proxy.migrate.edit import EditError, run_set, set_state
+from proxy.migrate.export import run_import
+from proxy.routing.routemap import parse_routemap
 
 SHARED = Path(__file__).resolve().parent / "fixtures" / "auth0-export"
 
@@ -275,7 +275,7 @@ connections:
 
 
 def test_plan_states_edits_many_connections_in_one_pass() -> None:
-    from proxy.edit import Change, plan_states
+    from proxy.migrate.edit import Change, plan_states
 
     text, changes = plan_states(ORGS, ["a", "b", "c", "a"], "workos")
     assert changes == [
@@ -289,7 +289,7 @@ def test_plan_states_edits_many_connections_in_one_pass() -> None:
 
 
 def test_plan_states_names_every_missing_connection() -> None:
-    from proxy.edit import plan_states
+    from proxy.migrate.edit import plan_states
 
     with pytest.raises(EditError) as info:
         plan_states(ORGS, ["a", "x", "y"], "workos")
@@ -328,7 +328,7 @@ def test_plan_states_names_every_missing_connection() -> None:
     ids=["mode", "unknown-keeps-comment", "insert-key", "insert-defaults", "flow"],
 )
 def test_plan_default(text: str, key: str, value: str, old_line: str, new_line: str) -> None:
-    from proxy.edit import plan_default
+    from proxy.migrate.edit import plan_default
 
     edited, changes = plan_default(text, key, value)
     assert edited == text.replace(old_line, new_line, 1)
@@ -353,7 +353,7 @@ def test_plan_default(text: str, key: str, value: str, old_line: str, new_line: 
     ],
 )
 def test_plan_default_errors(text: str, key: str, value: str, message: str) -> None:
-    from proxy.edit import plan_default
+    from proxy.migrate.edit import plan_default
 
     with pytest.raises(EditError) as info:
         plan_default(text, key, value)
@@ -401,7 +401,7 @@ def test_dry_run_prints_the_diff_and_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_run_default_and_the_audit_user_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from proxy.edit import run_default
+    from proxy.migrate.edit import run_default
 
     monkeypatch.setenv("USER", "bob")
     path = tmp_path / "routes.yaml"
@@ -448,7 +448,7 @@ def test_a_file_changed_during_the_edit_is_not_overwritten(tmp_path: Path) -> No
 
 def test_many_connections_are_edited_linearly(tmp_path: Path) -> None:
     """500 connections set by organization: the text is composed once (an operation count, not a time)."""
-    from proxy import edit
+    from proxy.migrate import edit
 
     body = "".join(f"  c{i}:\n    protocol: saml\n    state: legacy\n    organization: org_big\n" for i in range(500))
     text = "version: 1\nconnections:\n" + body

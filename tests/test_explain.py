@@ -13,7 +13,7 @@ import pytest
 
 from proxy.cli import main
 from proxy.errors import InputError
-from proxy.explain import (
+from proxy.migrate.explain import (
     EXIT_AUTH0,
     EXIT_INPUT,
     EXIT_WORKOS,

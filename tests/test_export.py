@@ -1,4 +1,4 @@
-"""Tests for proxy.export: the SSO export package importer behind ``sso-proxy routes import``."""
+"""Tests for proxy.migrate.export: the SSO export package importer behind ``sso-proxy routes import``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.export import (
+from proxy.migrate.export import (
     ExportError,
     SkippedRow,
     header_lines,
@@ -28,7 +28,7 @@ from proxy.export import (
     tenant_from_host,
     write_routemap_atomic,
 )
-from proxy.routemap import dump_routemap, parse_routemap
+from proxy.routing.routemap import dump_routemap, parse_routemap
 
 SHARED = Path(__file__).resolve().parent / "fixtures" / "auth0-export"
 HERE = Path(__file__).resolve().parent / "fixtures" / "export"
@@ -810,7 +810,7 @@ def test_a_routes_set_killed_mid_write_leaves_a_temp_file_the_next_set_removes(t
     target.write_text("version: 1\nconnections:\n  acme:\n    protocol: saml\n    state: legacy\n")
     # A child that takes the same path as `routes set` but stops (SIGSTOP) before the rename, then is killed.
     script = (
-        "import os, signal, proxy.export as e\n"
+        "import os, signal, proxy.migrate.export as e\n"
         "real = os.replace\n"
         "def stop(*a):\n"
         "    os.kill(os.getpid(), signal.SIGSTOP)\n"
@@ -889,7 +889,7 @@ def _state(pid: int) -> str:
     ],
 )
 def test_oidc_issuers(discovery: str, issuers: tuple[str, ...], remark: str | None) -> None:
-    from proxy.export import oidc_issuers
+    from proxy.migrate.export import oidc_issuers
 
     got, said = oidc_issuers(discovery)
     assert got == issuers
@@ -911,7 +911,7 @@ def test_oidc_issuers(discovery: str, issuers: tuple[str, ...], remark: str | No
     ],
 )
 def test_reachability_remark(urls: list[str], unconfirmed: bool, says: str) -> None:
-    from proxy.export import reachability_remark
+    from proxy.migrate.export import reachability_remark
 
     remark = reachability_remark(urls, "login.globex.com")
     assert (remark is not None) == unconfirmed

@@ -1,4 +1,4 @@
-"""The one-pass field index of a query or form (proxy/fields.py): the same answers as a scan of the
+"""The one-pass field index of a query or form (proxy/routing/fields.py): the same answers as a scan of the
 whole data for every name, and linear work whatever the input."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.callback import Callback, form_field
-from proxy.fields import MAX_INDEXED, Fields
+from proxy.routing.callback import Callback, form_field
+from proxy.routing.fields import MAX_INDEXED, Fields
 
 NAMES = [b"SAMLResponse", b"RelayState", b"state", b"code", b"connection", b"", b"x", b"a=b"]
 

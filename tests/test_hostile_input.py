@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.callback import (
+from proxy.routing.callback import (
     PARSE_WINDOW,
     Callback,
     in_response_to,
@@ -32,7 +32,7 @@ from proxy.callback import (
     saml_document,
     scan_audience,
 )
-from proxy.decide import AUTH0, WORKOS, decide
+from proxy.routing.decide import AUTH0, WORKOS, decide
 
 from .test_decide import route_map
 

@@ -1,4 +1,4 @@
-"""The pure core of proxy/limits.py: head checks, the body budget, body reading. The protocol itself
+"""The pure core of proxy/edge/limits.py: head checks, the body budget, body reading. The protocol itself
 is exercised through the real server in tests/test_hostile.py."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from proxy.limits import (
+from proxy.edge.limits import (
     BodyBudget,
     BodyTooLarge,
     ClientGone,

@@ -14,8 +14,8 @@ import brotli
 import pytest
 import zstandard
 
-from proxy import logins
-from proxy.logins import (
+from proxy.routing import logins
+from proxy.routing.logins import (
     MAX_INFLATED_REQUEST,
     MAX_PAGE_BYTES,
     OIDC_STATE,

@@ -1,11 +1,11 @@
-"""Tests for proxy.merge: re-importing over a map an operator has been running and editing."""
+"""Tests for proxy.migrate.merge: re-importing over a map an operator has been running and editing."""
 
 from __future__ import annotations
 
 import pytest
 
 from proxy.errors import RouteMapError
-from proxy.merge import (
+from proxy.migrate.merge import (
     GENERATED,
     Comments,
     merge_connection,
@@ -14,7 +14,7 @@ from proxy.merge import (
     render,
     scalar,
 )
-from proxy.routemap import Connection, make_routemap, parse_routemap
+from proxy.routing.routemap import Connection, make_routemap, parse_routemap
 
 NEW = Connection("a", "saml", "legacy", organization="org_1", audiences=("urn:auth0:t:a",), acs_urls=("u1",))
 

@@ -1,4 +1,4 @@
-"""Tests for proxy.package: the exporter's warnings.jsonl, classified for the import."""
+"""Tests for proxy.migrate.package: the exporter's warnings.jsonl, classified for the import."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from proxy.package import (
+from proxy.migrate.package import (
     ENCRYPTED_REMARK,
     MAX_LINE,
     Note,

@@ -25,7 +25,7 @@ from proxy.progress import (
     render_report,
     report_rows,
 )
-from proxy.routemap import Connection, make_routemap
+from proxy.routing.routemap import Connection, make_routemap
 from tests.conftest import ROOT, ROUTES_YAML, ProxyProcess, StandIns, start_proxy
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from proxy.metrics import Metrics
 from proxy.reload import RouteStore, Snapshot
-from proxy.routemap import parse_routemap
+from proxy.routing.routemap import parse_routemap
 from tests.conftest import ADMIN_AUTH, ROUTES_YAML, ProxyProcess, StandIns, big_routes_yaml, start_proxy
 from tests.samples import saml_form, saml_xml
 

@@ -12,7 +12,7 @@ import pytest
 from proxy.config import load_settings
 from proxy.errors import ConfigError
 from proxy.retired import OTHER, map_errors, path_label
-from proxy.routemap import Connection, make_routemap
+from proxy.routing.routemap import Connection, make_routemap
 from tests.conftest import ADMIN_AUTH, ROUTES_YAML, ProxyProcess, StandIns, start_proxy
 from tests.samples import saml_form, saml_xml
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from proxy.errors import RouteMapError
-from proxy.routemap import (
+from proxy.routing.routemap import (
     Connection,
     ambiguity_warnings,
     dump_routemap,
@@ -369,7 +369,7 @@ def test_billion_laughs_is_refused_before_any_expansion() -> None:
 
 
 def test_the_c_loader_is_used_where_available() -> None:
-    from proxy import routemap
+    from proxy.routing import routemap
 
     assert routemap.SafeLoader is getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     assert yaml.__with_libyaml__, "PyYAML without libyaml: route maps parse about ten times slower"
@@ -380,7 +380,7 @@ def test_same_value_as_safe_load_for_every_tag() -> None:
         "version: 1\ns: text\nq: 'quoted'\ni: 7\nf: 1.5\nb: true\nn: ~\nd: 2001-12-14\n"
         "l: [1, two]\nm: {k: v}\nset: !!set {x}\nbin: !!binary aGVsbG8=\n"
     )
-    from proxy.routemap import _load_yaml
+    from proxy.routing.routemap import _load_yaml
 
     document, problems, fatal = _load_yaml(text.encode())
     assert (problems, fatal) == ([], False)

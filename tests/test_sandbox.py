@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from proxy.errors import ConfigError
-from proxy.routemap import parse_routemap
-from proxy.sandbox import (
+from proxy.routing.routemap import parse_routemap
+from proxy.sandbox.run import (
     SANDBOX_CNAME_API_KEY,
     SandboxPlan,
     accepted_encoding,

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy import txcookie
-from proxy.txcookie import (
+from proxy.routing import txcookie
+from proxy.routing.txcookie import (
     LOGIN_PREFIX_CHARS,
     LOGIN_RECORD,
     MAC_BYTES,

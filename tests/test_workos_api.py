@@ -13,11 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.edit import run_set
-from proxy.export import run_import
-from proxy.mapping import MappingError, apply_mapping, read_auth0_ids, read_mapping
-from proxy.routemap import Connection, make_routemap, parse_routemap
-from proxy.workos_api import (
+from proxy.migrate.edit import run_set
+from proxy.migrate.export import run_import
+from proxy.migrate.mapping import MappingError, apply_mapping, read_auth0_ids, read_mapping
+from proxy.migrate.workos_api import (
     WorkosApi,
     WorkosApiError,
     WorkosConnection,
@@ -25,7 +24,8 @@ from proxy.workos_api import (
     refusals,
     render_readiness,
 )
-from proxy.workos_api_standin import create_workos_api_standin, workos_connection
+from proxy.routing.routemap import Connection, make_routemap, parse_routemap
+from proxy.sandbox.workos_api_standin import create_workos_api_standin, workos_connection
 from tests.conftest import ROOT, ThreadServer
 
 KEY = "sk_test_standin_key"

@@ -2,7 +2,7 @@
 
 The callback path decides by connection, but Auth0 (and WorkOS) refuse a ``state`` they did not
 issue, so a login must come back to whoever started it. Every login Auth0 starts sends the browser
-to the identity provider through a response this proxy passes on (:mod:`proxy.logins` says which);
+to the identity provider through a response this proxy passes on (:mod:`proxy.routing.logins` says which);
 when it does, :class:`PassthroughHook` adds a cookie of that login's own holding an HMAC of its
 ``state`` / ``RelayState`` (and a SAML AuthnRequest's ``ID``, which the IdP echoes as
 ``InResponseTo``). One cookie per login, because the browser sends these (``Path=/login/callback``)
@@ -12,7 +12,7 @@ has its MAC in one of them: then Auth0 started it, and that cookie is deleted. N
 server-side: any replica with the same keys decides. The callbacks this proxy itself sent to WorkOS
 are marked in one cookie of records (set and read on ``/login/callback``, so it is re-issued with
 one record more or less), so a ``fallback=auth0`` can be told apart as solicited. The formats are
-:mod:`proxy.txcookie`'s (the purposes below name their versions).
+:mod:`proxy.routing.txcookie`'s (the purposes below name their versions).
 
 Everything here is pure (the keys and the clock are passed in) and never raises on bad input.
 """
@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, NamedTuple
 
-from proxy.callback import Callback, callback_digest, in_response_to, saml_document, transaction_values
-from proxy.logins import (
+from proxy.routing.callback import Callback, callback_digest, in_response_to, saml_document, transaction_values
+from proxy.routing.logins import (
     MAX_PAGE_BYTES,
     Login,
     decode_page,
@@ -32,7 +32,7 @@ from proxy.logins import (
     inspect_response,
     may_be_post_page,
 )
-from proxy.txcookie import (
+from proxy.routing.txcookie import (
     Keys,
     add_record,
     cookie_header,
@@ -201,7 +201,7 @@ class PassthroughHook:
 
     Satisfies ``proxy.upstream.ResponseHook``; ``counted`` is told the kind of each binding set.
     Only a 200 ``text/html`` response small enough to be an auto-post page is buffered (up to
-    :data:`proxy.logins.MAX_PAGE_BYTES`); everything else streams untouched.
+    :data:`proxy.routing.logins.MAX_PAGE_BYTES`); everything else streams untouched.
     """
 
     __slots__ = ("binder", "counted", "now", "request_headers")

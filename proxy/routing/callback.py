@@ -22,7 +22,7 @@ from typing import Any, Iterator
 from urllib.parse import parse_qsl, unquote_plus, unquote_to_bytes
 from xml.parsers import expat
 
-from proxy.fields import EMPTY, Fields
+from proxy.routing.fields import EMPTY, Fields
 
 # Cap on an id_token (a real one is a few KB).
 MAX_ID_TOKEN_BYTES = 64 << 10
@@ -76,7 +76,7 @@ UNREAD = _Unread()
 class Callback:
     """The raw facts of one callback request; hints are derived on demand by the functions below.
 
-    The query and a form body are indexed once (:class:`proxy.fields.Fields`): every function
+    The query and a form body are indexed once (:class:`proxy.routing.fields.Fields`): every function
     below reads its fields from the index, so a 10 KB SAML form is walked once per callback.
     Never changed once made. A plain slotted class, not a frozen dataclass: one is made per
     callback, and the dataclass's ``__post_init__`` setting the indexes cost a microsecond more.

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.routemap import RouteMap
+from proxy.routing.routemap import RouteMap
 
 DEFAULT_BASE_URL = "https://api.workos.com"
 PAGE_LIMIT = 100

@@ -32,7 +32,7 @@ def uvicorn_config(
     tls_cert: str = "",
     tls_key: str = "",
 ) -> uvicorn.Config:
-    """``http`` is the protocol class (the service passes proxy.limits' guarded protocol);
+    """``http`` is the protocol class (the service passes proxy.edge.limits' guarded protocol);
     ``tls_cert``/``tls_key`` (PEM files) serve the listener over TLS (uvicorn's ssl options)."""
     return uvicorn.Config(
         app,

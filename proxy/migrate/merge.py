@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import yaml
 
-from proxy.routemap import ID_KINDS, Connection, RouteMap, make_routemap
+from proxy.routing.routemap import ID_KINDS, Connection, RouteMap, make_routemap
 
 GENERATED = "# [import] "
 # Header lines written by imports before GENERATED existed: not the operator's, so not kept.

@@ -8,7 +8,7 @@ ends of everything else stay byte for byte. A missing key is inserted as one lin
 the connection's ``protocol``, a default before the first one). A value that is not a plain or
 quoted one-line scalar (an alias, an anchor, a block scalar) is refused rather than rewritten.
 
-The result is validated with :func:`proxy.routemap.parse_routemap` and checked to say what was
+The result is validated with :func:`proxy.routing.routemap.parse_routemap` and checked to say what was
 asked before anything is written; writing is atomic (temp file, fsync, rename) and refused when the
 file changed on disk since it was read. Each command prints one audit line (who, what, before ->
 after, sha256 of the file before and after) that can go into the commit message of the change.
@@ -27,8 +27,16 @@ from typing import NamedTuple, TextIO
 import yaml
 
 from proxy.errors import ProxyError, RouteMapError
-from proxy.export import write_routemap_atomic
-from proxy.routemap import MODES, STATES, UNKNOWN_DEFAULTS, RouteMap, SafeLoader, cutover_warnings, parse_routemap
+from proxy.migrate.export import write_routemap_atomic
+from proxy.routing.routemap import (
+    MODES,
+    STATES,
+    UNKNOWN_DEFAULTS,
+    RouteMap,
+    SafeLoader,
+    cutover_warnings,
+    parse_routemap,
+)
 
 # A one-line scalar that can be swapped for another word: plain, or single/double quoted.
 _SIMPLE_SCALAR = re.compile(r"""[A-Za-z0-9_.-]*|"[^"\\\n]*"|'[^'\n]*'""")

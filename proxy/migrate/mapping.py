@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from proxy.package import one_line
-from proxy.routemap import RouteMap, make_routemap
+from proxy.migrate.package import one_line
+from proxy.routing.routemap import RouteMap, make_routemap
 
 MAX_BYTES = 32 * 1024 * 1024
 NAME_KEYS = frozenset(

@@ -38,10 +38,10 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from proxy.callback import Callback, form_field, in_response_to, saml_document, transaction_values
-from proxy.decide import identify
 from proxy.errors import ConfigError
-from proxy.routemap import Connection, RouteMap, load_routemap, make_routemap
+from proxy.routing.callback import Callback, form_field, in_response_to, saml_document, transaction_values
+from proxy.routing.decide import identify
+from proxy.routing.routemap import Connection, RouteMap, load_routemap, make_routemap
 
 
 def _recorder() -> tuple[list[dict[str, Any]], list[Route]]:
@@ -645,7 +645,7 @@ async def run_sandbox(plan: SandboxPlan, out: TextIO) -> None:
     Raises :class:`ConfigError` (bad flag, port in use) or :class:`RouteMapError` before anything
     is started or printed.
     """
-    from proxy.listener import ListenerServer, uvicorn_config
+    from proxy.edge.listener import ListenerServer, uvicorn_config
 
     route_map = load_routemap(plan.routes, plan.proxy_env()["WORKOS_CUSTOM_DOMAIN"])
     migrated = check_plan(plan, route_map)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from proxy.callback import (
+from proxy.routing.callback import (
     Callback,
     guess_protocol,
     is_auth0_only,
@@ -21,7 +21,7 @@ from proxy.callback import (
     saml_document,
     scan_audience,
 )
-from proxy.routemap import RouteMap
+from proxy.routing.routemap import RouteMap
 
 AUTH0 = "auth0"
 WORKOS = "workos"
@@ -122,7 +122,7 @@ def decide(cb: Callback, route_map: RouteMap, bound: frozenset[str] = NOT_BOUND)
     the connection's state > defaults.unknown.
 
     ``bound`` names the callback's values (state, RelayState, InResponseTo) whose MAC the request's
-    binding cookie holds: the login was started by Auth0 (proxy/binding.py), so only Auth0 can
+    binding cookie holds: the login was started by Auth0 (proxy/routing/binding.py), so only Auth0 can
     finish it, whatever the connection's state. A forged or stale binding can only send a callback
     to Auth0, which checks its own state anyway.
     """

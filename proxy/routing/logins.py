@@ -28,8 +28,8 @@ from typing import Callable, Collection, Iterable, NamedTuple
 import brotli
 import zstandard
 
-from proxy.callback import decode_value, root_element
-from proxy.txcookie import MAX_VALUE_CHARS
+from proxy.routing.callback import decode_value, root_element
+from proxy.routing.txcookie import MAX_VALUE_CHARS
 
 MAX_LOCATION_CHARS = 16 << 10
 MAX_INFLATED_REQUEST = 64 << 10  # an AuthnRequest is a few KB
@@ -147,7 +147,7 @@ def _saml_login(saml_request: str, relay_state: str | None, deflated: bool, own_
 
 def _param(query: str, key: str, amp_key: str) -> str | None:
     """The raw first value of a query parameter (``key`` is ``name=``, ``amp_key`` is ``&name=``):
-    at the query's start or right after ``&``, as :class:`proxy.fields.Fields` reads it. Two finds;
+    at the query's start or right after ``&``, as :class:`proxy.routing.fields.Fields` reads it. Two finds;
     a redirect's query is read for three names, which costs less than indexing all of it."""
     if query.startswith(key):
         begin = len(key)

@@ -55,10 +55,10 @@ from pathlib import Path
 from typing import NamedTuple, TextIO
 from urllib.parse import parse_qs, urlsplit
 
-from proxy import merge
 from proxy.errors import ProxyError, RouteMapError
-from proxy.package import ENCRYPTED_REMARK, PackageNotes, read_notes, summary_lines
-from proxy.routemap import (
+from proxy.migrate import merge
+from proxy.migrate.package import ENCRYPTED_REMARK, PackageNotes, read_notes, summary_lines
+from proxy.routing.routemap import (
     ID_KINDS,
     PROTOCOLS,
     STATES,
@@ -737,7 +737,7 @@ def run_import(
     """``sso-proxy routes import EXPORT_DIR [-o PATH] [--prune] [--custom-domain HOST]``; ``-`` writes to stdout.
 
     The summary goes to stdout, or to stderr when the YAML does. When PATH already holds a valid
-    route map, it is merged (:func:`proxy.merge.merge_maps`: states, defaults, hand-set fields and
+    route map, it is merged (:func:`proxy.migrate.merge.merge_maps`: states, defaults, hand-set fields and
     identifiers, comments and connections absent from the export are kept; ``prune`` drops the
     latter); an invalid one is not overwritten. ``workos_domain`` (``WORKOS_CUSTOM_DOMAIN``) lets
     hand-set ``workos_acs_url`` values on the WorkOS custom domain validate.
@@ -770,7 +770,7 @@ def run_import(
             unconfirmed=unconfirmed if custom_domain is not None else result.unconfirmed,
         )
     if workos_mapping is not None:
-        from proxy import mapping
+        from proxy.migrate import mapping
 
         try:
             rows, bad = mapping.read_mapping(workos_mapping)

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 from proxy.errors import InputError, RouteMapError
 
 if TYPE_CHECKING:
-    from proxy.callback import Callback
+    from proxy.routing.callback import Callback
 
 EXIT_WORKOS = 0  # redirected to WorkOS
 EXIT_AUTH0 = 10  # forwarded to Auth0: mapped legacy, unknown with defaults.unknown auth0, fallback, Auth0-only,
@@ -121,9 +121,9 @@ def explain_binding(cb: Callback, cookie: str) -> tuple[frozenset[str], str | No
     """What the request's binding cookie says, checked with SSO_PROXY_TRANSACTION_KEYS from the
     environment as the service would: the bound values, and a line for the output (None: no cookie).
     :class:`InputError` for keys the service would refuse (never echoing them)."""
-    from proxy.binding import AUTH0_PREFIX, Binder
     from proxy.config import SETTINGS
-    from proxy.txcookie import Keys, login_cookies
+    from proxy.routing.binding import AUTH0_PREFIX, Binder
+    from proxy.routing.txcookie import Keys, login_cookies
 
     headers = [(b"cookie", cookie.encode("latin-1", "replace"))]
     if not login_cookies(headers, AUTH0_PREFIX)[0]:
@@ -161,10 +161,10 @@ def explain(
     """Print the decision the server would make for this callback (``cookie``: the request's Cookie
     header), and why; return the exit status."""
     from proxy.app import CALLBACK_PATHS
-    from proxy.callback import Callback
     from proxy.config import load_settings
-    from proxy.decide import decide
-    from proxy.routemap import load_routemap
+    from proxy.routing.callback import Callback
+    from proxy.routing.decide import decide
+    from proxy.routing.routemap import load_routemap
 
     workos_domain = os.environ.get("WORKOS_CUSTOM_DOMAIN") or None
     try:
