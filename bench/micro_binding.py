@@ -39,7 +39,7 @@ from proxy.routing.binding import Binder, PassthroughHook
 from proxy.routing.callback import Callback
 from proxy.routing.logins import Login
 from proxy.routing.txcookie import Keys
-from proxy.sandbox.run import authn_request
+from proxy.sandbox.standin import authn_request
 
 NOW = 1_800_000_000.0
 HOST = [(b"host", b"login.globex.com"), (b"user-agent", b"Mozilla/5.0"), (b"accept", b"text/html")]

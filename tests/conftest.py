@@ -23,7 +23,9 @@ import httpx
 import pytest
 import uvicorn
 
-from proxy.sandbox.run import UpstreamIdp, create_auth0_standin, create_workos_standin
+from proxy.sandbox.auth0_standin import create_auth0_standin
+from proxy.sandbox.standin import UpstreamIdp
+from proxy.sandbox.workos_standin import create_workos_standin
 
 ROOT = Path(__file__).resolve().parents[1]
 CNAME_KEY = "test-cname-api-key"

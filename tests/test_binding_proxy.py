@@ -20,7 +20,9 @@ import httpx
 import pytest
 import zstandard
 
-from proxy.sandbox.run import UpstreamIdp, create_auth0_standin, create_workos_standin
+from proxy.sandbox.auth0_standin import create_auth0_standin
+from proxy.sandbox.standin import UpstreamIdp
+from proxy.sandbox.workos_standin import create_workos_standin
 from tests.conftest import CLIENT_ID, CNAME_KEY, MIGRATED, ROUTES_YAML, ProxyProcess, StandIns, ThreadServer, free_port
 from tests.conftest import start_proxy as start_proxy_on
 from tests.samples import saml_form, saml_xml

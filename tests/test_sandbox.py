@@ -24,15 +24,8 @@ import pytest
 
 from proxy.errors import ConfigError
 from proxy.routing.routemap import parse_routemap
-from proxy.sandbox.run import (
-    SANDBOX_CNAME_API_KEY,
-    SandboxPlan,
-    accepted_encoding,
-    check_plan,
-    parse_origin,
-    port_in_use,
-    sandbox_help,
-)
+from proxy.sandbox.auth0_standin import accepted_encoding
+from proxy.sandbox.run import SANDBOX_CNAME_API_KEY, SandboxPlan, check_plan, parse_origin, port_in_use, sandbox_help
 from tests.conftest import ROOT, ROUTES_YAML, ProxyProcess, free_port, read_started
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}

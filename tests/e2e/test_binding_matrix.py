@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from playwright.sync_api import BrowserContext, sync_playwright
 
-from proxy.sandbox.run import accepted_encoding
+from proxy.sandbox.auth0_standin import accepted_encoding
 
 from .app_page import WELCOME, create_app_page
 from .browser import ARGS, chromium_path, travel
@@ -301,7 +301,9 @@ def routes_for(unknown: str) -> dict[str, object]:
 @contextmanager
 def running_matrix(tmp: Path) -> Iterator[Matrix]:
     from proxy.routing.routemap import parse_routemap
-    from proxy.sandbox.run import UpstreamIdp, create_auth0_standin, create_workos_standin
+    from proxy.sandbox.auth0_standin import create_auth0_standin
+    from proxy.sandbox.standin import UpstreamIdp
+    from proxy.sandbox.workos_standin import create_workos_standin
 
     cname_key = secrets.token_urlsafe(24)
     keys = ",".join(secrets.token_urlsafe(32) for _ in range(2))

@@ -17,7 +17,7 @@ from .pki import make_key_pair
 from .servers import Labels, ProxyProcess, StandIn, ThreadedServer
 
 if TYPE_CHECKING:
-    from proxy.sandbox.run import UpstreamIdp
+    from proxy.sandbox.standin import UpstreamIdp
 
 TENANT = "globex"
 WORKOS_CLIENT_ID = "client_e2e"
@@ -146,7 +146,7 @@ UNMAPPED_OIDC = "globex-unmapped"  # an OIDC connection the route map does not k
 
 def upstream_idps(idps: Idps) -> dict[str, UpstreamIdp]:
     """Each connection's IdP, as the Auth0 and WorkOS stand-ins start a login there."""
-    from proxy.sandbox.run import UpstreamIdp
+    from proxy.sandbox.standin import UpstreamIdp
 
     out = {
         connection: UpstreamIdp("saml", idp.sso_url, entity_id=idp.sps[connection].entity_id)
@@ -182,7 +182,8 @@ def running_world(tmp: Path) -> Iterator[World]:
     """Start the app page, the Auth0 stand-in, per redirect mode a WorkOS stand-in and a proxy,
     and the IdPs; stop them all on exit."""
     from proxy.routing.routemap import Connection, make_routemap
-    from proxy.sandbox.run import create_auth0_standin, create_workos_standin
+    from proxy.sandbox.auth0_standin import create_auth0_standin
+    from proxy.sandbox.workos_standin import create_workos_standin
 
     # What WorkOS knows: the connections already set up there, by the identifiers it reads.
     workos_knows = make_routemap(
