@@ -16,18 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from proxy.migrate.export import (
-    ExportError,
-    SkippedRow,
-    header_lines,
-    import_export,
-    issuer_from_discovery,
-    remove_stale_temp_files,
-    render,
-    run_import,
-    tenant_from_host,
-    write_routemap_atomic,
-)
+from proxy.migrate.export import header_lines, import_export, issuer_from_discovery, render, run_import
+from proxy.migrate.package import ExportError, SkippedRow, tenant_from_host
+from proxy.migrate.routefile import remove_stale_temp_files, write_routemap_atomic
 from proxy.routing.routemap import dump_routemap, parse_routemap
 
 SHARED = Path(__file__).resolve().parent / "fixtures" / "auth0-export"
@@ -810,7 +801,7 @@ def test_a_routes_set_killed_mid_write_leaves_a_temp_file_the_next_set_removes(t
     target.write_text("version: 1\nconnections:\n  acme:\n    protocol: saml\n    state: legacy\n")
     # A child that takes the same path as `routes set` but stops (SIGSTOP) before the rename, then is killed.
     script = (
-        "import os, signal, proxy.migrate.export as e\n"
+        "import os, signal, proxy.migrate.routefile as e\n"
         "real = os.replace\n"
         "def stop(*a):\n"
         "    os.kill(os.getpid(), signal.SIGSTOP)\n"

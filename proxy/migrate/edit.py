@@ -27,7 +27,7 @@ from typing import NamedTuple, TextIO
 import yaml
 
 from proxy.errors import ProxyError, RouteMapError
-from proxy.migrate.export import write_routemap_atomic
+from proxy.migrate.routefile import write_routemap_atomic
 from proxy.routing.routemap import (
     MODES,
     STATES,

@@ -39,25 +39,33 @@ import warns, naming every claimant.
 
 from __future__ import annotations
 
-import csv
-import errno
-import fcntl
 import hashlib
-import io
-import json
 import os
 import re
-import tempfile
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import NamedTuple, TextIO
+from typing import TextIO
 from urllib.parse import parse_qs, urlsplit
 
-from proxy.errors import ProxyError, RouteMapError
+from proxy.errors import RouteMapError
 from proxy.migrate import merge
-from proxy.migrate.package import ENCRYPTED_REMARK, PackageNotes, read_notes, summary_lines
+from proxy.migrate.package import (
+    ENCRYPTED_REMARK,
+    OIDC_CSV,
+    ROUTES_CSV,
+    SAML_CSV,
+    TENANT_HOST,
+    ExportError,
+    PackageNotes,
+    Row,
+    SkippedRow,
+    locate_package,
+    read_csv,
+    read_notes,
+    read_tenant,
+    summary_lines,
+    tenant_from_host,
+)
+from proxy.migrate.routefile import write_routemap_atomic
 from proxy.routing.routemap import (
     ID_KINDS,
     PROTOCOLS,
@@ -71,39 +79,16 @@ from proxy.routing.routemap import (
     workos_url_allowed,
 )
 
-ROUTES_CSV = "proxy_routes.csv"
-SAML_CSV = "saml_connections.csv"
-OIDC_CSV = "oidc_connections.csv"
-MANIFEST = "manifest.json"
 DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
 # cutoverState -> route state. ``manual`` means an operator decides: it stays on Auth0 (legacy)
 # until someone runs ``sso-proxy routes set``.
 CUTOVER_STATES = {"": "legacy", "legacy": "legacy", "workos": "workos", "manual": "legacy"}
-_TENANT_HOST = re.compile(r"^([a-z0-9][a-z0-9-]*)(?:\.[a-z0-9-]+)?\.auth0\.com$")
-_TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-# manifest.json is a few hundred bytes; only sourceTenant is read from it.
-MAX_MANIFEST_BYTES = 1 << 20
-# A temp file of an interrupted write (``routes set`` or ``routes import`` killed) is removed by
-# the next write once no process holds its lock and it is at least this old.
-STALE_TMP_SECONDS = 5.0
 _MICROSOFT_HOSTS = frozenset(
     ("login.microsoftonline.com", "login.microsoft.com", "login.windows.net", "sts.windows.net")
 )
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MULTI_TENANT = frozenset(("common", "organizations", "consumers"))
 SHARED_ISSUERS = frozenset(("https://accounts.google.com", "accounts.google.com"))
-
-
-class ExportError(ProxyError):
-    """The export package cannot be read at all (missing folder, unreadable file, bad manifest)."""
-
-
-class SkippedRow(NamedTuple):
-    """A CSV row left out of the route map: file (relative to the package), 1-based line, why."""
-
-    file: str
-    line: int
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,45 +198,11 @@ class _Draft:
         )
 
 
-class _Row(NamedTuple):
-    line: int
-    values: dict[str, str]
-
-
-def locate_package(path: str) -> tuple[Path, Path]:
-    """(package root, sso folder) for a path that is either of them."""
-    given = Path(path)
-    if not given.is_dir():
-        raise ExportError(f"{path}: not a directory (expected an SSO export package or its sso/ folder)")
-    if (given / "sso").is_dir():
-        return given, given / "sso"
-    if any((given / name).is_file() for name in (ROUTES_CSV, SAML_CSV, OIDC_CSV)):
-        return given.parent, given
-    raise ExportError(f"{path}: no sso/ folder and none of {ROUTES_CSV}, {SAML_CSV}, {OIDC_CSV}")
-
-
-def tenant_from_host(value: str) -> str | None:
-    """``globex-prod.eu.auth0.com`` (or a URL on it, or a bare ``globex-prod``) -> ``globex-prod``."""
-    text = value.strip().lower()
-    host = urlsplit(text).hostname if "://" in text else text.rstrip("/")
-    if not host:
-        return None
-    match = _TENANT_HOST.match(host)
-    if match:
-        return match.group(1)
-    return host if _TENANT_NAME.match(host) else None
-
-
 def issuer_from_discovery(url: str) -> str:
     """The issuer a discovery document URL belongs to (OpenID Connect Discovery 1.0, section 4)."""
     if url.endswith(DISCOVERY_SUFFIX):
         return url[: -len(DISCOVERY_SUFFIX)]
     return url
-
-
-def _line_of(data: bytes, offset: int) -> int:
-    """The 1-based line of a byte offset."""
-    return data.count(b"\n", 0, offset) + 1
 
 
 def oidc_issuers(discovery: str) -> tuple[tuple[str, ...], str | None]:
@@ -283,84 +234,6 @@ def oidc_issuers(discovery: str) -> tuple[tuple[str, ...], str | None]:
     )
 
 
-def read_csv(path: Path, label: str, skipped: list[SkippedRow]) -> Iterator[_Row]:
-    """Rows of a CSV as header -> stripped value, with the 1-based line each row starts on.
-
-    Handles a UTF-8 BOM, CRLF, quoted fields with commas and newlines, columns in any order and
-    unknown extra columns (kept, never read). Rows whose field count differs from the header's are
-    skipped: their columns cannot be trusted. Anything that makes the file unreadable as a whole
-    (not UTF-8, malformed CSV, a field over the csv module's 128 KiB limit, a column named twice)
-    is an :class:`ExportError` naming the file and line. Time and memory are linear in the file.
-    """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ExportError(f"{label}: cannot read: {exc.strerror or exc}") from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ExportError(f"{label}:{_line_of(data, exc.start)}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header: list[str] | None = None
-    next_line = 1
-    try:
-        for fields in reader:
-            line, next_line = next_line, reader.line_num + 1
-            if not fields or all(not f.strip() for f in fields):
-                continue
-            if header is None:
-                header = [name.strip() for name in fields]
-                named = [name for name in header if name]
-                if len(set(named)) != len(named):
-                    twice = sorted({name for name in named if named.count(name) > 1})
-                    raise ExportError(f"{label}:{line}: column named more than once: {', '.join(map(repr, twice))}")
-                continue
-            if len(fields) != len(header):
-                skipped.append(SkippedRow(label, line, f"{len(fields)} fields where the header has {len(header)}"))
-                continue
-            yield _Row(line, {name: value.strip() for name, value in zip(header, fields, strict=False) if name})
-    except csv.Error as exc:
-        raise ExportError(f"{label}:{reader.line_num}: malformed CSV: {exc}") from exc
-
-
-def read_tenant(root: Path, warnings: list[str]) -> str | None:
-    """``sourceTenant`` from ``manifest.json``; ExportError (located) when the file is not JSON.
-
-    Bounded: at most :data:`MAX_MANIFEST_BYTES` are read; hostile JSON (nesting deeper than the
-    parser's recursion limit, integers longer than Python converts) is an error, not a traceback.
-    """
-    manifest = root / MANIFEST
-    if not manifest.is_file():
-        return None
-    try:
-        with manifest.open("rb") as fh:
-            raw = fh.read(MAX_MANIFEST_BYTES + 1)
-    except OSError as exc:
-        raise ExportError(f"{MANIFEST}: cannot read: {exc.strerror or exc}") from exc
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ExportError(f"{MANIFEST}: larger than {MAX_MANIFEST_BYTES} bytes; not an export manifest")
-    try:
-        data = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise ExportError(
-            f"{MANIFEST}:{_line_of(raw, exc.start)}: not UTF-8 ({exc.reason} at byte {exc.start})"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise ExportError(f"{MANIFEST}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from exc
-    except RecursionError as exc:
-        raise ExportError(f"{MANIFEST}: not valid JSON: nested too deeply") from exc
-    except ValueError as exc:  # e.g. an integer beyond sys.get_int_max_str_digits()
-        raise ExportError(f"{MANIFEST}: not valid JSON: {exc}") from exc
-    source = data.get("sourceTenant") if isinstance(data, dict) else None
-    if not isinstance(source, str) or not source.strip():
-        warnings.append(f"{MANIFEST}: no sourceTenant")
-        return None
-    tenant = tenant_from_host(source)
-    if tenant is None:
-        warnings.append(f"{MANIFEST}: sourceTenant {source!r} is not an Auth0 tenant domain")
-    return tenant
-
-
 class _Builder:
     """Merges rows of the three CSVs into connection drafts; records skips and warnings."""
 
@@ -370,7 +243,7 @@ class _Builder:
         self.skipped: list[SkippedRow] = []
         self.tenant_hints: list[str] = []
 
-    def _draft(self, row: _Row, label: str, protocol: str, state: str | None) -> _Draft | None:
+    def _draft(self, row: Row, label: str, protocol: str, state: str | None) -> _Draft | None:
         name = row.values.get("externalId", "")
         where = f"{label}:{row.line}"
         if not name:
@@ -412,7 +285,7 @@ class _Builder:
         else:
             self.warnings.append(f"{draft.name}: {where} gives {attr} {value!r}; keeping {current!r}")
 
-    def add_route(self, row: _Row, label: str) -> None:
+    def add_route(self, row: Row, label: str) -> None:
         v = row.values
         if not v.get("externalId"):
             self.skipped.append(SkippedRow(label, row.line, "no externalId"))
@@ -470,7 +343,7 @@ class _Builder:
         if named and named[0] != name:
             self.warnings.append(f"{name}: {where} {column} names connection {named[0]!r}")
 
-    def add_saml(self, row: _Row, label: str) -> None:
+    def add_saml(self, row: Row, label: str) -> None:
         draft = self._draft(row, label, "saml", None)
         if draft is None:
             return
@@ -489,7 +362,7 @@ class _Builder:
         if v.get("assertionEncryptionKey"):
             draft.remark(ENCRYPTED_REMARK)
 
-    def add_oidc(self, row: _Row, label: str) -> None:
+    def add_oidc(self, row: Row, label: str) -> None:
         draft = self._draft(row, label, "oidc", None)
         if draft is None:
             return
@@ -569,7 +442,7 @@ def import_export(path: str, custom_domain: str | None = None) -> ImportResult:
             for text in texts:
                 builder.drafts[name].remark(text)
     if tenant is None:
-        hosts = sorted({host for host in builder.tenant_hints if _TENANT_HOST.match(host)})
+        hosts = sorted({host for host in builder.tenant_hints if TENANT_HOST.match(host)})
         if len(hosts) == 1:
             tenant = tenant_from_host(hosts[0])
             builder.warnings.append(f"tenant {tenant} taken from callback URLs on {hosts[0]} (no usable manifest)")
@@ -634,93 +507,6 @@ def render(result: ImportResult, comments: merge.Comments | None = None) -> str:
     for name in result.kept_absent:
         remarks.setdefault(name, []).insert(0, "not in the latest export; kept (`routes import --prune` drops it)")
     return merge.render(result.route_map, header_lines(result), remarks, comments)
-
-
-def _tmp_prefix(target: str) -> str:
-    return f".{os.path.basename(target)}."
-
-
-def remove_stale_temp_files(target: str, now: float | None = None) -> list[str]:
-    """Remove temp files an interrupted write to ``target`` left behind; returns the removed paths.
-
-    A writer holds an exclusive ``flock`` on its temp file until it has renamed it, and the kernel
-    drops the lock when the writer dies (``kill -9`` included). So a temp file whose lock can be
-    taken belongs to no running writer; the age check only spares one being created this instant
-    (between ``mkstemp`` and ``flock``).
-    """
-    directory = os.path.dirname(target) or "."
-    prefix = _tmp_prefix(target)
-    now = time.time() if now is None else now
-    removed: list[str] = []
-    try:
-        names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")]
-    except OSError:
-        return removed
-    for name in names:
-        path = os.path.join(directory, name)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            if now - os.fstat(fd).st_mtime < STALE_TMP_SECONDS:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    continue  # a live writer's
-                raise
-            os.unlink(path)
-            removed.append(path)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
-    return removed
-
-
-def write_routemap_atomic(text: str, path: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never a mix.
-
-    A temp file in the same directory is written, fsynced and renamed over the target (rename is
-    atomic within one file system). A symlinked target is followed, so the link is kept. The file
-    keeps the mode of the file it replaces (else 0644), so a proxy running as another user can
-    still read it. Temp files left by an earlier, interrupted write are removed first (see
-    :func:`remove_stale_temp_files`); the proxy's watcher reads only ``path`` and never sees them.
-    """
-    target = os.path.realpath(path)
-    directory = os.path.dirname(target)
-    remove_stale_temp_files(target)
-    try:
-        mode = os.stat(target).st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=_tmp_prefix(target), suffix=".tmp")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # held until the rename: this temp file has a live writer
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def run_import(

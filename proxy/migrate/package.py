@@ -1,4 +1,6 @@
-"""What the exporter said about the package: ``warnings.jsonl`` -> notes the import shows and keeps.
+"""The SSO export package, read: its folder located, its CSVs as rows with located errors, the tenant
+of ``manifest.json``, and what the exporter said about it (``warnings.jsonl``) as notes the import shows
+and keeps. ``export.py`` builds the route map from what is read here.
 
 The WorkOS migration exporter writes one JSON object per line to ``warnings.jsonl`` (also listed in
 ``manifest.json``'s ``files.warnings``): ``code``, ``message``, ``connection_name``, ``protocol`` and a
@@ -24,11 +26,165 @@ every text that reaches the summary or a YAML comment is one printable line of b
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from proxy.errors import ProxyError
+
+ROUTES_CSV = "proxy_routes.csv"
+
+
+SAML_CSV = "saml_connections.csv"
+
+
+OIDC_CSV = "oidc_connections.csv"
+
+
+MANIFEST = "manifest.json"
+
+
+TENANT_HOST = re.compile(r"^([a-z0-9][a-z0-9-]*)(?:\.[a-z0-9-]+)?\.auth0\.com$")
+
+
+_TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+# manifest.json is a few hundred bytes; only sourceTenant is read from it.
+MAX_MANIFEST_BYTES = 1 << 20
+
+
+class ExportError(ProxyError):
+    """The export package cannot be read at all (missing folder, unreadable file, bad manifest)."""
+
+
+class SkippedRow(NamedTuple):
+    """A CSV row left out of the route map: file (relative to the package), 1-based line, why."""
+
+    file: str
+    line: int
+    reason: str
+
+
+class Row(NamedTuple):
+    line: int
+    values: dict[str, str]
+
+
+def locate_package(path: str) -> tuple[Path, Path]:
+    """(package root, sso folder) for a path that is either of them."""
+    given = Path(path)
+    if not given.is_dir():
+        raise ExportError(f"{path}: not a directory (expected an SSO export package or its sso/ folder)")
+    if (given / "sso").is_dir():
+        return given, given / "sso"
+    if any((given / name).is_file() for name in (ROUTES_CSV, SAML_CSV, OIDC_CSV)):
+        return given.parent, given
+    raise ExportError(f"{path}: no sso/ folder and none of {ROUTES_CSV}, {SAML_CSV}, {OIDC_CSV}")
+
+
+def tenant_from_host(value: str) -> str | None:
+    """``globex-prod.eu.auth0.com`` (or a URL on it, or a bare ``globex-prod``) -> ``globex-prod``."""
+    text = value.strip().lower()
+    host = urlsplit(text).hostname if "://" in text else text.rstrip("/")
+    if not host:
+        return None
+    match = TENANT_HOST.match(host)
+    if match:
+        return match.group(1)
+    return host if _TENANT_NAME.match(host) else None
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    """The 1-based line of a byte offset."""
+    return data.count(b"\n", 0, offset) + 1
+
+
+def read_csv(path: Path, label: str, skipped: list[SkippedRow]) -> Iterator[Row]:
+    """Rows of a CSV as header -> stripped value, with the 1-based line each row starts on.
+
+    Handles a UTF-8 BOM, CRLF, quoted fields with commas and newlines, columns in any order and
+    unknown extra columns (kept, never read). Rows whose field count differs from the header's are
+    skipped: their columns cannot be trusted. Anything that makes the file unreadable as a whole
+    (not UTF-8, malformed CSV, a field over the csv module's 128 KiB limit, a column named twice)
+    is an :class:`ExportError` naming the file and line. Time and memory are linear in the file.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ExportError(f"{label}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{label}:{_line_of(data, exc.start)}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    next_line = 1
+    try:
+        for fields in reader:
+            line, next_line = next_line, reader.line_num + 1
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            if header is None:
+                header = [name.strip() for name in fields]
+                named = [name for name in header if name]
+                if len(set(named)) != len(named):
+                    twice = sorted({name for name in named if named.count(name) > 1})
+                    raise ExportError(f"{label}:{line}: column named more than once: {', '.join(map(repr, twice))}")
+                continue
+            if len(fields) != len(header):
+                skipped.append(SkippedRow(label, line, f"{len(fields)} fields where the header has {len(header)}"))
+                continue
+            yield Row(line, {name: value.strip() for name, value in zip(header, fields, strict=False) if name})
+    except csv.Error as exc:
+        raise ExportError(f"{label}:{reader.line_num}: malformed CSV: {exc}") from exc
+
+
+def read_tenant(root: Path, warnings: list[str]) -> str | None:
+    """``sourceTenant`` from ``manifest.json``; ExportError (located) when the file is not JSON.
+
+    Bounded: at most :data:`MAX_MANIFEST_BYTES` are read; hostile JSON (nesting deeper than the
+    parser's recursion limit, integers longer than Python converts) is an error, not a traceback.
+    """
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        with manifest.open("rb") as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise ExportError(f"{MANIFEST}: cannot read: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ExportError(f"{MANIFEST}: larger than {MAX_MANIFEST_BYTES} bytes; not an export manifest")
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ExportError(
+            f"{MANIFEST}:{_line_of(raw, exc.start)}: not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{MANIFEST}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise ExportError(f"{MANIFEST}: not valid JSON: nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer beyond sys.get_int_max_str_digits()
+        raise ExportError(f"{MANIFEST}: not valid JSON: {exc}") from exc
+    source = data.get("sourceTenant") if isinstance(data, dict) else None
+    if not isinstance(source, str) or not source.strip():
+        warnings.append(f"{MANIFEST}: no sourceTenant")
+        return None
+    tenant = tenant_from_host(source)
+    if tenant is None:
+        warnings.append(f"{MANIFEST}: sourceTenant {source!r} is not an Auth0 tenant domain")
+    return tenant
+
+
+# --- warnings.jsonl --------------------------------------------------------------------------------
 
 WARNINGS_FILE = "warnings.jsonl"
 MAX_LINE = 64 * 1024
