@@ -216,7 +216,7 @@ def cmd_default(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import time
 
-    from proxy.progress import fetch_progress, render_report, report_rows
+    from proxy.migrate.report import fetch_progress, render_report, report_rows
 
     snapshots = []
     since: list[str] = []

@@ -1,4 +1,5 @@
-"""Tests for proxy.progress: last callback per connection, reachability confirmed by traffic, the report."""
+"""Tests for proxy.progress (last callback per connection, reachability confirmed by traffic) and the report
+(proxy.migrate.report)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,11 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from proxy.progress import (
+from proxy.migrate.report import (
     DONE,
     NEVER,
     ON_AUTH0,
-    UNKNOWN,
     WAITING,
-    Progress,
     _Merged,
     classify,
     fetch_progress,
@@ -25,6 +24,7 @@ from proxy.progress import (
     render_report,
     report_rows,
 )
+from proxy.progress import UNKNOWN, Progress
 from proxy.routing.routemap import Connection, make_routemap
 from tests.conftest import ROOT, ROUTES_YAML, ProxyProcess, StandIns, start_proxy
 
