@@ -322,6 +322,14 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds a request body may go without progress (408 after; nothing is forwarded)",
     ),
     Setting(
+        "body_deadline",
+        "SSO_PROXY_BODY_DEADLINE",
+        "--body-deadline",
+        _seconds,
+        "30",
+        "seconds the whole request body may take from the end of its head, however it trickles (408 after)",
+    ),
+    Setting(
         "keepalive_timeout",
         "SSO_PROXY_KEEPALIVE_TIMEOUT",
         "--keepalive-timeout",
@@ -462,6 +470,7 @@ class Settings:
     max_head_bytes: int = 32768
     head_timeout: float = 10.0
     body_timeout: float = 10.0
+    body_deadline: float = 30.0
     keepalive_timeout: float = 5.0
     max_connections: int = 1000
     body_budget_bytes: int = 33554432

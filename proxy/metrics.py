@@ -230,6 +230,7 @@ class Metrics:
             "body_budget",
             "body_timeout",
             "head_too_large",
+            "trailers_too_large",
             "head_timeout",
             "bad_head",
             "connection_limit",

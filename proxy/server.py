@@ -91,6 +91,7 @@ async def serve(
         max_head_bytes=settings.max_head_bytes,
         head_timeout=settings.head_timeout,
         body_timeout=settings.body_timeout,
+        body_deadline=settings.body_deadline,
         keepalive_timeout=settings.keepalive_timeout,
         max_connections=settings.max_connections,
     )
@@ -117,6 +118,7 @@ async def serve(
         max_head_bytes=settings.max_head_bytes,
         head_timeout=settings.head_timeout,
         body_timeout=settings.body_timeout,
+        body_deadline=settings.body_deadline,
         keepalive_timeout=settings.keepalive_timeout,
         max_connections=OPS_CONNECTIONS,
     )

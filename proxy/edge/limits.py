@@ -1,24 +1,31 @@
 """What one client may cost the service: request limits, timeouts and the connection cap, in one place.
 
 uvicorn's httptools protocol has no bound on the request head, no head or body timeout and no
-connection cap that refuses before a head arrives (issue 11, findings 3 and 4). This module adds
+connection cap that refuses before a head arrives. This module adds
 them in a subclass of that protocol, so every check happens before the app runs, and keeps the
 app's request path free of them:
 
 - **head**: request line + headers at most ``max_head_bytes`` (431 past it; default 32 KiB, nginx's
   ``large_client_header_buffers 4 8k``, which is what sits in front of most deployments, so nothing
-  nginx accepts is refused here); a complete head within ``head_timeout`` of the connection or of its
-  first byte (408); exactly one valid ``Host`` in HTTP/1.1 (RFC 9112 section 3.2: else 400);
-- **body**: progress at least every ``body_timeout`` (408; the app sees a disconnect and forwards
-  nothing); bytes buffered across all requests at most ``body_budget_bytes`` (:class:`BodyBudget`,
-  503 with ``Retry-After`` past it), each body at most ``max_body_bytes`` (413);
+  nginx accepts is refused here); a complete head within ``head_timeout`` of the connection, or of
+  the first byte after the previous response, whatever that byte is (408: a bare CRLF, which the
+  parser skips without beginning a message, starts the clock like any other byte and never stops
+  it); exactly one valid ``Host`` in HTTP/1.1 (RFC 9112 section 3.2: else 400);
+- **body**: progress at least every ``body_timeout`` and the whole body within ``body_deadline`` of
+  its head (408 either way; the app sees a disconnect and forwards nothing); bytes buffered across
+  all requests at most ``body_budget_bytes`` (:class:`BodyBudget`, 503 with ``Retry-After`` past it),
+  each body at most ``max_body_bytes`` (413);
+- **trailers**: the fields after a chunked body's last chunk (RFC 9112 section 7.1.2) are dropped,
+  never merged into the request's headers (so never forwarded), and at most ``max_head_bytes`` of
+  them are read (431 past it);
 - **idle**: keep-alive connections closed after ``keepalive_timeout``; at most ``max_connections``
   per listener (a new one past it gets a 503 and is closed at once, so descriptors never run out);
 - **lifecycle**: while draining, every response carries ``Connection: close``; a request still
   running when the shutdown timeout cancels it gets the service's own 503 page and a log line,
   not uvicorn's bare 500; a client that disconnects cancels its request (:class:`RequestControl`).
 
-Memory bound per connection: a head buffers at most ``max_head_bytes`` plus one socket read.
+Memory bound per connection: a head, or a trailer section, buffers at most ``max_head_bytes`` plus
+one socket read.
 """
 
 from __future__ import annotations
@@ -58,7 +65,8 @@ class Limits:
 
     max_head_bytes: int = 32768
     head_timeout: float = 10.0
-    body_timeout: float = 10.0
+    body_timeout: float = 10.0  # between two reads of a body
+    body_deadline: float = 30.0  # for the whole body, from the end of its head
     keepalive_timeout: float = 5.0
     max_connections: int = 1000
 
@@ -245,6 +253,21 @@ def _raw_response(status: int, page: Page) -> bytes:
 _REASONS = {400: "bad_head", 408: "head_timeout", 431: "head_too_large"}
 
 
+class _TrailerSink(list[tuple[bytes, bytes]]):
+    """``self.headers`` once a head is complete: uvicorn's ``on_header`` appends the trailer fields
+    of a chunked body there, and they are dropped (RFC 9112 section 7.1.2 lets a recipient discard
+    them). Holds nothing, so one instance serves every connection; swapping the list costs the
+    request path nothing, where a check in ``on_header`` would cost a call per header."""
+
+    __slots__ = ()
+
+    def append(self, item: tuple[bytes, bytes]) -> None:
+        pass
+
+
+_DROP_TRAILERS = _TrailerSink()
+
+
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with this module's limits; ``guard`` is set by :func:`guarded_protocol`."""
 
@@ -262,6 +285,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._begun = False  # a head has begun and is not complete
         self._in_body = False  # a head is complete, its body is not
         self._head_bytes = 0
+        self._trailer_bytes = -1  # counting from the last chunk's size line (-1: not in trailers)
+        self._body_deadline = 0.0  # loop time the body must be complete by (0: not yet armed)
         self._timer: asyncio.TimerHandle | None = None
         self._refused = False
         self._reject_status = 0
@@ -296,6 +321,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._in_head:
             self._head_bytes += len(data)
+        elif self._trailer_bytes >= 0:
+            self._trailer_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -310,14 +337,23 @@ class GuardedProtocol(HttpToolsProtocol):
             elif self._timer is None:
                 self._arm(self.guard.limits.head_timeout, self._head_timed_out)  # from its first read
         elif self._in_body:
-            self._arm(self.guard.limits.body_timeout, self._body_timed_out)  # progress: the wait starts again
+            if self._trailer_bytes > self.guard.limits.max_head_bytes:
+                self._cut(431, "trailers_too_large")
+            else:
+                self._arm_body()
+        elif self._timer is None and (self.cycle is None or self.cycle.response_complete):
+            # Bytes that begin no request (a bare CRLF, which the parser skips) cancelled the
+            # keep-alive wait above: the head clock starts with them, so the connection is still
+            # closed if no request follows.
+            self._arm(self.guard.limits.head_timeout, self._head_timed_out)
 
     # parser callbacks
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = self._begun = True
-        self._cancel_timer()  # the connection's first wait, or a keep-alive wait, is over
+        # A head timer already running (from the connection's start or from bytes before this
+        # message) keeps its deadline: a head is due within head_timeout of those, not of this.
         scope = cast(Scope, self.scope)
         scope["extensions"] = {EXTENSION: RequestControl(self.headers)}
 
@@ -332,9 +368,19 @@ class GuardedProtocol(HttpToolsProtocol):
             self._reject_status = problem
             raise _Refused  # stops the parser; data_received answers
         super().on_headers_complete()
+        self.headers = _DROP_TRAILERS  # the scope keeps the head's list; see _TrailerSink
         if self.guard.draining():
             self.cycle.keep_alive = False  # uvicorn then sends Connection: close and closes after the response
         self._in_body = True
+
+    def on_chunk_header(self) -> None:
+        # Called for every chunk's size line; only the last chunk (size 0) has no body after it.
+        # Until body bytes arrive, what follows is counted as trailer (see data_received).
+        self._trailer_bytes = 0
+
+    def on_body(self, body: bytes) -> None:
+        self._trailer_bytes = -1
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._cancel_timer()
@@ -342,6 +388,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_body = False
         self._in_head = True
         self._head_bytes = 0
+        self._trailer_bytes = -1
+        self._body_deadline = 0.0
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         control = control_of(cycle.scope)  # type: ignore[arg-type]
@@ -412,16 +460,37 @@ class GuardedProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self._reject(408)
 
+    def _arm_body(self) -> None:
+        """The body's wait after a read: ``body_timeout`` of no progress, never past its deadline."""
+        limits = self.guard.limits
+        wait = limits.body_timeout
+        if limits.body_deadline > 0:
+            now = self.loop.time()
+            if not self._body_deadline:
+                self._body_deadline = now + limits.body_deadline
+            left = self._body_deadline - now
+            wait = min(wait, left) if wait > 0 else left
+            if wait <= 0:
+                self._body_timed_out()
+                return
+        self._arm(wait, self._body_timed_out)
+
     def _body_timed_out(self) -> None:
         self._timer = None
+        self._cut(408, "body_timeout")
+
+    def _cut(self, status: int, reason: str) -> None:
+        """End a request whose body cannot be completed: the status when no response has started,
+        and the app's ``receive()`` returns ``http.disconnect``, so nothing is forwarded."""
         cycle = self.cycle
         if self.transport.is_closing() or cycle is None:
             return
-        self.guard.count("body_timeout")
+        self._cancel_timer()
+        self.guard.count(reason)
         if not cycle.response_started:
-            self.transport.write(_raw_response(408, self.guard.page))
+            self.transport.write(_raw_response(status, self.guard.page))
         cycle.disconnected = True  # nothing else is written
-        cycle.message_event.set()  # the app's receive() returns http.disconnect: nothing is forwarded
+        cycle.message_event.set()
         self.transport.close()
 
 

@@ -1,0 +1,260 @@
+"""The public edge against hostile clients, with raw sockets through the real server on loopback.
+
+What a client can hold of a replica (connections, memory, time) must be bounded whatever bytes it
+sends: a connection that idles on bytes that begin no request, trailers after a chunked body, a
+body that trickles. Each case runs on both listeners where both are exposed to it. Timeouts are
+short here (1-2 s); every assertion on time is "closed well within the deadline plus slack".
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import ROUTES_YAML, ProxyProcess, free_port, proxy_env
+from tests.hostile_kit import RawUpstream, get, header_of, read_all, read_response, status_of
+
+LEGACY_SAML = b"/login/callback?connection=globex-adfs"
+LIMITS = {
+    "SSO_PROXY_HEAD_TIMEOUT": "1",
+    "SSO_PROXY_BODY_TIMEOUT": "1",
+    "SSO_PROXY_BODY_DEADLINE": "2",
+    "SSO_PROXY_KEEPALIVE_TIMEOUT": "1",
+    "SSO_PROXY_RELOAD_INTERVAL": "0",
+}
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[RawUpstream]:
+    raw = RawUpstream().start()
+    yield raw
+    raw.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(upstream: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    routes = tmp_path_factory.mktemp("edge") / "routes.yaml"
+    routes.write_text(ROUTES_YAML)
+    port, admin = free_port(), free_port()
+    proc = ProxyProcess(
+        env=proxy_env(upstream.origin, "127.0.0.1:9", **LIMITS),
+        args=["--routes", str(routes), "--port", str(port), "--admin-port", str(admin)],
+        port=port,
+        admin_port=admin,
+    ).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture()
+def record(upstream: RawUpstream) -> RawUpstream:
+    upstream.requests.clear()
+    return upstream
+
+
+def rejected(proc: ProxyProcess, reason: str) -> float:
+    return proc.scrape().get(("sso_proxy_rejected_requests_total", (("reason", reason),)), 0.0)
+
+
+def trickle_until_closed(sock: socket.socket, data: bytes, every: float, within: float) -> tuple[float, bytes]:
+    """Send ``data`` every ``every`` seconds until the server closes; (seconds taken, what it answered)."""
+    started = time.monotonic()
+    sock.settimeout(every)
+    answer = b""
+    while time.monotonic() - started < within:
+        try:
+            sock.sendall(data)
+        except OSError:
+            break
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        answer += chunk
+    return time.monotonic() - started, answer
+
+
+def listener_port(proxy: ProxyProcess, which: str) -> int:
+    return proxy.port if which == "public" else proxy.admin_port
+
+
+def request_for(which: str, close: bool = False) -> bytes:
+    if which == "public":
+        return get(b"/authorize", close=close)
+    return get(b"/healthz", host=b"127.0.0.1", close=close)
+
+
+# --- idle connections ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["public", "operations"])
+def test_crlf_after_a_response_does_not_hold_the_connection(proxy: ProxyProcess, which: str) -> None:
+    """A client that reads its answer and then sends only CRLF (which begins no request) is closed
+    within the head timeout of its first such byte, however often it sends more."""
+    with socket.create_connection(("127.0.0.1", listener_port(proxy, which)), timeout=5) as sock:
+        sock.sendall(request_for(which))
+        assert status_of(read_response(sock)) == 200
+        taken, answer = trickle_until_closed(sock, b"\r\n", every=0.2, within=8)
+    assert taken < 4, f"held {taken:.1f} s with a 1 s head timeout"
+    assert status_of(answer) in (0, 408)
+
+
+@pytest.mark.parametrize("which", ["public", "operations"])
+def test_crlf_before_the_first_request_does_not_hold_the_connection(proxy: ProxyProcess, which: str) -> None:
+    """The head clock starts at the connection; bytes that begin no request never restart it."""
+    with socket.create_connection(("127.0.0.1", listener_port(proxy, which)), timeout=5) as sock:
+        taken, answer = trickle_until_closed(sock, b"\r\n", every=0.2, within=8)
+    assert taken < 4
+    assert status_of(answer) == 408
+
+
+def test_crlf_then_a_slow_head_is_due_from_the_first_byte(proxy: ProxyProcess, record: RawUpstream) -> None:
+    """CRLFs for most of the head timeout, then a head begun slowly: the head is due from the first
+    idle byte, not from the head's own first byte."""
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(get(b"/authorize", close=False))
+        assert status_of(read_response(sock)) == 200
+        sock.sendall(b"\r\n")
+        time.sleep(0.8)
+        started = time.monotonic()
+        sock.sendall(b"GET /authorize HTTP/1.1\r\nx-slow: ")
+        _, answer = trickle_until_closed(sock, b"a", every=0.1, within=8)
+    # Due 0.2 s after the head began; a fresh timeout would have given it 1 s.
+    assert time.monotonic() - started < 0.7, "the head got a fresh timeout when it began"
+    assert status_of(answer) in (0, 408)
+    assert len(record.requests) == 1
+
+
+def test_a_request_after_crlf_is_still_served(proxy: ProxyProcess, record: RawUpstream) -> None:
+    """RFC 9112 section 2.2: a server SHOULD ignore at least one empty line before a request line."""
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(get(b"/authorize", close=False))
+        assert status_of(read_response(sock)) == 200
+        sock.sendall(b"\r\n" + get(b"/authorize"))
+        assert status_of(read_response(sock)) == 200
+    assert len(record.wait_requests(2)) == 2
+
+
+# --- trailers --------------------------------------------------------------------------------------
+
+
+def chunked_post(path: bytes, body: bytes, trailer: bytes) -> bytes:
+    return (
+        b"POST " + path + b" HTTP/1.1\r\nhost: login.example.com\r\n"
+        b"content-type: application/x-www-form-urlencoded\r\ntransfer-encoding: chunked\r\n"
+        b"connection: close\r\n\r\n" + b"%x\r\n" % len(body) + body + b"\r\n0\r\n" + trailer + b"\r\n"
+    )
+
+
+def test_trailers_are_dropped_never_merged_or_forwarded(proxy: ProxyProcess, record: RawUpstream) -> None:
+    """A trailer ``Host: evil.example`` after a valid head never becomes a header of the request."""
+    request = chunked_post(
+        LEGACY_SAML, b"SAMLResponse=abc&RelayState=r", b"Host: evil.example\r\nX-Trailer: smuggled\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = read_all(sock, 5)
+    assert status_of(answer) == 200
+    sent = record.wait_requests(1)[0].lower()
+    assert b"evil.example" not in sent and b"smuggled" not in sent
+    assert sent.endswith(b"\r\n\r\nsamlresponse=abc&relaystate=r")
+
+
+def test_endless_trailers_are_cut_at_the_head_limit(proxy: ProxyProcess, record: RawUpstream) -> None:
+    """8 MB of trailer fields: 431 once they pass the head limit (32 KiB), and nothing is forwarded."""
+    before = rejected(proxy, "trailers_too_large")
+    head = chunked_post(LEGACY_SAML, b"SAMLResponse=abc", b"")[:-2]  # ends after the last chunk's line
+    sent = 0
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(head)
+        try:
+            for _ in range(8192):
+                sock.sendall(b"x-t: " + b"b" * 1017 + b"\r\n")
+                sent += 1024
+        except OSError:
+            pass  # the proxy closed the connection: what this test wants
+        answer = read_all(sock, 5)
+    assert sent < 8 << 20, "the proxy kept reading trailers"
+    assert status_of(answer) in (0, 431)
+    assert rejected(proxy, "trailers_too_large") == before + 1
+    time.sleep(0.2)
+    assert record.requests == []
+
+
+def test_one_endless_trailer_field_is_cut_too(proxy: ProxyProcess, record: RawUpstream) -> None:
+    """One trailer value that never ends is bounded the same way (the parser buffers a field whole)."""
+    head = chunked_post(LEGACY_SAML, b"SAMLResponse=abc", b"")[:-2] + b"x-t: "
+    sent = 0
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(head)
+        try:
+            for _ in range(8192):
+                sock.sendall(b"b" * 1024)
+                sent += 1024
+        except OSError:
+            pass
+        read_all(sock, 5)
+    assert sent < 8 << 20
+    time.sleep(0.2)
+    assert record.requests == []
+
+
+# --- bodies ----------------------------------------------------------------------------------------
+
+
+def test_a_trickling_body_is_cut_at_the_deadline(proxy: ProxyProcess, record: RawUpstream) -> None:
+    """One byte every 0.3 s never trips the 1 s progress timeout, but the whole body is due within
+    2 s of its head (SSO_PROXY_BODY_DEADLINE): 408, and the truncated callback never reaches Auth0."""
+    before = rejected(proxy, "body_timeout")
+    head = (
+        b"POST " + LEGACY_SAML + b" HTTP/1.1\r\nhost: login.example.com\r\n"
+        b"content-type: application/x-www-form-urlencoded\r\ncontent-length: 1000\r\n\r\nSAMLResponse="
+    )
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(head)
+        taken, answer = trickle_until_closed(sock, b"A", every=0.3, within=10)
+    assert taken < 4, f"a trickling body held the request {taken:.1f} s"
+    assert status_of(answer) == 408
+    assert header_of(answer, b"connection") == b"close"
+    assert rejected(proxy, "body_timeout") == before + 1
+    time.sleep(0.2)
+    assert record.requests == []
+
+
+def test_a_chunked_body_that_trickles_is_cut_at_the_deadline(proxy: ProxyProcess, record: RawUpstream) -> None:
+    head = (
+        b"POST " + LEGACY_SAML + b" HTTP/1.1\r\nhost: login.example.com\r\n"
+        b"content-type: application/x-www-form-urlencoded\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(head)
+        taken, answer = trickle_until_closed(sock, b"1\r\nA\r\n", every=0.3, within=10)
+    assert taken < 4
+    assert status_of(answer) == 408
+    time.sleep(0.2)
+    assert record.requests == []
+
+
+def test_a_body_within_its_deadline_is_forwarded_whole(proxy: ProxyProcess, record: RawUpstream) -> None:
+    """Slow but in time (1.2 s in pieces, under the 2 s deadline): delivered, byte for byte."""
+    body = b"SAMLResponse=" + b"B" * 40
+    request = (
+        b"POST " + LEGACY_SAML + b" HTTP/1.1\r\nhost: login.example.com\r\n"
+        b"content-type: application/x-www-form-urlencoded\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+        % len(body)
+    )
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(request)
+        for i in range(0, len(body), 14):
+            time.sleep(0.3)
+            sock.sendall(body[i : i + 14])
+        answer = read_all(sock, 5)
+    assert status_of(answer) == 200
+    assert record.wait_requests(1)[0].endswith(b"\r\n\r\n" + body)
