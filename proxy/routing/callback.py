@@ -19,10 +19,11 @@ import zlib
 from codecs import escape_decode
 from dataclasses import dataclass
 from typing import Any, Iterator
-from urllib.parse import parse_qsl, unquote_plus, unquote_to_bytes
+from urllib.parse import parse_qsl
 from xml.parsers import expat
 
 from proxy.routing.fields import EMPTY, Fields
+from proxy.routing.txcookie import MAX_VALUE_CHARS
 
 # Cap on an id_token (a real one is a few KB).
 MAX_ID_TOKEN_BYTES = 64 << 10
@@ -131,31 +132,47 @@ def _raw_values(data: bytes, name: bytes) -> Iterator[bytes]:
         at = data.find(b"&" + key, end)
 
 
-def unquote_ascii(raw: bytes) -> bytes:
-    """``unquote_to_bytes`` of an ASCII value, in one C pass where every ``%`` starts an escape.
+# A "%" that starts no escape: unquote_to_bytes keeps it as it is, so it is written as "%25" first.
+_LONE_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+# The regex's cost is per "%" (about 0.15 us each): past this many, a value with a malformed escape,
+# which no IdP, Auth0 or WorkOS writes, is left as it came rather than decoded.
+_MAX_LENIENT_ESCAPES = 8192
+# A credential longer than this (raw) is digested as it came, not decoded first: no real one is.
+_MAX_DIGESTED = 256 << 10
+
+
+def unquote_bytes(raw: bytes) -> bytes:
+    """``unquote_to_bytes(raw)``, in C passes whatever the input: no Python step per escape.
 
     Each ``%`` becomes ``\\x`` (backslashes doubled first, so no other escape can appear) and
     ``codecs.escape_decode`` reads ``\\xHH`` in C: three to four times cheaper than
-    ``unquote_to_bytes``'s split and per-chunk lookups on a redirect's ``redirect_uri`` (issue 10's
-    3xx target, bench/micro_binding.py). A ``%`` not followed by two hex digits, which
-    ``unquote_to_bytes`` keeps as it is, makes ``escape_decode`` refuse; then the standard function
-    decides. Both passes are linear."""
+    ``unquote_to_bytes``'s split and per-chunk lookups on a redirect's ``redirect_uri``
+    (bench/micro_binding.py). A ``%`` not followed by two hex digits makes ``escape_decode`` refuse;
+    then such a ``%`` is first written as ``%25`` by one regex substitution with a literal
+    replacement (done in C), and the rest is the same, for up to :data:`_MAX_LENIENT_ESCAPES`
+    escapes; a longer malformed value is returned as it came (the only way this differs from
+    ``unquote_to_bytes``). ``unquote_to_bytes`` itself loops in Python once per ``%``: 1 MiB of
+    ``%%%%`` cost 1.4 s of event loop through it. Bytes outside ASCII pass through as they are."""
+    if raw.find(b"%") < 0:  # find: `bytes in bytes` first tries an int and raises
+        return raw
+    escaped = raw.replace(b"\\", b"\\\\")
     try:
-        return escape_decode(raw.replace(b"\\", b"\\\\").replace(b"%", b"\\x"))[0]
+        return escape_decode(escaped.replace(b"%", b"\\x"))[0]
     except ValueError:
-        return unquote_to_bytes(raw)
+        if raw.count(b"%") > _MAX_LENIENT_ESCAPES:
+            return raw
+        return escape_decode(_LONE_PERCENT.sub(b"%25", escaped).replace(b"%", b"\\x"))[0]
 
 
 def decode_value(raw: bytes) -> str:
-    """A raw query or form value decoded (``+`` is a space, UTF-8, undecodable bytes replaced).
-
-    For an ASCII value (every real one) the same as ``unquote_plus(raw.decode("ascii"))``, without
-    the str round trip and ``unquote``'s per-chunk regex split (tests/test_callback.py checks this)."""
-    if raw.find(b"%") < 0 and raw.find(b"+") < 0:  # find: `bytes in bytes` first tries an int and raises
+    """A raw query or form value decoded: ``+`` is a space, then percent-decoding, then UTF-8 with
+    undecodable bytes replaced (``unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8",
+    "replace")``; for ASCII, every real value, the same as ``unquote_plus``). A byte outside ASCII
+    sent unescaped is read as the byte it is, as if it had been percent-encoded: a raw UTF-8 value
+    decodes to its text. Linear, in C passes (:func:`unquote_bytes`); callers bound the length."""
+    if raw.find(b"%") < 0 and raw.find(b"+") < 0:
         return raw.decode("utf-8", errors="replace")
-    if raw.isascii():
-        return unquote_ascii(raw.replace(b"+", b" ")).decode("utf-8", "replace")
-    return unquote_plus(raw.decode("latin-1"), encoding="utf-8", errors="replace")
+    return unquote_bytes(raw.replace(b"+", b" ")).decode("utf-8", "replace")
 
 
 def query_value(query: bytes, name: str) -> str | None:
@@ -179,9 +196,9 @@ def is_fallback(query: bytes) -> bool:
 def strip_fallback(query: bytes) -> bytes:
     """The raw query without its ``fallback`` parameters; every other byte kept as it came."""
     kept = []
-    for piece in query.split(b"&"):
+    for piece in query.split(b"&"):  # the query is bounded by the head limit
         name = piece.split(b"=", 1)[0]
-        if unquote_to_bytes(name.replace(b"+", b" ")) == b"fallback":
+        if name == b"fallback" or (name.find(b"%") >= 0 and unquote_bytes(name) == b"fallback"):
             continue
         kept.append(piece)
     return b"&".join(kept)
@@ -206,7 +223,7 @@ def unescape_base64_field(raw: bytes) -> bytes:
     if escapes == 0:
         return raw
     if escapes <= _MANY_ESCAPES:
-        return unquote_to_bytes(raw)
+        return unquote_bytes(raw)
     for escaped, plain in _BASE64_ESCAPES:
         raw = raw.replace(escaped, plain)
         if escaped != escaped.lower():
@@ -433,7 +450,9 @@ def read_oidc(cb: Callback) -> OidcFacts | None:
     raw = cb.field(b"id_token")
     if raw is None:
         return None
-    token = unquote_to_bytes(raw.replace(b"+", b" ")).decode("latin-1")
+    if len(raw) > 3 * MAX_ID_TOKEN_BYTES:  # longer than any encoding of a token under the cap: not decoded
+        return OidcFacts(ok=False)
+    token = unquote_bytes(raw.replace(b"+", b" ")).decode("latin-1")
     parts = token.split(".")
     if len(token) > MAX_ID_TOKEN_BYTES or len(parts) != 3:
         return OidcFacts(ok=False)
@@ -478,12 +497,15 @@ def transaction_values(cb: Callback) -> tuple[tuple[str, str], ...]:
             for fields in places:
                 raw = fields.first(key)
                 if raw is not None:
-                    out.append((name, decode_value(raw)))
+                    # A value longer than any encoding of one that can be bound (MAX_VALUE_CHARS) is
+                    # not decoded: it stays a value (never bound, never found), at no cost.
+                    out.append((name, decode_value(raw) if len(raw) <= _MAX_RAW_VALUE else raw.decode("latin-1")))
         cb._transaction = tuple(out)
     return cb._transaction
 
 
 _TRANSACTION_NAMES = (("state", b"state"), ("RelayState", b"RelayState"))
+_MAX_RAW_VALUE = 3 * MAX_VALUE_CHARS  # each character of a bindable value is at most one "%XX" escape
 
 
 def callback_digest(cb: Callback) -> str | None:
@@ -492,7 +514,14 @@ def callback_digest(cb: Callback) -> str | None:
     for name in (b"SAMLResponse", b"id_token", b"code"):
         raw = cb.field(name)
         if raw is not None:
-            value = unescape_base64_field(raw) if name == b"SAMLResponse" else decode_value(raw).encode()
+            # Over the decoded bytes (C passes, linear; no str round trip), so every re-encoding of
+            # the same credential has the same digest; over the raw bytes past a real one's size.
+            if len(raw) > _MAX_DIGESTED:
+                value = raw
+            elif name == b"SAMLResponse":
+                value = unescape_base64_field(raw)
+            else:
+                value = unquote_bytes(raw.replace(b"+", b" "))
             return name.decode() + ":" + hashlib.sha256(value).hexdigest()
     return None
 
