@@ -234,6 +234,7 @@ class Metrics:
             "head_timeout",
             "bad_head",
             "connection_limit",
+            "tls_handshake",
             "bad_target",
         ):
             self.rejected.labels(reason)

@@ -21,6 +21,7 @@ from proxy.config import Settings
 from proxy.edge.limits import Guard, Limits, ensure_descriptors, guarded_protocol
 from proxy.edge.listener import ListenerServer, bind, uvicorn_config
 from proxy.edge.startup import StartupSignals
+from proxy.edge.tls import server_context, tls_gate
 from proxy.errors import StartupError
 from proxy.logs import log_event
 from proxy.metrics import Metrics
@@ -102,16 +103,18 @@ async def serve(
     def draining() -> bool:
         return lifecycle.draining
 
+    http: type[asyncio.Protocol] = guarded_protocol(Guard(limits, error_page, count, draining, logger))
+    if settings.tls_cert:
+        context = server_context(settings.tls_cert, settings.tls_key)
+        http = tls_gate(http, context, settings.head_timeout, settings.max_connections, count)
     public = ListenerServer(
         uvicorn_config(
             PublicApp(settings, store, metrics, upstream, logger),
             settings.host,
             settings.port,
             settings.shutdown_timeout,
-            http=guarded_protocol(Guard(limits, error_page, count, draining, logger)),
+            http=http,
             keepalive=settings.keepalive_timeout,
-            tls_cert=settings.tls_cert,
-            tls_key=settings.tls_key,
         )
     )
     ops_limits = Limits(

@@ -8,7 +8,9 @@ short here (1-2 s); every assertion on time is "closed well within the deadline 
 
 from __future__ import annotations
 
+import os
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 
@@ -258,3 +260,138 @@ def test_a_body_within_its_deadline_is_forwarded_whole(proxy: ProxyProcess, reco
         answer = read_all(sock, 5)
     assert status_of(answer) == 200
     assert record.wait_requests(1)[0].endswith(b"\r\n\r\n" + body)
+
+
+# --- percent-encoding at the body limit ------------------------------------------------------------
+
+MIB = 1 << 20
+PLAIN = b"SAMLResponse=" + b"A" * (MIB - 13 - 100)
+# Families that fell back to a Python loop per "%" (or decoded whole before their caps), each just
+# under the 1 MiB body limit, with a binding cookie present so the state is read for the check.
+PERCENT_FAMILIES = {
+    "id_token %%%": b"id_token=" + b"%" * (MIB - 109),
+    "state %%%": b"state=" + b"%" * (MIB - 106),
+    "RelayState %4%4": b"RelayState=" + b"%4" * ((MIB - 111) // 2),
+    "code raw byte then %41": b"code=\xff" + b"%41" * ((MIB - 106) // 3),
+    "SAMLResponse %41": b"SAMLResponse=" + b"%41" * ((MIB - 113) // 3),
+}
+COOKIE = b"cookie: sso_proxy_tx_0123456789abcdef=AAAA; __Host-sso_proxy_logins=0123456789abcdef"
+
+
+def timed_post(port: int, body: bytes) -> float:
+    request = (
+        b"POST /login/callback HTTP/1.1\r\nhost: login.example.com\r\n"
+        b"content-type: application/x-www-form-urlencoded\r\ncontent-length: %d\r\n"
+        % len(body)
+        + COOKIE
+        + b"\r\nconnection: close\r\n\r\n"
+        + body
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        started = time.perf_counter()
+        sock.sendall(request)
+        answer = read_response(sock, 30)
+        taken = time.perf_counter() - started
+    assert status_of(answer) in (200, 307), answer[:200]
+    return taken
+
+
+def test_hostile_percent_encoding_costs_what_a_plain_body_does(proxy: ProxyProcess) -> None:
+    """Each family at the body limit costs at most 3x a plain body of the same size: best of 5,
+    interleaved, in one run (the loop stalled 0.6-1.6 s per such request before)."""
+    best = dict.fromkeys(["plain", *PERCENT_FAMILIES], float("inf"))
+    for _ in range(5):
+        best["plain"] = min(best["plain"], timed_post(proxy.port, PLAIN))
+        for name, body in PERCENT_FAMILIES.items():
+            assert len(body) <= MIB
+            best[name] = min(best[name], timed_post(proxy.port, body))
+    ratios = {name: best[name] / best["plain"] for name in PERCENT_FAMILIES}
+    assert max(ratios.values()) <= 3, {k: f"{v:.1f}x" for k, v in ratios.items()}
+
+
+# --- TLS handshakes --------------------------------------------------------------------------------
+
+TLS_CAP = 20
+
+
+@pytest.fixture(scope="module")
+def tls_proxy(upstream: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    from tests.e2e.pki import make_key_pair
+
+    directory = tmp_path_factory.mktemp("edge-tls")
+    pair = make_key_pair(directory, "login", "login.example.com")
+    routes = directory / "routes.yaml"
+    routes.write_text(ROUTES_YAML)
+    port, admin = free_port(), free_port()
+    env = {
+        **LIMITS,
+        "SSO_PROXY_MAX_CONNECTIONS": str(TLS_CAP),
+        "SSO_PROXY_TLS_CERT": str(pair.cert_file),
+        "SSO_PROXY_TLS_KEY": str(pair.key_file),
+    }
+    proc = ProxyProcess(
+        env=proxy_env(upstream.origin, "127.0.0.1:9", **env),
+        args=["--routes", str(routes), "--port", str(port), "--admin-port", str(admin)],
+        port=port,
+        admin_port=admin,
+    ).start()
+    yield proc
+    proc.stop()
+
+
+def tls_client() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def tls_exchange(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with tls_client().wrap_socket(raw) as sock:
+            sock.sendall(data)
+            return read_all(sock, 5)
+
+
+def open_descriptors(proc: ProxyProcess) -> int:
+    assert proc.proc is not None
+    return len(os.listdir(f"/proc/{proc.proc.pid}/fd"))
+
+
+def test_requests_are_served_over_tls(tls_proxy: ProxyProcess, record: RawUpstream) -> None:
+    """Through the gate: keep-alive, and a request sent in the same flight as the handshake's end."""
+    answer = tls_exchange(tls_proxy.port, get(b"/authorize", close=False) + get(b"/authorize?second=1"))
+    assert answer.count(b"HTTP/1.1 200 OK") == 2
+    assert len(record.wait_requests(2)) == 2
+
+
+def test_stalled_handshakes_are_bounded_and_counted_from_accept(tls_proxy: ProxyProcess) -> None:
+    """3 bytes of a ClientHello from 3x the cap: those past the cap are closed at once, the rest
+    within the head timeout (1 s here), and the descriptors held never pass the cap."""
+    before = open_descriptors(tls_proxy)
+    handshakes = rejected(tls_proxy, "tls_handshake")
+    socks = []
+    try:
+        for _ in range(3 * TLS_CAP):
+            sock = socket.create_connection(("127.0.0.1", tls_proxy.port), timeout=5)
+            sock.sendall(b"\x16\x03\x01")
+            socks.append(sock)
+        time.sleep(0.3)
+        assert open_descriptors(tls_proxy) <= before + TLS_CAP
+        # While they hold the cap, a new client is refused at accept (never queued behind them).
+        with pytest.raises((ssl.SSLError, OSError)):
+            tls_exchange(tls_proxy.port, get(b"/authorize"))
+        started = time.monotonic()
+        for sock in socks:
+            sock.settimeout(max(0.1, 4 - (time.monotonic() - started)))
+            try:
+                assert sock.recv(100) == b""
+            except ConnectionResetError:
+                pass
+        assert time.monotonic() - started < 4
+    finally:
+        for sock in socks:
+            sock.close()
+    time.sleep(0.3)
+    assert rejected(tls_proxy, "tls_handshake") >= handshakes + TLS_CAP - 1
+    assert status_of(tls_exchange(tls_proxy.port, get(b"/authorize"))) == 200

@@ -29,11 +29,10 @@ def uvicorn_config(
     *,
     http: Any = "httptools",
     keepalive: float = 5.0,
-    tls_cert: str = "",
-    tls_key: str = "",
 ) -> uvicorn.Config:
-    """``http`` is the protocol class (the service passes proxy.edge.limits' guarded protocol);
-    ``tls_cert``/``tls_key`` (PEM files) serve the listener over TLS (uvicorn's ssl options)."""
+    """``http`` is the protocol class (the service passes proxy.edge.limits' guarded protocol,
+    behind proxy.edge.tls' gate when the listener serves TLS: the loop never does TLS itself, so a
+    handshake is bounded and counted from accept)."""
     return uvicorn.Config(
         app,
         host=host,
@@ -49,8 +48,6 @@ def uvicorn_config(
         date_header=False,
         timeout_keep_alive=keepalive,  # type: ignore[arg-type]  # uvicorn uses it as a float (call_later)
         timeout_graceful_shutdown=graceful,  # type: ignore[arg-type]  # uvicorn uses it as a float
-        ssl_certfile=tls_cert or None,
-        ssl_keyfile=tls_key or None,
     )
 
 
