@@ -127,6 +127,54 @@ def answers_of(socks: list[socket.socket], timeout: float) -> collections.Counte
     return collections.Counter(status_of(data) for data in received.values())
 
 
+def keep_sending(
+    socks: list[socket.socket], data: bytes, every: float, within: float
+) -> tuple[collections.Counter[int], float]:
+    """Send ``data`` to every socket every ``every`` seconds until the server closes it (or
+    ``within``); the last status each got (0: none; -1: still open at the end) and the longest time
+    a socket was held."""
+    last = {sock: 0 for sock in socks}
+    open_ = set(socks)
+    started = time.monotonic()
+    held = 0.0
+    for sock in socks:
+        sock.settimeout(0.001)
+    while open_ and time.monotonic() - started < within:
+        for sock in list(open_):
+            try:
+                sock.sendall(data)
+                chunk = sock.recv(65536)
+            except (TimeoutError, BlockingIOError):
+                continue
+            except OSError:
+                chunk = b""
+            if chunk:
+                at = chunk.rfind(b"HTTP/1.1 ")
+                if at >= 0:
+                    last[sock] = status_of(chunk[at:])
+                continue
+            open_.discard(sock)
+            held = max(held, time.monotonic() - started)
+        time.sleep(every)
+    for sock in open_:
+        last[sock] = -1
+        held = time.monotonic() - started
+    for sock in socks:
+        sock.close()
+    return collections.Counter(last.values()), held
+
+
+def timed_post(port: int, body: bytes, *headers: bytes) -> float:
+    """Seconds from sending a whole POST to /login/callback to its answer's last byte."""
+    request = post(b"/login/callback", body, *headers)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        started = time.perf_counter()
+        sock.sendall(request)
+        while sock.recv(65536):
+            pass
+        return time.perf_counter() - started
+
+
 def send_each(port: int, payloads: list[bytes], *, hold: float = 0.0) -> list[socket.socket]:
     socks = []
     for payload in payloads:
@@ -309,6 +357,89 @@ def main() -> int:
             must_not_forward=False,
             note="body budget 32 MiB: the rest get 503 + Retry-After; 0 = still waiting on Auth0 when the client left",
         )
+
+        # --- the public edge: idle bytes, trailers, trickling bodies ----------------------------------
+        def crlf_idlers() -> collections.Counter[int]:
+            socks = send_each(port, [get(b"/authorize", close=False)] * 200)
+            answers, held = keep_sending(socks, b"\r\n", every=1.0, within=30)
+            edge["crlf_held"] = held
+            return answers
+
+        edge: dict[str, float] = {}
+        run.attack(
+            "200 connections: one request, then a CRLF every second",
+            crlf_idlers,
+            must_not_forward=False,
+            note="closed by the head timeout (10 s) from the first CRLF; -1 = still open after 30 s",
+        )
+        run.rows[-1].note += f"; longest held {edge['crlf_held']:.1f} s"
+
+        def endless_trailers() -> collections.Counter[int]:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(
+                b"POST " + LEGACY + b" HTTP/1.1\r\nhost: login.example.com\r\ntransfer-encoding: chunked\r\n"
+                b"content-type: application/x-www-form-urlencoded\r\n\r\n3\r\nx=1\r\n0\r\n"
+            )
+            sent = 0
+            field = b"x-t: " + b"t" * 1017 + b"\r\n"
+            try:
+                for _ in range(200 * 1024):  # 200 MiB of trailer fields
+                    sock.sendall(field)
+                    sent += len(field)
+            except OSError:
+                pass
+            edge["trailer_sent"] = sent
+            return answers_of([sock], 10)
+
+        rss_before = run.rss("VmRSS")
+        run.attack("one chunked POST followed by 200 MiB of trailer fields", endless_trailers, must_not_forward=True)
+        run.rows[-1].note = (
+            f"cut after {edge['trailer_sent'] / 1024:.0f} KiB sent (limit 32 KiB); RSS {rss_before:.0f} -> "
+            f"{run.rss('VmRSS'):.0f} MiB"
+        )
+        trickle_head = (
+            b"POST " + LEGACY + b" HTTP/1.1\r\nhost: login.example.com\r\n"
+            b"content-type: application/x-www-form-urlencoded\r\ncontent-length: 1000\r\n\r\nSAMLResponse="
+        )
+
+        def trickling_bodies() -> collections.Counter[int]:
+            socks = send_each(port, [trickle_head] * 50)
+            answers, held = keep_sending(socks, b"A", every=1.0, within=45)
+            edge["trickle_held"] = held
+            return answers
+
+        run.attack(
+            "50 bodies trickling one byte a second",
+            trickling_bodies,
+            must_not_forward=True,
+            note="the whole body is due within 30 s of its head",
+        )
+        run.rows[-1].note += f"; longest held {edge['trickle_held']:.1f} s"
+
+        # --- percent-encoding at the body limit, against a plain body of the same size -----------------
+        cookie = b"cookie: sso_proxy_tx_0123456789abcdef=AAAA; __Host-sso_proxy_logins=0123456789abcdef"
+        families = {
+            "plain": b"SAMLResponse=" + b"A" * (MIB - 113),
+            "id_token=%%%...": b"id_token=" + b"%" * (MIB - 109),
+            "state=%%%... (with a login cookie)": b"state=" + b"%" * (MIB - 106),
+            "code=\\xff%41%41...": b"code=\xff" + b"%41" * ((MIB - 106) // 3),
+            "RelayState=%4%4...": b"RelayState=" + b"%4" * ((MIB - 111) // 2),
+            "SAMLResponse=%41%41...": b"SAMLResponse=" + b"%41" * ((MIB - 113) // 3),
+        }
+        best = dict.fromkeys(families, float("inf"))
+
+        def percent_families() -> collections.Counter[int]:
+            for _ in range(5):  # interleaved: every family meets the same noise
+                for name, body in families.items():
+                    best[name] = min(best[name], timed_post(port, body, cookie))
+            return collections.Counter({200: 5 * len(families)})
+
+        run.attack("percent-encoding families at the 1 MiB body limit", percent_families, must_not_forward=False)
+        run.rows[-1].note = "best of 5, ratio to a plain body: " + ", ".join(
+            f"{name} {best[name] / best['plain']:.2f}x" for name in families if name != "plain"
+        )
+        edge["percent_worst_ratio"] = max(best[name] / best["plain"] for name in families if name != "plain")
+
         # --- abandoned requests (finding 13) ----------------------------------------------------------
         before_closed = run.auth0.closed_by_client
         waits = [get(b"/login/callback?connection=globex-adfs&code=c&state=s&x=/hang")] * 100
@@ -387,6 +518,7 @@ def main() -> int:
     print(f"| abandoned callbacks whose Auth0 connection was closed when the client left | {cancelled} of 100 |")
     print(f"| proxy RSS at start / peak (VmHWM) | {base_rss:.0f} MiB / {peak:.0f} MiB (container limit 256 MiB) |")
     print(f"| worst /healthz answer during the attacks (probe every 10 ms) | {run.probe.worst * 1000:.0f} ms |")
+    print(f"| hostile percent-encoding, worst family / plain body | {edge['percent_worst_ratio']:.2f}x (target 3x) |")
     print(f"| /healthz probes failed | {run.probe.failures} of {run.probe.probes} |")
     print(f"| error lines or tracebacks in the proxy's log | {len(errors)} |")
     print(f"| proxy exit code after SIGTERM | {code} |")
@@ -404,6 +536,7 @@ def main() -> int:
                     "leaked": leaked,
                     "peak_rss_mib": peak,
                     "worst_healthz_ms": run.probe.worst * 1000,
+                    "edge": edge,
                 },
                 f,
                 indent=2,
