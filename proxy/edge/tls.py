@@ -1,21 +1,26 @@
 """TLS on a listener, with the handshake bounded and counted from accept.
 
-When the event loop does TLS itself (``create_server(ssl=...)``, as uvicorn sets it up), a client
-that sends three bytes of a ClientHello holds its socket for the loop's default handshake timeout
-(60 s), and the HTTP protocol, which counts connections against the cap, exists only after the
-handshake: 200 such clients held 217 descriptors with the cap at 20.
+When the event loop is given the TLS context (``create_server(ssl=...)``, as uvicorn sets it up),
+a client that sends three bytes of a ClientHello holds its socket for the loop's default handshake
+timeout (60 s), and the HTTP protocol, which counts connections against the cap, sees the
+connection only once the handshake is over: 200 such clients held 217 descriptors with the cap at 20.
 
-Here the listener accepts plain TCP, and :class:`TlsGate`, the protocol uvicorn creates for each
-connection, counts the connection against the cap at once (a connection past it is closed before
-any handshake), pauses reading, and runs the handshake with ``loop.start_tls`` within the head
-timeout. Then it hands the TLS transport to the HTTP protocol (:mod:`proxy.edge.limits`), with any
-bytes that arrived with the handshake's last flight, and leaves the count to it.
+Here the listener accepts plain TCP. :class:`TlsGate`, the protocol uvicorn creates for each
+connection, counts it against the cap at once (past it, the connection is closed before any
+handshake) and then does, synchronously, what the loop itself does for a TLS server: it puts the
+loop's own ``SSLProtocol`` between the transport and a new HTTP protocol (:mod:`proxy.edge.limits`),
+with the head timeout as the handshake timeout. The handshake counts as a connection until it ends;
+the HTTP protocol counts it after. (``loop.start_tls`` cannot be used for this: uvloop starts
+reading as soon as ``connection_made`` returns, so a ClientHello could reach the wrong protocol
+before the coroutine runs.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
+from asyncio import sslproto
 from typing import Any, Callable
 
 from uvicorn.config import Config
@@ -30,14 +35,26 @@ def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     return context
 
 
+def _ssl_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:
+    """The loop's own TLS protocol: uvloop's for a uvloop loop (it refuses asyncio's), else asyncio's."""
+    if sys.platform != "win32":
+        import uvloop
+        import uvloop.loop
+
+        if isinstance(loop, uvloop.Loop):
+            return uvloop.loop.SSLProtocol  # type: ignore[attr-defined]  # not in its stubs
+    return sslproto.SSLProtocol
+
+
 class TlsGate(asyncio.Protocol):
-    """One accepted connection until its TLS handshake completes; set up by :func:`tls_gate`."""
+    """Accepts one connection and starts its TLS; set up per listener by :func:`tls_gate`."""
 
     context: ssl.SSLContext
     http: Callable[..., asyncio.Protocol]  # the HTTP protocol class, called as uvicorn calls it
     handshake_timeout: float
     max_connections: int
     count: Callable[[str], None]
+    handshakes: set[asyncio.Future[Any]]  # of this listener, in progress
 
     def __init__(
         self,
@@ -50,77 +67,28 @@ class TlsGate(asyncio.Protocol):
         self.server_state = server_state
         self.app_state = app_state
         self.loop = _loop or asyncio.get_event_loop()
-        self.raw: asyncio.Transport | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.received: list[bytes] = []  # application data that came with the handshake's end
-        self.eof = False
-        self.lost: Exception | None = None
-        self.gone = False
-
-    # the plain TCP connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        connections = self.server_state.connections
-        if len(connections) >= self.max_connections:
+        handshakes = self.handshakes
+        if len(self.server_state.connections) + len(handshakes) >= self.max_connections:
             self.count("connection_limit")
             transport.abort()  # no TLS yet, so no page: closed before any handshake
             return
-        # Counted from accept; uvicorn's shutdown closes it like any connection (shutdown below).
-        connections.add(self)  # type: ignore[arg-type]
-        self.raw = transport
-        transport.pause_reading()  # nothing is read until start_tls owns the transport
-        self.task = self.loop.create_task(self._handshake())
+        loop = self.loop
+        http = self.http(config=self.config, server_state=self.server_state, app_state=self.app_state, _loop=loop)
+        done: asyncio.Future[Any] = loop.create_future()
+        handshakes.add(done)
+        done.add_done_callback(self._handshake_over)
+        secure = _ssl_protocol_class(loop)(
+            loop, http, self.context, done, server_side=True, ssl_handshake_timeout=self.handshake_timeout
+        )
+        transport.set_protocol(secure)
+        secure.connection_made(transport)  # the loop starts reading into it when this returns
 
-    async def _handshake(self) -> None:
-        raw = self.raw
-        assert raw is not None
-        try:
-            secure = await self.loop.start_tls(
-                raw, self, self.context, server_side=True, ssl_handshake_timeout=self.handshake_timeout
-            )
-        except (OSError, RuntimeError):  # ssl.SSLError, TimeoutError and resets are OSErrors
-            self.server_state.connections.discard(self)
+    def _handshake_over(self, done: asyncio.Future[Any]) -> None:
+        self.handshakes.discard(done)
+        if not done.cancelled() and done.exception() is not None:  # timed out, refused, or the client left
             self.count("tls_handshake")
-            raw.abort()
-            return
-        finally:
-            self.task = None
-        self.server_state.connections.discard(self)
-        if secure is None or self.gone or secure.is_closing():
-            return
-        http = self.http(config=self.config, server_state=self.server_state, app_state=self.app_state, _loop=self.loop)
-        secure.set_protocol(http)
-        http.connection_made(secure)
-        for data in self.received:
-            if secure.is_closing():
-                break
-            http.data_received(data)
-        self.received.clear()
-        if self.lost is not None or self.eof:
-            http.connection_lost(self.lost)
-
-    def shutdown(self) -> None:
-        """uvicorn's shutdown: a connection still shaking hands has nothing in flight."""
-        self.gone = True
-        if self.task is not None:
-            self.task.cancel()
-        if self.raw is not None:
-            self.raw.abort()
-        self.server_state.connections.discard(self)
-
-    # the TLS connection until the HTTP protocol takes it (start_tls's app protocol)
-
-    def data_received(self, data: bytes) -> None:
-        self.received.append(data)
-
-    def eof_received(self) -> bool | None:
-        self.eof = True
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.gone = True
-        self.lost = exc
-        self.server_state.connections.discard(self)
 
 
 def tls_gate(
@@ -140,5 +108,6 @@ def tls_gate(
             "handshake_timeout": handshake_timeout or 60.0,
             "max_connections": max_connections,
             "count": staticmethod(count),
+            "handshakes": set(),
         },
     )
