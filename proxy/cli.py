@@ -289,6 +289,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             admin_port=args.admin_port,
             auth0_port=args.auth0_port,
             workos_port=args.workos_port,
+            workos_api_port=args.workos_api_port,
             proxy_origin=parse_origin(args.proxy_origin) if args.proxy_origin else None,
             migrated=None if args.migrated is None else tuple(m.strip() for m in args.migrated.split(",") if m.strip()),
             standins_only=args.standins_only,
@@ -456,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--admin-port", type=int, default=9090, help="the proxy's operations listener (default 9090)")
     sandbox.add_argument("--auth0-port", type=int, default=8081, help="the Auth0 stand-in (default 8081)")
     sandbox.add_argument("--workos-port", type=int, default=8082, help="the WorkOS stand-in (default 8082)")
+    sandbox.add_argument(
+        "--workos-api-port", type=int, default=8083, help="the WorkOS API stand-in (WORKOS_BASE_URL; default 8083)"
+    )
     sandbox.add_argument(
         "--proxy-origin",
         metavar="URL",

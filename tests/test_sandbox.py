@@ -235,15 +235,15 @@ def routes(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def sandbox(routes: Path) -> Iterator[tuple[Sandbox, str, dict[str, str]]]:
-    public, admin, auth0, workos = ports(4)
+    public, admin, auth0, workos, api = ports(5)
     box = Sandbox(
         [
             *("--routes", str(routes), "--port", public, "--admin-port", admin, "--auth0-port", auth0),
-            *("--workos-port", workos, "--migrated", "acme-okta,initech-entra"),
+            *("--workos-port", workos, "--workos-api-port", api, "--migrated", "globex-adfs,acme-okta,initech-entra"),
         ]
     ).start()
     text = box.banner()
-    yield box, text, {"public": public, "admin": admin, "auth0": auth0, "workos": workos}
+    yield box, text, {"public": public, "admin": admin, "auth0": auth0, "workos": workos, "api": api}
     assert box.stop() == 0
 
 
@@ -253,7 +253,9 @@ def test_sandbox_serves_each_path_it_prints(sandbox: tuple[Sandbox, str, dict[st
     auth0 = f"http://127.0.0.1:{port['auth0']}"
     assert f"Auth0 stand-in       {auth0}  (demands the header cname-api-key: sandbox-cname-api-key)" in text
     assert f"AUTH0_CNAME_API_KEY={SANDBOX_CNAME_API_KEY}" in text
-    assert "handles:           acme-okta, initech-entra" in text
+    assert "handles:           globex-adfs, acme-okta, initech-entra" in text
+    # Labels come from the map: globex-adfs is handled by the WorkOS stand-in but legacy in the map.
+    assert "connection=globex-adfs' --data-urlencode" not in text
     # The printed key is the one the Auth0 stand-in demands.
     assert httpx.get(f"{auth0}/authorize").status_code == 403
     assert httpx.get(f"{auth0}/authorize", headers={"cname-api-key": SANDBOX_CNAME_API_KEY}).status_code == 302
@@ -366,3 +368,59 @@ def test_bad_flags_end_with_a_clear_line(routes: Path, args: list[str], message:
     assert (code, out) == (2, "")
     assert err.startswith(message)
     assert "Traceback" not in err
+
+
+def test_the_operator_commands_work_against_the_sandbox(tmp_path: Path) -> None:
+    """The printed WORKOS_* assignments point `routes check` and the readiness gate of `routes set`
+    at the sandbox's WorkOS API stand-in; its connections mirror what the WorkOS stand-in handles;
+    the printed binding key is the one the proxy signs with."""
+    routes = tmp_path / "routes.yaml"
+    routes.write_text((Path(ROOT) / "routes.yaml").read_text())
+    public, admin, auth0, workos, api = ports(5)
+    box = Sandbox(
+        [
+            *("--routes", str(routes), "--port", public, "--admin-port", admin, "--auth0-port", auth0),
+            *("--workos-port", workos, "--workos-api-port", api, "--migrated", "acme-okta,initech-entra"),
+        ]
+    ).start()
+    try:
+        text = box.banner()
+        exports = dict(
+            line.strip().removeprefix("export ").split("=", 1) for line in text.splitlines() if "export " in line
+        )
+        assert exports == {"WORKOS_BASE_URL": f"http://127.0.0.1:{api}", "WORKOS_API_KEY": "sk_test_sandbox"}
+        key = next(line.split("=", 1)[1] for line in text.splitlines() if "SSO_PROXY_TRANSACTION_KEYS=" in line)
+        assert len(key) >= 32
+
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SSO_PROXY_", "WORKOS_"))}, **exports}
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "proxy", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            )
+
+        check = cli("routes", "check", "--routes", str(routes))
+        assert "ready in WorkOS: 2 of 4" in check.stdout, check.stdout + check.stderr
+        assert "cut over but NOT ready in WorkOS (their logins bounce back or fail): hooli-ping" in check.stdout
+        refused = cli("routes", "set", "globex-adfs", "workos", "--routes", str(routes))
+        assert refused.returncode != 0
+        assert "globex-adfs: WorkOS connection conn_01JGLOBEXADFS000000000000000 is draft" in refused.stderr
+        assert "state: legacy" in routes.read_text().split("globex-adfs:")[1].split("hooli-ping:")[0]
+        moved = cli("routes", "set", "hooli-ping", "legacy", "--routes", str(routes))
+        assert moved.returncode == 0, moved.stderr
+        # A login the proxy binds: the printed key verifies its cookie (explain reads the same setting).
+        started = httpx.get(f"http://127.0.0.1:{public}/authorize?client_id=app&connection=acme-okta")
+        assert started.status_code == 302
+        cookies = "; ".join(c.split(";", 1)[0] for c in started.headers.get_list("set-cookie"))
+        assert "sso_proxy_tx_" in cookies
+        relay = httpx.URL(started.headers["location"]).params["RelayState"]
+        env["SSO_PROXY_TRANSACTION_KEYS"] = key
+        explained = cli(
+            "explain",
+            f"http://127.0.0.1:{public}/login/callback?connection=acme-okta",
+            *("--routes", str(routes), "-d", f"RelayState={relay}&SAMLResponse=x", "-b", cookies),
+        )
+        assert "auth0_transaction" in explained.stdout, explained.stdout + explained.stderr
+    finally:
+        assert box.stop() == 0
+    assert not [line for line in box.errors if '"level":"warning"' in line], box.errors

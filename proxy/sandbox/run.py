@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import secrets
 import shlex
 import signal
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 from urllib.parse import quote, urlsplit
 from xml.sax.saxutils import escape as xml_escape
@@ -20,10 +21,12 @@ from proxy.errors import ConfigError
 from proxy.routing.routemap import RouteMap, load_routemap
 from proxy.sandbox.auth0_standin import create_auth0_standin
 from proxy.sandbox.standin import UpstreamIdp
+from proxy.sandbox.workos_api_standin import create_workos_api_standin, workos_connection
 from proxy.sandbox.workos_standin import create_workos_standin
 
 SANDBOX_CLIENT_ID = "client_sandbox"
 SANDBOX_CNAME_API_KEY = "sandbox-cname-api-key"  # fixed and printed: a local toy, never a real key
+SANDBOX_WORKOS_API_KEY = "sk_test_sandbox"  # the WorkOS API stand-in's key; fixed and printed likewise
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +39,13 @@ class SandboxPlan:
     admin_port: int = 9090
     auth0_port: int = 8081
     workos_port: int = 8082
+    workos_api_port: int = 8083
     proxy_origin: str | None = None  # where WorkOS sends fallbacks; default: the sandbox's public listener
     migrated: tuple[str, ...] | None = None  # what WorkOS handles; default: the map's connections in state workos
     standins_only: bool = False
+    # Signs the binding cookies; printed, so `sso-proxy explain -b` can read them. A fresh one per run
+    # unless SSO_PROXY_TRANSACTION_KEYS is set.
+    binding_key: str = field(default_factory=lambda: os.environ.get("SSO_PROXY_TRANSACTION_KEYS") or _new_key())
 
     @property
     def browser_host(self) -> str:
@@ -62,7 +69,11 @@ class SandboxPlan:
 
     def listeners(self) -> dict[str, int]:
         """Each listener this plan opens, by name, with its port."""
-        named = {"Auth0 stand-in": self.auth0_port, "WorkOS stand-in": self.workos_port}
+        named = {
+            "Auth0 stand-in": self.auth0_port,
+            "WorkOS stand-in": self.workos_port,
+            "WorkOS API stand-in": self.workos_api_port,
+        }
         if self.standins_only:
             return named
         return {"public listener": self.port, "operations listener": self.admin_port, **named}
@@ -75,7 +86,19 @@ class SandboxPlan:
             "WORKOS_CLIENT_ID": SANDBOX_CLIENT_ID,
             "AUTH0_FALLBACK_ORIGIN": f"http://{self.loopback_host}:{self.auth0_port}",
             "AUTH0_CNAME_API_KEY": SANDBOX_CNAME_API_KEY,
+            "SSO_PROXY_TRANSACTION_KEYS": self.binding_key,
         }
+
+    def operator_env(self) -> dict[str, str]:
+        """What the operator's commands (`routes check`, the readiness gate of `routes set`) read."""
+        return {
+            "WORKOS_BASE_URL": f"http://{self.loopback_host}:{self.workos_api_port}",
+            "WORKOS_API_KEY": SANDBOX_WORKOS_API_KEY,
+        }
+
+
+def _new_key() -> str:
+    return secrets.token_urlsafe(32)  # 43 characters; the setting asks for 32 or more
 
 
 def _url_host(host: str) -> str:
@@ -158,6 +181,18 @@ def sandbox_idps(route_map: RouteMap) -> dict[str, UpstreamIdp]:
     }
 
 
+def api_connections(route_map: RouteMap, migrated: tuple[str, ...]) -> list[dict[str, object]]:
+    """The WorkOS API stand-in's connections: one per connection of the map with a
+    ``workos_connection_id``, active when the WorkOS stand-in handles it (``migrated``), else a
+    draft, so `routes check` and the readiness gate of `routes set ... workos` say what WorkOS would."""
+    out: list[dict[str, object]] = []
+    for created, (name, conn) in enumerate(sorted(route_map.connections.items())):
+        if conn.workos_connection_id:
+            state = "active" if name in migrated else "draft"
+            out.append(workos_connection(conn.workos_connection_id, state, name, conn.organization, created))
+    return out
+
+
 def sandbox_help(plan: SandboxPlan, route_map: RouteMap, migrated: tuple[str, ...]) -> str:
     """What the sandbox prints: every address and secret it uses, then one curl command per path."""
     public = plan.fallback_origin if plan.standins_only else plan.public
@@ -178,8 +213,13 @@ def sandbox_help(plan: SandboxPlan, route_map: RouteMap, migrated: tuple[str, ..
         f"{workos}/sso/{SANDBOX_CLIENT_ID}/auth0/callback)",
         f"    handles:           {', '.join(migrated) or '(none)'}",
         f"    sends the rest to  {plan.fallback_origin}/login/callback?...&fallback=auth0",
+        f"  WorkOS API stand-in  {plan.operator_env()['WORKOS_BASE_URL']}  (connections of the map with a "
+        "workos_connection_id: active where the WorkOS stand-in handles them, else draft)",
         f"  route map            {plan.routes} (read once at start by the stand-ins)",
         f"  what each stand-in received: curl -s {auth0}/_standin/requests ; curl -s {workos}/_standin/requests",
+        "",
+        "For the operator's commands (sso-proxy routes check, the readiness gate of routes set ... workos):",
+        *(f"  export {k}={shlex.quote(v)}" for k, v in plan.operator_env().items()),
         "",
     ]
     if plan.standins_only:
@@ -211,7 +251,8 @@ def _curl_examples(public: str, route_map: RouteMap, migrated: tuple[str, ...]) 
     """One curl command per path through the proxy, with connections taken from the map in force."""
     callback = f"{public}/login/callback"
     conns = route_map.connections
-    saml = [name for name in migrated if conns[name].protocol == "saml"]
+    # Labelled by the map's own states: only a connection cut over in the map is redirected to WorkOS.
+    saml = [name for name in migrated if conns[name].protocol == "saml" and conns[name].state == "workos"]
     legacy = [name for name, conn in conns.items() if conn.state == "legacy"]
     bounced = [name for name, conn in conns.items() if conn.state == "workos" and name not in migrated]
     out: list[str] = []
@@ -270,6 +311,14 @@ async def run_sandbox(plan: SandboxPlan, out: TextIO) -> None:
         if port_in_use(plan.host, port):
             raise ConfigError(f"{name} port {port} on {plan.host} is in use (choose another with its flag)")
     idps = sandbox_idps(route_map)
+    api = ListenerServer(
+        uvicorn_config(
+            create_workos_api_standin(SANDBOX_WORKOS_API_KEY, api_connections(route_map, migrated)),
+            plan.host,
+            plan.workos_api_port,
+            1.0,
+        )
+    )
     auth0 = ListenerServer(
         uvicorn_config(create_auth0_standin(SANDBOX_CNAME_API_KEY, idps=idps), plan.host, plan.auth0_port, 1.0)
     )
@@ -281,12 +330,14 @@ async def run_sandbox(plan: SandboxPlan, out: TextIO) -> None:
             1.0,
         )
     )
-    standins = [asyncio.create_task(auth0.serve()), asyncio.create_task(workos.serve())]
+    servers = (auth0, workos, api)
+    standins = [asyncio.create_task(server.serve()) for server in servers]
     try:
-        while not (auth0.started and workos.started):
+        while not all(server.started for server in servers):
             if any(task.done() for task in standins):
                 raise ConfigError(
-                    f"a stand-in could not listen on {plan.host} (ports {plan.auth0_port}, {plan.workos_port})"
+                    f"a stand-in could not listen on {plan.host} "
+                    f"(ports {plan.auth0_port}, {plan.workos_port}, {plan.workos_api_port})"
                 )
             await asyncio.sleep(0.01)
         if plan.standins_only:
@@ -296,7 +347,8 @@ async def run_sandbox(plan: SandboxPlan, out: TextIO) -> None:
         else:
             await _serve_proxy(plan, route_map, migrated, out)
     finally:
-        auth0.should_exit = workos.should_exit = True
+        for server in servers:
+            server.should_exit = True
         await asyncio.gather(*standins, return_exceptions=True)
 
 
@@ -329,6 +381,7 @@ async def _serve_proxy(plan: SandboxPlan, route_map: RouteMap, migrated: tuple[s
             "SSO_PROXY_ADMIN_PORT": str(plan.admin_port),
             "SSO_PROXY_DRAIN_SECONDS": "0",
             "SSO_PROXY_SHUTDOWN_TIMEOUT": "2",
+            "SSO_PROXY_READ_TIMEOUT": "1.5",  # the stand-ins answer at once; below the shutdown timeout
             # POST /-/reload only with a token the operator chose (Authorization: Bearer ...).
             "SSO_PROXY_ADMIN_TOKEN": os.environ.get("SSO_PROXY_ADMIN_TOKEN", ""),
         }
