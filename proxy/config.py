@@ -148,10 +148,24 @@ def _file(value: str) -> str:
     return value
 
 
-def _header_name(value: str) -> str:
+# Auth0, "Configure Custom Domains with Self-Managed Certificates", section "Original client ip
+# address": the proxy sets X-Forwarded-For to the end user's IP ("Just one ip address is expected");
+# where that is not possible, the custom domain's ``custom_client_ip_header`` names another header.
+# The Management API's values for it (CustomDomainCustomClientIpHeaderEnum in Auth0's SDKs):
+# true-client-ip, cf-connecting-ip, x-forwarded-for, x-azure-clientip (or empty: X-Forwarded-For).
+CLIENT_IP_HEADERS = ("true-client-ip", "cf-connecting-ip", "x-azure-clientip")
+
+
+def _client_ip_header(value: str) -> str:
+    """One more header for the end user's IP besides X-Forwarded-For, or "" for X-Forwarded-For only."""
     value = value.strip().lower()
-    if not value or not all(c.isalnum() or c in "-_" for c in value):
-        raise ValueError("must be an HTTP header name such as true-client-ip")
+    if value in ("", "x-forwarded-for"):
+        return ""
+    if value not in CLIENT_IP_HEADERS:
+        raise ValueError(
+            f"must be one of {', '.join(CLIENT_IP_HEADERS)} (the other values of Auth0's custom_client_ip_header), "
+            "or x-forwarded-for / unset: X-Forwarded-For, which is always sent"
+        )
     return value
 
 
@@ -199,9 +213,10 @@ SETTINGS: tuple[Setting, ...] = (
         "client_ip_header",
         "AUTH0_CLIENT_IP_HEADER",
         None,
-        _header_name,
-        "true-client-ip",
-        "header carrying the end user's IP to Auth0",
+        _client_ip_header,
+        "",
+        "X-Forwarded-For always carries the end user's one IP to Auth0; this names one more header to carry "
+        f"it ({', '.join(CLIENT_IP_HEADERS)}), as the custom domain's custom_client_ip_header reads",
     ),
     Setting("routes", "SSO_PROXY_ROUTES", "--routes", _text, "routes.yaml", "route map file"),
     Setting("host", "SSO_PROXY_HOST", "--host", _text, "127.0.0.1", "public listener address"),
@@ -450,7 +465,7 @@ class Settings:
     workos_client_id: str
     auth0_origin: str
     cname_api_key: str = ""
-    client_ip_header: str = "true-client-ip"
+    client_ip_header: str = ""  # "" : X-Forwarded-For only (always sent); else one of CLIENT_IP_HEADERS too
     routes: str = "routes.yaml"
     host: str = "127.0.0.1"
     port: int = 8080

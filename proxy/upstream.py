@@ -3,13 +3,19 @@
 The only module that knows the HTTP client. aiohttp was chosen with numbers (bench/RESULTS.md):
 forwarding through httpx's default transport ran several times slower on these machines.
 
-Rules (RFC 9110 section 7.6.1 for hop-by-hop headers; Auth0 "Configure Features to Use Custom
-Domains" / reverse proxy set-up for cname-api-key and the client IP header):
+Rules (RFC 9110 section 7.6.1 for hop-by-hop headers; Auth0 "Configure Custom Domains with
+Self-Managed Certificates" for cname-api-key and, in its section "Original client ip address", the
+end user's IP):
 - method, path, query and body go unchanged; end-to-end headers (Cookie, User-Agent, Origin,
   Referer, ...) too, in order and with repetition; hop-by-hop headers are dropped;
-- Host is the origin's host; ``cname-api-key`` is ours alone; the end user's IP goes in the
-  configured header, computed here (client-supplied copies are removed; X-Forwarded-For is only
-  believed from configured proxy addresses);
+- Host is the origin's host; ``cname-api-key`` is ours alone;
+- the end user's IP, computed here, goes in exactly one ``X-Forwarded-For`` holding exactly one
+  address ("Just one ip address is expected"; Auth0 uses it for anomaly detection, rate limiting and
+  MFA, and without it treats the proxy's address as the client's), and in ``AUTH0_CLIENT_IP_HEADER``
+  too when that names one of the other headers the custom domain's ``custom_client_ip_header`` may
+  read. The address is the peer's; behind ``SSO_PROXY_TRUSTED_PROXIES``, the right-most entry of
+  their X-Forwarded-For that is not a trusted proxy. Client-supplied copies of every header Auth0 may
+  read an IP from are removed, whichever one the custom domain is set to read;
 - redirects are handed to the browser, never followed; every Set-Cookie passes back unmodified;
   compressed bodies are streamed through without being decompressed;
 - a request whose bytes may have reached Auth0 is never retried (SAML assertions and OIDC codes are
@@ -18,8 +24,8 @@ Domains" / reverse proxy set-up for cname-api-key and the client IP header):
   the public-API alternative, ``force_close``, costs about 4x per callback: bench/force_close.py);
 - header hygiene (issue 11): names that differ from a controlled one only by ``_`` for ``-`` are
   dropped too (some servers treat them alike); ``Forwarded`` and ``X-Real-IP`` are always dropped (the
-  end user's IP reaches Auth0 only in the header computed here, and X-Forwarded-For from trusted
-  proxies, so there is one answer, not two that may disagree); values go out byte for byte: aiohttp
+  end user's IP reaches Auth0 only in the headers computed here, so there is one answer, not two
+  that may disagree); values go out byte for byte: aiohttp
   writes header strings as UTF-8, so values are decoded as UTF-8 and a value that is not UTF-8 is
   refused (400) rather than changed; ``Connection`` tokens of responses are matched case-insensitively;
 - a request whose client disconnected is cancelled wherever it is (waiting for a pool connection,
@@ -77,6 +83,11 @@ _REPLACED = frozenset(
         b"x-forwarded-host",
         b"forwarded",
         b"x-real-ip",
+        # Every header Auth0's custom_client_ip_header can name (proxy.config.CLIENT_IP_HEADERS): the
+        # custom domain may read one whatever AUTH0_CLIENT_IP_HEADER says, so a client's copy never passes.
+        b"true-client-ip",
+        b"cf-connecting-ip",
+        b"x-azure-clientip",
     )
 )
 # Headers aiohttp would invent when the browser did not send them; the request must arrive unchanged.
@@ -167,6 +178,9 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[byte
     return frozenset(tokens)
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
 def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
     if not trusted:
         return False
@@ -177,15 +191,36 @@ def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
     return any(ip in net for net in trusted)
 
 
+def hop_address(entry: str) -> IPAddress | None:
+    """One X-Forwarded-For entry as an address, or None when it is not one. Some balancers add the
+    client's port (Azure Application Gateway: ``203.0.113.7:54321``, ``[2001:db8::7]:443``)."""
+    text = entry.strip()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
 def client_address(peer: str, forwarded_for: list[str], trusted: tuple[Network, ...]) -> str:
-    """The end user's IP: the peer, unless the peer is a trusted proxy; then the right-most
-    X-Forwarded-For entry that is not itself a trusted proxy."""
+    """The end user's IP, one address: the peer, unless the peer is a trusted proxy; then the
+    right-most X-Forwarded-For entry that is not itself a trusted proxy. An entry that is not an
+    address ends the walk at the last trusted hop (as nginx's realip module does): what lies left of
+    it was never vouched for. Empty when there is no peer address (not TCP)."""
     if not _is_trusted(peer, trusted):
         return peer
+    last = peer
     for hop in reversed(forwarded_for):
-        if not _is_trusted(hop, trusted):
-            return hop
-    return forwarded_for[0] if forwarded_for else peer
+        ip = hop_address(hop)
+        if ip is None:
+            break
+        last = str(ip)
+        if not any(ip in net for net in trusted):
+            return last
+    return last
 
 
 _ALWAYS_DROPPED = HOP_BY_HOP | _REPLACED
@@ -193,18 +228,14 @@ _ALWAYS_DROPPED = HOP_BY_HOP | _REPLACED
 
 def request_headers(scope: dict[str, Any], settings: Settings) -> list[tuple[str, str]]:
     """The headers to send to Auth0 for an incoming request (see the module rules). One pass."""
-    ip_header = settings.client_ip_header.encode()
     kept: Headers = []
     forwarded_for: list[str] = []
     forwarded_proto = forwarded_host = host = None
     named_hops: frozenset[bytes] = frozenset()
-    ip_norm = ip_header.replace(b"_", b"-")
     for name, value in scope["headers"]:
-        if b"_" in name or name == ip_norm:
-            norm = name.replace(b"_", b"-")
-            if norm in _ALWAYS_DROPPED or norm == ip_norm:
-                continue  # controlled, or a look-alike of one (cname_api_key, x_forwarded_for, true_client_ip)
-        if name not in _ALWAYS_DROPPED and name != ip_header:
+        if b"_" in name and name.replace(b"_", b"-") in _ALWAYS_DROPPED:
+            continue  # a look-alike of a controlled header (cname_api_key, x_forwarded_for, true_client_ip)
+        if name not in _ALWAYS_DROPPED:
             kept.append((name, value))
         elif name == b"host":
             host = value.decode("latin-1")
@@ -230,8 +261,10 @@ def request_headers(scope: dict[str, Any], settings: Settings) -> list[tuple[str
         out.append(("cname-api-key", settings.cname_api_key))
     user_ip = client_address(peer, chain, settings.trusted_proxies)
     if user_ip:
-        out.append((settings.client_ip_header, user_ip))
-    out.append(("X-Forwarded-For", ", ".join([*chain, peer]) if peer else ", ".join(chain)))
+        # One header, one address: never the chain (its left entries are whatever the client wrote).
+        out.append(("X-Forwarded-For", user_ip))
+        if settings.client_ip_header:
+            out.append((settings.client_ip_header, user_ip))
     out.append(("X-Forwarded-Proto", (forwarded_proto if trusted and forwarded_proto else scope["scheme"])))
     if (trusted and forwarded_host) or host:
         out.append(("X-Forwarded-Host", forwarded_host if trusted and forwarded_host else host or ""))

@@ -179,7 +179,7 @@ class StandIns:
         if at == "auth0":
             url, headers = (
                 f"{self.auth0.origin}/authorize?client_id=app&connection={connection}",
-                {"cname-api-key": CNAME_KEY},
+                {"cname-api-key": CNAME_KEY, "x-forwarded-for": "127.0.0.1"},  # as the proxy would send
             )
         else:
             url, headers = f"{self.workos.origin}/sso/authorize?connection={connection}", {}

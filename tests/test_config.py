@@ -30,7 +30,7 @@ def test_defaults() -> None:
         auth0_origin="https://my-tenant.us.auth0.com",
     )
     assert s.cname_api_key == ""
-    assert s.client_ip_header == "true-client-ip"
+    assert s.client_ip_header == ""  # X-Forwarded-For only (always sent)
     assert (s.host, s.port, s.admin_host, s.admin_port) == ("127.0.0.1", 8080, "127.0.0.1", 9090)
     assert (s.routes, s.workos_scheme, s.redirect_mode, s.passthrough) == ("routes.yaml", "https", "307", True)
     assert (s.max_body_bytes, s.connect_timeout, s.read_timeout) == (1048576, 5.0, 15.0)
@@ -50,6 +50,9 @@ def test_defaults() -> None:
         ("AUTH0_CNAME_API_KEY", " key-123 ", "cname_api_key", "key-123"),
         ("AUTH0_CNAME_API_KEY", "", "cname_api_key", ""),
         ("AUTH0_CLIENT_IP_HEADER", "CF-Connecting-IP", "client_ip_header", "cf-connecting-ip"),
+        ("AUTH0_CLIENT_IP_HEADER", " true-client-ip ", "client_ip_header", "true-client-ip"),
+        ("AUTH0_CLIENT_IP_HEADER", "X-Azure-ClientIP", "client_ip_header", "x-azure-clientip"),
+        ("AUTH0_CLIENT_IP_HEADER", "X-Forwarded-For", "client_ip_header", ""),  # always sent: nothing more
         ("SSO_PROXY_ROUTES", "/etc/sso-proxy/routes.yaml", "routes", "/etc/sso-proxy/routes.yaml"),
         ("SSO_PROXY_HOST", "0.0.0.0", "host", "0.0.0.0"),
         ("SSO_PROXY_PORT", "8443", "port", 8443),
@@ -115,6 +118,11 @@ def test_env_parsing(env: str, value: str, field: str, expected: object) -> None
         ("AUTH0_FALLBACK_ORIGIN", "https://"),
         ("AUTH0_CLIENT_IP_HEADER", "true client ip"),
         ("AUTH0_CLIENT_IP_HEADER", "x-ip:"),
+        # Only the values of Auth0's custom_client_ip_header: another name would be read by nobody.
+        ("AUTH0_CLIENT_IP_HEADER", "x-real-ip"),
+        ("AUTH0_CLIENT_IP_HEADER", "true_client_ip"),
+        ("AUTH0_CLIENT_IP_HEADER", "x-forwarded-for,true-client-ip"),
+        ("AUTH0_CLIENT_IP_HEADER", "forwarded"),
         ("SSO_PROXY_PORT", "http"),
         ("SSO_PROXY_PORT", "-1"),
         ("SSO_PROXY_PORT", "65536"),
@@ -238,7 +246,7 @@ def test_fallback_origin_elsewhere_is_accepted(origin: str, extra: dict[str, str
     ("name", "field", "default"),
     [
         ("SSO_PROXY_PORT", "port", 8080),
-        ("AUTH0_CLIENT_IP_HEADER", "client_ip_header", "true-client-ip"),
+        ("AUTH0_CLIENT_IP_HEADER", "client_ip_header", ""),
         ("SSO_PROXY_DRAIN_SECONDS", "drain_seconds", 5.0),
     ],
 )

@@ -159,7 +159,7 @@ async def drive(proxy: ProxyProcess, workos_origin: str, stop_at: list[float], s
                 if not kind.query:  # SP-initiated (no ?connection=): the answer to a login Auth0 started
                     started = await client.get(
                         f"{standins.auth0.origin}/authorize?connection={kind.connection}",
-                        headers={"cname-api-key": CNAME_KEY},
+                        headers={"cname-api-key": CNAME_KEY, "x-forwarded-for": "127.0.0.1"},
                     )
                     body = body.replace("RelayState=relay-123", f"RelayState={read_started(started).state}")
                 sent = time.monotonic()

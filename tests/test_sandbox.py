@@ -251,14 +251,16 @@ def test_sandbox_serves_each_path_it_prints(sandbox: tuple[Sandbox, str, dict[st
     _, text, port = sandbox
     public = f"http://127.0.0.1:{port['public']}"
     auth0 = f"http://127.0.0.1:{port['auth0']}"
-    assert f"Auth0 stand-in       {auth0}  (demands the header cname-api-key: sandbox-cname-api-key)" in text
+    assert f"Auth0 stand-in       {auth0}  (demands the header cname-api-key: sandbox-cname-api-key," in text
     assert f"AUTH0_CNAME_API_KEY={SANDBOX_CNAME_API_KEY}" in text
     assert "handles:           globex-adfs, acme-okta, initech-entra" in text
     # Labels come from the map: globex-adfs is handled by the WorkOS stand-in but legacy in the map.
     assert "connection=globex-adfs' --data-urlencode" not in text
     # The printed key is the one the Auth0 stand-in demands.
     assert httpx.get(f"{auth0}/authorize").status_code == 403
-    assert httpx.get(f"{auth0}/authorize", headers={"cname-api-key": SANDBOX_CNAME_API_KEY}).status_code == 302
+    assert httpx.get(f"{auth0}/authorize", headers={"cname-api-key": SANDBOX_CNAME_API_KEY}).status_code == 400
+    as_proxied = {"cname-api-key": SANDBOX_CNAME_API_KEY, "x-forwarded-for": "198.51.100.7"}
+    assert httpx.get(f"{auth0}/authorize", headers=as_proxied).status_code == 302
     # Every printed curl command does what its comment says (run with httpx, not a shell).
     cut_over = httpx.post(f"{public}/login/callback?connection=acme-okta", content="SAMLResponse=PHNhbWw%2B")
     assert cut_over.status_code == 307
@@ -301,7 +303,7 @@ def test_standins_only_against_a_proxy_run_with_the_printed_settings(routes: Pat
             def started(connection: str) -> str:
                 reply = httpx.get(
                     f"http://127.0.0.1:{auth0}/authorize?connection={connection}",
-                    headers={"cname-api-key": SANDBOX_CNAME_API_KEY},
+                    headers={"cname-api-key": SANDBOX_CNAME_API_KEY, "x-forwarded-for": "127.0.0.1"},
                 )
                 return read_started(reply).state
 

@@ -62,8 +62,13 @@ def values(headers: list[tuple[str, str]], name: str) -> list[str]:
         ("10.0.0.5", ["1.2.3.4"], TRUSTED, "1.2.3.4"),
         ("10.0.0.5", ["6.6.6.6", "1.2.3.4", "10.1.1.1"], TRUSTED, "1.2.3.4"),  # right-most untrusted hop
         ("10.0.0.5", ["10.9.9.9", "10.1.1.1"], TRUSTED, "10.9.9.9"),
-        ("10.0.0.5", [], TRUSTED, "10.0.0.5"),
-        ("10.0.0.5", ["not-an-ip"], TRUSTED, "not-an-ip"),
+        ("10.0.0.5", [], TRUSTED, "10.0.0.5"),  # a trusted peer that sends none: the peer itself
+        ("10.0.0.5", ["not-an-ip"], TRUSTED, "10.0.0.5"),  # never a value that is not one address
+        ("10.0.0.5", ["1.2.3.4", "garbage", "10.1.1.1"], TRUSTED, "10.1.1.1"),  # the walk stops there
+        ("10.0.0.5", ["1.2.3.4, 5.6.7.8"], TRUSTED, "10.0.0.5"),  # (entries are split before this)
+        ("10.0.0.5", ["198.51.100.7:54321"], TRUSTED, "198.51.100.7"),  # Azure Application Gateway adds ports
+        ("10.0.0.5", ["[2001:db8::7]:443"], TRUSTED, "2001:db8::7"),
+        ("10.0.0.5", ["2001:DB8:0::7"], TRUSTED, "2001:db8::7"),
         ("::1", ["1.2.3.4"], (ipaddress.ip_network("::1/128"),), "1.2.3.4"),
         ("", ["1.2.3.4"], TRUSTED, ""),
     ],
@@ -131,7 +136,7 @@ def test_untrusted_peer_spoofed_headers_are_replaced() -> None:
         ("Host", "login.example.com"),
     ]
     out = request_headers(scope(incoming, peer="203.0.113.9"), settings(trusted_proxies=TRUSTED))
-    assert values(out, "true-client-ip") == ["203.0.113.9"]
+    assert values(out, "true-client-ip") == []
     assert values(out, "x-forwarded-for") == ["203.0.113.9"]
     assert values(out, "x-forwarded-proto") == ["http"]
     assert values(out, "x-forwarded-host") == ["login.example.com"]
@@ -146,17 +151,77 @@ def test_trusted_peer_forwarded_headers_are_believed() -> None:
         ("Host", "internal:8080"),
     ]
     out = request_headers(scope(incoming, peer="10.0.0.5"), settings(trusted_proxies=TRUSTED))
-    assert values(out, "true-client-ip") == ["198.51.100.7"]  # a client-supplied copy never passes
-    assert values(out, "x-forwarded-for") == ["198.51.100.7, 10.2.2.2, 10.0.0.5"]
+    assert values(out, "true-client-ip") == []  # a client-supplied copy never passes
+    assert values(out, "x-forwarded-for") == ["198.51.100.7"]  # one address, never the chain
     assert values(out, "x-forwarded-proto") == ["https"]
     assert values(out, "x-forwarded-host") == ["login.example.com"]
 
 
-def test_custom_client_ip_header() -> None:
-    incoming = [("CF-Connecting-IP", "6.6.6.6"), ("True-Client-IP", "7.7.7.7")]
-    out = request_headers(scope(incoming), settings(client_ip_header="cf-connecting-ip"))
-    assert values(out, "cf-connecting-ip") == ["203.0.113.9"]
-    assert values(out, "true-client-ip") == ["7.7.7.7"]  # not ours: an ordinary end-to-end header
+# Auth0, "Configure Custom Domains with Self-Managed Certificates", "Original client ip address":
+# X-Forwarded-For with the end user's IP, "Just one ip address is expected".
+@pytest.mark.parametrize(
+    ("peer", "incoming", "kw", "forwarded_for", "extra"),
+    [
+        ("203.0.113.9", [], {}, ["203.0.113.9"], {}),
+        ("203.0.113.9", [("X-Forwarded-For", "6.6.6.6, 1.2.3.4")], {}, ["203.0.113.9"], {}),
+        ("203.0.113.9", [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "7.7.7.7")], {}, ["203.0.113.9"], {}),
+        (
+            "10.0.0.5",
+            [("X-Forwarded-For", "6.6.6.6, 198.51.100.7")],
+            {"trusted_proxies": TRUSTED},
+            ["198.51.100.7"],
+            {},
+        ),
+        (
+            "10.0.0.5",
+            [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "198.51.100.7, 10.1.1.1")],
+            {"trusted_proxies": TRUSTED},
+            ["198.51.100.7"],
+            {},
+        ),
+        ("10.0.0.5", [], {"trusted_proxies": TRUSTED}, ["10.0.0.5"], {}),
+        (
+            "203.0.113.9",
+            [("CF-Connecting-IP", "6.6.6.6"), ("True-Client-IP", "7.7.7.7"), ("X-Azure-ClientIP", "8.8.8.8")],
+            {"client_ip_header": "cf-connecting-ip"},
+            ["203.0.113.9"],
+            {"cf-connecting-ip": ["203.0.113.9"], "true-client-ip": [], "x-azure-clientip": []},
+        ),
+        (
+            "10.0.0.5",
+            [("X-Forwarded-For", "198.51.100.7")],
+            {"client_ip_header": "true-client-ip", "trusted_proxies": TRUSTED},
+            ["198.51.100.7"],
+            {"true-client-ip": ["198.51.100.7"]},
+        ),
+        (
+            "203.0.113.9",
+            [("X-Azure-ClientIP", "6.6.6.6")],
+            {"client_ip_header": "x-azure-clientip"},
+            ["203.0.113.9"],
+            {"x-azure-clientip": ["203.0.113.9"]},
+        ),
+        # Unset (X-Forwarded-For only): a client's True-Client-IP still never reaches Auth0, which may read it.
+        ("203.0.113.9", [("True-Client-IP", "6.6.6.6")], {}, ["203.0.113.9"], {"true-client-ip": []}),
+    ],
+)
+def test_one_x_forwarded_for_with_one_address(
+    peer: str,
+    incoming: list[tuple[str, str]],
+    kw: dict[str, Any],
+    forwarded_for: list[str],
+    extra: dict[str, list[str]],
+) -> None:
+    out = request_headers(scope(incoming, peer=peer), settings(**kw))
+    assert values(out, "x-forwarded-for") == forwarded_for
+    for name, expected in extra.items():
+        assert values(out, name) == expected
+    assert "6.6.6.6" not in [v for _, v in out]
+
+
+def test_no_peer_address_no_client_ip_headers() -> None:
+    out = request_headers({**scope([("X-Forwarded-For", "6.6.6.6")]), "client": None}, settings())
+    assert values(out, "x-forwarded-for") == []
 
 
 def test_https_scheme_and_no_host() -> None:
@@ -216,10 +281,10 @@ def test_lookalikes_of_controlled_headers_are_dropped(name: str) -> None:
     assert values(out, "x_custom_name") == ["kept"]  # underscores alone are not a reason to drop
 
 
-def test_lookalike_of_a_configured_ip_header_with_underscores() -> None:
-    incoming = [("cf-connecting-ip", "6.6.6.6"), ("cf_connecting_ip", "6.6.6.6")]
-    out = request_headers(scope(incoming), settings(client_ip_header="cf_connecting_ip"))
-    assert values(out, "cf_connecting_ip") == ["203.0.113.9"]
+@pytest.mark.parametrize("name", ["cf_connecting_ip", "X_Azure_ClientIP", "true_client_ip"])
+def test_lookalikes_of_client_ip_headers_are_dropped(name: str) -> None:
+    out = request_headers(scope([(name, "6.6.6.6")]), settings(client_ip_header="cf-connecting-ip"))
+    assert values(out, "cf-connecting-ip") == ["203.0.113.9"]
     assert "6.6.6.6" not in [v for _, v in out]
 
 

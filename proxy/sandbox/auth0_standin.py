@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ipaddress
 import secrets
 from typing import Any, Mapping
 
@@ -97,6 +98,9 @@ def create_auth0_standin(
     def refused(request: Request) -> Response | None:
         if cname_api_key and request.headers.get("cname-api-key") != cname_api_key:
             return PlainForbidden()
+        problem = client_ip_problem(request.headers.getlist("x-forwarded-for"))
+        if problem is not None:
+            return PlainTextResponse(f"Bad Request: {problem}\n", status_code=400)
         return None
 
     async def login_callback(request: Request) -> Response:
@@ -195,6 +199,20 @@ def create_auth0_standin(
         Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
     ]
     return Starlette(routes=routes)
+
+
+def client_ip_problem(forwarded_for: list[str]) -> str | None:
+    """What is wrong with a forwarded request's X-Forwarded-For, or None when it holds the one address
+    Auth0 expects ("Configure Custom Domains with Self-Managed Certificates", "Original client ip
+    address": "Just one ip address is expected"; without it Auth0 takes the proxy for the client)."""
+    if len(forwarded_for) != 1:
+        return f"X-Forwarded-For must be sent exactly once with the end user's IP address (got {len(forwarded_for)})"
+    value = forwarded_for[0].strip()
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"X-Forwarded-For must hold exactly one IP address, the end user's (got {value[:100]!r})"
+    return None
 
 
 def PlainForbidden() -> Response:  # noqa: N802 - reads as a response type at the call site

@@ -208,7 +208,8 @@ def sandbox_help(plan: SandboxPlan, route_map: RouteMap, migrated: tuple[str, ..
             "SSO_PROXY_ADMIN_TOKEN set)",
         ]
     lines += [
-        f"  Auth0 stand-in       {auth0}  (demands the header cname-api-key: {SANDBOX_CNAME_API_KEY})",
+        f"  Auth0 stand-in       {auth0}  (demands the header cname-api-key: {SANDBOX_CNAME_API_KEY},",
+        "                       and X-Forwarded-For with exactly one address, the end user's)",
         f"  WorkOS stand-in      {workos}  (client id {SANDBOX_CLIENT_ID}; callback "
         f"{workos}/sso/{SANDBOX_CLIENT_ID}/auth0/callback)",
         f"    handles:           {', '.join(migrated) or '(none)'}",
