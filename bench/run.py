@@ -337,7 +337,8 @@ class Lab:
                 WORKOS_CLIENT_ID=CLIENT_ID,
                 AUTH0_FALLBACK_ORIGIN=f"http://127.0.0.1:{self.upstream_port}",
                 SSO_PROXY_LOG_LEVEL="warning",
-                SSO_PROXY_PUBLIC_HOST=nginx_conf.PUBLIC_HOST,
+                # wrk addresses the service as 127.0.0.1:<port>: a public host too, else every request is a 421.
+                SSO_PROXY_PUBLIC_HOST=f"{nginx_conf.PUBLIC_HOST},127.0.0.1",
                 SSO_PROXY_TRANSACTION_BINDING="false" if name == "service_nobind" else "true",
             )
             argv = [

@@ -31,12 +31,12 @@ from proxy.errors import UpstreamError
 from proxy.logs import log_event
 from proxy.metrics import UNKNOWN, Metrics, status_class
 from proxy.reload import RouteStore
-from proxy.routing.binding import NOT_BOUND, Binder, CallbackBinding, PassthroughHook
+from proxy.routing.binding import NOT_BOUND, Binder, CallbackBinding, PassthroughHook, host_name, public_names
 from proxy.routing.callback import Callback, strip_fallback, transaction_values
 from proxy.routing.decide import AUTH0, Decision, Identity, decide
 from proxy.routing.routemap import Connection
 from proxy.routing.txcookie import Keys
-from proxy.upstream import AppendHeaders, BadTarget, ResponseHook, Upstream, is_origin_form
+from proxy.upstream import AppendHeaders, BadTarget, ResponseHook, Upstream, is_origin_form, is_trusted
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -50,6 +50,7 @@ _PAGES = {
     404: ("Not found", "There is nothing here."),
     408: ("Request timeout", "The sign-in request took too long to arrive. Please try again."),
     413: ("Request too large", "The sign-in request is larger than this service accepts."),
+    421: ("Misdirected request", "This service does not answer for that host name."),
     431: ("Request too large", "The sign-in request's headers are larger than this service accepts."),
     502: ("Sign-in temporarily unavailable", "The sign-in service could not be reached. Please try again."),
     503: ("Sign-in temporarily unavailable", "This service is busy. Please try again in a moment."),
@@ -149,6 +150,7 @@ class PublicApp:
         self.logger = logger
         self.binder = make_binder(settings)
         self.budget = BodyBudget(settings.body_budget_bytes)
+        self.public_names = public_names(settings.public_hosts)  # empty: every Host is served
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -162,6 +164,12 @@ class PublicApp:
                 # Asterisk-form, authority-form or worse (issue 11, finding 1): nothing to route or forward.
                 self.metrics.rejected.labels("bad_target").inc()
                 status = await send_page(send, 400)
+                return
+            if self.public_names and not self._for_public_host(scope):
+                # RFC 9110 section 15.5.20: this service does not answer for that authority. Nothing is
+                # forwarded, redirected or bound for a host that is not the custom domain (issue 20, item 7).
+                self.metrics.rejected.labels("misdirected").inc()
+                status = await send_page(send, 421)
                 return
             if not is_callback and self.settings.auth0_off:
                 self.metrics.auth0_off_requests.labels(retired.path_label(scope["path"])).inc()
@@ -204,6 +212,23 @@ class PublicApp:
             m = self.metrics
             m.requests.labels(group, m.method_label(scope["method"]), status_class(status)).inc()
             m.duration.labels(group).observe(time.perf_counter() - started)
+
+    def _for_public_host(self, scope: Scope) -> bool:
+        """The request's Host, and a trusted proxy's X-Forwarded-Host (what Auth0 would be told),
+        name a public host: one lookup of the lowered name without port per header."""
+        host = forwarded = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+            elif name == b"x-forwarded-host":
+                forwarded = value
+        if host is None or host_name(host) not in self.public_names:
+            return False
+        if forwarded is None:
+            return True
+        client = scope.get("client")
+        trusted = client is not None and is_trusted(client[0], self.settings.trusted_proxies)
+        return not trusted or host_name(forwarded) in self.public_names
 
     def _count_binding(self, kind: str) -> None:
         self.metrics.bindings.labels(kind).inc()

@@ -236,6 +236,7 @@ class Metrics:
             "connection_limit",
             "tls_handshake",
             "bad_target",
+            "misdirected",
         ):
             self.rejected.labels(reason)
         self.admin_refused = Counter(

@@ -181,7 +181,7 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[byte
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+def is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
     if not trusted:
         return False
     try:
@@ -210,7 +210,7 @@ def client_address(peer: str, forwarded_for: list[str], trusted: tuple[Network, 
     right-most X-Forwarded-For entry that is not itself a trusted proxy. An entry that is not an
     address ends the walk at the last trusted hop (as nginx's realip module does): what lies left of
     it was never vouched for. Empty when there is no peer address (not TCP)."""
-    if not _is_trusted(peer, trusted):
+    if not is_trusted(peer, trusted):
         return peer
     last = peer
     for hop in reversed(forwarded_for):
@@ -254,7 +254,7 @@ def request_headers(scope: dict[str, Any], settings: Settings) -> list[tuple[str
         raise RequestUnforwardable("a request header value is not UTF-8; not forwarded") from exc
     client = scope.get("client")
     peer = client[0] if client else ""
-    trusted = _is_trusted(peer, settings.trusted_proxies)
+    trusted = is_trusted(peer, settings.trusted_proxies)
     chain = forwarded_for if trusted else []
     out.append(("Host", settings.auth0_host))
     if settings.cname_api_key:

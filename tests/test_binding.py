@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from proxy.routing import binding
-from proxy.routing.binding import AUTH0_COOKIE, WORKOS_COOKIE, Binder
+from proxy.routing.binding import AUTH0_COOKIE, WORKOS_COOKIE, Binder, host_name
 from proxy.routing.callback import Callback, callback_digest, in_response_to, transaction_values
 from proxy.routing.logins import OIDC_STATE, SAML_RELAYSTATE, Login
 from proxy.routing.txcookie import MAX_IN_FLIGHT, Keys, delete_cookie, listed_logins, with_login
@@ -189,11 +189,43 @@ def test_keys_are_never_printed() -> None:
     assert "aaaa" not in repr(Binder(Keys((KEY_A,))))
 
 
-def test_own_hosts() -> None:
-    binder = Binder(KEYS, public_hosts=frozenset({"login.globex.com"}))
-    assert binder.own_hosts([(b"host", b"Login.Example.com:8443")]) == {"login.globex.com", "login.example.com:8443"}
-    assert binder.own_hosts([]) == {"login.globex.com"}
-    assert binder.own_hosts([(b"host", b"")]) == {"login.globex.com"}
+@pytest.mark.parametrize(
+    ("public", "host", "own"),
+    [
+        # Without SSO_PROXY_PUBLIC_HOST the request's Host is the service's own (behind an ingress
+        # that routes by host, it is).
+        ((), b"Login.Example.com:8443", {"login.example.com:8443"}),
+        # With it, only a Host that names a public host joins (any case, any port) ...
+        (("login.globex.com",), b"Login.Globex.com:8443", {"login.globex.com", "login.globex.com:8443"}),
+        (("login.globex.com:8443",), b"login.globex.com", {"login.globex.com:8443", "login.globex.com"}),
+        # ... and a stranger's Host never becomes an own host (issue 20, item 7).
+        (("login.globex.com",), b"Login.Example.com:8443", {"login.globex.com"}),
+        (("login.globex.com",), b"login.globex.com.evil.example", {"login.globex.com"}),
+        (("login.globex.com",), None, {"login.globex.com"}),
+        (("login.globex.com",), b"", {"login.globex.com"}),
+    ],
+)
+def test_own_hosts(public: tuple[str, ...], host: bytes | None, own: set[str]) -> None:
+    binder = Binder(KEYS, public_hosts=frozenset(public))
+    assert binder.own_hosts([] if host is None else [(b"host", host)]) == own
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        (b"login.example.com", b"login.example.com"),
+        (b"Login.Example.COM", b"login.example.com"),
+        (b"login.example.com:8443", b"login.example.com"),
+        (b" login.example.com:443 ", b"login.example.com"),
+        (b"[2001:DB8::1]:8443", b"[2001:db8::1]"),
+        (b"[2001:db8::1]", b"[2001:db8::1]"),
+        (b"127.0.0.1:8080", b"127.0.0.1"),
+        (b"", b""),
+        (b"[broken", b"[broken"),
+    ],
+)
+def test_host_name(raw: bytes, name: bytes) -> None:
+    assert host_name(raw) == name
 
 
 def test_own_hosts_are_remembered_per_host_and_bounded() -> None:

@@ -72,6 +72,20 @@ WORKOS_TTL = 120  # a WorkOS round trip takes seconds
 _OWN_HOSTS_MAX = 64
 
 
+def host_name(raw: bytes) -> bytes:
+    """A Host value compared as a name: lowercased, without its port (``[v6]`` keeps its brackets)."""
+    host = raw.strip().lower()
+    if host.startswith(b"["):
+        end = host.find(b"]")
+        return host[: end + 1] if end > 0 else host
+    return host.partition(b":")[0]
+
+
+def public_names(hosts: Iterable[str]) -> frozenset[bytes]:
+    """``SSO_PROXY_PUBLIC_HOST`` as the names a request's Host is looked up in (issue 20, item 7)."""
+    return frozenset(host_name(host.encode("latin-1")) for host in hosts)
+
+
 class CallbackBinding(NamedTuple):
     """What the cookies say about one callback."""
 
@@ -95,12 +109,17 @@ class Binder:
     _own: dict[bytes, frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def own_hosts(self, request_headers: Iterable[tuple[bytes, bytes]]) -> frozenset[str]:
+        """Hosts whose /login/callback is this service's. The request's Host is one only when no
+        public host is configured or it names one of them (issue 20, item 7: a stranger's Host never
+        makes a redirect to it look like a login this service must bind)."""
         raw = header_value(request_headers, b"host")
         if raw is None:
             return self.public_hosts
         own = self._own.get(raw)
         if own is None:
             host = raw.decode("latin-1").strip().lower()
+            if self.public_hosts and host_name(raw) not in public_names(self.public_hosts):
+                host = ""
             own = self.public_hosts | {host} if host else self.public_hosts
             if len(self._own) >= _OWN_HOSTS_MAX:
                 self._own.clear()
