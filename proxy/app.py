@@ -31,7 +31,16 @@ from proxy.errors import UpstreamError
 from proxy.logs import log_event
 from proxy.metrics import UNKNOWN, Metrics, status_class
 from proxy.reload import RouteStore
-from proxy.routing.binding import NOT_BOUND, Binder, CallbackBinding, PassthroughHook, host_name, public_names
+from proxy.routing.binding import (
+    NOT_BOUND,
+    REFUSED,
+    Binder,
+    CallbackBinding,
+    FallbackVerdict,
+    PassthroughHook,
+    host_name,
+    public_names,
+)
 from proxy.routing.callback import Callback, strip_fallback, transaction_values
 from proxy.routing.decide import AUTH0, Decision, Identity, decide
 from proxy.routing.routemap import Connection
@@ -291,18 +300,24 @@ class PublicApp:
             decision = Decision(AUTH0, "unparseable", Identity(None, "none"), "unknown")
         cookie: bytes | None = None  # a Set-Cookie of the binding module's for this response
         solicited = "unknown"  # of a fallback: did this proxy send that callback to WorkOS?
+        verdict: FallbackVerdict | None = None  # of a forwarded fallback: did Auth0 accept it?
         if decision.reason == "auth0_transaction" and binder is not None:
             cookie = binder.used_cookie(tx)
         elif decision.reason == "fallback" and binder is not None:
             was_sent, cookie = binder.solicited(scope["headers"], cb, time.time())
             solicited = "true" if was_sent else "false"
-        self._count(decision, cb, binder is not None, solicited)
+        self._count(decision, cb, binder is not None)
         if decision.action == AUTH0 and self.settings.auth0_off:
             # Only fallback=auth0 gets here (the map in force was checked): WorkOS could not complete it.
             self.metrics.auth0_off_callbacks.labels(decision.connection or UNKNOWN, decision.reason).inc()
             status = await retired.answer_callback(send)
         elif decision.action == AUTH0:
-            forward_query = strip_fallback(query) if decision.reason == "fallback" else query
+            extra = [(b"set-cookie", cookie)] if cookie else []
+            hook: ResponseHook | None = AppendHeaders(extra) if extra else None
+            forward_query = query
+            if decision.reason == "fallback":
+                forward_query = strip_fallback(query)
+                hook = verdict = FallbackVerdict(extra)
             status = await self._forward(
                 scope,
                 body,
@@ -310,13 +325,20 @@ class PublicApp:
                 send,
                 single_use=True,
                 connection=decision.connection or UNKNOWN,
-                hook=AppendHeaders([(b"set-cookie", cookie)]) if cookie else None,
+                hook=hook,
             )
         else:
             conn = route_map.connections.get(decision.connection) if decision.connection else None
             if binder is not None:
                 cookie = binder.workos_cookie(scope["headers"], cb, time.time())
             status = await self._to_workos(scope, conn, query, body, form, send, cookie)
+        fallback: dict[str, str] = {}
+        if decision.reason == "fallback":
+            # Counted by Auth0's verdict (issue 20, item 9): solicited alone can be forged (anyone gets
+            # the marker cookie by sending a callback here), Auth0 accepting the callback cannot. Not
+            # forwarded (Auth0 switched off) or no answer: refused.
+            fallback = {"solicited": solicited, "verdict": verdict.verdict if verdict is not None else REFUSED}
+            self.metrics.fallbacks.labels(decision.connection or UNKNOWN, solicited, fallback["verdict"]).inc()
         if self.logger.isEnabledFor(logging.INFO):
             log_event(
                 self.logger,
@@ -334,10 +356,11 @@ class PublicApp:
                 status=status,
                 map=route_map.sha256[:12],
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                **fallback,
             )
         return status
 
-    def _count(self, decision: Decision, cb: Callback, binding: bool, solicited: str) -> None:
+    def _count(self, decision: Decision, cb: Callback, binding: bool) -> None:
         m = self.metrics
         label = decision.connection or UNKNOWN
         m.progress.record(decision.connection, decision.action, decision.reason)
@@ -346,9 +369,7 @@ class PublicApp:
         ).inc()
         if binding and decision.reason not in ("auth0_transaction", "fallback") and carries_login_value(cb):
             m.unbound.labels(decision.protocol, decision.action).inc()
-        if decision.reason == "fallback":
-            m.fallbacks.labels(label, solicited).inc()
-        elif decision.would is not None:
+        if decision.reason != "fallback" and decision.would is not None:  # fallbacks: counted once Auth0 answered
             m.shadow.labels(label, decision.would).inc()
 
     async def _to_workos(

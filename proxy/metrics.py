@@ -159,8 +159,9 @@ class Metrics:
             "sso_proxy_fallbacks_total",
             "Callbacks that came back with fallback=auth0; solicited: true when this proxy had sent that callback "
             "to WorkOS (its cookie came back), false when not (anyone can add fallback=auth0), unknown with "
-            "transaction binding off.",
-            ["connection", "solicited"],
+            "transaction binding off; verdict: Auth0's, accepted (a redirect without error) or refused (an error "
+            "page, a 200 page, error=, no answer). Only accepted ones cannot be forged.",
+            ["connection", "solicited", "verdict"],
             registry=r,
         )
         self.bindings = LoopCounter(

@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from proxy.routing import binding
-from proxy.routing.binding import AUTH0_COOKIE, WORKOS_COOKIE, Binder, host_name
+from proxy.routing.binding import AUTH0_COOKIE, WORKOS_COOKIE, Binder, fallback_verdict, host_name
 from proxy.routing.callback import Callback, callback_digest, in_response_to, transaction_values
 from proxy.routing.logins import OIDC_STATE, SAML_RELAYSTATE, Login
 from proxy.routing.txcookie import MAX_IN_FLIGHT, Keys, delete_cookie, listed_logins, with_login
@@ -311,3 +311,29 @@ A, B, C, N = b"A" * 11, b"B" * 11, b"C" * 11, b"N" * 11
 )
 def test_a_login_joins_the_list(listed: bytes, login_id: bytes, expected: tuple[bytes, list[bytes]]) -> None:
     assert with_login(listed, login_id) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "location", "verdict"),
+    [
+        (302, b"https://app.example.com/cb?code=c&state=s", "accepted"),
+        (302, b"/authorize/resume?state=s", "accepted"),
+        (301, b"https://app.example.com/", "accepted"),
+        (307, b"https://app.example.com/cb?state=s&error_uri=x", "accepted"),  # not the parameter `error`
+        (302, b"https://app.example.com/cb?error=access_denied", "refused"),
+        (302, b"https://app.example.com/cb?state=s&error=", "refused"),
+        (302, b"https://app.example.com/cb?state=s&%65rror=x", "refused"),  # percent-encoded name
+        (302, b"https://app.example.com/cb?state=s#error=access_denied&state=s", "refused"),  # fragment mode
+        (302, b"https://app.example.com/cb?x=1#state=s", "accepted"),
+        (302, None, "refused"),
+        (304, None, "refused"),
+        (200, None, "refused"),
+        (200, b"https://app.example.com/cb?code=c", "refused"),
+        (400, None, "refused"),
+        (403, None, "refused"),
+        (503, None, "refused"),
+    ],
+)
+def test_fallback_verdict(status: int, location: bytes | None, verdict: str) -> None:
+    headers = [(b"content-type", b"text/html")] + ([(b"location", location)] if location is not None else [])
+    assert fallback_verdict(status, headers) == verdict

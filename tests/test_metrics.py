@@ -261,7 +261,7 @@ CASES = [
         302,
         ("saml", "hooli-ping", "auth0", "fallback", "query"),
         forwarded=True,
-        extra={key("sso_proxy_fallbacks_total", connection="hooli-ping", solicited="false"): 1.0},
+        extra={key("sso_proxy_fallbacks_total", connection="hooli-ping", solicited="false", verdict="accepted"): 1.0},
     ),
     Case(
         "fallback_identified_by_body",
@@ -271,7 +271,7 @@ CASES = [
         302,
         ("saml", "acme-okta", "auth0", "fallback", "saml_audience"),
         forwarded=True,
-        extra={key("sso_proxy_fallbacks_total", connection="acme-okta", solicited="false"): 1.0},
+        extra={key("sso_proxy_fallbacks_total", connection="acme-okta", solicited="false", verdict="accepted"): 1.0},
     ),
     Case(
         "unparseable_saml",
@@ -403,7 +403,7 @@ def test_unmapped_connection_names_are_labelled_unknown(mproxy: ProxyProcess, st
         {key("sso_proxy_unbound_callbacks_total", protocol="saml", decision="workos"): 1.0},
         request_changes("callback", "POST", 307),
         {callback_key("oidc", "_unknown", "auth0", "fallback", "none"): 1.0},
-        {key("sso_proxy_fallbacks_total", connection="_unknown", solicited="false"): 1.0},
+        {key("sso_proxy_fallbacks_total", connection="_unknown", solicited="false", verdict="accepted"): 1.0},
         request_changes("callback", "GET", 302, 302),
     )
     assert settle(mproxy, before, expected) == expected

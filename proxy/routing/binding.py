@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, NamedTuple
+from urllib.parse import unquote_to_bytes
 
 from proxy.routing.callback import Callback, callback_digest, in_response_to, saml_document, transaction_values
 from proxy.routing.logins import (
@@ -213,6 +214,53 @@ class Binder:
         payload = read_payload(request_headers, name, self.keys, purpose)
         added = add_record(payload, values, self.keys, purpose, int(now) + ttl, now)
         return set_cookie(name, encoded(added, self.keys, purpose), ttl)
+
+
+ACCEPTED = "accepted"
+REFUSED = "refused"
+
+
+def _names_error(part: bytes) -> bool:
+    return any(unquote_to_bytes(pair.partition(b"=")[0].replace(b"+", b" ")) == b"error" for pair in part.split(b"&"))
+
+
+def fallback_verdict(status: int, headers: list[tuple[bytes, bytes]]) -> str:
+    """Auth0's verdict on a forwarded ``fallback=auth0`` callback (issue 20, item 9).
+
+    Accepted: a redirect (3xx) whose ``Location`` carries no ``error`` parameter (OAuth 2.0, RFC 6749
+    section 4.1.2.1: an authorization error reaches the client as ``error=`` on its redirect URI, in
+    the query or, for fragment response modes, the fragment). Refused: anything else, an error page
+    (4xx/5xx), a 200 page, a redirect without ``Location`` or one carrying ``error``. Auth0 accepts
+    only a callback for a transaction it started (or a signed IdP-initiated assertion), which a
+    stranger cannot make: the count of accepted fallbacks cannot be forged.
+    """
+    if not 300 <= status < 400:
+        return REFUSED
+    location = header_value(headers, b"location")
+    if location is None:
+        return REFUSED
+    rest, _, fragment = location.partition(b"#")
+    query = rest.partition(b"?")[2]
+    return REFUSED if _names_error(query) or _names_error(fragment) else ACCEPTED
+
+
+class FallbackVerdict:
+    """The response hook of a forwarded fallback: reads Auth0's verdict off the response head, and
+    appends ``extra`` (the Set-Cookie using up the solicited record). Satisfies
+    ``proxy.upstream.ResponseHook``; ``verdict`` stays refused when no response came."""
+
+    __slots__ = ("extra", "verdict")
+
+    def __init__(self, extra: list[tuple[bytes, bytes]]) -> None:
+        self.extra = extra
+        self.verdict = REFUSED
+
+    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int]:
+        self.verdict = fallback_verdict(status, headers)
+        return self.extra, 0
+
+    def body(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> list[tuple[bytes, bytes]]:
+        return []  # pragma: no cover - never buffers
 
 
 class PassthroughHook:

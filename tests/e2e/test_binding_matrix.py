@@ -527,7 +527,8 @@ def test_a_callback_workos_bounces_after_the_form_page_ends_at_auth0(
 ) -> None:
     """IdP-initiated for a connection the map has on workos but WorkOS does not have yet: the form
     page posts it to WorkOS, which sends it back (307, ``fallback=auth0``); the proxy forwards it to
-    Auth0 without ``fallback``, and counts it as a fallback it solicited (its own page sent it)."""
+    Auth0 without ``fallback``, and counts it as a fallback it solicited (its own page sent it) and
+    Auth0 accepted."""
     side = matrix.sides["workos", "form"]
     tls_browser.clear_cookies()
     for server in (matrix.auth0, matrix.app, side.workos):
@@ -558,7 +559,8 @@ def test_a_callback_workos_bounces_after_the_form_page_ends_at_auth0(
     ], moved
     fallbacks = side.counter("sso_proxy_fallbacks_total")
     solicited = {k: v - fallbacks_before.get(k, 0.0) for k, v in fallbacks.items() if v != fallbacks_before.get(k, 0.0)}
-    assert solicited == {frozenset({"connection": PENDING, "solicited": "true"}.items()): 1.0}
+    # Auth0 signed the user in (a redirect to the app without error): an accepted fallback.
+    assert solicited == {frozenset({"connection": PENDING, "solicited": "true", "verdict": "accepted"}.items()): 1.0}
     # The page's mark of a callback sent to WorkOS is used once, and nothing was bound.
     left = [c["name"] for c in tls_browser.cookies(f"{side.login}/login/callback") if c["value"]]
     assert [n for n in left if n.startswith(("sso_proxy_wx", "sso_proxy_tx"))] == []
