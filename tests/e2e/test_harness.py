@@ -135,3 +135,20 @@ def test_browser_posts_the_idp_form_under_mapped_host_names(
     form = parse_qs(posted.body.decode())
     assert form["RelayState"] == ["r+1"]
     assert validate(form["SAMLResponse"][0], idp, sp, "response").audience == SP.entity_id
+
+
+def test_the_walk_through_completes_every_flow() -> None:
+    """`python -m tests.e2e.watch`, as the README gives it: every flow ends where it should, exit 0."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.e2e.watch"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.rstrip().endswith("all 6 flows ended where they should")
+    assert "STOPPED" not in done.stdout
