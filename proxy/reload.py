@@ -265,7 +265,10 @@ class RouteStore:
                 None,
                 (f"{self.path}: still changing after {SETTLE_ROUNDS} reads {self.settle} s apart; not reloaded",),
             )
-        return self.apply(snap, trigger)
+        result = self.apply(snap, trigger)
+        if result.result == "unchanged":  # an operator asked: say so, as every other outcome is said
+            log_event(self.logger, logging.INFO, "route map unchanged", trigger=trigger, sha256=result.sha256)
+        return result
 
     def poll(self) -> ReloadResult | None:
         """One watch tick, blocking: new content is applied when the previous tick read the same.

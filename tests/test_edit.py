@@ -395,7 +395,9 @@ def test_dry_run_prints_the_diff_and_writes_nothing(tmp_path: Path) -> None:
     assert run_set(str(path), ["a"], "workos", out, io.StringIO(), dry_run=True, by="ann") == 0
     assert path.read_text() == ORGS
     printed = out.getvalue()
-    assert f"--- a/{path}\n+++ b/{path}\n" in printed
+    shown = str(path).lstrip("/")
+    assert f"--- a/{shown}\n+++ b/{shown}\n" in printed
+    assert "a//" not in printed
     assert "-    state: legacy  # wave 1\n+    state: workos  # wave 1\n" in printed
     assert printed.splitlines()[-1].startswith(f"{path}: a legacy -> workos (dry run, nothing written; by ann, ")
 

@@ -248,6 +248,12 @@ def test_sighup_reloads(unwatched: tuple[ProxyProcess, Path], client: httpx.Clie
     assert info_shas(samples) == [sha(VERSION_B)]
     assert [e["trigger"] for e in log_events(proxy, "route map loaded")] == ["start", "sighup"]
 
+    # A SIGHUP with nothing new is said too: every trigger an operator sends gets a line.
+    proxy.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: bool(log_events(proxy, "route map unchanged")), timeout=3)
+    [same] = log_events(proxy, "route map unchanged")
+    assert (same["trigger"], same["sha256"]) == ("sighup", sha(VERSION_B))
+
     # A broken file on SIGHUP: logged, counted, the old map stays.
     path.write_text(BROKEN_FIELD)
     proxy.proc.send_signal(signal.SIGHUP)

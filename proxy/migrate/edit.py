@@ -320,8 +320,9 @@ def run_edit(
         stdout.write(f"{path}: {what}; file unchanged (by {who}, sha256 {before})\n")
         return 0
     if dry_run:
+        shown = path.lstrip("/")  # a/etc/... as git writes it, never a//etc/...
         diff = difflib.unified_diff(
-            text.splitlines(keepends=True), new_text.splitlines(keepends=True), f"a/{path}", f"b/{path}"
+            text.splitlines(keepends=True), new_text.splitlines(keepends=True), f"a/{shown}", f"b/{shown}"
         )
         stdout.writelines(line if line.endswith("\n") else line + "\n" for line in diff)
         stdout.write(f"{path}: {what} (dry run, nothing written; by {who}, sha256 {before} -> {after})\n")
