@@ -35,7 +35,7 @@ from urllib.parse import urlencode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from proxy.routing import txcookie
-from proxy.routing.binding import Binder, PassthroughHook
+from proxy.routing.binding import AUTH0_PURPOSE, Binder, PassthroughHook
 from proxy.routing.callback import Callback
 from proxy.routing.logins import Login
 from proxy.routing.txcookie import Keys
@@ -94,12 +94,17 @@ def cases() -> dict[str, Case]:
         {"SAMLRequest": base64.b64encode(zlib.compress(request)[2:-4]).decode(), "RelayState": "r" * 40}
     )
     counted: list[str] = []
+
     # A response to /authorize: the request never carries the login cookies (Path=/login/callback),
     # only the list of logins in flight (Path=/): here a full one, so the oldest is dropped too.
-    listed = b"__Host-sso_proxy_logins=" + b".".join(b"%011d" % n for n in range(8))
+    # The list as this service writes it: the ids and their tag (an unsigned list is no list).
+    def signed(ids: bytes) -> bytes:
+        return txcookie.list_cookie(b"__Host-sso_proxy_logins=", ids, 600, binder.keys, AUTH0_PURPOSE).split(b";")[0]
+
+    listed = signed(b".".join(b"%011d" % n for n in range(8)))
     authorize = [*HOST, (b"cookie", b"auth0=s%3Aabc.def; did=s%3Av0%3A123; " + listed)]
     hook = PassthroughHook(binder, authorize, NOW, counted.append)
-    one = [*HOST, (b"cookie", b"auth0=s%3Aabc.def; did=s%3Av0%3A123; __Host-sso_proxy_logins=00000000000")]
+    one = [*HOST, (b"cookie", b"auth0=s%3Aabc.def; did=s%3Av0%3A123; " + signed(b"00000000000"))]
     first = PassthroughHook(binder, one, NOW, counted.append)  # one other login in flight
     relative = [(b"location", b"/u/login?state=abc"), (b"content-type", b"text/html")]
     to_idp = [(b"location", idp.encode()), (b"content-type", b"text/html")]

@@ -157,7 +157,7 @@ class PublicApp:
         self.metrics = metrics
         self.upstream = upstream
         self.logger = logger
-        self.binder = make_binder(settings)
+        self.binder = make_binder(settings, time.time())
         self.budget = BodyBudget(settings.body_budget_bytes)
         self.public_names = public_names(settings.public_hosts)  # empty: every Host is served
 
@@ -403,11 +403,13 @@ class PublicApp:
         return 307
 
 
-def make_binder(settings: Settings) -> Binder | None:
-    """The transaction binding in force, or None when SSO_PROXY_TRANSACTION_BINDING is false."""
+def make_binder(settings: Settings, started: float) -> Binder | None:
+    """The transaction binding in force, or None when SSO_PROXY_TRANSACTION_BINDING is false. The
+    previous login cookie format is read for one login lifetime after ``started`` (a deploy)."""
     if not settings.transaction_binding:
         return None
-    return Binder(Keys(settings.transaction_keys), settings.transaction_ttl, frozenset(settings.public_hosts))
+    ttl = settings.transaction_ttl
+    return Binder(Keys(settings.transaction_keys), ttl, frozenset(settings.public_hosts), started + ttl)
 
 
 def carries_login_value(cb: Callback) -> bool:

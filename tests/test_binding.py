@@ -11,7 +11,7 @@ from proxy.routing import binding
 from proxy.routing.binding import AUTH0_COOKIE, WORKOS_COOKIE, Binder, fallback_verdict, host_name
 from proxy.routing.callback import Callback, callback_digest, in_response_to, transaction_values
 from proxy.routing.logins import OIDC_STATE, SAML_RELAYSTATE, Login
-from proxy.routing.txcookie import MAX_IN_FLIGHT, Keys, delete_cookie, listed_logins, with_login
+from proxy.routing.txcookie import MAX_IN_FLIGHT, Keys, delete_cookie, list_cookie, listed_logins, with_login
 
 KEY_A = b"a" * 32
 KEY_B = b"b" * 32
@@ -90,11 +90,12 @@ def bind(binder: Binder, login: Login, now: float = NOW) -> bytes:
 
 def test_binder_auth0_round_trip_and_removal() -> None:
     binder = Binder(KEYS, ttl=600)
-    first = bind(binder, Login(OIDC_STATE, ("s1",)))
-    second = bind(binder, Login(SAML_RELAYSTATE, ("r1", "_id1")))
+    first, listed = binder.bind([], Login(OIDC_STATE, ("s1",)), NOW)
+    second, listed = binder.bind(headers_with(listed), Login(SAML_RELAYSTATE, ("r1", "_id1")), NOW)
     assert first.startswith(AUTH0_COOKIE.encode()) and second.startswith(AUTH0_COOKIE.encode())
     assert first.split(b"=", 1)[0] != second.split(b"=", 1)[0]  # a cookie per login: neither replaces the other
-    request = headers_with(first, second)
+    request = headers_with(first, second, listed)  # the list rides on every path, the callback too
+    unlisted = headers_with(first, second)
     assert binder.auth0_binding(request, Callback(b"code=c&state=s1"), NOW).bound == {"state"}
     assert binder.auth0_binding(request, Callback(b"", b"SAMLResponse=x&RelayState=r1", True), NOW).bound == {
         "RelayState"
@@ -103,6 +104,8 @@ def test_binder_auth0_round_trip_and_removal() -> None:
     body = b"SAMLResponse=" + base64.b64encode(saml_response("_id1")).replace(b"+", b"%2B")
     found = binder.auth0_binding(request, Callback(b"", body, True), NOW)
     assert found.bound == {"InResponseTo"}
+    # Only the login cookies the list names are looked in for an InResponseTo.
+    assert binder.auth0_binding(unlisted, Callback(b"", body, True), NOW) == binding.NOT_BOUND
     # The forwarded response deletes that login's cookie and leaves the other.
     used = binder.used_cookie(found)
     assert used == delete_cookie(second.split(b"=", 1)[0])
@@ -138,18 +141,119 @@ def test_a_planted_or_garbage_cookie_does_not_hide_the_real_one() -> None:
         assert found.bound == {"state"} and found.cookie == real.split(b"=", 1)[0]
 
 
-def test_a_forged_expiry_can_only_send_its_own_login_to_auth0() -> None:
-    """No tag: a login cookie is only ever read and deleted, never re-issued, and its MACs cannot be
-    made without the key. A copy whose expiry was stretched still routes its own login's callback
-    to Auth0 (which refuses a stale state anyway); it binds no other value."""
+ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _issued() -> dict[str, tuple[Binder, bytes, bytes, Callback]]:
+    """Each cookie this service issues, as (binder, the pair as set, the other cookies the request
+    carries, the callback it must bind) for the byte-flip table below."""
     binder = Binder(KEYS)
-    name, _, genuine = bind(binder, Login(OIDC_STATE, ("s1",))).split(b";", 1)[0].partition(b"=")
+    oidc, first_list = binder.bind([], Login(OIDC_STATE, ("s1",)), NOW)
+    saml, listed = binder.bind(headers_with(first_list), Login(SAML_RELAYSTATE, ("r1", "_id1")), NOW)
+    workos = binder.workos_cookie([], Callback(b"code=c&state=w1"), NOW)
+    assert workos is not None
+    body = b"SAMLResponse=" + base64.b64encode(saml_response("_id1")).replace(b"+", b"%2B")
+    pair = {name: cookie.split(b";", 1)[0] for name, cookie in (("oidc", oidc), ("saml", saml), ("list", listed))}
+    return {
+        "login cookie, state": (binder, pair["oidc"], b"", Callback(b"code=c&state=s1")),
+        "login cookie, RelayState": (binder, pair["saml"], b"", Callback(b"", b"SAMLResponse=x&RelayState=r1", True)),
+        "login cookie, InResponseTo": (binder, pair["saml"], pair["list"], Callback(b"", body, True)),
+        "list cookie": (binder, pair["list"], pair["saml"], Callback(b"", body, True)),
+        "WorkOS records": (binder, workos.split(b";", 1)[0], b"", Callback(b"code=c&state=w1&fallback=auth0")),
+    }
+
+
+def _binds(binder: Binder, cookie: bytes, cb: Callback) -> bool:
+    request = [(b"host", b"login.globex.com"), (b"cookie", b"other=1; " + cookie)]
+    if cb.query.endswith(b"fallback=auth0"):
+        return binder.solicited(request, cb, NOW)[0]
+    return bool(binder.auth0_binding(request, cb, NOW).bound)
+
+
+def _changed_characters(pair: bytes) -> list[bytes]:
+    """The pair with each character of its name and value changed to another base64url character."""
+    out = []
+    for at, char in enumerate(pair):
+        if char == ord("="):
+            continue
+        other = ALPHABET[(ALPHABET.index(char) + 1) % len(ALPHABET)] if char in ALPHABET else ord("A")
+        out.append(pair[:at] + bytes([other]) + pair[at + 1 :])
+    return out
+
+
+def _changed_bytes(pair: bytes) -> list[bytes]:
+    """The pair with each byte its base64url value decodes to changed (one bit), re-encoded."""
+    name, _, value = pair.partition(b"=")
+    if b"." in value:  # the list: ids and a tag, as text
+        return []
+    raw = base64.urlsafe_b64decode(value + b"=" * (-len(value) % 4))
+    out = []
+    for at in range(len(raw)):
+        changed = raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1 :]
+        out.append(name + b"=" + base64.urlsafe_b64encode(changed).rstrip(b"="))
+    return out
+
+
+@pytest.mark.parametrize("kind", list(_issued()))
+def test_every_byte_of_every_issued_cookie_is_covered(kind: str) -> None:
+    """Issue 20, item 8: a MAC over every byte of every cookie this service issues (format, expiry,
+    MAC slots, ids, tag): changing any one character of its name or value, or any one byte its
+    value decodes to (the expiry stretched, the format byte), is refused."""
+    binder, pair, others, cb = _issued()[kind]
+
+    def cookie(changed: bytes) -> bytes:
+        return changed + b"; " + others if others else changed
+
+    assert _binds(binder, cookie(pair), cb)  # the genuine one binds
+    variants = _changed_characters(pair) + _changed_bytes(pair)
+    assert len(variants) >= len(pair) - 1
+    refused = [variant for variant in variants if not _binds(binder, cookie(variant), cb)]
+    assert len(refused) == len(variants), [v for v in variants if v not in refused]
+
+
+def test_a_stretched_expiry_is_refused() -> None:
+    binder = Binder(KEYS)
+    name, _, genuine = binder.bind([], Login(OIDC_STATE, ("s1",)), NOW)[0].split(b";", 1)[0].partition(b"=")
     raw = bytearray(base64.urlsafe_b64decode(genuine))
     raw[1:5] = b"\xff\xff\xff\xff"  # the expiry stretched; the MAC slots still match
-    stretched = base64.urlsafe_b64encode(bytes(raw))
-    later = NOW + 10 * 600
-    assert binder.auth0_binding([(b"cookie", name + b"=" + stretched)], Callback(b"state=s1"), later).bound == {"state"}
-    assert binder.auth0_binding([(b"cookie", name + b"=" + stretched)], Callback(b"state=s2"), NOW).bound == set()
+    stretched = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=")
+    assert binder.auth0_binding([(b"cookie", name + b"=" + stretched)], Callback(b"state=s1"), NOW).bound == set()
+    assert binder.auth0_binding([(b"cookie", name + b"=" + genuine)], Callback(b"state=s1"), NOW).bound == {"state"}
+
+
+def _legacy_pair(state: str, expires: int) -> bytes:
+    """A format 3 login cookie (no tag) as the previous release issued it."""
+    digest = KEYS.digest(0, state.encode(), b"sso-proxy auth0 transaction v3\x00")
+    record = b"\x03" + expires.to_bytes(4, "big") + digest[:8] + digest[:8]
+    name = AUTH0_COOKIE.encode() + base64.urlsafe_b64encode(digest[8:16]).rstrip(b"=")
+    return name + b"=" + base64.urlsafe_b64encode(record)
+
+
+def test_the_previous_format_is_read_for_one_login_lifetime_after_a_deploy() -> None:
+    """Logins in flight across a deploy keep their binding: format 3 is read by name until
+    ``legacy_until`` (the service's start plus the TTL), never after."""
+    deployed = Binder(KEYS, ttl=600, legacy_until=NOW + 600)
+    request = [(b"cookie", _legacy_pair("s1", int(NOW) + 300))]
+    assert deployed.auth0_binding(request, Callback(b"state=s1"), NOW).bound == {"state"}
+    assert deployed.auth0_binding(request, Callback(b"state=s2"), NOW) == binding.NOT_BOUND
+    assert deployed.auth0_binding(request, Callback(b"state=s1"), NOW + 600) == binding.NOT_BOUND
+    assert Binder(KEYS).auth0_binding(request, Callback(b"state=s1"), NOW) == binding.NOT_BOUND
+    expired = [(b"cookie", _legacy_pair("s1", int(NOW) - 1))]
+    assert deployed.auth0_binding(expired, Callback(b"state=s1"), NOW) == binding.NOT_BOUND
+
+
+def test_cookies_are_split_on_semicolons_only() -> None:
+    """RFC 6265 section 5.4: a space inside another cookie's value is no boundary. A list smuggled
+    in a sibling's cookie value (``sib=1 __Host-...=<ids>``) is not read: the real one is."""
+    binder = Binder(KEYS)
+    _, real = binder.bind([], Login(OIDC_STATE, ("s1",)), NOW)
+    real_pair = real.split(b";", 1)[0]
+    real_ids = real_pair.split(b"=", 1)[1].rpartition(b".")[0]
+    smuggled = b"__Host-sso_proxy_logins=" + b".".join([b"Z" * 11] * 8)
+    header = b"sib=1 " + smuggled + b"; " + real_pair
+    assert listed_logins([(b"cookie", header)], "__Host-sso_proxy_logins", KEYS, binding.AUTH0_PURPOSE) == real_ids
+    cookies = binder.bind([(b"cookie", header)], Login(OIDC_STATE, ("s2",)), NOW)
+    assert len(cookies) == 2 and b"ZZZZ" not in b"".join(cookies)  # nothing of the smuggled list deleted or kept
 
 
 def test_an_unsigned_workos_copy_is_never_a_solicited_fallback() -> None:
@@ -265,7 +369,7 @@ def test_the_logins_in_flight_are_bounded_oldest_dropped() -> None:
     ninth = start("s-ninth")
     assert len(ninth) == 3 and b"Max-Age=0" in ninth[2]
     logins = [name for name in jar if name.startswith(b"sso_proxy_tx_")]
-    assert len(logins) == MAX_IN_FLIGHT and len(jar[LIST].split(b".")) == MAX_IN_FLIGHT
+    assert len(logins) == MAX_IN_FLIGHT and len(jar[LIST].split(b".")) == MAX_IN_FLIGHT + 1  # and the tag
     callback = [(b"cookie", b"; ".join(b"%s=%s" % (k, v) for k, v in jar.items() if k.startswith(b"sso_proxy_tx_")))]
     assert binder.auth0_binding(callback, Callback(b"state=s0"), NOW) == binding.NOT_BOUND  # the oldest went
     assert binder.auth0_binding(callback, Callback(b"state=s1"), NOW).bound == {"state"}
@@ -273,24 +377,50 @@ def test_the_logins_in_flight_are_bounded_oldest_dropped() -> None:
     # A retried redirect of the same login is listed once.
     start("s-ninth")
     assert len(jar[LIST].split(b".")) == len(set(jar[LIST].split(b".")))
+    # An InResponseTo finds its login through the list, whatever else the header holds.
+    planted = [b"sso_proxy_tx_%011d=%s" % (n, b"A" * 44) for n in range(64)]
+    start("r-saml")
+    binder_saml = binder.bind([(b"cookie", LIST + b"=" + jar[LIST])], Login(SAML_RELAYSTATE, ("r2", "_id2")), NOW)
+    for cookie in binder_saml:
+        name, _, value = cookie.split(b";", 1)[0].partition(b"=")
+        jar[name] = value
+    body = b"SAMLResponse=" + base64.b64encode(saml_response("_id2")).replace(b"+", b"%2B")
+    crowd = [(b"cookie", b"; ".join([*planted, *(b"%s=%s" % item for item in jar.items())]))]
+    assert binder.auth0_binding(crowd, Callback(b"", body, True), NOW).bound == {"InResponseTo"}
+
+
+def _signed_list(ids: bytes) -> bytes:
+    """The list cookie's value this service writes for ``ids``."""
+    cookie = list_cookie(b"__Host-sso_proxy_logins=", ids, 600, KEYS, binding.AUTH0_PURPOSE)
+    return cookie.split(b";", 1)[0].split(b"=", 1)[1]
+
+
+AB = b"AAAAAAAAAAA.BBBBBBBBBBB"
+FULL = b".".join([b"C" * 11] * 8)
 
 
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
-        (b"__Host-sso_proxy_logins=AAAAAAAAAAA.BBBBBBBBBBB", b"AAAAAAAAAAA.BBBBBBBBBBB"),
-        (b"a=1; __Host-sso_proxy_logins=AAAAAAAAAAA", b"AAAAAAAAAAA"),
-        (b"x=__Host-sso_proxy_logins=AAAAAAAAAAA", b""),  # inside another cookie's value
+        (b"__Host-sso_proxy_logins=" + _signed_list(AB), AB),
+        (b"a=1; __Host-sso_proxy_logins=" + _signed_list(b"A" * 11), b"A" * 11),
+        (b"a=1;__Host-sso_proxy_logins=" + _signed_list(b"A" * 11), b"A" * 11),  # HTTP/2 crumbs joined
+        (b"__Host-sso_proxy_logins=" + AB, b""),  # no tag: not a list this service wrote
+        (b"__Host-sso_proxy_logins=" + AB + b"." + b"A" * 16, b""),  # a wrong tag
+        (b"x=__Host-sso_proxy_logins=" + _signed_list(AB), b""),  # inside another cookie's value
+        (b"x=1 __Host-sso_proxy_logins=" + _signed_list(AB), b""),  # after a space in another cookie's value
         (b"__Host-sso_proxy_logins=", b""),
-        (b"__Host-sso_proxy_logins=AA;AA", b"AA"),
+        (b"__Host-sso_proxy_logins=" + _signed_list(AB)[:5] + b";" + _signed_list(AB)[5:], b""),
         (b"__Host-sso_proxy_logins=A%0D%0AB", b""),  # a character no id has: nothing, so nothing is deleted
         (b"__Host-sso_proxy_logins=" + b"A" * 5000, b""),  # too long
-        (b"__Host-sso_proxy_logins=" + b".".join([b"C" * 11] * 8), b".".join([b"C" * 11] * 8)),  # a full list
-        (b"__Host-sso_proxy_logins=" + b".".join([b"C" * 11] * 9), b""),  # longer than any this service writes
+        (b"__Host-sso_proxy_logins=" + _signed_list(FULL), FULL),  # a full list
+        (b"__Host-sso_proxy_logins=" + _signed_list(FULL + b"." + b"C" * 11), b""),  # longer than any written
+        (b"__Host-sso_proxy_logins=" + AB + b"; __Host-sso_proxy_logins=" + _signed_list(AB), AB),  # the valid copy
     ],
 )
 def test_the_list_of_logins_in_flight_is_read_with_bounds(header: bytes, expected: bytes) -> None:
-    assert listed_logins([(b"host", b"h"), (b"cookie", header)], "__Host-sso_proxy_logins") == expected
+    headers = [(b"host", b"h"), (b"cookie", header)]
+    assert listed_logins(headers, "__Host-sso_proxy_logins", KEYS, binding.AUTH0_PURPOSE) == expected
 
 
 A, B, C, N = b"A" * 11, b"B" * 11, b"C" * 11, b"N" * 11

@@ -169,9 +169,15 @@ def test_several_logins_in_flight(replicas: tuple[ProxyProcess, ProxyProcess]) -
 
 def _saml_login(proxy: ProxyProcess, connection: str) -> tuple[str, str, str]:
     """Start a SAML login; (RelayState, AuthnRequest ID, cookie)."""
-    started = start(proxy, connection)
-    cookie = cookie_pair(started)
-    assert cookie is not None
+    return _saml_login_from(start(proxy, connection))
+
+
+def _saml_login_from(started: httpx.Response) -> tuple[str, str, str]:
+    """(RelayState, AuthnRequest ID, the Cookie header the browser then sends to the callback: the
+    login's cookie and the list of logins in flight)."""
+    login, listed = cookie_pair(started), cookie_pair(started, "__Host-sso_proxy_logins")
+    assert login is not None and listed is not None
+    cookie = f"{login}; {listed}"
     if started.status_code == 302:  # HTTP-Redirect binding
         query = parse_qs(urlsplit(started.headers["location"]).query)
         xml = zlib.decompress(base64.b64decode(query["SAMLRequest"][0]), -15)
@@ -251,9 +257,9 @@ def _recoded(cookie: str, change: Callable[[bytearray], None]) -> str:
 
 
 def test_tampered_cookie_is_no_binding(replicas: tuple[ProxyProcess, ProxyProcess]) -> None:
-    """Only a record's MAC binds: a changed MAC, an oversized or garbage cookie binds nothing (the
-    callback follows the map: 307 to WorkOS). A changed expiry leaves the MAC, which only this
-    service can make: the callback goes to Auth0, which refuses a stale state itself."""
+    """Every byte of a login cookie is covered (issue 20, item 8): a changed MAC, a stretched expiry,
+    a changed format byte, an oversized or garbage cookie binds nothing (the callback follows the
+    map: 307 to WorkOS)."""
     a, b = replicas
     started = start(a, "initech-entra")
     state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
@@ -267,14 +273,58 @@ def test_tampered_cookie_is_no_binding(replicas: tuple[ProxyProcess, ProxyProces
     def stretch(raw: bytearray) -> None:
         raw[1:5] = b"\xff\xff\xff\xff"
 
+    def reformat(raw: bytearray) -> None:
+        raw[0] ^= 1
+
     name = cookie.split("=", 1)[0]
-    for bad in (_recoded(cookie, flip_macs), f"{name}=" + "A" * 5000, f"{name}=%%%", "sso_proxy_tx=" + "A" * 28):
+    tampered = [_recoded(cookie, change) for change in (flip_macs, stretch, reformat)]
+    for bad in (*tampered, f"{name}=" + "A" * 5000, f"{name}=%%%", "sso_proxy_tx=" + "A" * 28):
         reply = httpx.get(f"{b.url}/login/callback?code=c&state={state}", headers={"cookie": bad}, timeout=10)
         assert reply.status_code == 307
-    reply = httpx.get(
-        f"{b.url}/login/callback?code=c&state={state}", headers={"cookie": _recoded(cookie, stretch)}, timeout=10
-    )
+    reply = httpx.get(f"{b.url}/login/callback?code=c&state={state}", headers={"cookie": cookie}, timeout=10)
     assert reply.status_code == 302
+
+
+def test_a_smuggled_list_is_not_read(replicas: tuple[ProxyProcess, ProxyProcess]) -> None:
+    """Issue 20, item 8: ``sib=1 __Host-sso_proxy_logins=<ids>`` is one cookie (``sib``) whose value
+    holds a space, not two (RFC 6265 section 5.4). The proxy reads the real list after it: it
+    neither deletes the login cookies the smuggled one names nor writes those ids back."""
+    a, _ = replicas
+    first = start(a, "initech-entra")
+    real = cookie_pair(first, "__Host-sso_proxy_logins")
+    login = cookie_pair(first)
+    assert real is not None and login is not None
+    login_id = login.split("=", 1)[0].removeprefix("sso_proxy_tx_")
+    smuggled_ids = [f"Smuggled{n:03d}" for n in range(8)]
+    smuggled = "__Host-sso_proxy_logins=" + ".".join(smuggled_ids)
+    url = f"{a.url}/authorize?client_id=app&connection=initech-entra"
+    second = httpx.get(url, headers={"cookie": f"sib=1 {smuggled}; {real}"}, timeout=10)
+    assert second.status_code == 302
+    written = cookie_pair(second, "__Host-sso_proxy_logins")
+    assert written is not None and login_id in written
+    set_cookies = " ".join(second.headers.get_list("set-cookie"))
+    assert not any(smuggled_id in set_cookies for smuggled_id in smuggled_ids)
+
+
+def test_planted_login_cookies_do_not_push_the_real_one_out(
+    replicas: tuple[ProxyProcess, ProxyProcess], bstandins: StandIns
+) -> None:
+    """Issue 20, item 8: 64 cookies named like login cookies, planted by a sibling domain ahead of
+    the real one, do not hide it. The IdP dropped RelayState, so the login is found by its
+    AuthnRequest's ID in the cookies the (``__Host-``) list names, not by scanning names."""
+    a, b = replicas
+    started = start(a, "acme-okta")
+    _, request_id, cookie = _saml_login_from(started)
+    planted = "; ".join(f"sso_proxy_tx_{n:011d}=" + "A" * 44 for n in range(64))
+    xml = saml_xml(audience="urn:auth0:globex-prod:acme-okta").replace(
+        b"<saml2p:Response ", f'<saml2p:Response InResponseTo="{request_id}" '.encode()
+    )
+    body = saml_form(xml, relay_state=None).encode()
+    bstandins.clear()
+    headers = {**FORM, "cookie": f"{planted}; {cookie}"}
+    reply = httpx.post(f"{b.url}/login/callback", content=body, headers=headers, timeout=10)
+    assert reply.status_code == 302  # to Auth0, which started it
+    assert [r["path"] for r in bstandins.received("auth0")] == ["/login/callback"]
 
 
 def test_binding_off(bstandins: StandIns, routes: Path) -> None:

@@ -123,10 +123,10 @@ def explain_binding(cb: Callback, cookie: str) -> tuple[frozenset[str], str | No
     :class:`InputError` for keys the service would refuse (never echoing them)."""
     from proxy.config import SETTINGS
     from proxy.routing.binding import AUTH0_PREFIX, Binder
-    from proxy.routing.txcookie import Keys, login_cookies
+    from proxy.routing.txcookie import Keys, has_cookie
 
     headers = [(b"cookie", cookie.encode("latin-1", "replace"))]
-    if not login_cookies(headers, AUTH0_PREFIX)[0]:
+    if not has_cookie([header for _, header in headers], AUTH0_PREFIX):
         return frozenset(), None
     raw_keys = os.environ.get("SSO_PROXY_TRANSACTION_KEYS", "").strip()
     if not raw_keys:

@@ -42,14 +42,12 @@ from proxy.routing.txcookie import (
     delete_cookie,
     encoded,
     find_copy,
-    find_login,
+    find_listed_login,
     find_login_by_name,
     list_cookie,
     listed_logins,
     live,
     login_cookie,
-    login_cookies,
-    login_name,
     read_payload,
     set_cookie,
     verify,
@@ -105,6 +103,10 @@ class Binder:
     keys: Keys
     ttl: int = 600
     public_hosts: frozenset[str] = frozenset()
+    # Until then (Unix time), login cookies of the previous format (3, no tag) are still read by
+    # name: the service sets it to its start plus ``ttl``, so logins in flight across a deploy keep
+    # their binding (see ``txcookie``, "one cookie per login").
+    legacy_until: float = 0.0
     # Host header -> own hosts: one set per Host seen, not one per response. Bounded (cleared when
     # full), since the Host header is the client's.
     _own: dict[bytes, frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
@@ -136,23 +138,22 @@ class Binder:
         if not lines:
             return NOT_BOUND
         for name, value in transaction_values(cb):
-            found = find_login_by_name(lines, AUTH0_PREFIX, value, self.keys, AUTH0_PURPOSE, now)
+            found = find_login_by_name(lines, AUTH0_PREFIX, value, self.keys, AUTH0_PURPOSE, now, self.legacy_until)
             if found is not None:
                 return CallbackBinding(_BOUND[name], found)
         xml = saml_document(cb)
         reply_to = in_response_to(xml) if xml else None
         if reply_to is None:
             return NOT_BOUND
-        # The AuthnRequest's ID is a login's second value: its MAC is searched for in every login
-        # cookie (a login whose only value was the ID is found by name as well).
-        found = find_login_by_name(lines, AUTH0_PREFIX, reply_to, self.keys, AUTH0_PURPOSE, now)
-        if found is not None:
-            return CallbackBinding(_BOUND["InResponseTo"], found)
-        pairs, payload = login_cookies(request_headers, AUTH0_PREFIX)
-        record = find_login(payload, reply_to, self.keys, AUTH0_PURPOSE, now) if payload else None
-        if record is not None:
-            return CallbackBinding(_BOUND["InResponseTo"], login_name(pairs, record))
-        return NOT_BOUND
+        # The AuthnRequest's ID is a login's second value: its MAC is looked for in the login
+        # cookies the list of logins in flight names (a login whose only value was the ID is found
+        # by name as well). Never a scan of every cookie with the prefix: a sibling domain can
+        # plant those, not the __Host- list.
+        found = find_login_by_name(lines, AUTH0_PREFIX, reply_to, self.keys, AUTH0_PURPOSE, now, self.legacy_until)
+        if found is None:
+            listed = listed_logins(request_headers, LIST_COOKIE, self.keys, AUTH0_PURPOSE)
+            found = find_listed_login(lines, AUTH0_PREFIX, listed, reply_to, self.keys, AUTH0_PURPOSE, now)
+        return NOT_BOUND if found is None else CallbackBinding(_BOUND["InResponseTo"], found)
 
     def used_cookie(self, found: CallbackBinding) -> bytes | None:
         """Set-Cookie for the forwarded callback: the deletion of the login cookie it used (single
@@ -195,8 +196,8 @@ class Binder:
         made = login_cookie(AUTH0_PREFIX, login.values, self.keys, AUTH0_PURPOSE, int(now) + self.ttl, self.ttl)
         if made is None:
             return []
-        listed, gone = with_login(listed_logins(request_headers, LIST_COOKIE), made[0])
-        cookies = [made[1], list_cookie(_LIST_KEY, listed, self.ttl)]
+        listed, gone = with_login(listed_logins(request_headers, LIST_COOKIE, self.keys, AUTH0_PURPOSE), made[0])
+        cookies = [made[1], list_cookie(_LIST_KEY, listed, self.ttl, self.keys, AUTH0_PURPOSE)]
         if gone:
             cookies += [delete_cookie(AUTH0_PREFIX + login_id) for login_id in gone]
         return cookies

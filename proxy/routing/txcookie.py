@@ -2,25 +2,27 @@
 
 Two formats, for two uses:
 
-- **One cookie per login** (format 3, the Auth0 bindings; "one cookie per login" below): a login
+- **One cookie per login** (format 4, the Auth0 bindings; "one cookie per login" below): a login
   Auth0 starts gets a cookie of its own, set on the response that sends the browser to the IdP
   and deleted by its callback. A browser sends these (``Path=/login/callback``) only to the
   callback, so a response starting a login never sees the others in flight and must not replace
-  them. Found by name (:func:`find_login_by_name`), never re-issued, no tag.
+  them. Found by name (:func:`find_login_by_name`) or through the signed list of logins in
+  flight (:func:`find_listed_login`), never re-issued; a tag covers its id and every byte.
 - **Records and a tag** (format 2, the callbacks this proxy sent to WorkOS): one cookie set and read
   on ``/login/callback``, re-issued with a record more or less. ``<name>=<base64url(records ||
   tag)>``; a record is 4 bytes of expiry (Unix seconds, big-endian) and two 8-byte MAC slots; the
   tag is a 16-byte HMAC of the records under the first key. At most :data:`MAX_ENTRIES` records,
   oldest dropped; a value longer than :data:`MAX_COOKIE_CHARS` or malformed holds no records.
 
-MACs are HMAC-SHA256 of ``purpose || 0 || value``, truncated to 8 bytes (a MAC made for one purpose
+Cookies are split on ";" only (RFC 6265 section 5.4, :func:`cookie_starts`), and every cookie this
+service issues carries a tag over all of its bytes (issue 20, item 8). MACs are HMAC-SHA256 of
+``purpose || 0 || value``, truncated to 8 bytes (a MAC made for one purpose
 never matches for another; a login with one value repeats its MAC in both slots). Every key matches
 and verifies, so keys rotate without breaking a login in flight; an expired record never matches.
 
 What each part is for. A MAC is what binds a callback to a login: nobody without the keys can make
-one, so a match means this service MACed that very value. What a forged or planted copy can add is
-a stretched expiry or a replayed record, which for an Auth0 binding only sends a callback carrying a
-value Auth0 issued to Auth0, which refuses a stale state anyway. The WorkOS records' tag says the
+one, so a match means this service MACed that very value. A login cookie's tag and the list's tag
+say the rest (expiry, format, the ids) is as this service wrote it. The WorkOS records' tag says the
 records are the ones this service issued: they are re-issued and a fallback counts as solicited (an
 alert's input) only from a copy whose tag verifies (:func:`verify`).
 
@@ -183,10 +185,10 @@ def decode(value: str | bytes | None) -> tuple[bytes, bytes] | None:
     if not value or len(value) > MAX_COOKIE_CHARS:
         return None
     try:
-        data = value.encode("ascii") if isinstance(value, str) else value
-        # Not strict_mode: the tag decides, and a value that decodes the same is the same cookie.
-        raw = binascii.a2b_base64(data.translate(_FROM_URLSAFE) + _PADDING[len(data) % 4])
-    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raw = _unb64url(value.encode("ascii") if isinstance(value, str) else value)
+    except UnicodeEncodeError:
+        return None
+    if raw is None:  # strict and canonical: no other value decodes to the same records and tag
         return None
     size = len(raw) - TAG_BYTES
     if size <= 0 or size % RECORD or size > MAX_ENTRIES * RECORD:
@@ -383,52 +385,93 @@ def entries(payload: bytes, now: float) -> tuple[Entry, ...]:
     return tuple(out)
 
 
-# --- one cookie per login (format 3: the Auth0 bindings) -----------------------------------------
+# --- one cookie per login (format 4: the Auth0 bindings) -----------------------------------------
 #
 # A browser sends a cookie with Path=/login/callback only to the callback, never to /authorize or
 # /u/login where a login starts, so a response starting a login cannot see the logins already in
 # flight: one cookie holding them all would be replaced by each new login (another tab's binding
 # lost). So each login gets its own cookie, ``<prefix><id>``, and nothing is ever re-issued: a
 # login adds a cookie, its callback deletes that one. ``id`` is 11 base64url characters of the
-# first value's HMAC (see :func:`_login_id`; a retried redirect of the same login replaces its own cookie). The value is
-# base64url of one record: a format byte (3), 4 bytes of expiry, two MAC slots; 21 bytes, 28
-# characters. No tag: a record is only ever read, and a MAC cannot be made without the key; what a
-# forged copy can change is its expiry, which can only send a callback carrying a value Auth0
-# issued to Auth0.
+# first value's HMAC (see :func:`_login_id`; a retried redirect of the same login replaces its own
+# cookie). The value is base64url of a format byte (4), 4 bytes of expiry, two MAC slots and a
+# 12-byte tag: the HMAC of the name's id and every byte before it (issue 20, item 8: no byte of the
+# name or value can change and still verify). 33 bytes, 44 characters: whole base64 quanta, so no
+# two values decode alike.
 #
-# A callback's state or RelayState finds its cookie by name (one find). Only an InResponseTo is
-# searched for in all of them: the prefix is 13 characters, so a cookie's name (24) and value (28)
-# are whole base64 quanta and decode together to 39 bytes, 18 of name then the record; the search
-# runs over those, the name bytes outside every mask.
+# A callback's state or RelayState finds its cookie by name (one find per key). An InResponseTo is
+# looked for in the cookies the list of logins in flight names (below), never by scanning the
+# header for every name with the prefix: a sibling domain can plant any number of those, but not
+# the ``__Host-`` list.
+#
+# Format 3 (no tag, 28 characters; issued before this format) is still read by name for a login's
+# lifetime after a replica starts (``legacy_until``): a rolling deploy's logins in flight keep their
+# binding. Its MAC slot still proves this service MACed the value; what it does not cover (the
+# format byte, the expiry, the second slot) can only send a callback carrying a value Auth0 issued
+# to Auth0, for at most that window.
 
 LOGIN_PREFIX_CHARS = 13
-LOGIN_RECORD = 1 + 4 + 2 * MAC_BYTES
-LOGIN_FORMAT = b"\x03"
-MAX_LOGINS = 16  # login cookies read per callback: the newest (a browser sends the oldest first)
-MAX_LOGIN_NAMES = 64  # cookie names looked at per request, whatever the Cookie headers hold
+LOGIN_FORMAT = b"\x04"
+LEGACY_FORMAT = b"\x03"
+LOGIN_TAG_BYTES = 12
+LOGIN_RECORD = 1 + 4 + 2 * MAC_BYTES + LOGIN_TAG_BYTES
+_SIGNED = LOGIN_RECORD - LOGIN_TAG_BYTES  # the bytes the tag covers (after the id)
+_LEGACY_RECORD = 1 + 4 + 2 * MAC_BYTES
 _NAME_CHARS = LOGIN_PREFIX_CHARS + 11
 _VALUE_CHARS = LOGIN_RECORD * 4 // 3
-_PAIR_STEP = _NAME_CHARS + 1 + _VALUE_CHARS + 2  # name=value and "; "
-_STRIDE = (_NAME_CHARS + _VALUE_CHARS) * 3 // 4  # decoded name and record: 39 bytes
-_AT = _STRIDE - LOGIN_RECORD  # where the record starts in each stride
-_LOGIN_MASKS = tuple(_masks(count, _STRIDE, _AT + 5) for count in range(MAX_LOGINS + 1))
+_LEGACY_CHARS = _LEGACY_RECORD * 4 // 3
+_OWS_WINDOW = 16  # whitespace looked back over before a cookie name (a browser sends one space)
 
 
 def _b64url(data: bytes) -> bytes:
     return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
 
 
+def _unb64url(data: bytes) -> bytes | None:
+    """The bytes of canonical base64url without padding, else None: strict, and re-encoded to check
+    it is the one value that decodes to those bytes (``a2b_base64`` ignores the unused low bits of
+    the last character even when strict, and the translation also lets "+" and "/" through)."""
+    try:
+        raw = binascii.a2b_base64(data.translate(_FROM_URLSAFE) + _PADDING[len(data) % 4], strict_mode=True)
+    except binascii.Error:
+        return None
+    return raw if _b64url(raw) == data else None
+
+
+def _tag_states(keys: Keys, purpose: bytes) -> tuple[tuple[Any, Any], ...]:
+    """Each key's states for a cookie's tag: ``purpose || 1`` absorbed (a value's MAC has ``|| 0``)."""
+    return keys.prefixed(purpose + b"\x01")
+
+
 def login_cookie(
     prefix: bytes, values: tuple[str, ...], keys: Keys, purpose: bytes, expires: int, max_age: int
 ) -> tuple[bytes, bytes] | None:
-    """(id, Set-Cookie) for one login: the MACs of its first two ``values`` (first key), None
-    without values. ``prefix`` is :data:`LOGIN_PREFIX_CHARS` characters."""
+    """(id, Set-Cookie) for one login: the MACs of its first two ``values`` and the tag (first
+    key), None without values. ``prefix`` is :data:`LOGIN_PREFIX_CHARS` characters."""
     if not values:
         return None
     digest, second = _signing_macs(values, keys, purpose)
-    record = LOGIN_FORMAT + expires.to_bytes(4, "big") + digest[:MAC_BYTES] + second
     login_id = _login_id(digest)
+    signed = LOGIN_FORMAT + expires.to_bytes(4, "big") + digest[:MAC_BYTES] + second
+    inner, outer = _tag_states(keys, purpose)[0]
+    record = signed + _finish(inner, outer, login_id + signed)[:LOGIN_TAG_BYTES]
     return login_id, _set_cookie(prefix + login_id, _b64url(record), max_age)
+
+
+def _login_record(value: bytes, now: float, form: bytes = LOGIN_FORMAT) -> bytes | None:
+    """The record of a login cookie's value if it is canonical base64url of format ``form`` and
+    has not expired, else None. Its tag is not checked here (:func:`_tagged`)."""
+    record = _unb64url(value)
+    if record is None or record[:1] != form or int.from_bytes(record[1:5], "big") <= now:
+        return None
+    return record
+
+
+def _tagged(record: bytes, login_id: bytes, index: int, keys: Keys, purpose: bytes) -> bool:
+    """Whether a format 4 record's tag is the HMAC, under key ``index``, of its cookie's id and
+    every byte before the tag."""
+    inner, outer = _tag_states(keys, purpose)[index]
+    tag = _finish(inner, outer, login_id + record[:_SIGNED])[:LOGIN_TAG_BYTES]
+    return hmac.compare_digest(tag, record[_SIGNED:])
 
 
 # --- the list of logins in flight (Path=/) -------------------------------------------------------
@@ -438,19 +481,35 @@ def login_cookie(
 # header too large for the callback, or the domain's other cookies evicted by the browser. So a
 # small cookie on every path lists the ids of the newest MAX_IN_FLIGHT logins; a login starting
 # reads it, adds its own id and deletes the login cookies that fall off the list (oldest dropped).
-# The list is no secret (the ids are cookie names); a forged list can only delete login cookies.
+# The callback reads it too, to find the login cookie an InResponseTo names. Its value is the ids
+# joined by "." and a 12-byte tag of them (16 base64url characters after a last "."): a list this
+# service did not write (planted, smuggled in another cookie's value, or altered) is no list.
 
 MAX_IN_FLIGHT = 8
 _ID_CHARS = 11
+_LIST_TAG_CHARS = LOGIN_TAG_BYTES * 4 // 3
 _LIST_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."  # base64url and "."
-_LIST_CHARS = (_ID_CHARS + 1) * MAX_IN_FLIGHT
+_LIST_CHARS = (_ID_CHARS + 1) * MAX_IN_FLIGHT + _LIST_TAG_CHARS
 
 
-def listed_logins(headers: Iterable[tuple[bytes, bytes]], name: str) -> bytes:
-    """The value of the list cookie ``name`` as sent (ids joined by "."): b"" for none, a value too
-    long, or one with a character no id has. The first copy only. Never raises."""
-    for value in cookie_values(headers, name, 1):
-        return b"" if len(value) > _LIST_CHARS or value.translate(None, _LIST_ALPHABET) else value
+def _list_tag(listed: bytes, keys: Keys, purpose: bytes, index: int) -> bytes:
+    inner, outer = keys.prefixed(purpose + b"\x02")[index]
+    return _b64url(_finish(inner, outer, listed)[:LOGIN_TAG_BYTES])
+
+
+def listed_logins(headers: Iterable[tuple[bytes, bytes]], name: str, keys: Keys, purpose: bytes) -> bytes:
+    """The ids (joined by ".") of the first copy of the list cookie ``name`` whose tag verifies
+    under one of ``keys``: b"" for none, a value too long, or one with a character no id has.
+    Never raises."""
+    for value in cookie_values(headers, name):
+        if len(value) > _LIST_CHARS or value.translate(None, _LIST_ALPHABET):
+            continue
+        listed, dot, tag = value.rpartition(b".")
+        if not dot or not listed or len(tag) != _LIST_TAG_CHARS:
+            continue
+        for index in range(len(keys.secrets)):
+            if hmac.compare_digest(_list_tag(listed, keys, purpose, index), tag):
+                return listed
     return b""
 
 
@@ -468,11 +527,12 @@ def with_login(listed: bytes, login_id: bytes) -> tuple[bytes, list[bytes]]:
     return b".".join(ids[-MAX_IN_FLIGHT:]), [gone for gone in ids[:-MAX_IN_FLIGHT] if gone]
 
 
-def list_cookie(name: bytes, listed: bytes, max_age: int) -> bytes:
-    """Set-Cookie for the list (``name`` is ``b"name="``, ``listed`` from :func:`with_login`): every
-    path (it must reach /authorize), SameSite=None (a login started from another site's page must
-    see it too, or it would not bound that page's logins)."""
-    return b"%s%s; Path=/; Max-Age=%d; Secure; HttpOnly; SameSite=None" % (name, listed, max_age)
+def list_cookie(name: bytes, listed: bytes, max_age: int, keys: Keys, purpose: bytes) -> bytes:
+    """Set-Cookie for the list (``name`` is ``b"name="``, ``listed`` from :func:`with_login`), with
+    its tag under the first key: every path (it must reach /authorize), SameSite=None (a login
+    started from another site's page must see it too, or it would not bound that page's logins)."""
+    tag = _list_tag(listed, keys, purpose, 0)
+    return b"%s%s.%s; Path=/; Max-Age=%d; Secure; HttpOnly; SameSite=None" % (name, listed, tag, max_age)
 
 
 def _login_id(digest: bytes) -> bytes:
@@ -481,19 +541,28 @@ def _login_id(digest: bytes) -> bytes:
     return _b64url(digest[MAC_BYTES : 2 * MAC_BYTES])
 
 
-def cookie_starts(line: bytes, key: bytes, limit: int = MAX_LOGIN_NAMES) -> list[int]:
-    """Where the cookies that ``key`` names (``b"name="``, or a name's prefix) start in one Cookie
-    header: among the first ``limit`` places ``key`` occurs, those at a cookie's start (not inside
-    another cookie's name or value). Each step moves past the last: linear, and bounded."""
+def cookie_starts(line: bytes, key: bytes) -> list[int]:
+    """Where the cookies that ``key`` names (``b"name="``) start in one Cookie header.
+
+    RFC 6265 section 5.4 joins cookies with "; ", and only ";" separates them (section 4.2.1's
+    cookie-string): ``key`` counts only at the header's start or after ";" and optional whitespace,
+    never after a space inside another cookie's value (``sib=1 name=...``). One find per occurrence
+    and a bounded look back: linear in the header."""
     starts: list[int] = []
     at = line.find(key)
-    looked = 0
-    while at >= 0 and looked < limit:
-        looked += 1
-        if at == 0 or line[at - 1] in b"; \t":
+    while at >= 0:
+        before = line[max(0, at - _OWS_WINDOW) : at].rstrip(b" \t")
+        if before.endswith(b";") or (not before and at <= _OWS_WINDOW):
             starts.append(at)
         at = line.find(key, at + len(key))
     return starts
+
+
+def _cookie_value(line: bytes, begin: int) -> bytes:
+    """The value of the cookie whose value starts at ``begin``: up to the next ";", without the
+    whitespace around it (RFC 6265 section 5.2's trimming)."""
+    end = line.find(b";", begin)
+    return line[begin : end if end >= 0 else len(line)].strip(b" \t")
 
 
 def cookie_lines(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> list[bytes]:
@@ -503,78 +572,71 @@ def cookie_lines(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> list[
     return [line for header, line in headers if header == b"cookie" and line.find(prefix) >= 0]
 
 
-def login_cookies(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> tuple[bytes, bytes]:
-    """The request's login cookies named ``prefix``..., as ``name=value`` pairs joined by "; ",
-    and their 39-byte strides (in the same order), NOT verified: the newest :data:`MAX_LOGINS`
-    well-formed ones among the first :data:`MAX_LOGIN_NAMES` names (:func:`cookie_starts`). Never
-    raises; :func:`login_name` is the name of one. Only an ``InResponseTo`` (and ``explain``) reads
-    them all: a state or RelayState is found by name."""
-    names: list[bytes] = []
-    strides: list[bytes] = []
-    looked = 0
-    for header, line in headers:
-        if header != b"cookie" or looked >= MAX_LOGIN_NAMES:
-            continue
-        starts = cookie_starts(line, prefix, MAX_LOGIN_NAMES - looked)
-        looked += len(starts)
-        for at in starts:
-            end = line.find(b";", at)
-            name, equals, value = line[at : end if end >= 0 else len(line)].partition(b"=")
-            name, value = name.rstrip(), value.strip()
-            if equals and len(name) == _NAME_CHARS and len(value) == _VALUE_CHARS:
-                try:
-                    strides.append(binascii.a2b_base64((name + value).translate(_FROM_URLSAFE), strict_mode=True))
-                    names.append(name + b"=" + value)
-                except binascii.Error:
-                    pass
-    return b"; ".join(names[-MAX_LOGINS:]), b"".join(strides[-MAX_LOGINS:])
-
-
-def login_name(pairs: bytes, record: int) -> bytes:
-    """The name of login cookie ``record`` of :func:`login_cookies`' pairs."""
-    at = record * _PAIR_STEP
-    return pairs[at : at + _NAME_CHARS]
+def has_cookie(lines: list[bytes], prefix: bytes) -> bool:
+    """Whether a cookie whose name starts with ``prefix`` is among ``lines`` (``explain``)."""
+    return any(cookie_starts(line, prefix) for line in lines)
 
 
 def find_login_by_name(
-    lines: list[bytes], prefix: bytes, value: str, keys: Keys, purpose: bytes, now: float
+    lines: list[bytes],
+    prefix: bytes,
+    value: str,
+    keys: Keys,
+    purpose: bytes,
+    now: float,
+    legacy_until: float = 0.0,
 ) -> bytes | None:
     """The name of the unexpired login cookie made for ``value`` (a login's first value), found by
     the name the value's HMAC gives it (one find per key, however many logins are in flight), and
-    kept only if its record holds the value's MAC (``hmac.compare_digest``). None otherwise."""
+    kept only if its tag verifies and its first slot holds the value's MAC. Format 3 cookies are
+    read too while ``now`` is before ``legacy_until``. None otherwise."""
     if not value or len(value) > MAX_VALUE_CHARS:
         return None
     data = value.encode("utf-8", "surrogatepass")
-    for inner, outer in keys.for_values(purpose):
+    for index, (inner, outer) in enumerate(keys.for_values(purpose)):
         digest = _finish(inner, outer, data)
-        key = prefix + _login_id(digest) + b"="
+        login_id = _login_id(digest)
+        key = prefix + login_id + b"="
         for line in lines:
-            for at in cookie_starts(line, key):  # each a copy of this very name: bounded all the same
-                begin = at + _NAME_CHARS + 1
-                record = _login_record(line[begin : begin + _VALUE_CHARS + 1])
+            for at in cookie_starts(line, key):  # each a copy of this very name: linear all the same
+                raw = _cookie_value(line, at + len(key))
+                legacy = len(raw) == _LEGACY_CHARS and now < legacy_until
+                if len(raw) != _VALUE_CHARS and not legacy:
+                    continue
+                record = _login_record(raw, now, LEGACY_FORMAT if legacy else LOGIN_FORMAT)
                 if (
                     record is not None
                     and hmac.compare_digest(record[5 : 5 + MAC_BYTES], digest[:MAC_BYTES])
-                    and int.from_bytes(record[1:5], "big") > now
+                    and (legacy or _tagged(record, login_id, index, keys, purpose))
                 ):
                     return key[:-1]
     return None
 
 
-def _login_record(value: bytes) -> bytes | None:
-    """A login cookie's record from its value and the character after it (if any)."""
-    if len(value) < _VALUE_CHARS or value[_VALUE_CHARS:] not in (b"", b";", b" ", b"\t"):
+def find_listed_login(
+    lines: list[bytes], prefix: bytes, listed: bytes, value: str, keys: Keys, purpose: bytes, now: float
+) -> bytes | None:
+    """The name of the login cookie, among those ``listed`` names (ids joined by "."), whose second
+    slot holds the MAC of ``value`` (a SAML AuthnRequest's ID) and whose tag verifies; None
+    otherwise. At most :data:`MAX_IN_FLIGHT` names, one find each: a header full of other
+    ``prefix`` names costs nothing more."""
+    macs = value_macs(value, keys, purpose)
+    if not macs or not listed:
         return None
-    try:
-        return binascii.a2b_base64(value[:_VALUE_CHARS].translate(_FROM_URLSAFE), strict_mode=True)
-    except binascii.Error:
-        return None
-
-
-def find_login(payload: bytes, value: str, keys: Keys, purpose: bytes, now: float) -> int | None:
-    """The first unexpired login holding the MAC of ``value`` under any key, else None. Every MAC
-    slot is compared by the same integer operations (see "searching the records")."""
-    return _live_match(payload, value_macs(value, keys, purpose), now, _LOGIN_MASKS, _STRIDE, _AT + 1)
+    for login_id in listed.split(b".")[-MAX_IN_FLIGHT:]:
+        key = prefix + login_id + b"="
+        for line in lines:
+            for at in cookie_starts(line, key):
+                raw = _cookie_value(line, at + len(key))
+                record = _login_record(raw, now) if len(raw) == _VALUE_CHARS else None
+                if record is None:
+                    continue
+                for index, wanted in enumerate(macs):
+                    if hmac.compare_digest(record[5 + MAC_BYTES : _SIGNED], wanted) and _tagged(
+                        record, login_id, index, keys, purpose
+                    ):
+                        return key[:-1]
+    return None
 
 
 # --- headers ------------------------------------------------------------------------------------
@@ -618,8 +680,7 @@ def cookie_values(headers: Iterable[tuple[bytes, bytes]], name: str, limit: int 
         for at in cookie_starts(value, wanted):
             if len(found) >= limit:
                 return found
-            end = value.find(b";", at)
-            found.append(value[at + len(wanted) : end if end >= 0 else len(value)].strip())
+            found.append(_cookie_value(value, at + len(wanted)))
     return found
 
 
