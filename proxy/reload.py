@@ -7,8 +7,13 @@ sha256, not by inode or mtime: a Kubernetes ConfigMap volume updates by swapping
 Two rules keep a reload from hurting traffic (issue 11, findings 11 and 12):
 
 - **Only a settled file is applied.** A file rewritten in place (an editor, ``cat > routes.yaml``,
-  a config tool) is for a moment a valid-looking prefix of itself. The watcher applies new content
-  only when two consecutive polls (one interval apart) read the same bytes; SIGHUP, ``POST
+  a config tool) is for a moment a valid-looking prefix of itself, for as long as its writer pauses.
+  The watcher tells the two kinds of change apart by the file it reads (device and inode, from the
+  open file): a file **replaced atomically** (a Kubernetes ConfigMap's symlink swap, ``routes set``'s
+  temp file and rename) is a new file, complete when it appears, and is applied at the next poll;
+  content **rewritten in place** (the same file) is applied only once it has read the same for
+  :data:`IN_PLACE_SETTLE` seconds (issue 20, item 10: a writer may pause up to 2 s), whatever the
+  poll interval: the watcher polls again when that time is up. SIGHUP, ``POST
   /-/reload`` and the start read the file twice ``settle`` seconds apart (``SSO_PROXY_RELOAD_SETTLE``)
   and keep reading until two reads agree (a file still changing after a few rounds is not applied:
   the result is ``unsettled``, and the watcher picks it up once it settles).
@@ -28,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +44,9 @@ from proxy.metrics import Metrics
 from proxy.routing.routemap import RouteMap, ambiguity_warnings, parse_routemap
 
 UNREADABLE = "unreadable"
+# Seconds new content rewritten in place must read the same before the watcher applies it: more
+# than the 2 s a writer may pause mid-file (issue 20, item 10), independent of the poll interval.
+IN_PLACE_SETTLE = 3.0
 # Rounds of "read twice, settle seconds apart" before an explicit reload gives up on a file that
 # keeps changing.
 SETTLE_ROUNDS = 10
@@ -66,6 +75,7 @@ class Snapshot:
     data: bytes | None
     sha256: str
     errors: tuple[str, ...] = ()
+    file: tuple[int, int] | None = None  # (device, inode) of the file read: a new one was replaced atomically
 
 
 class RouteStore:
@@ -92,7 +102,10 @@ class RouteStore:
         self.last_error: str | None = None
         self._failed_sha: str | None = None
         self._failed_errors: tuple[str, ...] = ()
-        self._pending_sha: str | None = None  # the watcher saw this new content once
+        self._pending_sha: str | None = None  # the watcher saw this new content (written in place)...
+        self._pending_since = 0.0  # ...first at this time.monotonic()
+        self._polled_file: tuple[int, int] | None = None  # the file the watcher (or the start) last read
+        self.in_place_settle = IN_PLACE_SETTLE
         self._lock: asyncio.Lock | None = None
         self._waiting: set[str] = set()  # triggers with a reload queued behind the lock
 
@@ -103,9 +116,10 @@ class RouteStore:
         try:
             with open(self.path, "rb") as fh:
                 data = fh.read()
+                stat = os.fstat(fh.fileno())  # the file read, not whatever the path names a moment later
         except OSError as exc:
             return Snapshot(None, UNREADABLE, (f"{self.path}: cannot read: {exc.strerror or exc}",))
-        return Snapshot(data, hashlib.sha256(data).hexdigest())
+        return Snapshot(data, hashlib.sha256(data).hexdigest(), file=(stat.st_dev, stat.st_ino))
 
     def settled_snapshot(self, rounds: int = SETTLE_ROUNDS) -> Snapshot | None:
         """Two reads ``settle`` seconds apart that agree, or None when the file kept changing (blocking)."""
@@ -133,6 +147,7 @@ class RouteStore:
             raise RouteMapError(self.path, [f"{self.path}: still changing after {SETTLE_ROUNDS} reads; not loaded"])
         if snap.data is None:
             raise RouteMapError(self.path, list(snap.errors))
+        self._polled_file = snap.file
         route_map = parse_routemap(snap.data, self.path, self.workos_domain)
         refused = self.require(route_map, self.path) if self.require is not None else []
         if refused:
@@ -270,24 +285,40 @@ class RouteStore:
             log_event(self.logger, logging.INFO, "route map unchanged", trigger=trigger, sha256=result.sha256)
         return result
 
-    def poll(self) -> ReloadResult | None:
-        """One watch tick, blocking: new content is applied when the previous tick read the same.
+    def poll(self, now: float | None = None) -> ReloadResult | None:
+        """One watch tick, blocking. New content in a file that replaced the one read last time
+        (atomically: complete when it appeared) is applied now; new content written into the same
+        file is applied once it has read the same for :attr:`in_place_settle` seconds (``now``:
+        ``time.monotonic()``, passed by tests).
 
         Content equal to the map in force or to the last rejected content is not loaded again, so a
         broken file is counted and logged once, not every tick.
         """
+        now = time.monotonic() if now is None else now
         snap = self.snapshot()
+        replaced = snap.file is not None and self._polled_file is not None and snap.file != self._polled_file
+        self._polled_file = snap.file
         if self.current is not None and snap.sha256 == self.current.route_map.sha256:
             self._settle("file")
             return None
         if snap.sha256 == self._failed_sha:
             self._pending_sha = None
             return None
-        if snap.sha256 != self._pending_sha:
-            self._pending_sha = snap.sha256  # seen once: apply it if the next tick reads the same
-            return None
+        if not replaced:
+            if snap.sha256 != self._pending_sha:
+                self._pending_sha, self._pending_since = snap.sha256, now  # apply it once it has settled
+                return None
+            if now - self._pending_since < self.in_place_settle:
+                return None
         self._pending_sha = None
         return self.apply(snap, "file")
+
+    def next_poll(self, interval: float, now: float) -> float:
+        """Seconds to the next watch tick: the interval, or sooner when content written in place
+        will have settled (so the settle time does not depend on the interval)."""
+        if self._pending_sha is None:
+            return interval
+        return max(0.05, min(interval, self._pending_since + self.in_place_settle - now))
 
     # --- the event loop's side ---------------------------------------------------------------
 
@@ -316,7 +347,7 @@ class RouteStore:
     async def watch(self, interval: float) -> None:
         """Poll the file's content hash every ``interval`` seconds until cancelled."""
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self.next_poll(interval, time.monotonic()))
             try:
                 await self.poll_async()
             except Exception:  # a bug here must not end file watching for the life of the process

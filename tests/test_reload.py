@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from proxy.metrics import Metrics
-from proxy.reload import RouteStore, Snapshot
+from proxy.reload import IN_PLACE_SETTLE, RouteStore, Snapshot
 from proxy.routing.routemap import parse_routemap
 from tests.conftest import ADMIN_AUTH, ROUTES_YAML, ProxyProcess, StandIns, big_routes_yaml, start_proxy
 from tests.samples import saml_form, saml_xml
@@ -422,29 +422,89 @@ HALF_B = VERSION_B[: VERSION_B.index("  globex-adfs:")]
 assert parse_routemap(HALF_B).connections.keys() == {"acme-okta"}
 
 
-def test_watcher_applies_new_content_only_after_two_identical_reads(tmp_path: Path) -> None:
+def test_watcher_applies_content_written_in_place_only_once_settled(tmp_path: Path) -> None:
+    """The same file rewritten: applied once it has read the same for IN_PLACE_SETTLE seconds,
+    however often the watcher polls (issue 20, item 10)."""
     path = tmp_path / "routes.yaml"
     path.write_text(VERSION_A)
     store = make_store(path)
     store.load_initial()
-    path.write_text(HALF_B)  # mid-write: the first half is on disk
-    assert store.poll() is None  # seen once
-    path.write_text(VERSION_B)  # the writer finishes before the next tick
-    assert store.poll() is None  # different from the last read: seen once, again
+    path.write_text(HALF_B)  # mid-write: the first half is on disk, and the writer pauses
+    assert store.poll(now=100.0) is None  # seen
+    assert store.next_poll(2.0, 100.0) == 2.0 and store.next_poll(30.0, 100.0) == IN_PLACE_SETTLE
+    for tick in (100.1, 101.0, 102.0, 102.9):  # the writer's 2 s pause, polled often: never applied
+        assert store.poll(now=tick) is None
+    path.write_text(VERSION_B)  # the writer finishes
+    assert store.poll(now=103.0) is None  # different from the last read: seen, again
     assert store.current is not None and store.current.route_map.sha256 == sha(VERSION_A)
-    result = store.poll()  # the same twice in a row: applied
+    assert store.poll(now=105.9) is None
+    result = store.poll(now=106.0)  # the same for IN_PLACE_SETTLE seconds: applied
     assert result is not None and (result.result, result.sha256) == ("success", sha(VERSION_B))
-    assert store.poll() is None  # in force: nothing to do
+    assert store.poll(now=107.0) is None  # in force: nothing to do
+    assert store.next_poll(2.0, 107.0) == 2.0
     assert reloads_of(store) == {"success": 2.0, "error": 0.0}
 
     # A broken file is counted once, not every tick.
     path.write_text(BROKEN_FIELD)
-    assert store.poll() is None
-    result = store.poll()
+    assert store.poll(now=200.0) is None
+    result = store.poll(now=200.0 + IN_PLACE_SETTLE)
     assert result is not None and result.result == "error"
-    for _ in range(3):
-        assert store.poll() is None
+    for tick in range(3):
+        assert store.poll(now=210.0 + tick) is None
     assert reloads_of(store) == {"success": 2.0, "error": 1.0}
+
+
+def test_watcher_applies_an_atomically_replaced_file_at_the_next_poll(tmp_path: Path) -> None:
+    """A new file renamed over the route file (``routes set``) or a ConfigMap's symlink swap is
+    complete when it appears: applied at the first poll that reads it."""
+    path = tmp_path / "routes.yaml"
+    path.write_text(VERSION_A)
+    store = make_store(path)
+    store.load_initial()
+    temp = tmp_path / "routes.yaml.tmp"
+    temp.write_text(VERSION_B)
+    os.replace(temp, path)
+    result = store.poll(now=100.0)
+    assert result is not None and (result.result, result.sha256) == ("success", sha(VERSION_B))
+    (tmp_path / "cm").mkdir()
+    configmap = ConfigMapDir(tmp_path / "cm", VERSION_A)
+    store = make_store(configmap.path)
+    store.load_initial()
+    configmap.publish(VERSION_B)
+    result = store.poll(now=100.0)
+    assert result is not None and result.sha256 == sha(VERSION_B)
+
+
+@pytest.mark.parametrize("interval", ["0.1", "2"])
+def test_a_writer_pausing_2_s_mid_file_is_never_served_half_written(
+    standins: StandIns, tmp_path: Path, interval: str
+) -> None:
+    """Issue 20, item 10, through the real server: ``cat > routes.yaml`` writes a valid prefix,
+    pauses 2 s, then writes the rest. /routes is polled throughout: the half map never goes live,
+    whatever the poll interval, and the whole file does."""
+    path = tmp_path / "routes.yaml"
+    path.write_text(VERSION_A)
+    proxy = start_proxy(standins, path, SSO_PROXY_RELOAD_INTERVAL=interval)
+    seen: set[str] = set()
+    try:
+        with path.open("w") as fh:  # in place: truncated, the same file
+            fh.write(HALF_B)
+            fh.flush()
+            paused = time.monotonic() + 2.0
+            while time.monotonic() < paused:
+                seen.add(routes_info(proxy)["sha256"])
+                time.sleep(0.05)
+            fh.write(VERSION_B[len(HALF_B) :])
+        deadline = time.monotonic() + IN_PLACE_SETTLE + float(interval) + 5
+        while time.monotonic() < deadline and sha(VERSION_B) not in seen:
+            seen.add(routes_info(proxy)["sha256"])
+            time.sleep(0.05)
+        assert sha(HALF_B) not in seen
+        assert sha(VERSION_B) in seen
+        loaded = [e["sha256"] for e in log_events(proxy, "route map loaded")]
+        assert loaded == [sha(VERSION_A), sha(VERSION_B)]
+    finally:
+        stop_proxy(proxy)
 
 
 class ScriptedStore(RouteStore):
