@@ -8,6 +8,7 @@ import base64
 import gzip
 import time
 import zlib
+from typing import Callable
 from urllib.parse import urlencode
 
 import brotli
@@ -345,3 +346,61 @@ def test_the_redirect_uri_memo_is_bounded_and_per_host_set() -> None:
     for n in range(1000):
         inspect_location(url.replace("login.globex.com", f"h{n}.example"), frozenset({f"h{n}.example"}))
     assert len(logins._OWN_CALLBACKS) <= logins._OWN_CALLBACKS_MAX
+
+
+def _best(call: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(7):
+        started = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.mark.parametrize("lgwin", [18, 22, 24])
+def test_a_small_brotli_body_with_a_large_window_costs_no_more_than_a_page(lgwin: int) -> None:
+    """Issue 20, item 11: a body of a few dozen bytes whose window is 16 MiB made the decoder fill
+    16 MiB before returning anything (24-50 ms), whatever the output limit. It now costs at most
+    4 x decoding a benign page of the cap's size (a ratio in one run)."""
+    headers = [(b"content-encoding", b"br")]
+    bomb = brotli.compress(b"A" * (64 << 20), quality=1, lgwin=lgwin)
+    page = post_page("x")
+    benign = brotli.compress(page + b"<!--" + bytes(range(32, 127)) * ((MAX_PAGE_BYTES - len(page)) // 100) + b"-->")
+    assert decode_page(bomb, headers) is None
+    assert decode_page(benign, headers) is not None
+    assert _best(lambda: decode_page(bomb, headers)) <= 4 * max(_best(lambda: decode_page(benign, headers)), 1e-5)
+
+
+@pytest.mark.parametrize(
+    ("body", "read"),
+    [
+        (brotli.compress(b"<html>" + b"p" * 3000, quality=11, lgwin=22), True),  # one-shot: one last meta-block
+        (brotli.compress(b"<html>" + b"p" * 3000, quality=5, lgwin=16), True),  # a 64 KiB window
+        (brotli.compress(b"<html>" + b"p" * (40 << 10), quality=11, lgwin=22), False),  # past the cap
+        (brotli.compress(b"", quality=11), True),
+    ],
+)
+def test_which_brotli_bodies_are_read(body: bytes, read: bool) -> None:
+    assert (decode_page(body, [(b"content-encoding", b"br")]) is not None) is read
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        b"<input " + b"a=1 " * 8000,  # one element, 8,000 attributes
+        b"<input a=1 b=2>" * 2200,  # 2,200 elements
+        b"<input name=SAMLRequest value=x " + b"value=y " * 4000 + b">",
+    ],
+)
+def test_a_page_of_attributes_costs_about_a_benign_page(hostile: bytes) -> None:
+    """Issue 20, item 11: 8,000 attributes in a 32 KB page cost 41 ms (a regex match, a decode and
+    an unescape each). Inputs and attributes read are bounded and only name/value/action decoded:
+    at most 4 x a benign auto-post page of the same size (a ratio in one run)."""
+    page = b"SAMLRequest " + hostile[: MAX_PAGE_BYTES - 20]
+    # A benign page of the same size: its SAMLRequest value (a signed request with its certificate)
+    # is most of it, as on a real auto-post page.
+    benign = post_page("x" * (len(page) - len(post_page(""))))
+    assert abs(len(benign) - len(page)) < 16
+    assert inspect_page(page, OWN) is None
+    assert inspect_page(benign, OWN) is not None
+    assert _best(lambda: inspect_page(page, OWN)) <= 4 * max(_best(lambda: inspect_page(benign, OWN)), 1e-5)
