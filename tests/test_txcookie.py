@@ -312,11 +312,14 @@ def test_cookie_starts(line: bytes, key: bytes, expected: list[int]) -> None:
 def test_a_hostile_cookie_line_is_scanned_in_linear_time() -> None:
     """Occurrences of the name and whitespace: one find each and a bounded look back."""
 
-    def best(line: bytes) -> float:
-        return min(timeit.repeat(lambda: cookie_starts(line, b"sso_proxy_tx_a="), number=5, repeat=5))
-
     small, large = (b";" + (b" " * 20 + b"sso_proxy_tx_a=") * n for n in (200, 1600))
-    assert best(large) / best(small) < 8 * 2  # 8 times the header: linear, with room for noise
+    best = {small: float("inf"), large: float("inf")}
+    for _ in range(9):  # interleaved, by CPU time: a slow spell of a shared machine costs both
+        for line in best:
+            timer = time.process_time
+            took = timeit.timeit(lambda line=line: cookie_starts(line, b"sso_proxy_tx_a="), number=5, timer=timer)
+            best[line] = min(best[line], took)
+    assert best[large] / best[small] < 8 * 2  # 8 times the header: linear, with room for noise
 
 
 def test_a_login_is_found_by_the_name_its_value_gives() -> None:
