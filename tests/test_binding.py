@@ -10,8 +10,9 @@ import pytest
 from proxy.routing import binding
 from proxy.routing.binding import AUTH0_COOKIE, WORKOS_COOKIE, Binder, fallback_verdict, host_name
 from proxy.routing.callback import Callback, callback_digest, in_response_to, transaction_values
+from proxy.routing.cookieheader import delete_cookie
 from proxy.routing.logins import OIDC_STATE, SAML_RELAYSTATE, Login
-from proxy.routing.txcookie import MAX_IN_FLIGHT, Keys, delete_cookie, list_cookie, listed_logins, with_login
+from proxy.routing.txcookie import MAX_IN_FLIGHT, Keys, list_cookie, listed_logins, with_login
 
 KEY_A = b"a" * 32
 KEY_B = b"b" * 32

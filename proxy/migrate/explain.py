@@ -123,7 +123,8 @@ def explain_binding(cb: Callback, cookie: str) -> tuple[frozenset[str], str | No
     :class:`InputError` for keys the service would refuse (never echoing them)."""
     from proxy.config import SETTINGS
     from proxy.routing.binding import AUTH0_PREFIX, Binder
-    from proxy.routing.txcookie import Keys, has_cookie
+    from proxy.routing.cookieheader import has_cookie
+    from proxy.routing.txcookie import Keys
 
     headers = [(b"cookie", cookie.encode("latin-1", "replace"))]
     if not has_cookie([header for _, header in headers], AUTH0_PREFIX):

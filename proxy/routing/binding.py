@@ -24,6 +24,7 @@ from typing import Callable, Iterable, NamedTuple
 from urllib.parse import unquote_to_bytes
 
 from proxy.routing.callback import Callback, callback_digest, in_response_to, saml_document, transaction_values
+from proxy.routing.cookieheader import cookie_lines, delete_cookie, set_cookie
 from proxy.routing.logins import (
     MAX_PAGE_BYTES,
     Login,
@@ -37,9 +38,7 @@ from proxy.routing.txcookie import (
     Keys,
     add_record,
     cookie_header,
-    cookie_lines,
     copies,
-    delete_cookie,
     encoded,
     find_copy,
     find_listed_login,
@@ -49,7 +48,6 @@ from proxy.routing.txcookie import (
     live,
     login_cookie,
     read_payload,
-    set_cookie,
     verify,
     with_login,
 )

@@ -46,6 +46,15 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple
 
+from proxy.routing.cookieheader import (
+    cookie_starts,
+    cookie_value,
+    cookie_values,
+    delete_cookie,
+    raw_set_cookie,
+    set_cookie,
+)
+
 MAC_BYTES = 8  # a record's MAC slot
 TAG_BYTES = 16  # the cookie's tag
 MAX_ENTRIES = 8  # records per cookie of records (callbacks sent to WorkOS); the oldest is dropped beyond this
@@ -53,8 +62,6 @@ MAX_TAGS = 2  # SAML: RelayState and the AuthnRequest ID
 MAX_COOKIE_CHARS = 256  # 8 records of 20 bytes and a 16-byte tag: 235 base64url characters
 MAX_VALUE_CHARS = 2048  # a state/RelayState longer than this is not bound (SAML caps RelayState at 80 bytes)
 RECORD = 4 + 2 * MAC_BYTES
-COOKIE_PATH = "/login/callback"
-_COOKIE_PATH = COOKIE_PATH.encode("ascii")
 
 _BLOCK = 64  # SHA-256's block size
 _IPAD = bytes(x ^ 0x36 for x in range(256))
@@ -129,11 +136,6 @@ def _finish(inner: Any, outer: Any, data: bytes) -> bytes:
 
 def message(purpose: bytes, value: str) -> bytes:
     return b"%s\x00%s" % (purpose, value.encode("utf-8", "surrogatepass"))
-
-
-def mac(key: bytes, purpose: bytes, value: str) -> bytes:
-    """The truncated HMAC-SHA256 of one value for one purpose (the reference the fast path is tested against)."""
-    return hmac.digest(key, message(purpose, value), hashlib.sha256)[:MAC_BYTES]
 
 
 def value_macs(value: str, keys: Keys, purpose: bytes) -> list[bytes]:
@@ -293,11 +295,6 @@ def _live_match(
     return None
 
 
-def find_record(payload: bytes, value: str, keys: Keys, purpose: bytes, now: float) -> int | None:
-    """The first unexpired record holding the MAC of ``value`` under any key, else None."""
-    return live_match(payload, value_macs(value, keys, purpose), now) if payload else None
-
-
 def copies(headers: Iterable[tuple[bytes, bytes]], name: str) -> list[tuple[bytes, bytes]]:
     """(records, tag) of each well-formed copy of cookie ``name`` (at most four), NOT yet verified."""
     out = []
@@ -367,24 +364,6 @@ def add_record(payload: bytes, values: tuple[str, ...], keys: Keys, purpose: byt
     return (live(kept, now) + added)[-MAX_ENTRIES * RECORD :]
 
 
-class Entry(NamedTuple):
-    """One record, read: when it expires and its MACs (one when both slots hold the same)."""
-
-    expires: int
-    tags: tuple[bytes, ...]
-
-
-def entries(payload: bytes, now: float) -> tuple[Entry, ...]:
-    """The unexpired records, read (for tests and ``explain``; the request path never builds these)."""
-    out = []
-    for record, expires in enumerate(expiries(payload)):
-        at = record * RECORD + 4
-        first, second = payload[at : at + MAC_BYTES], payload[at + MAC_BYTES : at + 2 * MAC_BYTES]
-        if expires > now:
-            out.append(Entry(expires, (first,) if first == second else (first, second)))
-    return tuple(out)
-
-
 # --- one cookie per login (format 4: the Auth0 bindings) -----------------------------------------
 #
 # A browser sends a cookie with Path=/login/callback only to the callback, never to /authorize or
@@ -419,7 +398,6 @@ _LEGACY_RECORD = 1 + 4 + 2 * MAC_BYTES
 _NAME_CHARS = LOGIN_PREFIX_CHARS + 11
 _VALUE_CHARS = LOGIN_RECORD * 4 // 3
 _LEGACY_CHARS = _LEGACY_RECORD * 4 // 3
-_OWS_WINDOW = 16  # whitespace looked back over before a cookie name (a browser sends one space)
 
 
 def _b64url(data: bytes) -> bytes:
@@ -454,7 +432,7 @@ def login_cookie(
     signed = LOGIN_FORMAT + expires.to_bytes(4, "big") + digest[:MAC_BYTES] + second
     inner, outer = _tag_states(keys, purpose)[0]
     record = signed + _finish(inner, outer, login_id + signed)[:LOGIN_TAG_BYTES]
-    return login_id, _set_cookie(prefix + login_id, _b64url(record), max_age)
+    return login_id, raw_set_cookie(prefix + login_id, _b64url(record), max_age)
 
 
 def _login_record(value: bytes, now: float, form: bytes = LOGIN_FORMAT) -> bytes | None:
@@ -541,42 +519,6 @@ def _login_id(digest: bytes) -> bytes:
     return _b64url(digest[MAC_BYTES : 2 * MAC_BYTES])
 
 
-def cookie_starts(line: bytes, key: bytes) -> list[int]:
-    """Where the cookies that ``key`` names (``b"name="``) start in one Cookie header.
-
-    RFC 6265 section 5.4 joins cookies with "; ", and only ";" separates them (section 4.2.1's
-    cookie-string): ``key`` counts only at the header's start or after ";" and optional whitespace,
-    never after a space inside another cookie's value (``sib=1 name=...``). One find per occurrence
-    and a bounded look back: linear in the header."""
-    starts: list[int] = []
-    at = line.find(key)
-    while at >= 0:
-        before = line[max(0, at - _OWS_WINDOW) : at].rstrip(b" \t")
-        if before.endswith(b";") or (not before and at <= _OWS_WINDOW):
-            starts.append(at)
-        at = line.find(key, at + len(key))
-    return starts
-
-
-def _cookie_value(line: bytes, begin: int) -> bytes:
-    """The value of the cookie whose value starts at ``begin``: up to the next ";", without the
-    whitespace around it (RFC 6265 section 5.2's trimming)."""
-    end = line.find(b";", begin)
-    return line[begin : end if end >= 0 else len(line)].strip(b" \t")
-
-
-def cookie_lines(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> list[bytes]:
-    """The request's Cookie headers that mention ``prefix``."""
-    # find, not `prefix in line`: `bytes in bytes` first tries the operand as an int, and raising
-    # and clearing that TypeError costs more than the search (bench/NOTES.md "Fifth round").
-    return [line for header, line in headers if header == b"cookie" and line.find(prefix) >= 0]
-
-
-def has_cookie(lines: list[bytes], prefix: bytes) -> bool:
-    """Whether a cookie whose name starts with ``prefix`` is among ``lines`` (``explain``)."""
-    return any(cookie_starts(line, prefix) for line in lines)
-
-
 def find_login_by_name(
     lines: list[bytes],
     prefix: bytes,
@@ -599,7 +541,7 @@ def find_login_by_name(
         key = prefix + login_id + b"="
         for line in lines:
             for at in cookie_starts(line, key):  # each a copy of this very name: linear all the same
-                raw = _cookie_value(line, at + len(key))
+                raw = cookie_value(line, at + len(key))
                 legacy = len(raw) == _LEGACY_CHARS and now < legacy_until
                 if len(raw) != _VALUE_CHARS and not legacy:
                     continue
@@ -627,7 +569,7 @@ def find_listed_login(
         key = prefix + login_id + b"="
         for line in lines:
             for at in cookie_starts(line, key):
-                raw = _cookie_value(line, at + len(key))
+                raw = cookie_value(line, at + len(key))
                 record = _login_record(raw, now) if len(raw) == _VALUE_CHARS else None
                 if record is None:
                     continue
@@ -642,46 +584,12 @@ def find_listed_login(
 # --- headers ------------------------------------------------------------------------------------
 
 
-def set_cookie(name: str, value: str | bytes, max_age: int) -> bytes:
-    """A Set-Cookie header value for the callback path. SameSite=None so the IdP's cross-site POST
-    back carries it, which requires Secure (so it only round-trips over https)."""
-    if isinstance(value, str):
-        value = value.encode("ascii")
-    return _set_cookie(name.encode("ascii"), value, max_age)
-
-
-def _set_cookie(name: bytes, value: bytes, max_age: int) -> bytes:
-    return b"%s=%s; Path=%s; Max-Age=%d; Secure; HttpOnly; SameSite=None" % (name, value, _COOKIE_PATH, max_age)
-
-
-def delete_cookie(name: str | bytes) -> bytes:
-    return _set_cookie(name.encode("ascii") if isinstance(name, str) else name, b"", 0)
-
-
 def cookie_header(name: str, payload: bytes, keys: Keys, purpose: bytes, now: float) -> bytes:
     """Set-Cookie for ``payload``: the cookie lives as long as its newest record; none left deletes it."""
     if not payload:
         return delete_cookie(name)
     newest = max(expiries(payload))
     return set_cookie(name, encoded(payload, keys, purpose), max(1, newest - int(now)))
-
-
-_COOKIE_KEYS: dict[str, bytes] = {}  # name -> b"name=" (this module's two cookie names)
-
-
-def cookie_values(headers: Iterable[tuple[bytes, bytes]], name: str, limit: int = 4) -> list[bytes]:
-    """The first ``limit`` values of cookie ``name`` in the request's Cookie headers, in order (RFC
-    6265 section 5.4: a more specific path comes first). Values are never decoded or logged."""
-    wanted = _COOKIE_KEYS.get(name) or _COOKIE_KEYS.setdefault(name, name.encode("ascii") + b"=")
-    found: list[bytes] = []
-    for header, value in headers:
-        if header != b"cookie":
-            continue
-        for at in cookie_starts(value, wanted):
-            if len(found) >= limit:
-                return found
-            found.append(_cookie_value(value, at + len(wanted)))
-    return found
 
 
 def read_payload(headers: Iterable[tuple[bytes, bytes]], name: str, keys: Keys, purpose: bytes) -> bytes:
