@@ -2,12 +2,16 @@
 #
 # sso-proxy container image.
 #
-#   docker build -t sso-proxy:0.1.0 \
-#     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
+#   version=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+#   docker build -t "sso-proxy:$version" \
+#     --build-arg VERSION="$version" --build-arg REVISION="$(git rev-parse HEAD)" .
 #   docker run --rm -p 8080:8080 -p 127.0.0.1:9090:9090 --read-only \
 #     -e WORKOS_CUSTOM_DOMAIN=auth.example.com -e WORKOS_CLIENT_ID=client_123 \
 #     -e AUTH0_FALLBACK_ORIGIN=https://my-tenant.us.auth0.com \
-#     -v "$PWD/routes:/etc/sso-proxy:ro" sso-proxy:0.1.0
+#     -v "$PWD/routes:/etc/sso-proxy:ro" "sso-proxy:$version"
+#
+# Released images are built by .github/workflows/release.yml (linux/amd64 and linux/arm64, SBOM and
+# provenance attestations, signed with cosign) and published as ghcr.io/OWNER/sso-proxy:VERSION.
 #
 # The base image is pinned by version. Pinning by digest as well
 # (python:3.11.14-slim-bookworm@sha256:...) is stronger, but no container registry is reachable
@@ -36,19 +40,27 @@ RUN python -m venv /opt/venv \
 # throwaway system Python, so it never reaches the image) and installed without dependencies.
 COPY requirements-build.lock ./
 RUN pip install --require-hashes --no-deps -r requirements-build.lock
-COPY pyproject.toml README.md ./src/
+COPY pyproject.toml README.md LICENSE ./src/
 COPY proxy ./src/proxy
 RUN pip wheel --no-deps --no-build-isolation --wheel-dir /build/dist ./src \
  && /opt/venv/bin/pip install --no-deps /build/dist/*.whl \
  && /opt/venv/bin/sso-proxy --help > /dev/null
 
+# One version: the image label is the VERSION build arg, which must be the package's own version
+# (pyproject.toml, read back from the installed metadata). A tag that differs fails the build here.
+# Without the arg (a local build) the label says "dev".
+ARG VERSION=dev
+RUN if [ "${VERSION:-dev}" != dev ] && [ "$(/opt/venv/bin/sso-proxy --version)" != "sso-proxy ${VERSION:-dev}" ]; then \
+      echo "VERSION=${VERSION:-dev} is not the package's $(/opt/venv/bin/sso-proxy --version)" >&2; exit 1; \
+    fi
+
 # ---------------------------------------------------------------------------------------------
 # runtime: the base image plus the virtual environment. No compiler, no pip run, no writes.
 FROM ${PYTHON_IMAGE}
 
-ARG VERSION=0.1.0
+ARG VERSION=dev
 ARG REVISION=unknown
-ARG SOURCE=https://github.com/example/sso-proxy
+ARG SOURCE=https://github.com/OWNER/sso-proxy
 
 LABEL org.opencontainers.image.title="sso-proxy" \
       org.opencontainers.image.description="Moves enterprise SSO callbacks from Auth0 to WorkOS one connection at a time" \

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from proxy import retired
+from proxy import __version__, retired
 from proxy.admin import SAFE_METHODS, AdminGuard, AdminPolicy
 from proxy.config import Settings
 from proxy.edge.limits import BodyBudget, BodyTooLarge, ClientGone, OverBudget, control_of, read_body, request_id
@@ -451,10 +451,13 @@ def create_ops_app(
     async def routes(request: Request) -> Response:
         loaded = store.current
         if loaded is None:
-            return JSONResponse({"loaded": False, "last_error": store.last_error}, status_code=503)
+            return JSONResponse(
+                {"loaded": False, "version": __version__, "last_error": store.last_error}, status_code=503
+            )
         rm = loaded.route_map
         body = {
             "loaded": True,
+            "version": __version__,
             "sha256": rm.sha256,
             "source": loaded.source,
             "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(loaded.loaded_at)),

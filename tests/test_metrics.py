@@ -598,6 +598,7 @@ def test_routemap_info_and_connections(mproxy: ProxyProcess, routes_path: Path) 
     assert time.time() - 3600 < scrape[key("sso_proxy_routemap_last_success_timestamp_seconds")] <= time.time()
     routes = httpx.get(f"{mproxy.admin}/routes").json()
     assert routes["sha256"] == sha
+    assert routes["version"] == __version__
     assert routes["connections_per_state"] == {"workos": 3, "legacy": 2}
 
 
