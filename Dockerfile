@@ -13,15 +13,15 @@
 # Released images are built by .github/workflows/release.yml (linux/amd64 and linux/arm64, SBOM and
 # provenance attestations, signed with cosign) and published as ghcr.io/OWNER/sso-proxy:VERSION.
 #
-# The base image is pinned by version. Pinning by digest as well
-# (python:3.11.14-slim-bookworm@sha256:...) is stronger, but no container registry is reachable
-# from the machines this project is developed on, so the digest cannot be looked up and checked
-# here: add it where the image is built and pushed (`docker buildx imagetools inspect <tag>`).
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# The base image is pinned by version, written out in both FROM lines (not through an ARG) so that
+# Dependabot (.github/dependabot.yml, docker) sees it and moves both in one pull request. Pinning by
+# digest as well (python:3.11.14-slim-bookworm@sha256:...) is stronger, but no container registry
+# is reachable from the machines this project is developed on, so the digest cannot be looked up and
+# checked here: add it where the image is built and pushed (`docker buildx imagetools inspect <tag>`).
 
 # ---------------------------------------------------------------------------------------------
 # builder: a virtual environment with the locked dependencies and the project, nothing else.
-FROM ${PYTHON_IMAGE} AS builder
+FROM python:3.11.14-slim-bookworm AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -56,7 +56,7 @@ RUN if [ "${VERSION:-dev}" != dev ] && [ "$(/opt/venv/bin/sso-proxy --version)" 
 
 # ---------------------------------------------------------------------------------------------
 # runtime: the base image plus the virtual environment. No compiler, no pip run, no writes.
-FROM ${PYTHON_IMAGE}
+FROM python:3.11.14-slim-bookworm
 
 ARG VERSION=dev
 ARG REVISION=unknown

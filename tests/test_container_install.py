@@ -67,7 +67,7 @@ class ImageRoot:
 
 def base_python() -> str:
     """An interpreter of the image's Python minor version (the lock is for it)."""
-    image = next(i.args for i in parse_dockerfile(DOCKERFILE.read_text()) if i.keyword == "ARG")
+    image = next(i.args for i in parse_dockerfile(DOCKERFILE.read_text()) if i.keyword == "FROM")
     match = re.search(r"python:(\d+)\.(\d+)", image)
     assert match, image
     wanted = (int(match[1]), int(match[2]))
