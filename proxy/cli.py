@@ -10,7 +10,7 @@ import sys
 from typing import Any, Sequence
 
 from proxy import __version__
-from proxy.config import add_flags, load_settings
+from proxy.config import add_flags, load_settings, unknown_env_warnings
 from proxy.errors import ConfigError, InputError, RouteMapError, StartupError
 
 
@@ -36,12 +36,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"sso-proxy: {exc}", file=sys.stderr)
         early.restore()
         return 2
-    from proxy.logs import setup_logging
+    from proxy.logs import log_event, setup_logging
     from proxy.metrics import Metrics
     from proxy.reload import RouteStore
     from proxy.server import serve
 
     logger = setup_logging(settings.log_level)
+    for warning in unknown_env_warnings(os.environ):
+        log_event(logger, logging.WARNING, warning)
     metrics = Metrics()
     require = None
     if settings.auth0_off:
@@ -62,8 +64,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         early.restore()
         return 2
     if settings.auth0_off:
-        from proxy.logs import log_event
-
         log_event(
             logger,
             logging.WARNING,
@@ -312,11 +312,17 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def _edit_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--routes", default=None, help="route map file (env SSO_PROXY_ROUTES, default routes.yaml)")
     parser.add_argument("--dry-run", action="store_true", help="print the diff and the audit line; write nothing")
-    parser.add_argument("--by", metavar="WHO", help="who makes the change, for the audit line (default $USER)")
+    parser.add_argument(
+        "--by", metavar="WHO", help="who makes the change, for the audit line (default $USER, else the login name)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sso-proxy", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="sso-proxy",
+        description="Routes each Auth0 SSO callback to WorkOS or Auth0 by a route map, one connection at a time. "
+        "Commands: serve, routes (import, validate, set, mode, unknown, report, check), explain, sandbox.",
+    )
     parser.add_argument("--version", action="version", version=f"sso-proxy {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -7,6 +7,7 @@ Every setting has one environment variable and (except the contract's deployment
 from __future__ import annotations
 
 import argparse
+import difflib
 import ipaddress
 import os
 import secrets
@@ -75,24 +76,38 @@ def _redirect_url(value: str) -> str:
     return value
 
 
+# Each parser raises ValueError with what the value must be, never Python's own message
+# ("invalid literal for int() with base 10"): the error line is read by whoever set the value.
+
+
+def _whole(value: str) -> int | None:
+    try:
+        return int(value.strip(), 10)
+    except ValueError:
+        return None
+
+
 def _port(value: str) -> int:
-    port = int(value)
-    if not 0 <= port <= 65535:
-        raise ValueError("must be a port number 0-65535")
+    port = _whole(value)
+    if port is None or not 0 <= port <= 65535:
+        raise ValueError("must be a whole number from 0 to 65535 (0: any free port)")
     return port
 
 
 def _positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise ValueError("must be a positive whole number")
+    number = _whole(value)
+    if number is None or number <= 0:
+        raise ValueError("must be a whole number of 1 or more")
     return number
 
 
 def _seconds(value: str) -> float:
-    number = float(value)
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
     if not number >= 0 or number == float("inf"):
-        raise ValueError("must be a number of seconds >= 0")
+        raise ValueError("must be a number of seconds, 0 or more (e.g. 5 or 0.5)")
     return number
 
 
@@ -119,7 +134,12 @@ def _networks(value: str) -> tuple[Network, ...]:
     out = []
     for item in value.split(","):
         if item.strip():
-            out.append(ipaddress.ip_network(item.strip(), strict=False))
+            try:
+                out.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"must be comma-separated IP networks such as 10.0.0.0/8,fd00::/8 ({item.strip()!r} is not one)"
+                ) from None
     return tuple(out)
 
 
@@ -543,6 +563,28 @@ def _check_loops(settings: Settings) -> None:
                 f"AUTH0_FALLBACK_ORIGIN: points at this service's own public host {own} "
                 "(SSO_PROXY_PUBLIC_HOST); requests would loop"
             )
+
+
+# Names read from the environment besides the settings table: by the WorkOS API commands and by the
+# official WorkOS SDK, whose names the service shares.
+OTHER_ENV = ("WORKOS_API_KEY", "WORKOS_BASE_URL")
+
+
+def unknown_env_warnings(env: Mapping[str, str]) -> list[str]:
+    """One line per ``SSO_PROXY_*`` variable that is no setting, with the nearest known name.
+
+    A misspelled setting (``SSO_PROXY_PROT``) would otherwise be ignored without a word, and its
+    default used. Values are never shown (the variable may hold a secret).
+    """
+    known = [s.env for s in SETTINGS] + list(OTHER_ENV)
+    lines = []
+    for name in sorted(env):
+        if not name.startswith("SSO_PROXY_") or name in known:
+            continue
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        lines.append(f"{name}: not a setting of sso-proxy, ignored{hint}")
+    return lines
 
 
 def load_settings(env: Mapping[str, str], flags: Mapping[str, Any] | None = None) -> Settings:

@@ -7,6 +7,7 @@ for the same inputs (URL + form body, and the same request saved as a raw HTTP r
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -492,3 +493,24 @@ def test_import_validate_set_validate(tmp_path: Path) -> None:
     # Through SSO_PROXY_ROUTES instead of --routes.
     via_env = run_cli("explain", callback, "--data", body, env=clean_env(SSO_PROXY_ROUTES=str(routes)))
     assert explained(via_env.stdout)["decision"] == "workos"
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.extend(_parsers(sub))
+    return found
+
+
+def test_help_is_plain_text() -> None:
+    """Every --help reads as plain text: no reStructuredText markup, no issue numbers."""
+    from proxy.cli import build_parser
+
+    parsers = _parsers(build_parser())
+    assert len(parsers) >= 12
+    for parser in parsers:
+        text = parser.format_help()
+        assert "``" not in text and ":class:" not in text, parser.prog
+        assert not re.search(r"\bissue \d", text, re.IGNORECASE), parser.prog

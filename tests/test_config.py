@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from proxy.config import SETTINGS, Settings, add_flags, load_settings
+from proxy.config import SETTINGS, Settings, add_flags, load_settings, unknown_env_warnings
 from proxy.errors import ConfigError
 
 BASE = {
@@ -340,3 +340,96 @@ def test_admin_hosts_and_reload_settle() -> None:
     assert settings.reload_settle == 1.5
     assert load().reload_settle == 0.5
     assert load().admin_token == ""
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "message"),
+    [
+        (
+            "SSO_PROXY_PORT",
+            "abc",
+            "SSO_PROXY_PORT: must be a whole number from 0 to 65535 (0: any free port) (got 'abc')",
+        ),
+        (
+            "SSO_PROXY_PORT",
+            "65536",
+            "SSO_PROXY_PORT: must be a whole number from 0 to 65535 (0: any free port) (got '65536')",
+        ),
+        ("SSO_PROXY_ADMIN_PORT", "9090.5", "SSO_PROXY_ADMIN_PORT: must be a whole number from 0 to 65535"),
+        (
+            "SSO_PROXY_MAX_BODY_BYTES",
+            "1MB",
+            "SSO_PROXY_MAX_BODY_BYTES: must be a whole number of 1 or more (got '1MB')",
+        ),
+        ("SSO_PROXY_TRANSACTION_TTL", "0", "SSO_PROXY_TRANSACTION_TTL: must be a whole number of 1 or more (got '0')"),
+        ("SSO_PROXY_CONNECT_TIMEOUT", "five", "SSO_PROXY_CONNECT_TIMEOUT: must be a number of seconds, 0 or more"),
+        ("SSO_PROXY_READ_TIMEOUT", "nan", "SSO_PROXY_READ_TIMEOUT: must be a number of seconds, 0 or more"),
+        (
+            "SSO_PROXY_TRUSTED_PROXIES",
+            "10.0.0.0/8,proxy.example.com",
+            "SSO_PROXY_TRUSTED_PROXIES: must be comma-separated IP networks such as 10.0.0.0/8,fd00::/8 "
+            "('proxy.example.com' is not one)",
+        ),
+    ],
+)
+def test_a_bad_value_says_what_it_must_be(env: str, value: str, message: str) -> None:
+    """One line that says what the setting must be, never Python's own parser message."""
+    with pytest.raises(ConfigError) as info:
+        load(**{env: value})
+    assert str(info.value).startswith(message)
+    for python_says in ("invalid literal", "could not convert", "does not appear to be"):
+        assert python_says not in str(info.value)
+
+
+def test_a_bad_flag_says_what_it_must_be() -> None:
+    with pytest.raises(ConfigError, match=r"^--port: must be a whole number from 0 to 65535 .*\(got 'http'\)$"):
+        load({"port": "http"})
+
+
+@pytest.mark.parametrize(
+    ("env", "warnings"),
+    [
+        ({"SSO_PROXY_PORT": "1"}, []),
+        (
+            {"SSO_PROXY_PROT": "1"},
+            ["SSO_PROXY_PROT: not a setting of sso-proxy, ignored; did you mean SSO_PROXY_PORT?"],
+        ),
+        (
+            {"SSO_PROXY_ADMIN_TOKN": "secret-value"},
+            ["SSO_PROXY_ADMIN_TOKN: not a setting of sso-proxy, ignored; did you mean SSO_PROXY_ADMIN_TOKEN?"],
+        ),
+        ({"SSO_PROXY_QQQQQQQQQQQQQQQQ": "x"}, ["SSO_PROXY_QQQQQQQQQQQQQQQQ: not a setting of sso-proxy, ignored"]),
+        ({"PATH": "/bin", "WORKOS_API_KEY": "k", "SSO_PROXYISH": "x"}, []),  # other prefixes are not ours
+    ],
+)
+def test_unknown_sso_proxy_variables_are_named_with_the_nearest_setting(
+    env: dict[str, str], warnings: list[str]
+) -> None:
+    assert unknown_env_warnings(env) == warnings
+    assert not any("secret-value" in line for line in unknown_env_warnings(env))
+
+
+def test_serve_warns_about_an_unknown_variable_at_start(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "WORKOS_CUSTOM_DOMAIN": "auth.example.com",
+        "WORKOS_CLIENT_ID": "client_1",
+        "AUTH0_FALLBACK_ORIGIN": "https://tenant.example.com",
+        "SSO_PROXY_PROT": "8081",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy", "serve", "--routes", str(tmp_path / "missing.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2  # the missing map stops it, after the warning
+    assert "SSO_PROXY_PROT: not a setting of sso-proxy, ignored; did you mean SSO_PROXY_PORT?" in (
+        done.stdout + done.stderr
+    )

@@ -471,3 +471,30 @@ def test_many_connections_are_edited_linearly(tmp_path: Path) -> None:
         edit._compose = original
     assert calls["compose"] == 1
     assert parse_routemap(path.read_text()).counts_by_state() == {"legacy": 0, "workos": 500}
+
+
+@pytest.mark.parametrize(
+    ("by", "login", "expected"),
+    [
+        ("ann", "bob", "ann"),  # --by wins
+        (None, "bob", "bob"),  # $USER, $LOGNAME or the password database
+        (None, "", "unknown"),  # a uid without a passwd entry and no $USER
+        ("a\nb\tc", "", "a b c"),  # one line
+        ("x" * 300, "", "x" * 100),
+    ],
+)
+def test_who_is(by: str | None, login: str, expected: str) -> None:
+    from proxy.edit import who_is
+
+    assert who_is(by, lambda: login) == expected
+
+
+def test_the_login_name_without_user_or_logname_comes_from_the_password_database() -> None:
+    import pwd
+    import subprocess
+    import sys
+
+    code = "from proxy.edit import login_name; print(login_name())"
+    env = {k: v for k, v in os.environ.items() if k not in ("USER", "LOGNAME")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == pwd.getpwuid(os.getuid()).pw_name

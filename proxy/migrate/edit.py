@@ -245,9 +245,23 @@ def one_line(text: str) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
-def who_is(by: str | None) -> str:
-    """Who makes the change: ``--by``, else ``$USER``/``$LOGNAME``, else ``unknown``."""
-    return one_line(by or os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown")[:100] or "unknown"
+def login_name() -> str:
+    """The account the command runs as: ``$USER``, ``$LOGNAME``, else its entry in the password
+    database (as in a container or under cron, where neither is set); empty where there is none."""
+    name = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if name:
+        return name
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):  # no pwd (Windows), or a uid without an entry (runAsUser: 10001)
+        return ""
+
+
+def who_is(by: str | None, login: Callable[[], str] = login_name) -> str:
+    """Who makes the change: ``--by``, else ``$USER``/``$LOGNAME``, else the login name, else ``unknown``."""
+    return one_line(by or login() or "unknown")[:100] or "unknown"
 
 
 def describe(changes: Sequence[Change], label: str | None = None) -> str:
