@@ -5,10 +5,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # `make run` needs only what the service needs: its own small venv with the runtime dependencies
 # exactly as the container image installs them (requirements.lock, hash-checked), no test tools,
-# browser driver or Kubernetes validators. The service runs from the checkout (`python -m proxy`).
+# browser driver or Kubernetes validators; then the project itself, built by the locked setuptools
+# (requirements-build.lock) and installed without dependencies, as the image does, which leaves the
+# command .venv-run/bin/sso-proxy. It is reinstalled when a source file changes.
 RUN_VENV ?= .venv-run
 RUN_STAMP := $(RUN_VENV)/.installed
-LOCKED := install -q --require-hashes --no-deps -r requirements.lock
+RUN_CMD := $(RUN_VENV)/bin/sso-proxy
+LOCKED := install -q --require-hashes --no-deps -r requirements.lock -r requirements-build.lock
+SOURCES := $(shell find proxy -name '*.py') pyproject.toml README.md LICENSE
+# The sandbox's ports: make run PORT=8000 ADMIN_PORT=9000 (AUTH0_PORT, WORKOS_PORT for the stand-ins).
+PORT ?= 8080
+ADMIN_PORT ?= 9090
+AUTH0_PORT ?= 8081
+WORKOS_PORT ?= 8082
 
 .PHONY: run test install system-deps lint typecheck unit e2e bench hostile fuzz clean
 
@@ -20,7 +29,7 @@ $(STAMP): pyproject.toml
 
 # With a pip beside $(PYTHON) (>= 22.3, for --python) the venv gets no pip of its own: seeding one
 # costs more than installing the service's dependencies.
-$(RUN_STAMP): requirements.lock
+$(RUN_STAMP): requirements.lock requirements-build.lock
 	rm -rf $(RUN_VENV)
 	$(PYTHON) -m venv --without-pip $(RUN_VENV)
 	if $(PYTHON) -m pip --python $(RUN_VENV)/bin/python --version >/dev/null 2>&1; then \
@@ -30,6 +39,14 @@ $(RUN_STAMP): requirements.lock
 	fi
 	touch $(RUN_STAMP)
 
+# Not editable: the command runs the code as installed, the same whatever the working directory.
+$(RUN_CMD): $(RUN_STAMP) $(SOURCES)
+	if [ -x $(RUN_VENV)/bin/pip ]; then pip="$(RUN_VENV)/bin/python -m pip"; \
+	else pip="$(PYTHON) -m pip --python $(RUN_VENV)/bin/python"; fi; \
+	$$pip install -q --no-deps --no-build-isolation --force-reinstall .
+	rm -rf build
+	touch $(RUN_CMD)
+
 install: $(STAMP)
 
 # Debian packages the tests use (chromium, xmlsec1, nginx, wrk, promtool); installs only what is missing.
@@ -37,8 +54,11 @@ system-deps:
 	scripts/system-deps.sh
 
 # hooli-ping is cut over in routes.yaml but left out of the WorkOS stand-in: it shows the fallback path.
-run: $(RUN_STAMP)
-	$(RUN_VENV)/bin/python -m proxy sandbox --routes routes.yaml --migrated acme-okta,initech-entra
+run: $(RUN_CMD)
+	@echo "sso-proxy $$($(RUN_CMD) --version | cut -d' ' -f2) is in $(RUN_VENV)/bin; to run the commands below:"
+	@echo "  export PATH=\"$$PWD/$(RUN_VENV)/bin:\$$PATH\""
+	$(RUN_CMD) sandbox --routes routes.yaml --migrated acme-okta,initech-entra --via-make \
+		--port $(PORT) --admin-port $(ADMIN_PORT) --auth0-port $(AUTH0_PORT) --workos-port $(WORKOS_PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

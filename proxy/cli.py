@@ -278,6 +278,26 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return explain(route_map_path, url, body, form, sys.stdout, sys.stderr, method, cookie)
 
 
+# The sandbox's listeners by the name its errors use: the flag that moves each, and the variable of
+# `make run` that passes it.
+SANDBOX_PORTS = {
+    "public listener": ("--port", "PORT"),
+    "operations listener": ("--admin-port", "ADMIN_PORT"),
+    "Auth0 stand-in": ("--auth0-port", "AUTH0_PORT"),
+    "WorkOS stand-in": ("--workos-port", "WORKOS_PORT"),
+}
+
+
+def port_hint(message: str, via_make: bool) -> str:
+    """A port-in-use error names the flag that moves that listener, or under `make run` its variable."""
+    generic = " (choose another with its flag)"
+    for name, (flag, variable) in SANDBOX_PORTS.items():
+        if message.startswith(f"{name} port ") and message.endswith(generic):
+            how = f"make run {variable}=<port>" if via_make else f"{flag} <port>"
+            return f"{message.removesuffix(generic)} (choose another: {how})"
+    return message
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from proxy.sandbox.run import SandboxPlan, parse_origin, run_sandbox
 
@@ -296,7 +316,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         )
         _run(run_sandbox(plan, sys.stdout))
     except ConfigError as exc:
-        print(f"sso-proxy sandbox: {exc}", file=sys.stderr)
+        print(f"sso-proxy sandbox: {port_hint(str(exc), args.via_make)}", file=sys.stderr)
         return 2
     except StartupError as exc:  # a port in use
         print(f"sso-proxy sandbox: {exc}", file=sys.stderr)
@@ -483,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated connections the WorkOS stand-in handles; others are sent back with fallback=auth0 "
         "(default: every connection in state workos in --routes)",
     )
+    # Given by `make run`: errors then name its variables (PORT=...) instead of the flags.
+    sandbox.add_argument("--via-make", action="store_true", help=argparse.SUPPRESS)
     sandbox.set_defaults(func=cmd_sandbox)
     return parser
 

@@ -349,9 +349,35 @@ def test_port_in_use_ends_with_one_line_naming_it(routes: Path, standins_only: b
         )
     assert code == 2
     assert out == ""
-    assert (
-        err == f"sso-proxy sandbox: WorkOS stand-in port {busy} on 127.0.0.1 is in use (choose another with its flag)"
-    )
+    where = f"WorkOS stand-in port {busy} on 127.0.0.1"
+    assert err == f"sso-proxy sandbox: {where} is in use (choose another: --workos-port <port>)"
+
+
+@pytest.mark.parametrize(
+    ("message", "via_make", "expected"),
+    [
+        (
+            "public listener port 8080 on 127.0.0.1 is in use (choose another with its flag)",
+            True,
+            "public listener port 8080 on 127.0.0.1 is in use (choose another: make run PORT=<port>)",
+        ),
+        (
+            "operations listener port 9090 on 127.0.0.1 is in use (choose another with its flag)",
+            True,
+            "operations listener port 9090 on 127.0.0.1 is in use (choose another: make run ADMIN_PORT=<port>)",
+        ),
+        (
+            "Auth0 stand-in port 8081 on 127.0.0.1 is in use (choose another with its flag)",
+            False,
+            "Auth0 stand-in port 8081 on 127.0.0.1 is in use (choose another: --auth0-port <port>)",
+        ),
+        ("--port: must be a whole number", True, "--port: must be a whole number"),  # other errors as they are
+    ],
+)
+def test_a_port_in_use_names_the_flag_or_the_make_variable(message: str, via_make: bool, expected: str) -> None:
+    from proxy.cli import port_hint
+
+    assert port_hint(message, via_make) == expected
 
 
 @pytest.mark.parametrize(
