@@ -41,7 +41,9 @@ from proxy.routing.routemap import parse_routemap
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 KUBE = ROOT / "deploy" / "kubernetes"
-OVERLAY = KUBE / "overlays" / "example"
+OVERLAY = KUBE / "overlays" / "example"  # the default: Gateway API
+NGINX_OVERLAY = KUBE / "overlays" / "example-ingress-nginx"  # the variant: ingress-nginx
+PROMETHEUS = ROOT / "deploy" / "prometheus"
 COMPOSE = ROOT / "deploy" / "docker-compose.yaml"
 WORKFLOW = ROOT / "deploy" / "ci" / "validate-routes.yaml"
 
@@ -321,10 +323,13 @@ def test_overlay_renders_every_required_kind(rendered: list[dict[str, Any]]) -> 
         "HorizontalPodAutoscaler",
         "NetworkPolicy",
         "ServiceMonitor",
-        "Ingress",
+        "PrometheusRule",
+        "Gateway",
+        "HTTPRoute",
         "Namespace",
     ):
         assert kind in kinds, kinds
+    assert "Ingress" not in kinds, "the Gateway API is the default edge"
     assert {d["metadata"].get("namespace") for d in rendered if d["kind"] != "Namespace"} == {"sso-proxy"}
 
 
@@ -542,7 +547,10 @@ def shape_problems(value: Any, schema: Any, where: str) -> list[str]:
 
 def check_custom_resource(doc: dict[str, Any], where: str) -> None:
     if doc["apiVersion"].startswith("monitoring.coreos.com/"):
-        check_servicemonitor_structure(doc)
+        if doc["kind"] == "PrometheusRule":
+            check_prometheusrule_structure(doc)
+        else:
+            check_servicemonitor_structure(doc)
         return
     spec = CUSTOM_RESOURCES.get((doc["apiVersion"], doc["kind"]))
     assert spec is not None, f"{where}: {doc['apiVersion']} {doc['kind']} has no structural schema here"
@@ -572,6 +580,17 @@ def test_structural_check_catches(change: Any, problem: str) -> None:
     change(route)
     with pytest.raises(AssertionError, match=re.escape(problem)):
         check_custom_resource(route, "httproute.yaml")
+
+
+def check_prometheusrule_structure(doc: dict[str, Any]) -> None:
+    """Structural check of a PrometheusRule: spec.groups[].rules[] with alert or record and expr."""
+    assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["kind"] == "PrometheusRule"
+    assert set(doc["spec"]) == {"groups"}
+    for group in doc["spec"]["groups"]:
+        assert set(group) <= {"name", "interval", "rules", "limit", "partial_response_strategy"}
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
+            assert ("alert" in rule) != ("record" in rule) and isinstance(rule["expr"], str)
 
 
 def check_servicemonitor_structure(doc: dict[str, Any]) -> None:
@@ -671,8 +690,8 @@ def render_variant(
     tmp_path: Path, overlay: str, resources: list[str] | None = None, components: tuple[str, ...] = ()
 ) -> list[dict[str, Any]]:
     """The example overlay with other edge files or components, rendered from a copy of deploy/kubernetes."""
-    copy = tmp_path / "kubernetes"
-    shutil.copytree(KUBE, copy)
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    copy = tmp_path / "deploy" / "kubernetes"
     path = copy / "overlays" / overlay / "kustomization.yaml"
     spec = yaml.safe_load(path.read_text())
     if resources is not None:
@@ -793,22 +812,23 @@ def ingress_backends(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str
                     yield path["path"], path["backend"]["service"]
 
 
-def test_ingress_reaches_the_public_port_only(rendered: list[dict[str, Any]]) -> None:
-    backends = list(ingress_backends(rendered))
+def test_ingress_reaches_the_public_port_only(nginx_rendered: list[dict[str, Any]]) -> None:
+    backends = list(ingress_backends(nginx_rendered))
     assert backends
     for _, backend in backends:
-        service = one(rendered, "Service", backend["name"])
+        service = one(nginx_rendered, "Service", backend["name"])
         assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
         assert backend["name"] != "sso-proxy-metrics"
-    ingress = one(rendered, "Ingress")
+    ingress = one(nginx_rendered, "Ingress")
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-next-upstream"] == "off"
 
 
 def test_callback_only_alternative_routes_the_callback_to_the_proxy() -> None:
-    docs = list(yaml.safe_load_all((OVERLAY / "ingress-callback-only.yaml").read_text()))
+    docs = list(yaml.safe_load_all((NGINX_OVERLAY / "ingress-callback-only.yaml").read_text()))
     routes = dict((path, backend["name"]) for path, backend in ingress_backends(docs))
     assert routes == {"/login/callback": "sso-proxy", "/": "auth0-edge"}
-    assert "ingress-callback-only.yaml" not in yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())["resources"]
+    listed = yaml.safe_load((NGINX_OVERLAY / "kustomization.yaml").read_text())["resources"]
+    assert "ingress-callback-only.yaml" not in listed
 
 
 def test_disruption_budget_and_autoscaler(pod: dict[str, Any], rendered: list[dict[str, Any]]) -> None:
@@ -821,7 +841,7 @@ def test_disruption_budget_and_autoscaler(pod: dict[str, Any], rendered: list[di
 
 
 def test_network_policy_allows_only_dns_and_https_out(pod: dict[str, Any], rendered: list[dict[str, Any]]) -> None:
-    policy = one(rendered, "NetworkPolicy")
+    policy = one(rendered, "NetworkPolicy", "sso-proxy")
     assert selects(policy["spec"]["podSelector"]["matchLabels"], pod["metadata"]["labels"])
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     out = {(p["port"], p["protocol"]) for rule in policy["spec"]["egress"] for p in rule["ports"]}
@@ -829,12 +849,140 @@ def test_network_policy_allows_only_dns_and_https_out(pod: dict[str, Any], rende
     for rule in policy["spec"]["egress"]:
         assert "ports" in rule, "an egress rule without ports allows every port"
     inbound = {p["port"]: rule["from"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
-    assert set(inbound) == {"http", "ops"}
-    namespaces = {
-        port: [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in peers]
-        for port, peers in inbound.items()
+    # The base admits Prometheus only; the edge in front of the public port comes from a component.
+    assert set(inbound) == {"ops"}
+    assert [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in inbound["ops"]] == [
+        "monitoring"
+    ]
+
+
+def public_port_peers(docs: list[dict[str, Any]], pod: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every peer any NetworkPolicy of ``docs`` admits to the pod's public port (policies add up)."""
+    peers = []
+    for policy in (d for d in docs if d["kind"] == "NetworkPolicy"):
+        assert selects(policy["spec"]["podSelector"]["matchLabels"], pod["metadata"]["labels"])
+        for rule in policy["spec"].get("ingress", []):
+            if any(p["port"] == "http" for p in rule["ports"]):
+                peers.extend(rule["from"])
+    return peers
+
+
+def test_the_default_overlay_admits_the_gateway_data_plane(pod: dict[str, Any], rendered: list[dict[str, Any]]) -> None:
+    """The Gateway's own namespace (where its pods run for Istio and others), not ingress-nginx."""
+    (gateway,) = by_kind(rendered, "Gateway")
+    name = gateway["metadata"]["name"]
+    peers = public_port_peers(rendered, pod)
+    same_namespace = [p for p in peers if "namespaceSelector" not in p]
+    assert [p["podSelector"]["matchLabels"] for p in same_namespace] == [
+        {"gateway.networking.k8s.io/gateway-name": name}
+    ]
+    assert gateway["metadata"]["namespace"] == pod_namespace(rendered)
+    elsewhere = {
+        p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in peers if p not in same_namespace
     }
-    assert namespaces == {"http": ["ingress-nginx"], "ops": ["monitoring"]}
+    assert elsewhere == {"envoy-gateway-system"}
+    assert "ingress-nginx" not in elsewhere
+
+
+def pod_namespace(docs: list[dict[str, Any]]) -> str:
+    return str(one(docs, "Deployment", "sso-proxy")["metadata"]["namespace"])
+
+
+@pytest.fixture(scope="module")
+def nginx_rendered() -> list[dict[str, Any]]:
+    return kubectl_kustomize(NGINX_OVERLAY)
+
+
+def test_the_ingress_nginx_variant_swaps_only_the_edge(
+    rendered: list[dict[str, Any]], nginx_rendered: list[dict[str, Any]], pod: dict[str, Any]
+) -> None:
+    def names(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        return {(d["kind"], d["metadata"]["name"]) for d in docs}
+
+    gateway_only = {("Gateway", "login"), ("HTTPRoute", "sso-proxy"), ("HTTPRoute", "login-https-redirect")}
+    assert names(rendered) - names(nginx_rendered) == gateway_only | {("NetworkPolicy", "sso-proxy-from-gateway")}
+    assert names(nginx_rendered) - names(rendered) == {
+        ("Ingress", "sso-proxy"),
+        ("NetworkPolicy", "sso-proxy-from-ingress-nginx"),
+    }
+    peers = public_port_peers(nginx_rendered, pod)
+    assert [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in peers] == ["ingress-nginx"]
+    assert one(nginx_rendered, "Deployment", "sso-proxy") == one(rendered, "Deployment", "sso-proxy")
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_the_ingress_nginx_variant_matches_the_kubernetes_schemas(
+    nginx_rendered: list[dict[str, Any]], version: str
+) -> None:
+    import kubernetes_validate
+
+    for doc in nginx_rendered:
+        if doc["apiVersion"].split("/")[0] in CUSTOM_GROUPS:
+            check_custom_resource(doc, "example-ingress-nginx")
+        else:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} (k8s {version}): {exc}")
+
+
+def test_one_scrape_path_by_default(pod: dict[str, Any], rendered: list[dict[str, Any]]) -> None:
+    """The ServiceMonitor, and no prometheus.io/* annotations: a set-up honouring both scrapes twice."""
+    assert len(by_kind(rendered, "ServiceMonitor")) == 1
+    annotations = pod["metadata"].get("annotations", {})
+    assert not [k for k in annotations if k.startswith("prometheus.io/")]
+
+
+def test_the_annotations_component_is_the_other_scrape_path(tmp_path: Path) -> None:
+    spec = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    components = [c for c in spec["components"] if not c.endswith("prometheus-operator")]
+    path = tmp_path / "variant"
+    docs = render_variant(path, "example", components=())
+    assert by_kind(docs, "ServiceMonitor")
+    spec_copy = path / "deploy" / "kubernetes" / "overlays" / "example" / "kustomization.yaml"
+    edited = yaml.safe_load(spec_copy.read_text())
+    edited["components"] = [*components, "../../components/prometheus-annotations"]
+    spec_copy.write_text(yaml.safe_dump(edited))
+    docs = kubectl_kustomize(spec_copy.parent)
+    assert not by_kind(docs, "ServiceMonitor") and not by_kind(docs, "PrometheusRule")
+    template = one(docs, "Deployment", "sso-proxy")["spec"]["template"]["metadata"]
+    assert template["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9090",
+        "prometheus.io/path": "/metrics",
+    }
+
+
+def test_the_prometheusrule_is_generated_from_the_raw_rules() -> None:
+    """One source: the raw rules file. The PrometheusRule is its groups, regenerated by the script."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "prometheusrule.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    generated = yaml.safe_load((PROMETHEUS / "sso-proxy-prometheusrule.yaml").read_text())
+    raw = yaml.safe_load((PROMETHEUS / "sso-proxy-rules.yaml").read_text())
+    assert generated["spec"] == raw
+
+
+def test_the_rendered_prometheusrule_is_the_raw_rules(rendered: list[dict[str, Any]]) -> None:
+    rule = one(rendered, "PrometheusRule", "sso-proxy")
+    check_prometheusrule_structure(rule)
+    assert rule["spec"] == yaml.safe_load((PROMETHEUS / "sso-proxy-rules.yaml").read_text())
+    assert rule["metadata"]["labels"]["release"] == one(rendered, "ServiceMonitor")["metadata"]["labels"]["release"]
+
+
+def test_a_stale_prometheusrule_is_caught(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "deploy" / "prometheus", tmp_path / "deploy" / "prometheus")
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    rules = tmp_path / "deploy" / "prometheus" / "sso-proxy-rules.yaml"
+    rules.write_text(rules.read_text().replace("    rules:\n", "    rules:\n      # an edit\n", 1))
+    script = tmp_path / "scripts" / "prometheusrule.py"
+    assert subprocess.run([sys.executable, str(script), "--check"], capture_output=True, check=False).returncode == 1
+    assert subprocess.run([sys.executable, str(script)], check=False).returncode == 0
+    assert subprocess.run([sys.executable, str(script), "--check"], check=False).returncode == 0
 
 
 def test_trusted_proxies_setting_is_a_network_list(container: dict[str, Any], rendered: list[dict[str, Any]]) -> None:
@@ -961,7 +1109,7 @@ def test_gateway_api_variant_renders_and_fits_together(tmp_path: Path) -> None:
     http = {item["name"]: item for item in gateway["spec"]["listeners"]}[challenge_ref["sectionName"]]
     assert (challenge_ref["name"], http["protocol"], http["port"]) == (gateway["metadata"]["name"], "HTTP", 80)
     # The Ingress alternative serves the same Secret for the same host.
-    ingress = yaml.safe_load((OVERLAY / "ingress.yaml").read_text())
+    ingress = yaml.safe_load((NGINX_OVERLAY / "ingress.yaml").read_text())
     (tls,) = ingress["spec"]["tls"]
     assert tls["secretName"] == certificate["spec"]["secretName"]
     assert set(tls["hosts"]) <= set(certificate["spec"]["dnsNames"])
@@ -990,7 +1138,8 @@ def test_gateway_api_callback_only_alternative(tmp_path: Path) -> None:
     assert policy["spec"]["targetRefs"] == [{"group": "", "kind": "Service", "name": "auth0-edge"}]
     assert policy["spec"]["validation"]["hostname"] == edge
     listed = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())["resources"]
-    assert not {"httproute.yaml", "httproute-callback-only.yaml", "certificate.yaml"} & set(listed)
+    assert "httproute.yaml" in listed  # the default
+    assert not {"httproute-callback-only.yaml", "certificate.yaml"} & set(listed)
 
 
 # --- the CI workflow example ---------------------------------------------------------------------
