@@ -13,11 +13,13 @@ RUN_STAMP := $(RUN_VENV)/.installed
 RUN_CMD := $(RUN_VENV)/bin/sso-proxy
 LOCKED := install -q --require-hashes --no-deps -r requirements.lock -r requirements-build.lock
 SOURCES := $(shell find proxy -name '*.py') pyproject.toml README.md LICENSE
-# The sandbox's ports: make run PORT=8000 ADMIN_PORT=9000 (AUTH0_PORT, WORKOS_PORT for the stand-ins).
+# The sandbox's ports: make run PORT=8000 ADMIN_PORT=9000 (AUTH0_PORT, WORKOS_PORT, WORKOS_API_PORT for
+# the stand-ins).
 PORT ?= 8080
 ADMIN_PORT ?= 9090
 AUTH0_PORT ?= 8081
 WORKOS_PORT ?= 8082
+WORKOS_API_PORT ?= 8083
 
 .PHONY: run test install system-deps lint typecheck unit e2e bench hostile fuzz clean
 
@@ -58,7 +60,8 @@ run: $(RUN_CMD)
 	@echo "sso-proxy $$($(RUN_CMD) --version | cut -d' ' -f2) is in $(RUN_VENV)/bin; to run the commands below:"
 	@echo "  export PATH=\"$$PWD/$(RUN_VENV)/bin:\$$PATH\""
 	$(RUN_CMD) sandbox --routes routes.yaml --migrated acme-okta,initech-entra --via-make \
-		--port $(PORT) --admin-port $(ADMIN_PORT) --auth0-port $(AUTH0_PORT) --workos-port $(WORKOS_PORT)
+		--port $(PORT) --admin-port $(ADMIN_PORT) --auth0-port $(AUTH0_PORT) --workos-port $(WORKOS_PORT) \
+		--workos-api-port $(WORKOS_API_PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

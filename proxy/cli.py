@@ -285,6 +285,7 @@ SANDBOX_PORTS = {
     "operations listener": ("--admin-port", "ADMIN_PORT"),
     "Auth0 stand-in": ("--auth0-port", "AUTH0_PORT"),
     "WorkOS stand-in": ("--workos-port", "WORKOS_PORT"),
+    "WorkOS API stand-in": ("--workos-api-port", "WORKOS_API_PORT"),
 }
 
 
