@@ -484,7 +484,7 @@ def test_many_connections_are_edited_linearly(tmp_path: Path) -> None:
     ],
 )
 def test_who_is(by: str | None, login: str, expected: str) -> None:
-    from proxy.edit import who_is
+    from proxy.migrate.edit import who_is
 
     assert who_is(by, lambda: login) == expected
 
@@ -494,7 +494,7 @@ def test_the_login_name_without_user_or_logname_comes_from_the_password_database
     import subprocess
     import sys
 
-    code = "from proxy.edit import login_name; print(login_name())"
+    code = "from proxy.migrate.edit import login_name; print(login_name())"
     env = {k: v for k, v in os.environ.items() if k not in ("USER", "LOGNAME")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == pwd.getpwuid(os.getuid()).pw_name
