@@ -56,10 +56,13 @@ system-deps:
 	scripts/system-deps.sh
 
 # hooli-ping is cut over in routes.yaml but left out of the WorkOS stand-in: it shows the fallback path.
+# The sandbox serves a copy of routes.yaml in .sandbox/ (kept across runs; delete it to start over), so
+# the tour's `routes set` edits that copy, never the checked-in example.
 run: $(RUN_CMD)
 	@echo "sso-proxy $$($(RUN_CMD) --version | cut -d' ' -f2) is in $(RUN_VENV)/bin; to run the commands below:"
 	@echo "  export PATH=\"$$PWD/$(RUN_VENV)/bin:\$$PATH\""
-	$(RUN_CMD) sandbox --routes routes.yaml --migrated acme-okta,initech-entra --via-make \
+	mkdir -p .sandbox && [ -f .sandbox/routes.yaml ] || cp routes.yaml .sandbox/routes.yaml
+	$(RUN_CMD) sandbox --routes .sandbox/routes.yaml --migrated acme-okta,initech-entra --via-make \
 		--port $(PORT) --admin-port $(ADMIN_PORT) --auth0-port $(AUTH0_PORT) --workos-port $(WORKOS_PORT) \
 		--workos-api-port $(WORKOS_API_PORT)
 

@@ -416,7 +416,11 @@ def test_the_operator_commands_work_against_the_sandbox(tmp_path: Path) -> None:
         exports = dict(
             line.strip().removeprefix("export ").split("=", 1) for line in text.splitlines() if "export " in line
         )
-        assert exports == {"WORKOS_BASE_URL": f"http://127.0.0.1:{api}", "WORKOS_API_KEY": "sk_test_sandbox"}
+        assert exports == {
+            "SSO_PROXY_ROUTES": str(routes),
+            "WORKOS_BASE_URL": f"http://127.0.0.1:{api}",
+            "WORKOS_API_KEY": "sk_test_sandbox",
+        }
         key = next(line.split("=", 1)[1] for line in text.splitlines() if "SSO_PROXY_TRANSACTION_KEYS=" in line)
         assert len(key) >= 32
 
@@ -427,7 +431,7 @@ def test_the_operator_commands_work_against_the_sandbox(tmp_path: Path) -> None:
                 [sys.executable, "-m", "proxy", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
             )
 
-        check = cli("routes", "check", "--routes", str(routes))
+        check = cli("routes", "check")  # the printed SSO_PROXY_ROUTES names the sandbox's map
         assert "ready in WorkOS: 2 of 4" in check.stdout, check.stdout + check.stderr
         assert "cut over but NOT ready in WorkOS (their logins bounce back or fail): hooli-ping" in check.stdout
         refused = cli("routes", "set", "globex-adfs", "workos", "--routes", str(routes))

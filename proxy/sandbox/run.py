@@ -92,6 +92,7 @@ class SandboxPlan:
     def operator_env(self) -> dict[str, str]:
         """What the operator's commands (`routes check`, the readiness gate of `routes set`) read."""
         return {
+            "SSO_PROXY_ROUTES": os.path.abspath(self.routes),  # the map the sandbox serves and reloads
             "WORKOS_BASE_URL": f"http://{self.loopback_host}:{self.workos_api_port}",
             "WORKOS_API_KEY": SANDBOX_WORKOS_API_KEY,
         }
@@ -219,7 +220,7 @@ def sandbox_help(plan: SandboxPlan, route_map: RouteMap, migrated: tuple[str, ..
         f"  route map            {plan.routes} (read once at start by the stand-ins)",
         f"  what each stand-in received: curl -s {auth0}/_standin/requests ; curl -s {workos}/_standin/requests",
         "",
-        "For the operator's commands (sso-proxy routes check, the readiness gate of routes set ... workos):",
+        "For the operator's commands (sso-proxy routes check, routes set with its readiness gate, explain):",
         *(f"  export {k}={shlex.quote(v)}" for k, v in plan.operator_env().items()),
         "",
     ]
