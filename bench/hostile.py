@@ -29,6 +29,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -164,9 +165,9 @@ def keep_sending(
     return collections.Counter(last.values()), held
 
 
-def timed_post(port: int, body: bytes, *headers: bytes) -> float:
-    """Seconds from sending a whole POST to /login/callback to its answer's last byte."""
-    request = post(b"/login/callback", body, *headers)
+def timed_post(port: int, body: bytes, *headers: bytes, path: bytes = b"/login/callback") -> float:
+    """Seconds from sending a whole POST to ``path`` to its answer's last byte."""
+    request = post(path, body, *headers)
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         started = time.perf_counter()
         sock.sendall(request)
@@ -190,8 +191,9 @@ def send_each(port: int, payloads: list[bytes], *, hold: float = 0.0) -> list[so
 
 
 class Run:
-    def __init__(self) -> None:
-        self.auth0 = RawUpstream().start()
+    def __init__(self, auth0: RawUpstream | None = None, **settings: str) -> None:
+        """The proxy with its default limits, or with ``settings`` (SSO_PROXY_*) over them."""
+        self.auth0 = auth0 or RawUpstream().start()
         self.attacker = RawUpstream().start()
         self.port, self.admin = free_port(), free_port()
         self.tmp = tempfile.TemporaryDirectory()
@@ -208,6 +210,7 @@ class Run:
             SSO_PROXY_DRAIN_SECONDS="0",
             SSO_PROXY_LOG_LEVEL="warning",
         )
+        env.update(settings)
         command = [sys.executable, "-m", "proxy", "serve", "--routes", routes, "--port", str(self.port)]
         self.proc = subprocess.Popen(
             [*command, "--admin-port", str(self.admin)],
@@ -241,6 +244,22 @@ class Run:
                 pass
             time.sleep(0.05)
         raise SystemExit("proxy did not become ready:\n" + "\n".join(self.log))
+
+    def descriptors(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the proxy's /metrics (0 when absent)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        for line in text.splitlines():
+            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+            if not want and line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
 
     def rss(self, key: str = "VmHWM") -> float:
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -277,6 +296,111 @@ class Run:
         self.attacker.stop()
         self.tmp.cleanup()
         return code
+
+
+def side_runs() -> dict[str, object]:
+    """Attacks that need a proxy set up differently: TLS on, or an Auth0 that answers with a
+    hostile page. Each gets its own proxy; figures, not a table row each."""
+    out: dict[str, object] = {}
+    errors: list[str] = []
+    sys.path.insert(0, ROOT)
+    from tests.e2e.pki import make_key_pair  # cryptography: in make test's environment
+
+    # --- TLS handshakes that never finish (cap 50, head timeout 10 s) ------------------------------
+    with tempfile.TemporaryDirectory() as tmp:
+        pair = make_key_pair(Path(tmp), "login", "login.example.com")
+        run = Run(
+            SSO_PROXY_TLS_CERT=str(pair.cert_file), SSO_PROXY_TLS_KEY=str(pair.key_file), SSO_PROXY_MAX_CONNECTIONS="50"
+        )
+        try:
+            before = run.descriptors()
+            socks = []
+            for _ in range(200):
+                sock = socket.create_connection(("127.0.0.1", run.port), timeout=10)
+                sock.sendall(b"\x16\x03\x01")
+                socks.append(sock)
+            time.sleep(0.5)
+            held = run.descriptors() - before
+            _, longest = keep_sending(socks, b"", every=0.2, within=20)
+            out["200 TLS connections sending 3 bytes of a ClientHello (cap 50)"] = (
+                f"{held} descriptors held after 0.5 s; all closed within {longest:.1f} s (head timeout 10 s); "
+                f"counted tls_handshake {run.metric('sso_proxy_rejected_requests_total', reason='tls_handshake'):.0f}, "
+                f"connection_limit {run.metric('sso_proxy_rejected_requests_total', reason='connection_limit'):.0f}"
+            )
+        finally:
+            run.stop()
+            errors += [line for line in run.log if '"level":"error"' in line or "Traceback" in line]
+
+    # --- forged fallbacks and planted cookies (Auth0 answers 200: it accepts nothing) ---------------
+    run = Run(SSO_PROXY_LOG_LEVEL="warning")
+    try:
+        marked = get(b"/login/callback?connection=nope&state=A1")
+        with socket.create_connection(("127.0.0.1", run.port), timeout=10) as sock:
+            sock.sendall(marked)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        cookie = b"; ".join(
+            line.split(b":", 1)[1].strip().split(b";", 1)[0]
+            for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+            if line.lower().startswith(b"set-cookie:")
+        )
+        forged = [get(b"/login/callback?connection=nope&state=A1&fallback=auth0", b"cookie: " + cookie)] * 3
+        answers_of(send_each(run.port, forged), 10)
+        out["three forged fallbacks with the solicited marker (the rollout alert's input)"] = (
+            f"accepted {run.metric('sso_proxy_fallbacks_total', verdict='accepted'):.0f}, "
+            f"refused {run.metric('sso_proxy_fallbacks_total', verdict='refused'):.0f} (the alert reads accepted)"
+        )
+        planted = b"cookie: " + b"; ".join(b"sso_proxy_tx_%011d=%s" % (i, b"A" * 44) for i in range(64))
+        smuggled = planted + b"; sib=1 __Host-sso_proxy_logins=AAAAAAAAAAA; __Host-sso_proxy_logins=BBBBBBBBBBB"
+        callback = b"/login/callback?connection=globex-adfs"
+        body = b"SAMLResponse=PHNhbWw%2B&RelayState=r"
+        best = {"plain": float("inf"), "planted": float("inf")}
+        for _ in range(20):
+            best["plain"] = min(best["plain"], timed_post(run.port, body, b"x-pad: 1", path=callback))
+            best["planted"] = min(best["planted"], timed_post(run.port, body, smuggled, path=callback))
+        out["a callback with 64 planted login cookies and a smuggled list"] = (
+            f"best of 20: {best['planted'] * 1000:.2f} ms against {best['plain'] * 1000:.2f} ms without "
+            f"({best['planted'] / best['plain']:.2f}x)"
+        )
+    finally:
+        run.stop()
+        errors += [line for line in run.log if '"level":"error"' in line or "Traceback" in line]
+
+    # --- hostile origin pages: what Auth0's side could send (a compromised or misconfigured origin) ---
+    import brotli
+
+    bomb = brotli.compress(b"<html>" + b"a" * (16 << 20), lgwin=24)
+    attributes = b"<html><form method=post action=https://idp.example/sso><input " + b"a=1 " * 7900 + b"></form>"
+    pages = {
+        f"a {len(bomb)}-byte Brotli page that decodes to 16 MiB": (b"content-encoding: br\r\n", bomb),
+        f"a {len(attributes) // 1024} KB auto-post page of 7,900 attributes": (b"", attributes),
+    }
+    for name, (encoding, page) in pages.items():
+        origin = RawUpstream(
+            response=b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\n"
+            + encoding
+            + b"content-length: %d\r\n\r\n" % len(page)
+            + page
+        ).start()
+        run = Run(origin, SSO_PROXY_LOG_LEVEL="warning")
+        try:
+            times = sorted(timed_get(run.port, b"/authorize?client_id=app") for _ in range(11))
+            out[name] = f"best {times[0] * 1000:.1f} ms, median {times[5] * 1000:.1f} ms a request (through the proxy)"
+        finally:
+            run.stop()
+            errors += [line for line in run.log if '"level":"error"' in line or "Traceback" in line]
+    out["errors"] = errors
+    return out
+
+
+def timed_get(port: int, path: bytes) -> float:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        started = time.perf_counter()
+        sock.sendall(get(path))
+        while sock.recv(65536):
+            pass
+        return time.perf_counter() - started
 
 
 def main() -> int:
@@ -500,6 +624,8 @@ def main() -> int:
     finally:
         code = run.stop()
     errors = [line for line in run.log if '"level":"error"' in line or "Traceback" in line]
+    side = side_runs()
+    errors += side.pop("errors")  # type: ignore[arg-type]
     total = time.monotonic() - began
 
     print()
@@ -523,6 +649,11 @@ def main() -> int:
     print(f"| error lines or tracebacks in the proxy's log | {len(errors)} |")
     print(f"| proxy exit code after SIGTERM | {code} |")
     print(f"| total run time | {total:.0f} s |")
+    print()
+    print("| edge attack (a proxy of its own for each) | figure |")
+    print("|---|---|")
+    for name, figure in side.items():
+        print(f"| {name} | {figure} |")
     for line in errors[:5]:
         print(f"log: {line[:300]}")
     if args.json:
@@ -537,6 +668,7 @@ def main() -> int:
                     "peak_rss_mib": peak,
                     "worst_healthz_ms": run.probe.worst * 1000,
                     "edge": edge,
+                    "side": side,
                 },
                 f,
                 indent=2,
