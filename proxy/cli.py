@@ -67,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_event(
             logger,
             logging.WARNING,
-            "Auth0 switched off (no AUTH0_FALLBACK_ORIGIN): every callback goes to WorkOS, nothing is forwarded",
+            "Auth0 switched off (SSO_PROXY_AUTH0_OFF=true): every callback goes to WorkOS, nothing is forwarded",
             retired_url=settings.retired_url or None,
         )
     try:

@@ -59,7 +59,7 @@ def _origin(value: str) -> str:
 
 
 def _optional_origin(value: str) -> str:
-    """An origin, or empty: AUTH0_FALLBACK_ORIGIN unset means Auth0 is switched off."""
+    """An origin, or empty: left out only with SSO_PROXY_AUTH0_OFF=true (checked in load_settings)."""
     return _origin(value) if value.strip() else ""
 
 
@@ -200,6 +200,7 @@ class Setting:
     default: str | None  # None: required
     help: str
     secret: bool = False  # its value is never echoed in an error
+    switch: bool = False  # a boolean whose flag may be given bare (`--auth0-off` means true)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -219,7 +220,16 @@ SETTINGS: tuple[Setting, ...] = (
         _optional_origin,
         "",
         "origin that receives forwarded traffic, e.g. https://my-tenant.us.auth0.com; "
-        "unset: Auth0 is switched off (every callback to WorkOS, other paths 404)",
+        "required unless SSO_PROXY_AUTH0_OFF=true",
+    ),
+    Setting(
+        "auth0_switched_off",
+        "SSO_PROXY_AUTH0_OFF",
+        "--auth0-off",
+        _bool,
+        "false",
+        "true: Auth0 is switched off on purpose (no AUTH0_FALLBACK_ORIGIN; every callback to WorkOS, other paths 404)",
+        switch=True,
     ),
     Setting(
         "cname_api_key",
@@ -484,6 +494,7 @@ class Settings:
     workos_domain: str
     workos_client_id: str
     auth0_origin: str
+    auth0_switched_off: bool = False
     cname_api_key: str = ""
     client_ip_header: str = ""  # "" : X-Forwarded-For only (always sent); else one of CLIENT_IP_HEADERS too
     routes: str = "routes.yaml"
@@ -524,8 +535,8 @@ class Settings:
 
     @property
     def auth0_off(self) -> bool:
-        """No AUTH0_FALLBACK_ORIGIN: Auth0 is switched off; nothing is ever forwarded."""
-        return not self.auth0_origin
+        """SSO_PROXY_AUTH0_OFF=true (and so no AUTH0_FALLBACK_ORIGIN): nothing is ever forwarded."""
+        return self.auth0_switched_off
 
     @property
     def auth0_host(self) -> str:
@@ -541,11 +552,13 @@ def add_flags(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = No
     for setting in SETTINGS:
         if setting.flag is None or (only is not None and setting.field not in only):
             continue
+        extra: dict[str, Any] = {"nargs": "?", "const": "true"} if setting.switch else {}
         parser.add_argument(
             setting.flag,
             dest=setting.field,
             default=None,
             metavar=setting.env,
+            **extra,
             help=f"{setting.help} (env {setting.env}, default {setting.default or 'unset'})",
         )
 
@@ -563,6 +576,20 @@ def _check_loops(settings: Settings) -> None:
                 f"AUTH0_FALLBACK_ORIGIN: points at this service's own public host {own} "
                 "(SSO_PROXY_PUBLIC_HOST); requests would loop"
             )
+
+
+def _check_auth0_off(values: Mapping[str, Any], off_name: str) -> None:
+    """Auth0 is switched off only on purpose: a dropped or misspelled AUTH0_FALLBACK_ORIGIN stops the start
+    (before, its absence alone switched Auth0 off, and every /authorize got a 404: issue 22)."""
+    if values["auth0_switched_off"] and values["auth0_origin"]:
+        raise ConfigError(
+            f"{off_name}, AUTH0_FALLBACK_ORIGIN: Auth0 switched off and a fallback origin given; remove one"
+        )
+    if not values["auth0_switched_off"] and not values["auth0_origin"]:
+        raise ConfigError(
+            "AUTH0_FALLBACK_ORIGIN: required setting is missing; to switch Auth0 off, set SSO_PROXY_AUTH0_OFF=true "
+            "(or --auth0-off)"
+        )
 
 
 # Names read from the environment besides the settings table: by the WorkOS API commands and by the
@@ -609,6 +636,7 @@ def load_settings(env: Mapping[str, str], flags: Mapping[str, Any] | None = None
         values["transaction_keys"] = (secrets.token_bytes(32),)  # one replica's own; see the README
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
         raise ConfigError("SSO_PROXY_TLS_CERT, SSO_PROXY_TLS_KEY: give both or neither")
+    _check_auth0_off(values, "--auth0-off" if flags.get("auth0_switched_off") is not None else "SSO_PROXY_AUTH0_OFF")
     settings = Settings(**values)
     _check_loops(settings)
     return settings

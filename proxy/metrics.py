@@ -277,7 +277,7 @@ class Metrics:
         # Per-connection last callback and counts by decision (GET /routes and two gauges).
         self.progress = Progress(r)
         self.auth0_off = Gauge(
-            "sso_proxy_auth0_off", "1 when Auth0 is switched off (no AUTH0_FALLBACK_ORIGIN).", registry=r
+            "sso_proxy_auth0_off", "1 when Auth0 is switched off (SSO_PROXY_AUTH0_OFF=true).", registry=r
         )
         self.auth0_off_callbacks = LoopCounter(
             "sso_proxy_auth0_off_callbacks_total",

@@ -1,4 +1,4 @@
-"""Auth0 switched off: what the proxy answers when ``AUTH0_FALLBACK_ORIGIN`` is not set.
+"""Auth0 switched off (``SSO_PROXY_AUTH0_OFF=true``, no ``AUTH0_FALLBACK_ORIGIN``): what the proxy answers.
 
 The end of the migration (WorkOS's guide: "turn off your Auth0 tenant entirely ... the proxy
 continues to route any remaining traffic"). Every callback goes to WorkOS; nothing is forwarded.
@@ -78,7 +78,7 @@ def map_errors(route_map: RouteMap, source: str) -> list[str]:
             "set them to workos (`sso-proxy routes set ... workos`) or keep AUTH0_FALLBACK_ORIGIN"
         )
     if errors:
-        errors.append(f"{source}: refused because AUTH0_FALLBACK_ORIGIN is not set (Auth0 switched off)")
+        errors.append(f"{source}: refused because Auth0 is switched off (SSO_PROXY_AUTH0_OFF=true)")
     return errors
 
 

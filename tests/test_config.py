@@ -433,3 +433,24 @@ def test_serve_warns_about_an_unknown_variable_at_start(tmp_path: Any) -> None:
     assert "SSO_PROXY_PROT: not a setting of sso-proxy, ignored; did you mean SSO_PROXY_PORT?" in (
         done.stdout + done.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "off"),
+    [
+        (["--auth0-off"], {}, True),
+        (["--auth0-off", "true"], {}, True),
+        (["--auth0-off", "false"], {"AUTH0_FALLBACK_ORIGIN": "https://t.us.auth0.com"}, False),
+        ([], {"SSO_PROXY_AUTH0_OFF": "true"}, True),
+        (
+            ["--auth0-off", "false"],
+            {"SSO_PROXY_AUTH0_OFF": "true", "AUTH0_FALLBACK_ORIGIN": "https://t.us.auth0.com"},
+            False,
+        ),
+    ],
+)
+def test_auth0_off_flag_is_a_switch(argv: list[str], env: dict[str, str], off: bool) -> None:
+    parser = argparse.ArgumentParser()
+    add_flags(parser)
+    base = {"WORKOS_CUSTOM_DOMAIN": "auth.example.com", "WORKOS_CLIENT_ID": "client_01"}
+    assert load_settings({**base, **env}, vars(parser.parse_args(argv))).auth0_off is off

@@ -667,8 +667,8 @@ def test_invalid_routes_file_refuses_to_start(standins: StandIns, tmp_module: Pa
         assert f"{bad}: {located}" in result.stderr, result.stderr
 
 
-# AUTH0_FALLBACK_ORIGIN is optional: without it Auth0 is switched off (tests/test_retired.py).
-@pytest.mark.parametrize("missing", ["WORKOS_CUSTOM_DOMAIN", "WORKOS_CLIENT_ID"])
+# AUTH0_FALLBACK_ORIGIN may be left out only with SSO_PROXY_AUTH0_OFF=true (tests/test_retired.py).
+@pytest.mark.parametrize("missing", ["WORKOS_CUSTOM_DOMAIN", "WORKOS_CLIENT_ID", "AUTH0_FALLBACK_ORIGIN"])
 def test_missing_setting_is_one_line_naming_it(standins: StandIns, routes_file: Path, missing: str) -> None:
     env = proxy_env(standins.auth0.origin, f"127.0.0.1:{standins.workos.port}")
     del env[missing]
@@ -677,6 +677,8 @@ def test_missing_setting_is_one_line_naming_it(standins: StandIns, routes_file: 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert missing in lines[0]
+    if missing == "AUTH0_FALLBACK_ORIGIN":  # a dropped variable must not switch Auth0 off
+        assert "SSO_PROXY_AUTH0_OFF=true" in lines[0]
 
 
 def test_looping_fallback_origin_refused(standins: StandIns, routes_file: Path) -> None:

@@ -1,4 +1,4 @@
-"""Auth0 switched off (no AUTH0_FALLBACK_ORIGIN): proxy.retired's tables and the real server."""
+"""Auth0 switched off (SSO_PROXY_AUTH0_OFF=true): proxy.retired's tables and the real server."""
 
 from __future__ import annotations
 
@@ -62,18 +62,46 @@ def test_map_errors_name_what_still_needs_auth0(kwargs: dict[str, object], says:
         assert any(text in e for e in errors), errors
     assert bool(errors) == bool(says)
     if errors:
-        assert errors[-1] == "routes.yaml: refused because AUTH0_FALLBACK_ORIGIN is not set (Auth0 switched off)"
+        assert errors[-1] == "routes.yaml: refused because Auth0 is switched off (SSO_PROXY_AUTH0_OFF=true)"
 
 
 BASE = {"WORKOS_CUSTOM_DOMAIN": "auth.example.com", "WORKOS_CLIENT_ID": "client_1"}
 
 
-def test_auth0_fallback_origin_is_optional() -> None:
-    settings = load_settings(BASE)
+OFF = {**BASE, "SSO_PROXY_AUTH0_OFF": "true"}
+
+
+def test_auth0_is_switched_off_only_on_purpose() -> None:
+    settings = load_settings(OFF)
     assert settings.auth0_off and settings.auth0_origin == ""
     assert not load_settings({**BASE, "AUTH0_FALLBACK_ORIGIN": "https://t.eu.auth0.com"}).auth0_off
     # Loops are not checked against an origin that is not there.
-    assert load_settings({**BASE, "SSO_PROXY_PUBLIC_HOST": "login.example.com"}).auth0_off
+    assert load_settings({**OFF, "SSO_PROXY_PUBLIC_HOST": "login.example.com"}).auth0_off
+    # The flag as a bare switch does the same as the variable.
+    assert load_settings(BASE, {"auth0_switched_off": "true"}).auth0_off
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "says"),
+    [
+        # A dropped or misspelled variable no longer switches Auth0 off: one line naming both.
+        ({}, {}, "AUTH0_FALLBACK_ORIGIN: required setting is missing; to switch Auth0 off, set SSO_PROXY_AUTH0_OFF"),
+        ({"AUTH0_FALLBACK_ORIGIN": " "}, {}, "SSO_PROXY_AUTH0_OFF=true"),
+        ({"SSO_PROXY_AUTH0_OFF": "false"}, {}, "AUTH0_FALLBACK_ORIGIN: required setting is missing"),
+        ({"SSO_PROXY_AUTH0_OFF": "maybe"}, {}, "SSO_PROXY_AUTH0_OFF"),
+        # Both: which one is meant is not for the proxy to guess.
+        (
+            {"SSO_PROXY_AUTH0_OFF": "true", "AUTH0_FALLBACK_ORIGIN": "https://t.eu.auth0.com"},
+            {},
+            "SSO_PROXY_AUTH0_OFF, AUTH0_FALLBACK_ORIGIN: Auth0 switched off and a fallback origin given",
+        ),
+        ({"AUTH0_FALLBACK_ORIGIN": "https://t.eu.auth0.com"}, {"auth0_switched_off": "true"}, "--auth0-off"),
+    ],
+)
+def test_auth0_off_errors_name_both_settings(env: dict[str, str], flags: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({**BASE, **env}, flags)
+    assert says in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +119,7 @@ def test_auth0_fallback_origin_is_optional() -> None:
     ],
 )
 def test_retired_url_setting(value: str, ok: bool) -> None:
-    env = {**BASE, "SSO_PROXY_RETIRED_URL": value}
+    env = {**OFF, "SSO_PROXY_RETIRED_URL": value}
     if ok:
         assert load_settings(env).retired_url == value
     else:
@@ -111,7 +139,7 @@ def started() -> Iterator[list[ProxyProcess]]:
 
 
 def off(started: list[ProxyProcess], standins: StandIns, routes: Path, **env: str) -> ProxyProcess:
-    proc = start_proxy(standins, routes, None, AUTH0_FALLBACK_ORIGIN="", **env)
+    proc = start_proxy(standins, routes, None, AUTH0_FALLBACK_ORIGIN="", SSO_PROXY_AUTH0_OFF="true", **env)
     started.append(proc)
     return proc
 
@@ -120,7 +148,7 @@ def test_serve_refuses_a_map_that_still_needs_auth0(standins: StandIns, tmp_path
     routes = tmp_path / "routes.yaml"
     routes.write_text(ROUTES_YAML.replace("mode: normal", "mode: shadow"))
     proc = ProxyProcess(
-        env={**start_env(standins), "AUTH0_FALLBACK_ORIGIN": ""},
+        env={**start_env(standins), "AUTH0_FALLBACK_ORIGIN": "", "SSO_PROXY_AUTH0_OFF": "true"},
         args=["--routes", str(routes), "--port", "0", "--admin-port", "0"],
         port=0,
         admin_port=0,

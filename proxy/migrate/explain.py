@@ -219,7 +219,9 @@ def explain(
         if os.environ.get("WORKOS_CUSTOM_DOMAIN") and os.environ.get("WORKOS_CLIENT_ID"):
             from proxy.app import workos_target
 
-            settings = load_settings({"AUTH0_FALLBACK_ORIGIN": "https://auth0.invalid", **os.environ})
+            # Only the WorkOS target is shown: any Auth0 setting (or none, or Auth0 off) will do.
+            env = {**os.environ, "AUTH0_FALLBACK_ORIGIN": "https://auth0.invalid", "SSO_PROXY_AUTH0_OFF": "false"}
+            settings = load_settings(env)
             out.write(f"target:         307 {workos_target(settings, conn, query)}\n")
         else:
             out.write(
