@@ -126,7 +126,7 @@ def cmd_set(args: argparse.Namespace) -> int:
     if state not in STATES:
         print(f"sso-proxy routes set: the last argument is the state, one of {', '.join(STATES)}", file=sys.stderr)
         return 2
-    if bool(names) == (args.organization is not None):
+    if bool(names) == bool(args.organization):
         print("sso-proxy routes set: give connection names or --organization ORG, not both", file=sys.stderr)
         return 2
     gate = None
@@ -143,6 +143,7 @@ def cmd_set(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         by=args.by,
         gate=gate,
+        force=args.force,
     )
 
 
@@ -386,7 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     set_.add_argument(
         "targets", nargs="+", metavar="CONN [CONN ...] STATE", help="connection names, then legacy|workos"
     )
-    set_.add_argument("--organization", metavar="ORG", help="every connection whose organization is ORG")
+    set_.add_argument(
+        "--organization",
+        metavar="ORG",
+        action="append",
+        help="every connection of ORG; repeat it for a connection several organizations share (it moves only "
+        "when all of them are named)",
+    )
     set_.add_argument(
         "--force",
         action="store_true",

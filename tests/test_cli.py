@@ -514,3 +514,17 @@ def test_help_is_plain_text() -> None:
         text = parser.format_help()
         assert "``" not in text and ":class:" not in text, parser.prog
         assert not re.search(r"\bissue \d", text, re.IGNORECASE), parser.prog
+
+
+def test_routes_set_organization_twice_moves_the_shared_connection(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    assert run_cli("routes", "import", str(EXPORTS / "redacted"), "-o", str(routes)).returncode == 0
+    initech, initrode = "org_Q2xV9kLm3PzR7tWc", "org_8HnB4sYd1GfJ6eKa"
+    one = run_cli("routes", "set", "--organization", initech, "workos", "--routes", str(routes))
+    assert one.returncode == 0, one.stderr
+    assert f"initech-group-oidc left as it is: shared with {initrode} too" in one.stderr
+    both = run_cli(
+        "routes", "set", "--organization", initech, "--organization", initrode, "workos", "--routes", str(routes)
+    )
+    assert both.returncode == 0, both.stderr
+    assert "initech-group-oidc, initrode-google legacy -> workos" in both.stdout

@@ -498,3 +498,70 @@ def test_the_login_name_without_user_or_logname_comes_from_the_password_database
     env = {k: v for k, v in os.environ.items() if k not in ("USER", "LOGNAME")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == pwd.getpwuid(os.getuid()).pw_name
+
+
+# --- connections shared by organizations -------------------------------------------------------
+
+SHARED_ORGS = """\
+version: 1
+defaults: {unknown: workos, mode: normal}
+connections:
+  one-a: {protocol: saml, state: legacy, organization: org_A}
+  shared-ab:
+    protocol: oidc
+    state: legacy
+    organizations: [org_A, org_B]
+  shared-abc: {protocol: saml, state: legacy, organizations: [org_A, org_B, org_C]}
+  one-b: {protocol: saml, state: legacy, organization: org_B}
+  none: {protocol: saml, state: legacy}
+"""
+
+
+@pytest.mark.parametrize(
+    ("named", "chosen", "left"),
+    [
+        (["org_A"], ["one-a"], [("shared-ab", ("org_B",)), ("shared-abc", ("org_B", "org_C"))]),
+        (["org_B"], ["one-b"], [("shared-ab", ("org_A",)), ("shared-abc", ("org_A", "org_C"))]),
+        (["org_A", "org_B"], ["one-a", "one-b", "shared-ab"], [("shared-abc", ("org_C",))]),
+        (["org_B", "org_A", "org_B"], ["one-a", "one-b", "shared-ab"], [("shared-abc", ("org_C",))]),
+        (["org_A", "org_B", "org_C"], ["one-a", "one-b", "shared-ab", "shared-abc"], []),
+        (["org_C"], None, "no connection selected; shared-abc left as it is: shared with org_A, org_B too"),
+        (["org_A", "org_Z"], None, "no connection has organization 'org_Z' (known: org_A, org_B, org_C)"),
+    ],
+)
+def test_select_by_organizations(
+    named: list[str], chosen: list[str] | None, left: list[tuple[str, tuple[str, ...]]] | str
+) -> None:
+    from proxy.migrate.edit import select_by_organizations
+
+    route_map = parse_routemap(SHARED_ORGS)
+    if chosen is None:
+        with pytest.raises(EditError) as info:
+            select_by_organizations(route_map, named)
+        assert str(left) in str(info.value)
+        return
+    selection = select_by_organizations(route_map, named)
+    assert (list(selection.names), list(selection.left)) == (chosen, left)
+
+
+INITECH, INITRODE = "org_Q2xV9kLm3PzR7tWc", "org_8HnB4sYd1GfJ6eKa"
+
+
+def test_run_set_by_organizations_with_the_real_export(tmp_path: Path) -> None:
+    """The real exporter's package: initech-group-oidc is shared by Initech and Initrode."""
+    export = Path(__file__).resolve().parent / "fixtures" / "auth0-export" / "redacted"
+    path = tmp_path / "routes.yaml"
+    assert run_import(str(export), str(path), io.StringIO(), io.StringIO()) == 0
+    out, err = io.StringIO(), io.StringIO()
+    assert run_set(str(path), [], "workos", out, err, organization=[INITECH], by="ann") == 0
+    assert out.getvalue().startswith(f"{path}: organization {INITECH}: initech-okta legacy -> workos (by ann")
+    assert f"note: initech-group-oidc left as it is: shared with {INITRODE} too" in err.getvalue()
+    assert parse_routemap(path.read_text()).connections["initech-group-oidc"].state == "legacy"
+    out = io.StringIO()
+    assert run_set(str(path), [], "workos", out, io.StringIO(), organization=[INITECH, INITRODE], by="ann") == 0
+    assert out.getvalue().startswith(
+        f"{path}: organizations {INITECH}, {INITRODE}: initech-group-oidc, initrode-google legacy -> workos; "
+        "initech-okta already workos"
+    )
+    states = {n: c.state for n, c in parse_routemap(path.read_text()).connections.items()}
+    assert states["initech-group-oidc"] == states["initrode-google"] == "workos"

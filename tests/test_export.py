@@ -115,7 +115,7 @@ def test_real_package_imports_every_connection_with_its_identifiers(variant: str
     )
     assert okta.issuers == ("http://www.okta.com/exk8f3k2l1m0N9b8V7c6",)
     assert okta.acs_urls == ("https://globex-prod.eu.auth0.com/login/callback?connection=initech-okta",)
-    assert okta.organization == "org_Q2xV9kLm3PzR7tWc"
+    assert okta.organizations == ("org_Q2xV9kLm3PzR7tWc",)
     onelogin = rm.connections["umbrella-onelogin"]
     assert "https://login.globex.com/saml/umbrella-corp" in onelogin.audiences
     assert onelogin.acs_urls == ("https://login.globex.com/login/callback?connection=umbrella-onelogin",)
@@ -205,7 +205,7 @@ def test_quoted_fields_with_commas_and_newlines_keep_line_numbers(tmp_path: Path
     )
     result = import_export(str(write_package(tmp_path, routes=rows, saml=saml_rows)))
     assert list(result.route_map.connections) == ["acme-okta"]
-    assert result.route_map.connections["acme-okta"].organization == "org_1"
+    assert result.route_map.connections["acme-okta"].organizations == ("org_1",)
     assert result.skipped == [SkippedRow("sso/proxy_routes.csv", 4, "no externalId")]
 
 
@@ -213,9 +213,9 @@ def test_empty_optional_columns_are_left_out(tmp_path: Path) -> None:
     line = "acme-okta,,,saml,,,,,,,,,,"
     result = import_export(str(write_package(tmp_path, routes=[line])))
     conn = result.route_map.connections["acme-okta"]
-    assert (conn.state, conn.organization, conn.workos_connection_id, conn.workos_acs_url) == (
+    assert (conn.state, conn.organizations, conn.workos_connection_id, conn.workos_acs_url) == (
         "legacy",
-        None,
+        (),
         None,
         None,
     )
@@ -245,7 +245,7 @@ def test_same_connection_in_several_rows_merges_identifiers(tmp_path: Path) -> N
         "http://idp/2",
     )
     assert conn.issuers == ("http://idp/1", "http://idp/2")
-    assert conn.organization == "org_1"
+    assert conn.organizations == ("org_1",)
     assert result.route_map.ambiguous["acs_urls"] == {}  # one connection claiming a value twice is fine
 
 
@@ -581,7 +581,7 @@ def test_connection_csv_rows_without_external_id_are_skipped(tmp_path: Path) -> 
 def test_conflicting_single_values_keep_the_first_and_warn(tmp_path: Path) -> None:
     rows = [route("a", organizationExternalId="org_1"), route("a", organizationExternalId="org_2")]
     result = import_export(str(write_package(tmp_path, routes=rows)))
-    assert result.route_map.connections["a"].organization == "org_1"
+    assert result.route_map.connections["a"].organizations == ("org_1",)
     assert "a: sso/proxy_routes.csv:3 gives organization 'org_2'; keeping 'org_1'" in result.warnings
 
 
@@ -969,3 +969,41 @@ def test_run_import_refuses_an_unreadable_existing_file(tmp_path: Path) -> None:
     err = io.StringIO()
     assert run_import(str(SHARED / "redacted"), str(target), io.StringIO(), err) == 1
     assert "exists and cannot be read" in err.getvalue()
+
+
+# --- a connection shared by several organizations (issue 22) ----------------------------------------
+
+INITECH, INITRODE = "org_Q2xV9kLm3PzR7tWc", "org_8HnB4sYd1GfJ6eKa"
+
+
+@pytest.mark.parametrize("variant", ["redacted", "with-secrets"])
+def test_real_package_files_a_shared_connection_under_every_organization(variant: str, tmp_path: Path) -> None:
+    result = import_export(str(SHARED / variant))
+    shared = result.route_map.connections["initech-group-oidc"]
+    assert shared.organizations == (INITECH, INITRODE)  # from warnings.jsonl, never the con_ id
+    target = tmp_path / "routes.yaml"
+    assert run_import(str(SHARED / variant), str(target), io.StringIO(), io.StringIO()) == 0
+    text = target.read_text()
+    assert "con_" not in text
+    assert f"    organizations:\n    - {INITECH}\n    - {INITRODE}\n" in text
+    assert f"    organization: {INITECH}\n" in text  # initech-okta: the single form
+    assert parse_routemap(text).connections["initech-group-oidc"].organizations == (INITECH, INITRODE)
+
+
+def test_reimport_replaces_a_con_id_an_earlier_import_filed_it_under(tmp_path: Path) -> None:
+    target = tmp_path / "routes.yaml"
+    assert run_import(str(SHARED / "redacted"), str(target), io.StringIO(), io.StringIO()) == 0
+    text = target.read_text()
+    old = f"    organizations:\n    - {INITECH}\n    - {INITRODE}\n"
+    target.write_text(text.replace(old, "    organization: con_Oi3Dc7Gr1Pq5Ls9T\n"))
+    out = io.StringIO()
+    assert run_import(str(SHARED / "redacted"), str(target), out, io.StringIO()) == 0
+    assert old in target.read_text()
+    said = f"initech-group-oidc: organizations {INITECH}, {INITRODE} from the export replace con_Oi3Dc7Gr1Pq5Ls9T"
+    assert said in out.getvalue()
+
+
+def test_a_con_id_in_the_organization_column_without_a_warning_files_it_nowhere(tmp_path: Path) -> None:
+    result = import_export(str(write_package(tmp_path, routes=[route("acme-okta", organizationExternalId="con_1")])))
+    assert result.route_map.connections["acme-okta"].organizations == ()
+    assert any("holds the connection id 'con_1'" in w for w in result.warnings)

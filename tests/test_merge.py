@@ -16,7 +16,7 @@ from proxy.migrate.merge import (
 )
 from proxy.routing.routemap import Connection, make_routemap, parse_routemap
 
-NEW = Connection("a", "saml", "legacy", organization="org_1", audiences=("urn:auth0:t:a",), acs_urls=("u1",))
+NEW = Connection("a", "saml", "legacy", organizations=("org_1",), audiences=("urn:auth0:t:a",), acs_urls=("u1",))
 
 
 def conn(**changes: object) -> Connection:
@@ -24,7 +24,7 @@ def conn(**changes: object) -> Connection:
         "name": "a",
         "protocol": "saml",
         "state": "legacy",
-        "organization": "org_1",
+        "organizations": ("org_1",),
         "audiences": ("urn:auth0:t:a",),
         "acs_urls": ("u1",),
     }
@@ -44,12 +44,12 @@ def conn(**changes: object) -> Connection:
         (conn(), conn(state="workos"), False, False, conn(state="workos"), ["a: state workos kept"]),
         # hand-set fields win; the export fills what is empty
         (
-            conn(organization=None),
+            conn(organizations=()),
             conn(workos_connection_id="conn_1", notes="wave 1"),
             False,
             False,
-            conn(workos_connection_id="conn_1", notes="wave 1", organization="org_1"),
-            ["a: organization kept", "a: workos_connection_id kept", "a: notes kept"],
+            conn(workos_connection_id="conn_1", notes="wave 1", organizations=("org_1",)),
+            ["a: organizations kept", "a: workos_connection_id kept", "a: notes kept"],
         ),
         (
             conn(workos_connection_id="conn_new"),
@@ -58,6 +58,31 @@ def conn(**changes: object) -> Connection:
             False,
             conn(workos_connection_id="conn_old"),
             ["a: workos_connection_id 'conn_old' kept from the existing route map (export says 'conn_new')"],
+        ),
+        # organizations: the operator's win, except a con_ id an earlier import filed a shared connection under
+        (
+            conn(organizations=("org_A", "org_B")),
+            conn(organizations=("con_1",)),
+            False,
+            False,
+            conn(organizations=("org_A", "org_B")),
+            ["a: organizations org_A, org_B from the export replace con_1"],
+        ),
+        (
+            conn(organizations=("org_A", "org_B")),
+            conn(organizations=("org_01W",)),
+            False,
+            False,
+            conn(organizations=("org_01W",)),
+            ["a: organizations org_01W kept from the existing route map (export says org_A, org_B)"],
+        ),
+        (
+            conn(organizations=("org_A", "org_B")),
+            conn(organizations=("org_A", "org_B")),
+            False,
+            False,
+            conn(organizations=("org_A", "org_B")),
+            [],
         ),
         # hand-added identifiers stay, after the export's own
         (

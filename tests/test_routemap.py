@@ -74,7 +74,7 @@ connections:
         name="acme",
         protocol="saml",
         state="workos",
-        organization="org_1",
+        organizations=("org_1",),
         workos_connection_id="conn_1",
         workos_acs_url="https://api.workos.com/sso/saml/acs/conn_1",
         audiences=("urn:auth0:t:acme", "https://sp.example.com"),
@@ -397,3 +397,29 @@ def test_identifier_lists_and_common_identifiers_are_linear(size: int) -> None:
         [Connection(f"c{n}", "saml", "legacy", issuers=("common",)) for n in range(size)], hashed=False
     )
     assert len(claimed.ambiguous["issuers"]["common"]) == size
+
+
+@pytest.mark.parametrize(
+    ("body", "organizations", "error"),
+    [
+        ("    organization: org_A\n", ("org_A",), None),
+        ("    organizations: [org_A, org_B]\n", ("org_A", "org_B"), None),
+        ("    organizations: [org_A, org_A]\n", ("org_A",), None),
+        ("    organizations: org_A\n", ("org_A",), None),
+        ("", (), None),
+        ("    organization: org_A\n    organizations: [org_B]\n", None, "give organization or organizations, not both"),
+        ("    organizations: {a: b}\n", None, "connections.acme.organizations: must be a list of strings"),
+        ("    organizations: ['']\n", None, "connections.acme.organizations[0]: must be a non-empty string"),
+    ],
+)
+def test_organization_or_organizations(body: str, organizations: tuple[str, ...] | None, error: str | None) -> None:
+    text = one_connection(f"    protocol: oidc\n    state: legacy\n{body}")
+    if error is not None:
+        with pytest.raises(RouteMapError) as info:
+            parse_routemap(text, source="r.yaml")
+        assert any(error in e for e in info.value.errors), info.value.errors
+        return
+    conn = parse_routemap(text).connections["acme"]
+    assert conn.organizations == organizations
+    again = parse_routemap(dump_routemap(make_routemap([conn]))).connections["acme"]
+    assert again.organizations == organizations

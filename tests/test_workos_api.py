@@ -105,7 +105,7 @@ ROUTE_MAP = make_routemap(
         Connection("b", "saml", "legacy", workos_connection_id="conn_ping"),
         Connection("c", "saml", "workos", workos_connection_id="conn_gone"),
         Connection("d", "oidc", "legacy"),
-        Connection("e", "oidc", "legacy", workos_connection_id="conn_okta", organization="org_01OTHER"),
+        Connection("e", "oidc", "legacy", workos_connection_id="conn_okta", organizations=("org_01OTHER",)),
     ]
 )
 
@@ -182,9 +182,9 @@ def test_mapping_fills_ids_and_reports_every_unmatched_row(tmp_path: Path, name:
     )
     result = apply_mapping(imported, rows, read_auth0_ids(EXPORT))
     conns = result.route_map.connections
-    assert (conns["initech-okta"].workos_connection_id, conns["initech-okta"].organization) == (
+    assert (conns["initech-okta"].workos_connection_id, conns["initech-okta"].organizations) == (
         "conn_okta",
-        "org_01INITECH",
+        ("org_01INITECH",),
     )
     assert conns["hooli-pingfederate"].workos_connection_id == "conn_ping"
     assert result.unmatched == [f"{rows[2].where}: nobody is not a connection of the route map"]

@@ -306,8 +306,12 @@ def run_edit(
     dry_run: bool = False,
     by: str | None = None,
     gate: Gate | None = None,
+    force: bool = False,
 ) -> int:
-    """Read, plan, validate, gate, then (unless ``dry_run``) write atomically; one audit line on stdout."""
+    """Read, plan, validate, gate, then (unless ``dry_run``) write atomically; one audit line on stdout.
+
+    A dry run says everything the real run would (refusals, warnings), only writing nothing.
+    """
     text = _read(path, stderr)
     if text is None:
         return 1
@@ -371,19 +375,51 @@ def _warn_cutover(checked: RouteMap, changes: Sequence[Change], stderr: TextIO) 
         stderr.write(f"warning: {warning}\n")
 
 
-def select_by_organization(text: str, organization: str, source: str, workos_domain: str | None) -> list[str]:
-    """The connections of ``organization`` in the map (EditError when none, naming the known ones)."""
-    try:
-        route_map = parse_routemap(text, source=source, workos_domain=workos_domain)
-    except RouteMapError as exc:
-        raise EditError(f"{source} is not a valid route map; fix it first\n{exc}") from exc
-    names = sorted(n for n, c in route_map.connections.items() if c.organization == organization)
-    if not names:
-        known = sorted({c.organization for c in route_map.connections.values() if c.organization})
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What ``routes set --organization ...`` picks: the connections whose every organization is named,
+    and the shared ones left as they are, with the organizations they still serve that were not named."""
+
+    names: tuple[str, ...]
+    left: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def notes(self) -> list[str]:
+        return [
+            f"{name} left as it is: shared with {', '.join(others)} too (name every organization that shares it "
+            "to move it)"
+            for name, others in self.left
+        ]
+
+
+def select_by_organizations(
+    route_map: RouteMap, organizations: Sequence[str], source: str = "routes.yaml"
+) -> Selection:
+    """The connections every organization of which is named; a shared connection with only some of its
+    organizations named stays as it is (issue 22). EditError for an organization no connection has, or
+    when nothing is selected."""
+    named = set(organizations)
+    known = {org for conn in route_map.connections.values() for org in conn.organizations}
+    unknown = [org for org in dict.fromkeys(organizations) if org not in known]
+    if unknown:
+        shown = ", ".join(repr(org) for org in unknown)
         raise EditError(
-            f"{source}: no connection has organization {organization!r} (known: {', '.join(known) or 'none'})"
+            f"{source}: no connection has organization {shown} (known: {', '.join(sorted(known)) or 'none'})"
         )
-    return names
+    chosen: list[str] = []
+    left: list[tuple[str, tuple[str, ...]]] = []
+    for name in sorted(route_map.connections):
+        orgs = route_map.connections[name].organizations
+        if not orgs or named.isdisjoint(orgs):
+            continue
+        rest = tuple(org for org in orgs if org not in named)
+        if rest:
+            left.append((name, rest))
+        else:
+            chosen.append(name)
+    selection = Selection(tuple(chosen), tuple(left))
+    if not chosen:
+        raise EditError(f"{source}: no connection selected; " + "; ".join(selection.notes()))
+    return selection
 
 
 def run_set(
@@ -394,22 +430,35 @@ def run_set(
     stderr: TextIO,
     workos_domain: str | None = None,
     *,
-    organization: str | None = None,
+    organization: str | Sequence[str] | None = None,
     dry_run: bool = False,
     by: str | None = None,
     gate: Gate | None = None,
+    force: bool = False,
 ) -> int:
-    """``sso-proxy routes set CONN [CONN...] STATE`` or ``routes set --organization ORG STATE``."""
+    """``sso-proxy routes set CONN [CONN...] STATE`` or ``routes set --organization ORG [...] STATE``."""
     names = [connections] if isinstance(connections, str) else list(connections)
+    orgs = [organization] if isinstance(organization, str) else list(organization or ())
 
     def plan(text: str) -> tuple[str, list[Change]]:
         chosen = names
-        if organization is not None:
-            chosen = select_by_organization(text, organization, path, workos_domain)
+        if orgs:
+            try:
+                route_map = parse_routemap(text, source=path, workos_domain=workos_domain)
+            except RouteMapError as exc:
+                raise EditError(f"{path} is not a valid route map; fix it first\n{exc}") from exc
+            selection = select_by_organizations(route_map, orgs, path)
+            for note in selection.notes():
+                stderr.write(f"note: {note}\n")
+            chosen = list(selection.names)
         return plan_states(text, chosen, state, path)
 
-    label = f"organization {one_line(organization)}" if organization is not None else None
-    return run_edit(path, plan, stdout, stderr, workos_domain, label=label, dry_run=dry_run, by=by, gate=gate)
+    label = None
+    if orgs:
+        label = ("organization " if len(orgs) == 1 else "organizations ") + ", ".join(one_line(o) for o in orgs)
+    return run_edit(
+        path, plan, stdout, stderr, workos_domain, label=label, dry_run=dry_run, by=by, gate=gate, force=force
+    )
 
 
 def run_default(

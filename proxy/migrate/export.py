@@ -43,7 +43,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import TextIO
+from typing import Mapping, TextIO
 from urllib.parse import parse_qs, urlsplit
 
 from proxy.errors import RouteMapError
@@ -165,7 +165,8 @@ class _Draft:
     state: str
     origin: str  # "file:line" of the row that created it
     in_routes: bool = False
-    organization: str | None = None
+    organization: str | None = None  # the export's organization column
+    organizations: tuple[str, ...] = ()  # from warnings.jsonl: the organizations sharing the connection
     workos_connection_id: str | None = None
     workos_acs_url: str | None = None
     # Ordered sets (dict keys): `value not in list` made many rows of one connection quadratic.
@@ -187,7 +188,7 @@ class _Draft:
             name=self.name,
             protocol=self.protocol,
             state=self.state,
-            organization=self.organization,
+            organizations=self.organizations or ((self.organization,) if self.organization else ()),
             workos_connection_id=self.workos_connection_id,
             workos_acs_url=self.workos_acs_url,
             reachability=reachability,
@@ -408,6 +409,26 @@ def reachability_remark(urls: list[str], custom_domain: str) -> str | None:
     )
 
 
+def _file_shared_connections(builder: _Builder, shared: Mapping[str, tuple[str, ...]]) -> None:
+    """A connection shared by several organizations is filed under all of them (issue 22).
+
+    The exporter writes its connection id (``con_...``) in the organization column and lists the
+    organizations in ``warnings.jsonl`` (``multi_org_connection_consolidated``). An organization
+    column with a ``con_`` id and no such warning files it under none, and says so.
+    """
+    for name, draft in builder.drafts.items():
+        orgs = shared.get(name, ())
+        if orgs:
+            draft.organizations = orgs
+            draft.organization = None
+        elif draft.organization and draft.organization.startswith("con_"):
+            builder.warnings.append(
+                f"{name}: organization column holds the connection id {draft.organization!r} and warnings.jsonl "
+                "names no organizations for it; filed under no organization"
+            )
+            draft.organization = None
+
+
 def import_export(path: str, custom_domain: str | None = None) -> ImportResult:
     """Read an SSO export package (its root or its ``sso/`` folder) into a route map.
 
@@ -441,6 +462,7 @@ def import_export(path: str, custom_domain: str | None = None) -> ImportResult:
         if name in builder.drafts:
             for text in texts:
                 builder.drafts[name].remark(text)
+    _file_shared_connections(builder, notes.organizations)
     if tenant is None:
         hosts = sorted({host for host in builder.tenant_hints if TENANT_HOST.match(host)})
         if len(hosts) == 1:

@@ -166,15 +166,14 @@ def apply_mapping(route_map: RouteMap, rows: list[MappingRow], auth0_ids: Mappin
             result.unmatched.append(f"{row.where}: {one_line(row.auth0, 120)} is not a connection of the route map")
             continue
         conn = connections[name]
-        changes = {"workos_connection_id": row.workos_connection_id}
-        if row.workos_organization_id:
-            changes["organization"] = row.workos_organization_id
-        said = [
-            f"{attr} {getattr(conn, attr) or '(none)'} -> {value}"
-            for attr, value in changes.items()
-            if getattr(conn, attr) != value
-        ]
-        connections[name] = replace(conn, **changes)  # type: ignore[arg-type]
+        said = []
+        if conn.workos_connection_id != row.workos_connection_id:
+            said.append(f"workos_connection_id {conn.workos_connection_id or '(none)'} -> {row.workos_connection_id}")
+        conn = replace(conn, workos_connection_id=row.workos_connection_id)
+        if row.workos_organization_id and conn.organizations != (row.workos_organization_id,):
+            said.append(f"organization {', '.join(conn.organizations) or '(none)'} -> {row.workos_organization_id}")
+            conn = replace(conn, organizations=(row.workos_organization_id,))
+        connections[name] = conn
         mapped.add(name)
         if said:
             result.applied.append(f"{name}: {', '.join(said)}")

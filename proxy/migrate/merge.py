@@ -36,12 +36,14 @@ _KEY_INLINE = re.compile(r"[ \t]*:[ \t]+#(.*)")
 CONNECTION_KEYS = (
     "protocol",
     "state",
-    "organization",
     "workos_connection_id",
     "workos_acs_url",
     "reachability",
     "notes",
 )
+
+# Lists of a connection, as rendered: its organizations when several share it, then its identifiers.
+LIST_KEYS = ("organizations", *ID_KINDS)
 
 # (section, field, item): section is a connection name or "defaults"; field "" is the name's own line.
 Anchor = tuple[str, str, str]
@@ -181,7 +183,9 @@ def merge_connection(
     if existing.state != exported.state:
         notes.append(f"{name}: state {existing.state} kept from the existing route map (export says {exported.state})")
         merged = replace(merged, state=existing.state)
-    for attr in ("organization", "workos_connection_id", "workos_acs_url", "notes"):
+    merged, said = _merge_organizations(merged, existing)
+    notes.extend(said)
+    for attr in ("workos_connection_id", "workos_acs_url", "notes"):
         old, new = getattr(existing, attr), getattr(exported, attr)
         if old and old != new:
             if new:
@@ -201,6 +205,21 @@ def merge_connection(
     if added:
         notes.append(f"{name}: {added} identifier(s) not in the export kept from the existing route map")
     return merged, notes
+
+
+def _merge_organizations(merged: Connection, existing: Connection) -> tuple[Connection, list[str]]:
+    """The existing organizations win, except a connection id (``con_...``) an earlier import filed a
+    shared connection under (issue 22): the export's organizations replace it."""
+    old, new = existing.organizations, merged.organizations
+    if not old or old == new:
+        return merged, []
+    name = merged.name
+    if new and all(org.startswith("con_") for org in old):
+        return merged, [f"{name}: organizations {', '.join(new)} from the export replace {', '.join(old)}"]
+    if new:
+        said = f"organizations {', '.join(old)} kept from the existing route map (export says {', '.join(new)})"
+        return replace(merged, organizations=old), [f"{name}: {said}"]
+    return replace(merged, organizations=old), [f"{name}: organizations kept from the existing route map"]
 
 
 def merge_maps(
@@ -269,8 +288,14 @@ def render_connection(
             anchor = (conn.name, key, "")
             used.add(anchor)
             out.append(_with_inline(f"{inner}{key}: {scalar(value)}", inline.get(anchor)))
-    for kind in ID_KINDS:
+        if key == "state" and len(conn.organizations) == 1:  # the single form, as operators write it
+            anchor = (conn.name, "organization", "")
+            used.add(anchor)
+            out.append(_with_inline(f"{inner}organization: {scalar(conn.organizations[0])}", inline.get(anchor)))
+    for kind in LIST_KEYS:
         values = getattr(conn, kind)
+        if kind == "organizations" and len(values) < 2:
+            continue
         if not values:
             continue
         anchor = (conn.name, kind, "")

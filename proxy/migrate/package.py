@@ -212,6 +212,7 @@ class Note:
     connection: str | None = None
     protocol: str | None = None
     encrypted: bool = False
+    organizations: tuple[str, ...] = ()  # multi_org_connection_consolidated: the organizations sharing it
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +223,8 @@ class PackageNotes:
     stay_on_auth0: tuple[Note, ...] = ()  # database and social connections
     remarks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # connection -> remarks
     encrypted: frozenset[str] = frozenset()  # connections with encrypted assertions
+    # connection -> the organizations that share it (the exporter's organization column then holds a con_ id)
+    organizations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     other: Mapping[str, int] = field(default_factory=dict)  # code -> count (not about routing)
     problems: tuple[str, ...] = ()  # located lines that could not be read
     found: bool = False  # warnings.jsonl was there
@@ -279,6 +282,7 @@ def classify(record: Mapping[str, Any]) -> Note:
             + ", consolidated into one WorkOS connection: customer confirmation required before activation",
             name,
             protocol,
+            organizations=tuple(dict.fromkeys(orgs)),
         )
     if code == "secrets_redacted" and name:
         fields = _strings(details.get("fields"))
@@ -302,8 +306,11 @@ def collect(notes: Iterable[Note], problems: Iterable[str] = (), found: bool = T
     stay: dict[str, Note] = {}
     remarks: dict[str, list[str]] = {}
     encrypted: set[str] = set()
+    organizations: dict[str, tuple[str, ...]] = {}
     other: dict[str, int] = {}
     for note in notes:
+        if note.organizations and note.connection:
+            organizations[note.connection] = note.organizations
         if note.kind == "skipped" and note.connection:
             skipped.setdefault(note.connection, note)
         elif note.kind == "stays_on_auth0" and note.connection:
@@ -323,6 +330,7 @@ def collect(notes: Iterable[Note], problems: Iterable[str] = (), found: bool = T
         stay_on_auth0=tuple(stay.values()),
         remarks={name: tuple(texts) for name, texts in remarks.items()},
         encrypted=frozenset(encrypted),
+        organizations=organizations,
         other=dict(sorted(other.items())),
         problems=tuple(problems),
         found=found,

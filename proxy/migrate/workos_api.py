@@ -160,9 +160,9 @@ def readiness(route_map: RouteMap, found: Mapping[str, WorkosConnection]) -> lis
             rows.append(Readiness(name, conn.state, wid, "missing", False, "WorkOS has no connection with this id"))
             continue
         note = ""
-        if conn.organization and remote.organization_id and conn.organization.startswith("org_01"):
-            if conn.organization != remote.organization_id:
-                note = f"organization in WorkOS is {remote.organization_id}, the map says {conn.organization}"
+        workos_orgs = [org for org in conn.organizations if org.startswith("org_01")]
+        if workos_orgs and remote.organization_id and remote.organization_id not in workos_orgs:
+            note = f"organization in WorkOS is {remote.organization_id}, the map says {', '.join(workos_orgs)}"
         if remote.state != ACTIVE:
             note = note or f"only active connections authenticate (WorkOS says {remote.state})"
         rows.append(Readiness(name, conn.state, wid, remote.state, remote.state == ACTIVE, note))

@@ -32,7 +32,17 @@ REACHABILITY = ("unconfirmed", "confirmed")
 ID_KINDS = ("audiences", "issuers", "acs_urls", "client_ids")
 _HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
 _CONNECTION_FIELDS = frozenset(
-    ("protocol", "state", "organization", "workos_connection_id", "workos_acs_url", "reachability", "notes", *ID_KINDS)
+    (
+        "protocol",
+        "state",
+        "organization",
+        "organizations",
+        "workos_connection_id",
+        "workos_acs_url",
+        "reachability",
+        "notes",
+        *ID_KINDS,
+    )
 )
 
 
@@ -43,7 +53,9 @@ class Connection:
     name: str
     protocol: str
     state: str
-    organization: str | None = None
+    # The organizations it serves: one (``organization: org_A``), or several when the exporter
+    # consolidated a connection shared by organizations (``organizations: [org_A, org_B]``).
+    organizations: tuple[str, ...] = ()
     workos_connection_id: str | None = None
     workos_acs_url: str | None = None
     reachability: str | None = None
@@ -254,11 +266,17 @@ def _parse_connection(
     reachability = _optional_string(raw, "reachability", where, errors)
     if reachability is not None and reachability not in REACHABILITY:
         errors.append(f"{where}.reachability: must be one of {', '.join(REACHABILITY)} (got {reachability!r})")
+    organizations = _string_list(raw.get("organizations"), f"{where}.organizations", errors)
+    single = _optional_string(raw, "organization", where, errors)
+    if single is not None and organizations:
+        errors.append(f"{where}: give organization or organizations, not both")
+    elif single is not None:
+        organizations = (single,)
     return Connection(
         name=name,
         protocol=protocol,
         state=state,
-        organization=_optional_string(raw, "organization", where, errors),
+        organizations=organizations,
         workos_connection_id=_optional_string(raw, "workos_connection_id", where, errors),
         workos_acs_url=acs,
         reachability=reachability,
@@ -425,7 +443,11 @@ def load_routemap(path: str, workos_domain: str | None = None) -> RouteMap:
 def connection_to_dict(conn: Connection) -> dict[str, Any]:
     """The YAML form of one connection: fixed key order, empty fields left out."""
     out: dict[str, Any] = {"protocol": conn.protocol, "state": conn.state}
-    for key in ("organization", "workos_connection_id", "workos_acs_url", "reachability", "notes"):
+    if len(conn.organizations) == 1:
+        out["organization"] = conn.organizations[0]
+    elif conn.organizations:
+        out["organizations"] = list(conn.organizations)
+    for key in ("workos_connection_id", "workos_acs_url", "reachability", "notes"):
         value = getattr(conn, key)
         if value:
             out[key] = value
