@@ -565,3 +565,46 @@ def test_run_set_by_organizations_with_the_real_export(tmp_path: Path) -> None:
     )
     states = {n: c.state for n, c in parse_routemap(path.read_text()).connections.items()}
     assert states["initech-group-oidc"] == states["initrode-google"] == "workos"
+
+
+# --- dry runs say what the real run would; the audit line says --force (issue 22) ------------------
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_dry_run_warns_as_the_real_run_does(tmp_path: Path, dry_run: bool) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(ORGS)  # unknown: auth0; b is OIDC
+    out, err = io.StringIO(), io.StringIO()
+    assert run_set(str(path), ["b"], "workos", out, err, dry_run=dry_run, by="ann") == 0
+    assert "warning: connection b (oidc) is on workos but defaults.unknown is auth0" in err.getvalue()
+    assert (path.read_text() == ORGS) is dry_run
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_dry_run_refuses_as_the_real_run_does(tmp_path: Path, dry_run: bool) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(ORGS)
+    out, err = io.StringIO(), io.StringIO()
+
+    def gate(route_map: object, changes: list[object]) -> list[str]:
+        return ["a: WorkOS says inactive"]
+
+    assert run_set(str(path), ["a"], "workos", out, err, dry_run=dry_run, gate=gate) == 1
+    assert "refused: a: WorkOS says inactive" in err.getvalue()
+    assert out.getvalue() == "" and path.read_text() == ORGS
+
+
+@pytest.mark.parametrize(
+    ("force", "dry_run", "says"),
+    [
+        (True, False, "(by ann, --force, sha256 "),
+        (True, True, "(dry run, nothing written; by ann, --force, sha256 "),
+        (False, False, "(by ann, sha256 "),
+    ],
+)
+def test_the_audit_line_records_force(tmp_path: Path, force: bool, dry_run: bool, says: str) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(ORGS)
+    out = io.StringIO()
+    assert run_set(str(path), ["a"], "workos", out, io.StringIO(), by="ann", force=force, dry_run=dry_run) == 0
+    assert says in out.getvalue().splitlines()[-1]

@@ -332,7 +332,7 @@ def run_edit(
         return 1
     before = hashlib.sha256(text.encode("utf-8")).hexdigest()
     after = hashlib.sha256(new_text.encode("utf-8")).hexdigest()
-    who = who_is(by)
+    who = who_is(by) + (", --force" if force else "")
     what = describe(changes, label)
     if new_text == text:
         stdout.write(f"{path}: {what}; file unchanged (by {who}, sha256 {before})\n")
@@ -344,6 +344,7 @@ def run_edit(
         )
         stdout.writelines(line if line.endswith("\n") else line + "\n" for line in diff)
         stdout.write(f"{path}: {what} (dry run, nothing written; by {who}, sha256 {before} -> {after})\n")
+        _warn_cutover(checked, changes, stderr)
         return 0
     current = _read(path, stderr)
     if current is None:
