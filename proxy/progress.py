@@ -8,7 +8,12 @@ as two gauges:
   callback identified as that connection (only connections seen since the process started);
 - ``sso_proxy_connection_unconfirmed{connection}``: for connections the map marks
   ``reachability: unconfirmed`` (their recorded callback URLs are not on the custom domain), 1 until a
-  callback of theirs is seen through this proxy, then 0: the first one confirms the IdP posts here.
+  callback of theirs is seen through this proxy, then 0: the first one confirms the IdP posts here;
+- ``sso_proxy_connection_state_changed_seconds{connection}``: Unix time of the connection's
+  ``state_changed`` in the map in force, for connections whose state changed in the last
+  :data:`RECENT_SECONDS` (at most :data:`MAX_CHANGED_SERIES`, the most recent): the rollout's moving
+  part, so dashboards and queries count "since cut-over" without a series per connection of a large
+  map. ``routes report`` reads ``state_changed`` from the map itself, whatever its age.
 
 Everything here counts since the process started; ``sso-proxy routes report`` (``proxy.migrate.report``)
 merges replicas.
@@ -23,9 +28,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from proxy.routing.routemap import RouteMap
+from proxy.routing.routemap import RouteMap, parse_instant
 
 UNKNOWN = "_unknown"
+RECENT_SECONDS = 30 * 86400
+MAX_CHANGED_SERIES = 1000
 
 
 class _Seen:
@@ -44,13 +51,15 @@ class Progress:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self._seen: dict[str, _Seen] = {}
         self.route_map: RouteMap | None = None
+        self._changed: tuple[tuple[str, float], ...] = ()  # (connection, state_changed), most recent first
         self.started_at = time.time()
         if registry is not None:
             registry.register(self)
 
     def use_map(self, route_map: RouteMap) -> None:
-        """The map in force (for the unconfirmed gauge); called by the route store on every load."""
+        """The map in force (for the unconfirmed and state-changed gauges); called on every load."""
         self.route_map = route_map
+        self._changed = changed_recently(route_map)
 
     def record(self, connection: str | None, decision: str, reason: str, now: float | None = None) -> None:
         """One decided callback (``connection`` None: unidentified)."""
@@ -117,6 +126,28 @@ class Progress:
                 if conn.reachability == "unconfirmed":
                     unconfirmed.add_metric([name], 0.0 if name in self._seen else 1.0)
         yield unconfirmed
+        changed = GaugeMetricFamily(
+            "sso_proxy_connection_state_changed_seconds",
+            f"Unix time each connection's state last changed (state_changed in the route map), for "
+            f"connections changed in the last {RECENT_SECONDS // 86400} days.",
+            labels=["connection"],
+        )
+        horizon = time.time() - RECENT_SECONDS
+        for name, at in self._changed:
+            if at >= horizon:
+                changed.add_metric([name], at)
+        yield changed
+
+
+def changed_recently(route_map: RouteMap, limit: int = MAX_CHANGED_SERIES) -> tuple[tuple[str, float], ...]:
+    """(connection, Unix time of state_changed) of the map's ``limit`` most recently changed connections."""
+    stamped = [
+        (name, parse_instant(conn.state_changed))
+        for name, conn in route_map.connections.items()
+        if conn.state_changed is not None
+    ]
+    stamped.sort(key=lambda item: (-item[1], item[0]))
+    return tuple(stamped[:limit])
 
 
 def _iso(at: float) -> str:

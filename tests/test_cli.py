@@ -475,9 +475,17 @@ def test_import_validate_set_validate(tmp_path: Path) -> None:
     assert changed.returncode == 0, changed.stderr
     text_after = routes.read_text()
     assert text_after != text_before
-    # Exactly one line changed: initech-okta's state.
-    diff = [(a, b) for a, b in zip(text_before.splitlines(), text_after.splitlines(), strict=True) if a != b]
-    assert diff == [("    state: legacy", "    state: workos")]
+    # Exactly one line changed, initech-okta's state, and one added: when it changed.
+    import difflib
+
+    from proxy.routing.routemap import parse_routemap
+
+    diff = [line for line in difflib.unified_diff(text_before.splitlines(), text_after.splitlines(), n=0)]
+    assert [line for line in diff[3:] if not line.startswith("@@")] == [
+        "-    state: legacy",
+        "+    state: workos",
+        "+    state_changed: " + str(parse_routemap(text_after).connections["initech-okta"].state_changed),
+    ]
 
     valid = run_cli("routes", "validate", str(routes))
     assert valid.returncode == 0, valid.stderr

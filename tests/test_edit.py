@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import os
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,9 @@ from proxy.errors import RouteMapError
 from proxy.migrate.edit import EditError, run_set, set_state
 from proxy.migrate.export import run_import
 from proxy.routing.routemap import parse_routemap
+
+T1 = datetime(2026, 12, 7, 19, 50, tzinfo=UTC)
+T2 = datetime(2026, 12, 7, 20, 5, 30, tzinfo=UTC)
 
 SHARED = Path(__file__).resolve().parent / "fixtures" / "auth0-export"
 
@@ -177,9 +182,12 @@ def test_run_set_writes_atomically_and_reports_the_change(tmp_path: Path) -> Non
     path.write_text(VALID)
     path.chmod(0o640)
     out, err = io.StringIO(), io.StringIO()
-    assert run_set(str(path), "initech-okta", "workos", out, err, by="ann") == 0
+    assert run_set(str(path), "initech-okta", "workos", out, err, by="ann", now=lambda: T1) == 0
     data = path.read_bytes()
-    assert data.decode() == VALID.replace("state: legacy   # flip", "state: workos   # flip")
+    assert data.decode() == VALID.replace(
+        "state: legacy   # flip after the customer call\n",
+        "state: workos   # flip after the customer call\n    state_changed: 2026-12-07T19:50:00Z\n",
+    )
     before, after = hashlib.sha256(VALID.encode()).hexdigest(), hashlib.sha256(data).hexdigest()
     assert out.getvalue() == f"{path}: initech-okta legacy -> workos (by ann, sha256 {before} -> {after})\n"
     assert parse_routemap(data).sha256 == hashlib.sha256(data).hexdigest()
@@ -188,14 +196,17 @@ def test_run_set_writes_atomically_and_reports_the_change(tmp_path: Path) -> Non
     assert os.listdir(tmp_path) == ["routes.yaml"]
 
 
-def test_run_set_back_and_forth_restores_the_original_bytes(tmp_path: Path) -> None:
+def test_run_set_back_and_forth_restores_the_original_bytes_but_when(tmp_path: Path) -> None:
     path = tmp_path / "routes.yaml"
     path.write_text(VALID)
-    assert run_set(str(path), "initech-okta", "workos", io.StringIO(), io.StringIO()) == 0
+    assert run_set(str(path), "initech-okta", "workos", io.StringIO(), io.StringIO(), now=lambda: T1) == 0
     out = io.StringIO()
-    assert run_set(str(path), "initech-okta", "legacy", out, io.StringIO()) == 0
+    assert run_set(str(path), "initech-okta", "legacy", out, io.StringIO(), now=lambda: T2) == 0
     assert out.getvalue().startswith(f"{path}: initech-okta workos -> legacy (by ")
-    assert path.read_text() == VALID
+    # The stamp is replaced in place: one line more than the original, and only that one.
+    assert path.read_text() == VALID.replace(
+        "customer call\n", "customer call\n    state_changed: 2026-12-07T20:05:30Z\n"
+    )
 
 
 def test_run_set_to_the_current_state_does_not_rewrite(tmp_path: Path) -> None:
@@ -245,8 +256,12 @@ def test_set_on_an_imported_map(tmp_path: Path) -> None:
     rm = parse_routemap(after)
     assert rm.connections["umbrella-onelogin"].state == "workos"
     assert rm.counts_by_state() == {"legacy": 6, "workos": 1}
-    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
-    assert changed == [("    state: legacy", "    state: workos")]
+    diff = [line for line in difflib.unified_diff(before.splitlines(), after.splitlines(), n=0) if line[:1] in "+-"]
+    assert diff[2:] == [
+        "-    state: legacy",
+        "+    state: workos",
+        f"+    state_changed: {rm.connections['umbrella-onelogin'].state_changed}",
+    ]
     assert after.startswith("# [import] sso-proxy route map")  # the header comments survive
 
 
@@ -608,3 +623,62 @@ def test_the_audit_line_records_force(tmp_path: Path, force: bool, dry_run: bool
     out = io.StringIO()
     assert run_set(str(path), ["a"], "workos", out, io.StringIO(), by="ann", force=force, dry_run=dry_run) == 0
     assert says in out.getvalue().splitlines()[-1]
+
+
+# --- when a state changed (issue 22) -----------------------------------------------------------------
+
+WHEN = "2026-12-07T19:50:00Z"
+
+
+@pytest.mark.parametrize(
+    ("body", "state", "expected"),
+    [
+        # block: the stamp goes right after the state line, comments kept
+        (
+            "  a:\n    protocol: saml\n    state: legacy  # w1\n    notes: x\n",
+            "workos",
+            f"  a:\n    protocol: saml\n    state: workos  # w1\n    state_changed: {WHEN}\n    notes: x\n",
+        ),
+        # an earlier stamp is replaced in place, quoted or not
+        (
+            "  a:\n    protocol: saml\n    state: workos\n    state_changed: '2026-01-01T00:00:00Z'\n",
+            "legacy",
+            f"  a:\n    protocol: saml\n    state: legacy\n    state_changed: {WHEN}\n",
+        ),
+        # no state line yet: both after protocol
+        (
+            "  a:\n    protocol: saml\n    notes: x\n",
+            "workos",
+            f"  a:\n    protocol: saml\n    state: workos\n    state_changed: {WHEN}\n    notes: x\n",
+        ),
+        # flow mapping
+        (
+            "  a: {protocol: oidc, state: legacy}\n",
+            "workos",
+            f"  a: {{state_changed: {WHEN}, protocol: oidc, state: workos}}\n",
+        ),
+        # unchanged state: no stamp, nothing written
+        (
+            "  a:\n    protocol: saml\n    state: workos\n    state_changed: 2026-01-01T00:00:00Z\n",
+            "workos",
+            "  a:\n    protocol: saml\n    state: workos\n    state_changed: 2026-01-01T00:00:00Z\n",
+        ),
+    ],
+)
+def test_plan_states_records_when_the_state_changed(body: str, state: str, expected: str) -> None:
+    from proxy.migrate.edit import plan_states
+
+    head = "version: 1\nconnections:\n"
+    text, _ = plan_states(head + body, ["a"], state, when=WHEN)
+    assert text == head + expected
+    conn = parse_routemap(text).connections["a"]
+    assert conn.state == state
+    assert conn.state_changed == (WHEN if body != expected else conn.state_changed)
+
+
+def test_run_set_by_organization_stamps_only_what_moved(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(ORGS)
+    assert run_set(str(path), [], "workos", io.StringIO(), io.StringIO(), organization="org_1", now=lambda: T1) == 0
+    conns = parse_routemap(path.read_text()).connections
+    assert {n: c.state_changed for n, c in conns.items()} == {"a": WHEN, "b": WHEN, "c": None, "d": None}

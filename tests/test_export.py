@@ -1007,3 +1007,17 @@ def test_a_con_id_in_the_organization_column_without_a_warning_files_it_nowhere(
     result = import_export(str(write_package(tmp_path, routes=[route("acme-okta", organizationExternalId="con_1")])))
     assert result.route_map.connections["acme-okta"].organizations == ()
     assert any("holds the connection id 'con_1'" in w for w in result.warnings)
+
+
+def test_reimport_keeps_when_each_state_changed(tmp_path: Path) -> None:
+    from proxy.migrate.edit import run_set
+
+    target = tmp_path / "routes.yaml"
+    assert run_import(str(SHARED / "redacted"), str(target), io.StringIO(), io.StringIO()) == 0
+    assert run_set(str(target), ["initech-okta"], "workos", io.StringIO(), io.StringIO()) == 0
+    stamped = parse_routemap(target.read_text()).connections["initech-okta"].state_changed
+    assert stamped is not None
+    assert run_import(str(SHARED / "redacted"), str(target), io.StringIO(), io.StringIO()) == 0
+    text = target.read_text()
+    assert f"    state: workos\n    state_changed: {stamped}\n" in text
+    assert parse_routemap(text).connections["initech-okta"].state_changed == stamped

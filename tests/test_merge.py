@@ -59,6 +59,15 @@ def conn(**changes: object) -> Connection:
             conn(workos_connection_id="conn_old"),
             ["a: workos_connection_id 'conn_old' kept from the existing route map (export says 'conn_new')"],
         ),
+        # when the state last changed is the operator's record, kept with the state
+        (
+            conn(),
+            conn(state="workos", state_changed="2026-12-07T19:50:00Z"),
+            False,
+            False,
+            conn(state="workos", state_changed="2026-12-07T19:50:00Z"),
+            ["a: state workos kept"],
+        ),
         # organizations: the operator's win, except a con_ id an earlier import filed a shared connection under
         (
             conn(organizations=("org_A", "org_B")),

@@ -79,6 +79,40 @@ def test_progress_metrics() -> None:
     assert progress.seen("a") and not progress.seen("b")
 
 
+def test_state_changed_gauge_only_for_recent_changes() -> None:
+    import time
+    from datetime import UTC, datetime
+
+    from proxy.routing.routemap import format_instant
+
+    registry = CollectorRegistry()
+    progress = Progress(registry)
+    now = time.time()
+    recent, old = format_instant(datetime.fromtimestamp(now - 3600, UTC)), "2020-01-01T00:00:00Z"
+    progress.use_map(
+        make_routemap(
+            [
+                Connection("a", "saml", "workos", state_changed=recent),
+                Connection("b", "saml", "legacy", state_changed=old),  # long ago: no series
+                Connection("c", "saml", "legacy"),  # never changed: no series
+            ]
+        )
+    )
+    text = generate_latest(registry).decode()
+    lines = [line for line in text.splitlines() if line.startswith("sso_proxy_connection_state_changed_seconds{")]
+    assert len(lines) == 1 and lines[0].startswith('sso_proxy_connection_state_changed_seconds{connection="a"} ')
+    assert abs(float(lines[0].split()[-1]) - int(now - 3600)) < 1
+
+
+def test_state_changed_series_are_bounded() -> None:
+    from proxy.progress import changed_recently
+
+    conns = [Connection(f"c{i}", "saml", "workos", state_changed=f"2026-12-07T19:{i % 60:02d}:00Z") for i in range(90)]
+    picked = changed_recently(make_routemap(conns), limit=5)
+    assert [at for _, at in picked] == sorted((at for _, at in picked), reverse=True)
+    assert len(picked) == 5 and picked[0][0] == "c59"
+
+
 @pytest.mark.parametrize(
     ("state", "decisions", "fallbacks", "status"),
     [

@@ -423,3 +423,28 @@ def test_organization_or_organizations(body: str, organizations: tuple[str, ...]
     assert conn.organizations == organizations
     again = parse_routemap(dump_routemap(make_routemap([conn]))).connections["acme"]
     assert again.organizations == organizations
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-12-07T19:50:00Z", "2026-12-07T19:50:00Z"),
+        ("'2026-12-07T19:50:00Z'", "2026-12-07T19:50:00Z"),
+        ("2026-12-07T20:50:00+01:00", "2026-12-07T19:50:00Z"),
+        ("2026-12-07T19:50:00.750Z", "2026-12-07T19:50:00Z"),
+        ("2026-12-07 19:50:00", None),  # no zone: which one did the operator mean?
+        ("2026-12-07", None),
+        ("yesterday", None),
+        ("17", None),
+    ],
+)
+def test_state_changed_is_a_time_with_its_zone(value: str, expected: str | None) -> None:
+    text = one_connection(f"    protocol: saml\n    state: workos\n    state_changed: {value}\n")
+    if expected is None:
+        with pytest.raises(RouteMapError) as info:
+            parse_routemap(text, source="r.yaml")
+        assert any("connections.acme.state_changed: must be a time with its zone" in e for e in info.value.errors)
+        return
+    conn = parse_routemap(text).connections["acme"]
+    assert conn.state_changed == expected
+    assert parse_routemap(dump_routemap(make_routemap([conn]))).connections["acme"].state_changed == expected

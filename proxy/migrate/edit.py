@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import NamedTuple, TextIO
 
 import yaml
@@ -35,11 +36,12 @@ from proxy.routing.routemap import (
     RouteMap,
     SafeLoader,
     cutover_warnings,
+    format_instant,
     parse_routemap,
 )
 
 # A one-line scalar that can be swapped for another word: plain, or single/double quoted.
-_SIMPLE_SCALAR = re.compile(r"""[A-Za-z0-9_.-]*|"[^"\\\n]*"|'[^'\n]*'""")
+_SIMPLE_SCALAR = re.compile(r"""[A-Za-z0-9_.:+-]*|"[^"\\\n]*"|'[^'\n]*'""")
 DEFAULT_CHOICES = {"mode": MODES, "unknown": UNKNOWN_DEFAULTS}
 
 
@@ -152,8 +154,14 @@ def apply_splices(text: str, splices: Sequence[Splice]) -> str:
     return out
 
 
-def plan_states(text: str, names: Sequence[str], state: str, source: str = "routes.yaml") -> tuple[str, list[Change]]:
-    """Set ``connections.<name>.state`` for every name: (new text, one Change per name). Not validated."""
+def plan_states(
+    text: str, names: Sequence[str], state: str, source: str = "routes.yaml", when: str | None = None
+) -> tuple[str, list[Change]]:
+    """Set ``connections.<name>.state`` for every name: (new text, one Change per name). Not validated.
+
+    ``when`` (``2026-12-07T19:50:00Z``): written as ``state_changed`` of each connection whose state
+    this changes, so progress can be counted since the cut-over (issue 22).
+    """
     if state not in STATES:
         raise EditError(f"state must be one of {', '.join(STATES)} (got {state!r})")
     connections = _connections(_compose(text, source), source)
@@ -172,6 +180,16 @@ def plan_states(text: str, names: Sequence[str], state: str, source: str = "rout
         splice, old = scalar_splice(text, body, "state", state, f"connections.{name}", source, after="protocol")
         if splice is not None:
             splices.append(splice)
+            if when is not None:
+                # After the state line, or (no state line yet) after protocol, where state goes too.
+                anchor = "state" if old is not None else "protocol"
+                where = f"connections.{name}"
+                stamp, _ = scalar_splice(text, body, "state_changed", when, where, source, after=anchor)
+                if stamp is not None and old is None:  # both go in at the same place: one splice
+                    stamp = Splice(splice.start, splice.end, splice.new + stamp.new)
+                    splices.pop()
+                if stamp is not None:
+                    splices.append(stamp)
         changes.append(Change(name, "state", old, state))
     if missing:
         known = sorted(bodies)
@@ -436,6 +454,7 @@ def run_set(
     by: str | None = None,
     gate: Gate | None = None,
     force: bool = False,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> int:
     """``sso-proxy routes set CONN [CONN...] STATE`` or ``routes set --organization ORG [...] STATE``."""
     names = [connections] if isinstance(connections, str) else list(connections)
@@ -452,7 +471,7 @@ def run_set(
             for note in selection.notes():
                 stderr.write(f"note: {note}\n")
             chosen = list(selection.names)
-        return plan_states(text, chosen, state, path)
+        return plan_states(text, chosen, state, path, when=format_instant(now()))
 
     label = None
     if orgs:

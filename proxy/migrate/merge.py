@@ -36,6 +36,7 @@ _KEY_INLINE = re.compile(r"[ \t]*:[ \t]+#(.*)")
 CONNECTION_KEYS = (
     "protocol",
     "state",
+    "state_changed",
     "workos_connection_id",
     "workos_acs_url",
     "reachability",
@@ -183,6 +184,8 @@ def merge_connection(
     if existing.state != exported.state:
         notes.append(f"{name}: state {existing.state} kept from the existing route map (export says {exported.state})")
         merged = replace(merged, state=existing.state)
+    if existing.state_changed:  # the record of the rollout: when the operator moved it
+        merged = replace(merged, state_changed=existing.state_changed)
     merged, said = _merge_organizations(merged, existing)
     notes.extend(said)
     for attr in ("workos_connection_id", "workos_acs_url", "notes"):
@@ -287,8 +290,9 @@ def render_connection(
         if value:
             anchor = (conn.name, key, "")
             used.add(anchor)
-            out.append(_with_inline(f"{inner}{key}: {scalar(value)}", inline.get(anchor)))
-        if key == "state" and len(conn.organizations) == 1:  # the single form, as operators write it
+            shown = value if key == "state_changed" else scalar(value)  # validated: 2026-12-07T19:50:00Z
+            out.append(_with_inline(f"{inner}{key}: {shown}", inline.get(anchor)))
+        if key == "state_changed" and len(conn.organizations) == 1:  # the single form, as operators write it
             anchor = (conn.name, "organization", "")
             used.add(anchor)
             out.append(_with_inline(f"{inner}organization: {scalar(conn.organizations[0])}", inline.get(anchor)))

@@ -12,6 +12,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ _CONNECTION_FIELDS = frozenset(
     (
         "protocol",
         "state",
+        "state_changed",
         "organization",
         "organizations",
         "workos_connection_id",
@@ -53,6 +55,8 @@ class Connection:
     name: str
     protocol: str
     state: str
+    # When ``state`` last changed (``routes set``), UTC, ``YYYY-MM-DDTHH:MM:SSZ``: progress counts from here.
+    state_changed: str | None = None
     # The organizations it serves: one (``organization: org_A``), or several when the exporter
     # consolidated a connection shared by organizations (``organizations: [org_A, org_B]``).
     organizations: tuple[str, ...] = ()
@@ -225,6 +229,33 @@ def _optional_string(raw: Mapping[str, Any], key: str, where: str, errors: list[
     return value
 
 
+def format_instant(when: datetime) -> str:
+    """A moment as the route map writes it: UTC, to the second, ``2026-12-07T19:50:00Z``."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_instant(value: str) -> float:
+    """Unix seconds of a ``state_changed`` value as :func:`format_instant` writes it."""
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def _instant(raw: Mapping[str, Any], key: str, where: str, errors: list[str]) -> str | None:
+    """An RFC 3339 time with a zone (YAML reads an unquoted one as a timestamp), normalized to UTC."""
+    value = raw.get(key)
+    if value is None or value == "":
+        return None
+    when: datetime | None = value if isinstance(value, datetime) else None
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            when = None
+    if when is None or when.tzinfo is None:
+        errors.append(f"{where}.{key}: must be a time with its zone, e.g. 2026-12-07T19:50:00Z (got {value!r})")
+        return None
+    return format_instant(when)
+
+
 def _choice(
     raw: Mapping[str, Any],
     key: str,
@@ -276,6 +307,7 @@ def _parse_connection(
         name=name,
         protocol=protocol,
         state=state,
+        state_changed=_instant(raw, "state_changed", where, errors),
         organizations=organizations,
         workos_connection_id=_optional_string(raw, "workos_connection_id", where, errors),
         workos_acs_url=acs,
@@ -443,6 +475,8 @@ def load_routemap(path: str, workos_domain: str | None = None) -> RouteMap:
 def connection_to_dict(conn: Connection) -> dict[str, Any]:
     """The YAML form of one connection: fixed key order, empty fields left out."""
     out: dict[str, Any] = {"protocol": conn.protocol, "state": conn.state}
+    if conn.state_changed:
+        out["state_changed"] = conn.state_changed
     if len(conn.organizations) == 1:
         out["organization"] = conn.organizations[0]
     elif conn.organizations:
