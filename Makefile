@@ -51,7 +51,7 @@ $(RUN_CMD): $(RUN_STAMP) $(SOURCES)
 
 install: $(STAMP)
 
-# Debian packages the tests use (chromium, xmlsec1, nginx, wrk, promtool); installs only what is missing.
+# Debian packages the tests use (chromium, xmlsec1, nginx, wrk, promtool and the prometheus server); installs only what is missing.
 system-deps:
 	scripts/system-deps.sh
 

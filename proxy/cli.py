@@ -215,22 +215,75 @@ def cmd_default(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    import json
     import time
 
-    from proxy.migrate.report import fetch_progress, render_report, report_rows
+    if args.prometheus and args.admin:
+        print("sso-proxy routes report: give --prometheus or --admin, not both", file=sys.stderr)
+        return 2
+    if args.prometheus:
+        return _report_prometheus(args)
+    from proxy.migrate.report import fetch_progress, render_report, replica_urls, report_rows
 
     snapshots = []
     since: list[str] = []
-    for admin in args.admin or ["http://127.0.0.1:9090"]:
-        try:
+    try:
+        replicas = replica_urls(args.admin or ["http://127.0.0.1:9090"])
+        for admin in replicas:
             progress, started = fetch_progress(admin)
-        except ValueError as exc:
-            print(f"sso-proxy routes report: {exc}", file=sys.stderr)
-            return 1
-        snapshots.append(progress)
-        since.extend([started] if started else [])
+            snapshots.append(progress)
+            since.extend([started] if started else [])
+    except ValueError as exc:
+        print(f"sso-proxy routes report: {exc}", file=sys.stderr)
+        return 1
     rows = report_rows(snapshots)
+    if args.format == "json":
+        connections = [
+            {
+                "connection": r.connection,
+                "state": r.state,
+                "since": None,
+                "counted_from": max(since) if since else None,
+                "callbacks": {"workos": r.workos, "auth0": r.auth0},
+                "fallbacks": r.fallbacks,
+                "verdict": r.status,
+            }
+            for r in rows
+        ]
+        sys.stdout.write(json.dumps({"connections": connections, "replicas": replicas}, indent=2) + "\n")
+        return 0
     sys.stdout.write(render_report(rows, time.time(), max(since) if since else None))
+    sys.stdout.write(f"replicas asked: {len(replicas)} ({', '.join(replicas)})\n")
+    return 0
+
+
+def _report_prometheus(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from proxy.migrate.fleet import Prometheus, fleet_report, render_table, targets_from_map, targets_from_prometheus
+    from proxy.routing.routemap import load_routemap
+
+    at = time.time()
+    try:
+        api = Prometheus(args.prometheus)
+        if args.routes:
+            targets = targets_from_map(load_routemap(args.routes, os.environ.get("WORKOS_CUSTOM_DOMAIN") or None))
+        else:
+            targets = targets_from_prometheus(api, at)
+        rows = fleet_report(api, targets, at)
+    except RouteMapError as exc:
+        print(f"sso-proxy routes report: route map {exc.source} is invalid:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"sso-proxy routes report: {exc}", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        sys.stdout.write(json.dumps({"connections": rows}, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_table(rows))
     return 0
 
 
@@ -430,8 +483,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="URL",
-        help="operations listener URL (default http://127.0.0.1:9090; repeat for each replica)",
+        help="operations listener URL (default http://127.0.0.1:9090; repeat for each replica, or give a headless "
+        "Service's name: every address it resolves to is asked, each replica once)",
     )
+    rep.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="read every replica's counters from Prometheus (e.g. http://prometheus:9090): counts since each "
+        "connection's state changed, across restarts and scale-downs",
+    )
+    rep.add_argument(
+        "--routes",
+        default=None,
+        help="with --prometheus: the route map whose states and state_changed times to report on "
+        "(default: what the fleet exports)",
+    )
+    rep.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     rep.set_defaults(func=cmd_report)
 
     exp = commands.add_parser(

@@ -6,7 +6,7 @@ command -v chromium >/dev/null 2>&1 || need="$need chromium"
 command -v xmlsec1 >/dev/null 2>&1 || need="$need xmlsec1"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx"
 command -v wrk >/dev/null 2>&1 || need="$need wrk"
-command -v promtool >/dev/null 2>&1 || need="$need prometheus"
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need="$need prometheus"  # promtool and the server (tests/test_fleet_prometheus.py)
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing Debian packages:$need (run as root, or: sudo apt-get install$need)" >&2

@@ -209,7 +209,9 @@ def test_routes_and_report_on_a_running_proxy(standins: StandIns, tmp_path: Path
         )
         assert report.returncode == 0, report.stderr
         lines = {line.split()[0]: line for line in report.stdout.splitlines() if line.strip()}
-        assert "done" in lines["acme-okta"] and " 2 " in lines["acme-okta"]  # two replicas' counts summed
+        # The same replica named twice is asked once: no count doubled (issue 22).
+        assert "done" in lines["acme-okta"] and " 1 " in lines["acme-okta"]
+        assert f"replicas asked: 1 ({proc.admin})" in report.stdout
         assert "still on Auth0" in lines["globex-adfs"]
         assert "workos, no WorkOS callback yet" in lines["hooli-ping"]
         assert "never seen" in lines["umbrella-google"]

@@ -6,7 +6,7 @@ process started (:class:`proxy.progress.Progress`); the report merges them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +140,48 @@ def render_report(rows: list[Row], now: float, since: str | None = None) -> str:
 
 
 MAX_ROUTES_BYTES = 16 * 1024 * 1024
+
+Resolver = Callable[[str, int], list[str]]
+
+
+def resolve_all(host: str, port: int) -> list[str]:
+    """Every A and AAAA address of ``host`` (a headless Service's name lists one per ready pod)."""
+    import socket
+
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def replica_urls(admins: Iterable[str], resolve: Resolver = resolve_all) -> list[str]:
+    """The operations listeners to ask, each once: a name is resolved to all its addresses (one URL
+    each), so a headless Service's DNS name finds every replica; the same replica named twice (or by
+    name and by address) is asked once, so no count is doubled. ``localhost`` is kept as it is: it
+    names this host's loopback twice (127.0.0.1, ::1) and the listener may be on only one."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    out: dict[str, None] = {}
+    for admin in admins:
+        parts = urlsplit(admin.rstrip("/"))
+        host, scheme = parts.hostname or "", parts.scheme
+        if scheme not in ("http", "https") or not host:
+            raise ValueError(f"{admin}: give the operations listener's URL, e.g. http://127.0.0.1:9090")
+        port = parts.port or (443 if scheme == "https" else 80)
+        try:
+            ipaddress.ip_address(host)
+            addresses = [host]
+        except ValueError:
+            if host == "localhost" or scheme == "https":  # https: certificates name the host, not the address
+                out[f"{scheme}://{parts.netloc}"] = None
+                continue
+            try:
+                addresses = resolve(host, port)
+            except OSError as exc:
+                raise ValueError(f"{admin}: cannot resolve {host}: {exc}") from exc
+        for address in addresses:
+            shown = f"[{address}]" if ":" in address else address
+            out[f"{scheme}://{shown}:{port}"] = None
+    return list(out)
 
 
 def fetch_progress(admin: str, timeout: float = 10.0) -> tuple[dict[str, Any], str | None]:
