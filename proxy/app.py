@@ -213,7 +213,9 @@ class PublicApp:
                 else:
                     hook = None
                     if self.binder is not None:
-                        hook = PassthroughHook(self.binder, scope["headers"], time.time(), self._count_binding)
+                        hook = PassthroughHook(
+                            self.binder, scope["headers"], time.time(), lambda kind: self._bound(scope, kind)
+                        )
                     status = await self._forward(scope, body, scope["query_string"], send, single_use=False, hook=hook)
             finally:
                 self.budget.give(len(body))
@@ -239,8 +241,19 @@ class PublicApp:
         trusted = client is not None and is_trusted(client[0], self.settings.trusted_proxies)
         return not trusted or host_name(forwarded) in self.public_names
 
-    def _count_binding(self, kind: str) -> None:
+    def _bound(self, scope: Scope, kind: str) -> None:
+        """A passthrough response started a login this proxy bound: counted, and logged so a later
+        detour (a fallback, a WorkOS round trip) can be traced to the request that started it.
+        Its kind and request id only: never the state or RelayState."""
         self.metrics.bindings.labels(kind).inc()
+        log_event(
+            self.logger,
+            logging.INFO,
+            "login bound",
+            request_id=request_id(scope),
+            kind=kind,
+            path=retired.path_label(scope["path"]),
+        )
 
     async def _forward(
         self,
@@ -334,7 +347,7 @@ class PublicApp:
             status = await self._to_workos(scope, conn, query, body, form, send, cookie)
         fallback: dict[str, str] = {}
         if decision.reason == "fallback":
-            # Counted by Auth0's verdict (issue 20, item 9): solicited alone can be forged (anyone gets
+            # Counted by Auth0's verdict: solicited alone can be forged (anyone gets
             # the marker cookie by sending a callback here), Auth0 accepting the callback cannot. Not
             # forwarded (Auth0 switched off) or no answer: refused.
             fallback = {"solicited": solicited, "verdict": verdict.verdict if verdict is not None else REFUSED}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -107,6 +108,11 @@ def test_an_oidc_login_auth0_started_goes_back_to_auth0_on_any_replica(
     assert metric(a, "sso_proxy_bindings_total", kind="oidc_state") == before + 1
     cookie = cookie_pair(started)
     assert cookie is not None and state not in cookie
+    # Logged at info with its kind and request id, and nothing of the login's values (issue 22).
+    bound = [json.loads(line) for line in a.log_lines if '"msg":"login bound"' in line]
+    assert bound and bound[-1]["kind"] == "oidc_state" and bound[-1]["request_id"]
+    assert bound[-1]["level"] == "info" and bound[-1]["path"] == "/authorize"
+    assert not any(state in line for line in a.log_lines)
 
     # Without the cookie the code+state callback names nothing: defaults.unknown (workos).
     plain = httpx.get(f"{b.url}/login/callback?code=c1&state={state}", timeout=10)
@@ -375,3 +381,9 @@ def test_fallbacks_of_callbacks_this_proxy_sent_are_solicited(
     assert (
         metric(b, "sso_proxy_fallbacks_total", **labels, solicited="false", verdict="accepted") == before["false"] + 1
     )
+    # The fallback's log line says which it was, and Auth0's verdict; other callbacks carry no such field.
+    lines = [json.loads(line) for line in b.log_lines if '"msg":"callback"' in line]
+    fallbacks = [line for line in lines if line["reason"] == "fallback" and line["connection"] == "hooli-ping"]
+    assert [line["solicited"] for line in fallbacks[-2:]] == ["true", "false"]
+    assert [line["verdict"] for line in fallbacks[-2:]] == ["accepted", "accepted"]
+    assert all("solicited" not in line for line in lines if line["reason"] != "fallback")
