@@ -1,4 +1,5 @@
-"""The ``sso-proxy`` commands: serve, routes (import, validate, set, mode, unknown, report, check), explain, sandbox."""
+"""The ``sso-proxy`` commands: serve, routes (import, validate, set, mode, unknown, report, check, check-fleet),
+explain, sandbox."""
 
 from __future__ import annotations
 
@@ -287,6 +288,42 @@ def _report_prometheus(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_fleet(args: argparse.Namespace) -> int:
+    """Every replica serves the map (by sha256): the runbook's gate before switching an application's flag."""
+    import time
+
+    from proxy.migrate.fleet import Prometheus, check_fleet, shas_from_prometheus
+    from proxy.migrate.report import fetch_routes, replica_urls
+    from proxy.routing.routemap import load_routemap
+
+    if bool(args.prometheus) == bool(args.admin):
+        print("sso-proxy routes check-fleet: give --prometheus URL or --admin URL ...", file=sys.stderr)
+        return 2
+    try:
+        want = args.sha256 or load_routemap(_routes_path(args), os.environ.get("WORKOS_CUSTOM_DOMAIN") or None).sha256
+    except RouteMapError as exc:
+        print(f"sso-proxy routes check-fleet: route map {exc.source} is invalid", file=sys.stderr)
+        return 2
+    shas: dict[str, str | None] = {}
+    try:
+        if args.prometheus:
+            shas = shas_from_prometheus(Prometheus(args.prometheus), time.time())
+        else:
+            for admin in replica_urls(args.admin):
+                try:
+                    sha = fetch_routes(admin).get("sha256")
+                    shas[admin] = sha if isinstance(sha, str) else None
+                except ValueError as exc:
+                    print(f"sso-proxy routes check-fleet: {exc}", file=sys.stderr)
+                    shas[admin] = None
+    except ValueError as exc:
+        print(f"sso-proxy routes check-fleet: {exc}", file=sys.stderr)
+        return 2
+    ok, lines = check_fleet(shas, want)
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0 if ok else 1
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from proxy.migrate.explain import (
         EXIT_INPUT,
@@ -500,6 +537,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     rep.set_defaults(func=cmd_report)
+    fleet = routes_cmds.add_parser(
+        "check-fleet",
+        help="exit 0 when every replica serves the route map (by sha256)",
+        description="Before switching an application's flag to WorkOS (and after a rollback), confirm every "
+        "replica serves the map: each replica's sha256 against the file's (or --sha256). Exit 0: all do; "
+        "1: not yet (or a replica is down); 2: bad input.",
+    )
+    fleet.add_argument("--prometheus", metavar="URL", help="ask Prometheus (sso_proxy_routemap_info, up)")
+    fleet.add_argument(
+        "--admin", action="append", default=None, metavar="URL", help="ask each replica's GET /routes instead"
+    )
+    fleet.add_argument("--routes", default=None, help="the route map (env SSO_PROXY_ROUTES, default routes.yaml)")
+    fleet.add_argument("--sha256", default=None, help="the sha256 to expect instead of the file's")
+    fleet.set_defaults(func=cmd_check_fleet)
 
     exp = commands.add_parser(
         "explain",

@@ -149,3 +149,20 @@ def test_replica_urls_errors() -> None:
 
     with pytest.raises(ValueError, match="cannot resolve nope"):
         replica_urls(["http://nope:9090"], fails)
+
+
+@pytest.mark.parametrize(
+    ("shas", "ok", "tally"),
+    [
+        ({"a:9090": "x", "b:9090": "x"}, True, "2 of 2 replica(s) serve sha256 x"),
+        ({"a:9090": "x", "b:9090": "old"}, False, "1 of 2 replica(s) serve sha256 x: not yet"),
+        ({"a:9090": "x", "b:9090": None}, False, "1 of 2 replica(s) serve sha256 x: not yet"),
+        ({}, False, "0 of 0 replica(s) serve sha256 x: not yet"),
+    ],
+)
+def test_check_fleet(shas: dict[str, str | None], ok: bool, tally: str) -> None:
+    from proxy.migrate.fleet import check_fleet
+
+    got, lines = check_fleet(shas, "x")
+    assert (got, lines[-1]) == (ok, tally)
+    assert len(lines) == len(shas) + 1

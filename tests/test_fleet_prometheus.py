@@ -111,6 +111,7 @@ def test_report_from_prometheus_counts_since_the_cut_over_across_a_restart(
     _send(b, legacy, 2, None)
     _send(a, "connection=acme-okta&code=c&state=s", 2, 307)
     _settle()
+    old_sha = load_routemap(str(routes)).sha256
     assert run_set(str(routes), ["globex-adfs"], "workos", io.StringIO(), io.StringIO(), by="test") == 0
     since = load_routemap(str(routes)).connections["globex-adfs"].state_changed
     sha = load_routemap(str(routes)).sha256
@@ -164,3 +165,15 @@ def test_report_from_prometheus_counts_since_the_cut_over_across_a_restart(
     assert table.returncode == 0, table.stderr
     line = next(line for line in table.stdout.splitlines() if line.startswith("globex-adfs "))
     assert since is not None and since in line and "still reaching Auth0" in line  # since: from the gauge
+
+    # The runbook's gate: every replica serves the new map (Prometheus, then each replica asked).
+    def check_fleet(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "proxy", "routes", "check-fleet", "--routes", str(routes), *args]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+    on_it = check_fleet("--prometheus", url)
+    assert on_it.returncode == 0, on_it.stdout + on_it.stderr
+    assert f"2 of 2 replica(s) serve sha256 {sha}" in on_it.stdout
+    assert check_fleet("--admin", a.admin, "--admin", restarted.admin, "--admin", a.admin).returncode == 0
+    behind = check_fleet("--prometheus", url, "--sha256", old_sha)
+    assert behind.returncode == 1 and "0 of 2 replica(s)" in behind.stdout

@@ -292,3 +292,40 @@ def fleet_report(
         restarts.setdefault(labels.get("instance", ""), set()).update(value for _, value in samples)
     started = {instance: sorted(values) for instance, values in restarts.items()}
     return report_entries(targets, callbacks, fallbacks, default_start, oldest, started)
+
+
+# --- every replica on the map: the runbook's gate between the map and the application's flag ----------
+
+# PromQL for "every replica serves sha X" (empty answer: yes), as the docs give it.
+OFF_SHA_QUERY = 'sso_proxy_routemap_info unless on (instance) sso_proxy_routemap_info{{sha256="{sha}"}}'
+
+
+def check_fleet(shas: Mapping[str, str | None], want: str) -> tuple[bool, list[str]]:
+    """(every replica serves ``want``, one line per replica then a tally); None: the replica is down."""
+    lines = []
+    on = 0
+    for replica in sorted(shas):
+        sha = shas[replica]
+        said = "down" if sha is None else "ok" if sha == want else "other map"
+        on += sha == want
+        lines.append(f"{replica}  {sha or '-'}  {said}")
+    ok = bool(shas) and on == len(shas)
+    lines.append(f"{on} of {len(shas)} replica(s) serve sha256 {want}" + ("" if ok else ": not yet"))
+    return ok, lines
+
+
+def shas_from_prometheus(api: Prometheus, at: float) -> dict[str, str | None]:
+    """instance -> the sha256 it serves (None: Prometheus sees it down), for every sso-proxy job."""
+    shas: dict[str, str | None] = {}
+    jobs = {str(i.get("metric", {}).get("job")) for i in api.query("count by (job) (sso_proxy_routemap_info)", at)}
+    for job in sorted(jobs):
+        escaped = job.replace("\\", "\\\\").replace('"', '\\"')
+        for item in api.query(f'up{{job="{escaped}"}}', at):
+            if float(item["value"][1]) < 1:
+                shas[str(item.get("metric", {}).get("instance"))] = None
+    for item in api.query("max by (instance, sha256) (sso_proxy_routemap_info)", at):
+        labels = item.get("metric", {})
+        instance = str(labels.get("instance"))
+        if instance not in shas or shas[instance] is not None:
+            shas[instance] = str(labels.get("sha256"))
+    return shas

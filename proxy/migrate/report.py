@@ -184,11 +184,8 @@ def replica_urls(admins: Iterable[str], resolve: Resolver = resolve_all) -> list
     return list(out)
 
 
-def fetch_progress(admin: str, timeout: float = 10.0) -> tuple[dict[str, Any], str | None]:
-    """``GET <admin>/routes`` of a running proxy: (its connections_progress, progress_since).
-
-    Raises ValueError with a one-line reason when the answer cannot be used.
-    """
+def fetch_routes(admin: str, timeout: float = 10.0) -> dict[str, Any]:
+    """``GET <admin>/routes`` of a running proxy, as JSON. ValueError with a one-line reason."""
     import json
     import urllib.error
     import urllib.request
@@ -210,7 +207,19 @@ def fetch_progress(admin: str, timeout: float = 10.0) -> tuple[dict[str, Any], s
         body = json.loads(data)
     except ValueError as exc:
         raise ValueError(f"{url}: not JSON") from exc
-    progress = body.get("connections_progress") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        raise ValueError(f"{url}: not a GET /routes answer")
+    return body
+
+
+def fetch_progress(admin: str, timeout: float = 10.0) -> tuple[dict[str, Any], str | None]:
+    """``GET <admin>/routes`` of a running proxy: (its connections_progress, progress_since).
+
+    Raises ValueError with a one-line reason when the answer cannot be used.
+    """
+    body = fetch_routes(admin, timeout)
+    url = admin.rstrip("/") + "/routes"
+    progress = body.get("connections_progress")
     if not isinstance(progress, dict):
         raise ValueError(f"{url}: no connections_progress (an sso-proxy older than this command?)")
     since = body.get("progress_since")
