@@ -46,6 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for warning in unknown_env_warnings(os.environ):
         log_event(logger, logging.WARNING, warning)
     metrics = Metrics()
+    _announce_keys(settings.transaction_keys, bool(os.environ.get("SSO_PROXY_TRANSACTION_KEYS", "").strip()), metrics)
     require = None
     if settings.auth0_off:
         from proxy.retired import map_errors
@@ -77,6 +78,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"sso-proxy: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _announce_keys(keys: tuple[bytes, ...], shared: bool, metrics: Any) -> None:
+    """Which key signs and which verify, by public id: a metric for the fleet check, and a start line.
+    Whether a peer can verify this replica's signing key is not known here; `routes check-fleet` knows."""
+    from proxy.logs import get_logger, log_event
+    from proxy.routing.txcookie import key_id
+
+    ids = [key_id(key) for key in keys]
+    metrics.transaction_keys.labels(ids[0], ",".join(ids)).set(1)
+    if shared:
+        log_event(get_logger(), logging.INFO, "transaction keys", signs=ids[0], verifies=ids)
+    else:
+        log_event(
+            get_logger(),
+            logging.WARNING,
+            "SSO_PROXY_TRANSACTION_KEYS not set: this process binds logins with a random key of its own, which no "
+            "other replica can verify (their callbacks follow the route map there)",
+            signs=ids[0],
+        )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -320,6 +341,15 @@ def cmd_check_fleet(args: argparse.Namespace) -> int:
         print(f"sso-proxy routes check-fleet: {exc}", file=sys.stderr)
         return 2
     ok, lines = check_fleet(shas, want)
+    if args.prometheus:  # and the transaction keys: every replica verifies what every replica signs
+        from proxy.migrate.fleet import check_keys, keys_from_prometheus
+
+        try:
+            problems = check_keys(keys_from_prometheus(Prometheus(args.prometheus), time.time()))
+        except ValueError as exc:
+            problems = [str(exc)]
+        lines += [f"keys: {problem}" for problem in problems] or ["keys: every replica verifies every signing key"]
+        ok = ok and not problems
     sys.stdout.write("\n".join(lines) + "\n")
     return 0 if ok else 1
 

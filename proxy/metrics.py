@@ -274,6 +274,14 @@ class Metrics:
             registry=r,
         )
         self.draining = Gauge("sso_proxy_draining", "1 while draining after SIGTERM.", registry=r)
+        # Which transaction key signs and which verify, by public id (a rotation is safe while every
+        # replica's signing key is among every replica's verifying ones: routes check-fleet).
+        self.transaction_keys = Gauge(
+            "sso_proxy_transaction_keys_info",
+            "1, labelled with the id of the key that signs bindings and the ids of those that verify.",
+            ["signs", "verifies"],
+            registry=r,
+        )
         # Per-connection last callback and counts by decision (GET /routes and two gauges).
         self.progress = Progress(r)
         self.auth0_off = Gauge(

@@ -166,3 +166,22 @@ def test_check_fleet(shas: dict[str, str | None], ok: bool, tally: str) -> None:
     got, lines = check_fleet(shas, "x")
     assert (got, lines[-1]) == (ok, tally)
     assert len(lines) == len(shas) + 1
+
+
+@pytest.mark.parametrize(
+    ("keys", "problems"),
+    [
+        ({"a": ("old", ("old",)), "b": ("old", ("old", "new"))}, []),  # roll 1, mid-way
+        ({"a": ("old", ("old", "new")), "b": ("new", ("new", "old"))}, []),  # roll 2, mid-way
+        ({"a": ("new", ("new", "old")), "b": ("new", ("new",))}, []),  # roll 3, mid-way
+        # the one-step rotation, mid-way: b signs with a key a does not know
+        ({"a": ("old", ("old",)), "b": ("new", ("new", "old"))}, ["b signs with key new, which a cannot verify"]),
+    ],
+)
+def test_check_keys(keys: dict[str, tuple[str, tuple[str, ...]]], problems: list[str]) -> None:
+    from proxy.migrate.fleet import check_keys
+
+    got = check_keys(keys)
+    assert len(got) == len(problems)
+    for line, start in zip(got, problems, strict=True):
+        assert line.startswith(start)

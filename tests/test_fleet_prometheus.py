@@ -33,7 +33,8 @@ JSON = ("--format", "json")
 def fleet(standins: StandIns, tmp_path: Path) -> Iterator[tuple[list[ProxyProcess], str, Path]]:
     routes = tmp_path / "routes.yaml"
     routes.write_text(ROUTES_YAML)
-    replicas = [start_proxy(standins, routes), start_proxy(standins, routes)]
+    keys = {"SSO_PROXY_TRANSACTION_KEYS": "fleet-key-" + "f" * 32}
+    replicas = [start_proxy(standins, routes, **keys), start_proxy(standins, routes, **keys)]
     port = free_port()
     config = tmp_path / "prometheus.yml"
     targets = ", ".join(f"'127.0.0.1:{r.admin_port}'" for r in replicas)
@@ -174,6 +175,7 @@ def test_report_from_prometheus_counts_since_the_cut_over_across_a_restart(
     on_it = check_fleet("--prometheus", url)
     assert on_it.returncode == 0, on_it.stdout + on_it.stderr
     assert f"2 of 2 replica(s) serve sha256 {sha}" in on_it.stdout
+    assert "keys: every replica verifies every signing key" in on_it.stdout
     assert check_fleet("--admin", a.admin, "--admin", restarted.admin, "--admin", a.admin).returncode == 0
     behind = check_fleet("--prometheus", url, "--sha256", old_sha)
     assert behind.returncode == 1 and "0 of 2 replica(s)" in behind.stdout

@@ -329,3 +329,27 @@ def shas_from_prometheus(api: Prometheus, at: float) -> dict[str, str | None]:
         if instance not in shas or shas[instance] is not None:
             shas[instance] = str(labels.get("sha256"))
     return shas
+
+
+def check_keys(keys: Mapping[str, tuple[str, tuple[str, ...]]]) -> list[str]:
+    """Replicas -> (signing key id, verifying key ids): one line per pair where a login one replica
+    binds would not verify on another (it would detour through WorkOS). [] while a rotation is safe."""
+    problems = []
+    for signer in sorted(keys):
+        signs = keys[signer][0]
+        for verifier in sorted(keys):
+            if signs not in keys[verifier][1]:
+                problems.append(
+                    f"{signer} signs with key {signs}, which {verifier} cannot verify: finish this roll "
+                    "(every replica) before the next"
+                )
+    return problems
+
+
+def keys_from_prometheus(api: Prometheus, at: float) -> dict[str, tuple[str, tuple[str, ...]]]:
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for item in api.query("max by (instance, signs, verifies) (sso_proxy_transaction_keys_info)", at):
+        labels = item.get("metric", {})
+        verifies = tuple(v for v in str(labels.get("verifies", "")).split(",") if v)
+        out[str(labels.get("instance"))] = (str(labels.get("signs")), verifies)
+    return out

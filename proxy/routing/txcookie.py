@@ -76,6 +76,12 @@ def _pads(key: bytes) -> tuple[Any, Any]:
     return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
 
 
+def key_id(secret: bytes) -> str:
+    """A short public name of a key (HMAC of a constant under it): which key a replica signs and
+    verifies with can be compared across replicas without revealing the key."""
+    return hmac.new(secret, b"sso-proxy transaction key id", hashlib.sha256).hexdigest()[:12]
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """The MAC keys: the first signs, all verify. Never printed (``repr`` hides them).
