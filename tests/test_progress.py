@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -216,6 +217,18 @@ def test_routes_and_report_on_a_running_proxy(standins: StandIns, tmp_path: Path
         assert "workos, no WorkOS callback yet" in lines["hooli-ping"]
         assert "never seen" in lines["umbrella-google"]
         assert "their IdP may post to Auth0 directly): hooli-ping" in report.stdout
+        as_json = subprocess.run(
+            [sys.executable, "-m", "proxy", "routes", "report", "--admin", proc.admin, "--format", "json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert as_json.returncode == 0, as_json.stderr
+        rows = {row["connection"]: row for row in json.loads(as_json.stdout)["connections"]}
+        assert rows["acme-okta"]["callbacks"] == {"workos": 1, "auth0": 0}
+        assert rows["umbrella-google"]["callbacks"] == {"workos": 0, "auth0": 0}
     finally:
         proc.stop()
     failed = subprocess.run(
