@@ -190,7 +190,8 @@ def api_connections(route_map: RouteMap, migrated: tuple[str, ...]) -> list[dict
     for created, (name, conn) in enumerate(sorted(route_map.connections.items())):
         if conn.workos_connection_id:
             state = "active" if name in migrated else "draft"
-            out.append(workos_connection(conn.workos_connection_id, state, name, conn.organization, created))
+            organization = conn.organizations[0] if conn.organizations else None
+            out.append(workos_connection(conn.workos_connection_id, state, name, organization, created))
     return out
 
 
