@@ -237,121 +237,26 @@ def cmd_default(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    import json
-    import time
-
     if args.prometheus and args.admin:
         print("sso-proxy routes report: give --prometheus or --admin, not both", file=sys.stderr)
         return 2
     if args.prometheus:
-        return _report_prometheus(args)
-    from proxy.migrate.report import fetch_progress, render_report, replica_urls, report_rows
+        from proxy.migrate.fleet import run_prometheus_report
 
-    snapshots = []
-    since: list[str] = []
-    try:
-        replicas = replica_urls(args.admin or ["http://127.0.0.1:9090"])
-        for admin in replicas:
-            progress, started = fetch_progress(admin)
-            snapshots.append(progress)
-            since.extend([started] if started else [])
-    except ValueError as exc:
-        print(f"sso-proxy routes report: {exc}", file=sys.stderr)
-        return 1
-    rows = report_rows(snapshots)
-    if args.format == "json":
-        connections = [
-            {
-                "connection": r.connection,
-                "state": r.state,
-                "since": None,
-                "counted_from": max(since) if since else None,
-                "callbacks": {"workos": r.workos, "auth0": r.auth0},
-                "fallbacks": r.fallbacks,
-                "verdict": r.status,
-            }
-            for r in rows
-        ]
-        sys.stdout.write(json.dumps({"connections": connections, "replicas": replicas}, indent=2) + "\n")
-        return 0
-    sys.stdout.write(render_report(rows, time.time(), max(since) if since else None))
-    sys.stdout.write(f"replicas asked: {len(replicas)} ({', '.join(replicas)})\n")
-    return 0
+        return run_prometheus_report(args.prometheus, args.routes, args.format)
+    from proxy.migrate.report import run_admin_report
 
-
-def _report_prometheus(args: argparse.Namespace) -> int:
-    import json
-    import time
-
-    from proxy.migrate.fleet import Prometheus, fleet_report, render_table, targets_from_map, targets_from_prometheus
-    from proxy.routing.routemap import load_routemap
-
-    at = time.time()
-    try:
-        api = Prometheus(args.prometheus)
-        if args.routes:
-            targets = targets_from_map(load_routemap(args.routes, os.environ.get("WORKOS_CUSTOM_DOMAIN") or None))
-        else:
-            targets = targets_from_prometheus(api, at)
-        rows = fleet_report(api, targets, at)
-    except RouteMapError as exc:
-        print(f"sso-proxy routes report: route map {exc.source} is invalid:", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"sso-proxy routes report: {exc}", file=sys.stderr)
-        return 1
-    if args.format == "json":
-        sys.stdout.write(json.dumps({"connections": rows}, indent=2) + "\n")
-    else:
-        sys.stdout.write(render_table(rows))
-    return 0
+    return run_admin_report(args.admin or ["http://127.0.0.1:9090"], args.format)
 
 
 def cmd_check_fleet(args: argparse.Namespace) -> int:
     """Every replica serves the map (by sha256): the runbook's gate before switching an application's flag."""
-    import time
-
-    from proxy.migrate.fleet import Prometheus, check_fleet, shas_from_prometheus
-    from proxy.migrate.report import fetch_routes, replica_urls
-    from proxy.routing.routemap import load_routemap
+    from proxy.migrate.fleet import run_check_fleet
 
     if bool(args.prometheus) == bool(args.admin):
         print("sso-proxy routes check-fleet: give --prometheus URL or --admin URL ...", file=sys.stderr)
         return 2
-    try:
-        want = args.sha256 or load_routemap(_routes_path(args), os.environ.get("WORKOS_CUSTOM_DOMAIN") or None).sha256
-    except RouteMapError as exc:
-        print(f"sso-proxy routes check-fleet: route map {exc.source} is invalid", file=sys.stderr)
-        return 2
-    shas: dict[str, str | None] = {}
-    try:
-        if args.prometheus:
-            shas = shas_from_prometheus(Prometheus(args.prometheus), time.time())
-        else:
-            for admin in replica_urls(args.admin):
-                try:
-                    sha = fetch_routes(admin).get("sha256")
-                    shas[admin] = sha if isinstance(sha, str) else None
-                except ValueError as exc:
-                    print(f"sso-proxy routes check-fleet: {exc}", file=sys.stderr)
-                    shas[admin] = None
-    except ValueError as exc:
-        print(f"sso-proxy routes check-fleet: {exc}", file=sys.stderr)
-        return 2
-    ok, lines = check_fleet(shas, want)
-    if args.prometheus:  # and the transaction keys: every replica verifies what every replica signs
-        from proxy.migrate.fleet import check_keys, keys_from_prometheus
-
-        try:
-            problems = check_keys(keys_from_prometheus(Prometheus(args.prometheus), time.time()))
-        except ValueError as exc:
-            problems = [str(exc)]
-        lines += [f"keys: {problem}" for problem in problems] or ["keys: every replica verifies every signing key"]
-        ok = ok and not problems
-    sys.stdout.write("\n".join(lines) + "\n")
-    return 0 if ok else 1
+    return run_check_fleet(args.prometheus, args.admin, args.sha256, _routes_path(args))
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

@@ -7,14 +7,17 @@ from zero, and the restart's counter reset loses nothing.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import shutil
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -121,7 +124,13 @@ def test_report_from_prometheus_counts_since_the_cut_over_across_a_restart(
     # After it: to WorkOS on both (a's workos series is new: it must count from zero), and fallbacks.
     _send(a, legacy, 4, 307)
     _send(b, legacy, 1, 307)
-    _send(b, legacy + "&fallback=auth0", 2, None)
+    # Fallbacks Auth0 accepts (IdP-initiated, naming the connection) reach Auth0; one with a state it
+    # never issued is refused, and does not count as reaching it.
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    response = b'<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"/>'
+    redirect = base64.b64encode(deflate.compress(response) + deflate.flush()).decode()
+    accepted = "connection=globex-adfs&" + urlencode({"SAMLResponse": redirect}) + "&fallback=auth0"
+    _send(b, accepted, 2, 302)
     _send(a, "connection=acme-okta&code=c&state=s", 1, 307)
     _settle()
     # b restarts (same address, so the same series: its counters reset), then takes more traffic.
@@ -129,7 +138,8 @@ def test_report_from_prometheus_counts_since_the_cut_over_across_a_restart(
     restarted = ProxyProcess(env=b.env, args=b.args, port=b.port, admin_port=b.admin_port).start()
     fleet[0][1] = restarted
     _send(restarted, legacy, 3, 307)
-    _send(restarted, legacy + "&fallback=auth0", 1, None)
+    _send(restarted, accepted, 1, 302)
+    _send(restarted, legacy + "&fallback=auth0", 1, 400)
     _settle()
 
     report = subprocess.run(
@@ -145,8 +155,8 @@ def test_report_from_prometheus_counts_since_the_cut_over_across_a_restart(
     moved = rows["globex-adfs"]
     assert (moved["state"], moved["since"]) == ("workos", since)
     assert moved["callbacks"] == {"workos": 4 + 1 + 3, "auth0": 2 + 1}  # nothing from before the change
-    assert moved["auth0_by_reason"] == {"fallback": 3}
-    assert moved["fallbacks"]["accepted"] + moved["fallbacks"]["refused"] + moved["fallbacks"]["unknown"] == 3
+    assert moved["auth0_by_reason"] == {"fallback": 4}
+    assert moved["fallbacks"] == {"accepted": 3, "refused": 1, "unknown": 0}
     assert moved["verdict"] == "still reaching Auth0"
     # No change recorded: counted over the default window, so everything sent.
     assert rows["acme-okta"]["since"] is None

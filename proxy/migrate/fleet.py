@@ -353,3 +353,79 @@ def keys_from_prometheus(api: Prometheus, at: float) -> dict[str, tuple[str, tup
         verifies = tuple(v for v in str(labels.get("verifies", "")).split(",") if v)
         out[str(labels.get("instance"))] = (str(labels.get("signs")), verifies)
     return out
+
+
+def run_prometheus_report(url: str, routes: str | None, fmt: str) -> int:
+    """``routes report --prometheus``: the fleet's counters since each connection's change, printed."""
+    import json
+    import os
+    import sys
+    import time
+
+    from proxy.errors import RouteMapError
+    from proxy.routing.routemap import load_routemap
+
+    at = time.time()
+    try:
+        api = Prometheus(url)
+        if routes:
+            targets = targets_from_map(load_routemap(routes, os.environ.get("WORKOS_CUSTOM_DOMAIN") or None))
+        else:
+            targets = targets_from_prometheus(api, at)
+        rows = fleet_report(api, targets, at)
+    except RouteMapError as exc:
+        print(f"sso-proxy routes report: route map {exc.source} is invalid:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"sso-proxy routes report: {exc}", file=sys.stderr)
+        return 1
+    if fmt == "json":
+        sys.stdout.write(json.dumps({"connections": rows}, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_table(rows))
+    return 0
+
+
+def run_check_fleet(prometheus: str | None, admins: list[str] | None, sha256: str | None, routes: str) -> int:
+    """``routes check-fleet``: every replica serves the map (by sha256), and with Prometheus every
+    replica verifies every signing key: the runbook's gate before switching an application's flag."""
+    import os
+    import sys
+    import time
+
+    from proxy.errors import RouteMapError
+    from proxy.migrate.report import fetch_routes, replica_urls
+    from proxy.routing.routemap import load_routemap
+
+    try:
+        want = sha256 or load_routemap(routes, os.environ.get("WORKOS_CUSTOM_DOMAIN") or None).sha256
+    except RouteMapError as exc:
+        print(f"sso-proxy routes check-fleet: route map {exc.source} is invalid", file=sys.stderr)
+        return 2
+    shas: dict[str, str | None] = {}
+    try:
+        if prometheus:
+            shas = shas_from_prometheus(Prometheus(prometheus), time.time())
+        else:
+            for admin in replica_urls(admins or []):
+                try:
+                    sha = fetch_routes(admin).get("sha256")
+                    shas[admin] = sha if isinstance(sha, str) else None
+                except ValueError as exc:
+                    print(f"sso-proxy routes check-fleet: {exc}", file=sys.stderr)
+                    shas[admin] = None
+    except ValueError as exc:
+        print(f"sso-proxy routes check-fleet: {exc}", file=sys.stderr)
+        return 2
+    ok, lines = check_fleet(shas, want)
+    if prometheus:  # and the transaction keys: every replica verifies what every replica signs
+        try:
+            problems = check_keys(keys_from_prometheus(Prometheus(prometheus), time.time()))
+        except ValueError as exc:
+            problems = [str(exc)]
+        lines += [f"keys: {problem}" for problem in problems] or ["keys: every replica verifies every signing key"]
+        ok = ok and not problems
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0 if ok else 1

@@ -224,3 +224,41 @@ def fetch_progress(admin: str, timeout: float = 10.0) -> tuple[dict[str, Any], s
         raise ValueError(f"{url}: no connections_progress (an sso-proxy older than this command?)")
     since = body.get("progress_since")
     return progress, since if isinstance(since, str) else None
+
+
+def run_admin_report(admins: list[str], fmt: str) -> int:
+    """``routes report --admin``: every replica's ``GET /routes`` asked once, merged, printed."""
+    import json
+    import sys
+    import time
+
+    snapshots = []
+    since: list[str] = []
+    try:
+        replicas = replica_urls(admins)
+        for admin in replicas:
+            progress, started = fetch_progress(admin)
+            snapshots.append(progress)
+            since.extend([started] if started else [])
+    except ValueError as exc:
+        print(f"sso-proxy routes report: {exc}", file=sys.stderr)
+        return 1
+    rows = report_rows(snapshots)
+    if fmt == "json":
+        connections = [
+            {
+                "connection": r.connection,
+                "state": r.state,
+                "since": None,
+                "counted_from": max(since) if since else None,
+                "callbacks": {"workos": r.workos, "auth0": r.auth0},
+                "fallbacks": r.fallbacks,
+                "verdict": r.status,
+            }
+            for r in rows
+        ]
+        sys.stdout.write(json.dumps({"connections": connections, "replicas": replicas}, indent=2) + "\n")
+        return 0
+    sys.stdout.write(render_report(rows, time.time(), max(since) if since else None))
+    sys.stdout.write(f"replicas asked: {len(replicas)} ({', '.join(replicas)})\n")
+    return 0
