@@ -633,7 +633,7 @@ def load_settings(env: Mapping[str, str], flags: Mapping[str, Any] | None = None
             shown = "(value not shown: a secret)" if setting.secret else f"(got {str(raw)!r})"
             raise ConfigError(f"{name}: {exc} {shown}") from exc
     if not values["transaction_keys"]:
-        values["transaction_keys"] = (secrets.token_bytes(32),)  # one replica's own; see the README
+        values["transaction_keys"] = (secrets.token_bytes(32),)  # one replica's own; see docs/routing.md
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
         raise ConfigError("SSO_PROXY_TLS_CERT, SSO_PROXY_TLS_KEY: give both or neither")
     _check_auth0_off(values, "--auth0-off" if flags.get("auth0_switched_off") is not None else "SSO_PROXY_AUTH0_OFF")

@@ -138,7 +138,7 @@ def cutover_warnings(route_map: RouteMap, only: frozenset[str] | None = None) ->
         "(code+state, no connection named) cannot be identified and go to Auth0, which refuses a login WorkOS "
         "started. Set defaults.unknown: workos once every replica shares SSO_PROXY_TRANSACTION_KEYS and one "
         "SSO_PROXY_TRANSACTION_TTL has passed (Auth0-started logins are then bound and still reach Auth0; "
-        "README 'Who starts a login'), or keep the connection on legacy"
+        "docs/routing.md 'Who starts a login'), or keep the connection on legacy"
         for name, conn in sorted(route_map.connections.items())
         if conn.protocol == "oidc" and conn.state == "workos" and (only is None or name in only)
     ]
