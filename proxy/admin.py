@@ -1,4 +1,4 @@
-"""Who may talk to the operations listener: Host, cross-site and token checks (issue 11, finding 10).
+"""Who may talk to the operations listener: Host, cross-site and token checks.
 
 The operations listener binds to loopback or a pod address and has no TLS; what it must not be is
 reachable *through a browser*. Two browser attacks reach such a listener from any web page:

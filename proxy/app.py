@@ -170,13 +170,13 @@ class PublicApp:
         status = 500
         try:
             if not is_origin_form(scope.get("raw_path")):
-                # Asterisk-form, authority-form or worse (issue 11, finding 1): nothing to route or forward.
+                # Asterisk-form, authority-form or worse: nothing to route or forward.
                 self.metrics.rejected.labels("bad_target").inc()
                 status = await send_page(send, 400)
                 return
             if self.public_names and not self._for_public_host(scope):
                 # RFC 9110 section 15.5.20: this service does not answer for that authority. Nothing is
-                # forwarded, redirected or bound for a host that is not the custom domain (issue 20, item 7).
+                # forwarded, redirected or bound for a host that is not the custom domain.
                 self.metrics.rejected.labels("misdirected").inc()
                 status = await send_page(send, 421)
                 return

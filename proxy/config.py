@@ -580,7 +580,7 @@ def _check_loops(settings: Settings) -> None:
 
 def _check_auth0_off(values: Mapping[str, Any], off_name: str) -> None:
     """Auth0 is switched off only on purpose: a dropped or misspelled AUTH0_FALLBACK_ORIGIN stops the start
-    (before, its absence alone switched Auth0 off, and every /authorize got a 404: issue 22)."""
+    (before, its absence alone switched Auth0 off, and every /authorize got a 404)."""
     if values["auth0_switched_off"] and values["auth0_origin"]:
         raise ConfigError(
             f"{off_name}, AUTH0_FALLBACK_ORIGIN: Auth0 switched off and a fallback origin given; remove one"

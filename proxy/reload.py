@@ -4,7 +4,7 @@ A new map is fully validated before it is swapped in as one reference (``RouteSt
 each request is decided against exactly one map. The file is re-read every interval and compared by
 sha256, not by inode or mtime: a Kubernetes ConfigMap volume updates by swapping a symlink.
 
-Two rules keep a reload from hurting traffic (issue 11, findings 11 and 12):
+Two rules keep a reload from hurting traffic :
 
 - **Only a settled file is applied.** A file rewritten in place (an editor, ``cat > routes.yaml``,
   a config tool) is for a moment a valid-looking prefix of itself, for as long as its writer pauses.
@@ -12,7 +12,7 @@ Two rules keep a reload from hurting traffic (issue 11, findings 11 and 12):
   open file): a file **replaced atomically** (a Kubernetes ConfigMap's symlink swap, ``routes set``'s
   temp file and rename) is a new file, complete when it appears, and is applied at the next poll;
   content **rewritten in place** (the same file) is applied only once it has read the same for
-  :data:`IN_PLACE_SETTLE` seconds (issue 20, item 10: a writer may pause up to 2 s), whatever the
+  :data:`IN_PLACE_SETTLE` seconds (a writer may pause up to 2 s), whatever the
   poll interval: the watcher polls again when that time is up. SIGHUP, ``POST
   /-/reload`` and the start read the file twice ``settle`` seconds apart (``SSO_PROXY_RELOAD_SETTLE``)
   and keep reading until two reads agree (a file still changing after a few rounds is not applied:
@@ -45,7 +45,7 @@ from proxy.routing.routemap import RouteMap, ambiguity_warnings, parse_routemap
 
 UNREADABLE = "unreadable"
 # Seconds new content rewritten in place must read the same before the watcher applies it: more
-# than the 2 s a writer may pause mid-file (issue 20, item 10), independent of the poll interval.
+# than the 2 s a writer may pause mid-file, independent of the poll interval.
 IN_PLACE_SETTLE = 3.0
 # Rounds of "read twice, settle seconds apart" before an explicit reload gives up on a file that
 # keeps changing.

@@ -22,7 +22,7 @@ end user's IP):
   single-use), so the connection pool used for callbacks has aiohttp's stale-connection retry off
   (start-up fails if that guard cannot be applied; tests/test_hostile.py proves it on a real socket;
   the public-API alternative, ``force_close``, costs about 4x per callback: bench/force_close.py);
-- header hygiene (issue 11): names that differ from a controlled one only by ``_`` for ``-`` are
+- header hygiene: names that differ from a controlled one only by ``_`` for ``-`` are
   dropped too (some servers treat them alike); ``Forwarded`` and ``X-Real-IP`` are always dropped (the
   end user's IP reaches Auth0 only in the headers computed here, so there is one answer, not two
   that may disagree); values go out byte for byte: aiohttp

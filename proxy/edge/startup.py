@@ -1,4 +1,4 @@
-"""Signals that arrive before the server's event loop handles them (issue 11, finding 16).
+"""Signals that arrive before the server's event loop handles them.
 
 ``sso-proxy serve`` installs these handlers as its first step, before the heavy imports and the
 initial route map load, so a SIGHUP in the first moments of start-up (a config tool reacting to the

@@ -160,7 +160,7 @@ def plan_states(
     """Set ``connections.<name>.state`` for every name: (new text, one Change per name). Not validated.
 
     ``when`` (``2026-12-07T19:50:00Z``): written as ``state_changed`` of each connection whose state
-    this changes, so progress can be counted since the cut-over (issue 22).
+    this changes, so progress can be counted since the cut-over.
     """
     if state not in STATES:
         raise EditError(f"state must be one of {', '.join(STATES)} (got {state!r})")
@@ -414,7 +414,7 @@ def select_by_organizations(
     route_map: RouteMap, organizations: Sequence[str], source: str = "routes.yaml"
 ) -> Selection:
     """The connections every organization of which is named; a shared connection with only some of its
-    organizations named stays as it is (issue 22). EditError for an organization no connection has, or
+    organizations named stays as it is. EditError for an organization no connection has, or
     when nothing is selected."""
     named = set(organizations)
     known = {org for conn in route_map.connections.values() for org in conn.organizations}

@@ -410,7 +410,7 @@ def reachability_remark(urls: list[str], custom_domain: str) -> str | None:
 
 
 def _file_shared_connections(builder: _Builder, shared: Mapping[str, tuple[str, ...]]) -> None:
-    """A connection shared by several organizations is filed under all of them (issue 22).
+    """A connection shared by several organizations is filed under all of them.
 
     The exporter writes its connection id (``con_...``) in the organization column and lists the
     organizations in ``warnings.jsonl`` (``multi_org_connection_consolidated``). An organization

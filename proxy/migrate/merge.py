@@ -212,7 +212,7 @@ def merge_connection(
 
 def _merge_organizations(merged: Connection, existing: Connection) -> tuple[Connection, list[str]]:
     """The existing organizations win, except a connection id (``con_...``) an earlier import filed a
-    shared connection under (issue 22): the export's organizations replace it."""
+    shared connection under: the export's organizations replace it."""
     old, new = existing.organizations, merged.organizations
     if not old or old == new:
         return merged, []
@@ -249,7 +249,7 @@ def merge_maps(
 # Strings that are plain YAML scalars by construction: a letter first, no space, only characters
 # without meaning inside a block-context plain scalar, no ':' at the end, and not one of the words
 # YAML 1.1 resolves to a bool or null. They are written as they are; everything else goes through
-# PyYAML's emitter, whose per-call cost made rendering most of an import's time (issue 11, finding 9).
+# PyYAML's emitter, whose per-call cost made rendering most of an import's time.
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_./:?=&%+@~-]*")
 _NOT_STR = frozenset(("yes", "no", "true", "false", "on", "off", "null", "y", "n"))
 

@@ -1,4 +1,4 @@
-"""Binding logins to whoever started them (issue 10): the request path's use of the binding cookie.
+"""Binding logins to whoever started them: the request path's use of the binding cookie.
 
 The callback path decides by connection, but Auth0 (and WorkOS) refuse a ``state`` they did not
 issue, so a login must come back to whoever started it. Every login Auth0 starts sends the browser
@@ -79,7 +79,7 @@ def host_name(raw: bytes) -> bytes:
 
 
 def public_names(hosts: Iterable[str]) -> frozenset[bytes]:
-    """``SSO_PROXY_PUBLIC_HOST`` as the names a request's Host is looked up in (issue 20, item 7)."""
+    """``SSO_PROXY_PUBLIC_HOST`` as the names a request's Host is looked up in."""
     return frozenset(host_name(host.encode("latin-1")) for host in hosts)
 
 
@@ -111,7 +111,7 @@ class Binder:
 
     def own_hosts(self, request_headers: Iterable[tuple[bytes, bytes]]) -> frozenset[str]:
         """Hosts whose /login/callback is this service's. The request's Host is one only when no
-        public host is configured or it names one of them (issue 20, item 7: a stranger's Host never
+        public host is configured or it names one of them (a stranger's Host never
         makes a redirect to it look like a login this service must bind)."""
         raw = header_value(request_headers, b"host")
         if raw is None:
@@ -224,7 +224,7 @@ def _names_error(part: bytes) -> bool:
 
 
 def fallback_verdict(status: int, headers: list[tuple[bytes, bytes]]) -> str:
-    """Auth0's verdict on a forwarded ``fallback=auth0`` callback (issue 20, item 9).
+    """Auth0's verdict on a forwarded ``fallback=auth0`` callback.
 
     Accepted: a redirect (3xx) whose ``Location`` carries no ``error`` parameter (OAuth 2.0, RFC 6749
     section 4.1.2.1: an authorization error reaches the client as ``error=`` on its redirect URI, in

@@ -27,7 +27,7 @@ from proxy.routing.txcookie import MAX_VALUE_CHARS
 
 # Cap on an id_token (a real one is a few KB).
 MAX_ID_TOKEN_BYTES = 64 << 10
-# Work bounds for hostile documents (issue 11, finding 2: one request must never hold the event loop).
+# Work bounds for hostile documents (one request must never hold the event loop).
 # A schema-valid SAML response names its Destination on the root, its Issuer first, and closes the
 # first AudienceRestriction within a few dozen elements and a few KB (Response: Issuer, Signature,
 # Status, Assertion: Issuer, Signature, Subject, Conditions; the attribute statements come after),
@@ -392,7 +392,7 @@ def _decode_document(cb: Callback) -> bytes | None:
 # misread before the Audience (comments, CDATA, processing instructions, DTDs, entity references)
 # sends the callback to the expat path instead. bench/micro_identify.py measures both.
 #
-# Bounded work (issue 11, finding 2): a regex *search* tried a match at every "<" (quadratic with
+# Bounded work: a regex *search* tried a match at every "<" (quadratic with
 # "[^>]*" on "<Audience " repeated; about 640 instructions per "<" even when linear). Here C-speed
 # finds locate the name "Audience", and an anchored match is tried at the "<" that opens its tag, for
 # at most MAX_AUDIENCE_CANDIDATES occurrences (a real response has two: AudienceRestriction, Audience).

@@ -2,7 +2,7 @@
 
 A callback is read for a handful of names (``connection``, ``SAMLResponse``, ``RelayState``,
 ``state``, ``id_token``, ``code``, ``wresult``, ``wctx``, ``fallback``). Finding each by a scan of
-a 10 KB SAML form cost a whole-body search per name and place, eleven per callback (issue 10's
+a 10 KB SAML form cost a whole-body search per name and place, eleven per callback (the
 benchmark). :class:`Fields` splits the data once (in C), recording the first value of each of its
 first :data:`MAX_INDEXED` fields; a real callback has two or three. A name not among them is looked
 for in the rest with one C-speed find, so the answer is the same as a scan of the whole data and

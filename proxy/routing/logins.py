@@ -1,7 +1,7 @@
 """What an upstream response starts: the logins Auth0 sends to an identity provider. Pure; never raises.
 
-Every login Auth0 starts sends the browser to the IdP through a response this proxy passes on
-(issue 10). These functions say which responses do, and which values the callback will echo:
+Every login Auth0 starts sends the browser to the IdP through a response this proxy passes on.
+These functions say which responses do, and which values the callback will echo:
 
 - OIDC/OAuth2 (RFC 6749 section 4.1.1, social included): a 3xx to another host whose query has
   ``state`` and a ``redirect_uri`` on this service's ``/login/callback``;
@@ -46,7 +46,7 @@ _BROTLI_STEP = 4 << 10  # compressed bytes per call: a page's text is 3-5 times 
 _BROTLI_MAX_WBITS = 16  # a 64 KiB window: the ring buffer filled before any output costs about a page
 # An auto-post page has one form and a few inputs (SAMLRequest, RelayState, a submit button) of a few
 # attributes each: past these bounds a page is not an auto-post page, and reading on would cost
-# one regex match and decode per attribute (8,000 attributes in 32 KB: 41 ms; issue 20, item 11).
+# one regex match and decode per attribute (8,000 attributes in 32 KB: 41 ms).
 MAX_PAGE_INPUTS = 16
 MAX_TAG_ATTRS = 8
 _WANTED_ATTRS = (b"name", b"value", b"action")
@@ -269,7 +269,7 @@ def _brotli_bounded(body: bytes, limit: int) -> bool:
     """Whether decoding ``body`` up to ``limit`` costs about a page, from its first bits (RFC 7932
     sections 9.1 and 9.2, read least significant bit first).
 
-    Measured with brotli 1.2.1 (issue 20, item 11): the decoder fills its ring buffer before it
+    Measured with brotli 1.2.1: the decoder fills its ring buffer before it
     returns any output, whatever ``output_buffer_limit`` and however small the input pieces, and the
     ring buffer grows to the stream's window (up to 16 MiB) or to the output of the last
     meta-block, whichever is smaller. A 52-byte body with a 16 MiB window cost 24 ms in one call

@@ -126,7 +126,7 @@ def ambiguity_warnings(route_map: RouteMap) -> list[str]:
 
 
 def cutover_warnings(route_map: RouteMap, only: frozenset[str] | None = None) -> list[str]:
-    """One line per OIDC connection cut over to WorkOS while ``defaults.unknown`` is auth0 (issue 10).
+    """One line per OIDC connection cut over to WorkOS while ``defaults.unknown`` is auth0.
 
     Auth0's usual OIDC callback (``code`` + ``state``) names no connection, so with unknown -> auth0
     every WorkOS-started login of that connection would end on Auth0's "invalid state".

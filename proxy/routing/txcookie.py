@@ -15,7 +15,7 @@ Two formats, for two uses:
   oldest dropped; a value longer than :data:`MAX_COOKIE_CHARS` or malformed holds no records.
 
 Cookies are split on ";" only (RFC 6265 section 5.4, :func:`cookie_starts`), and every cookie this
-service issues carries a tag over all of its bytes (issue 20, item 8). MACs are HMAC-SHA256 of
+service issues carries a tag over all of its bytes. MACs are HMAC-SHA256 of
 ``purpose || 0 || value``, truncated to 8 bytes (a MAC made for one purpose
 never matches for another; a login with one value repeats its MAC in both slots). Every key matches
 and verifies, so keys rotate without breaking a login in flight; an expired record never matches.
@@ -29,7 +29,7 @@ alert's input) only from a copy whose tag verifies (:func:`verify`).
 Why 8-byte MACs: a value matching another login's MAC by chance (2^-64 per slot) could only send a
 callback to Auth0, and shorter records make every per-byte step cheaper.
 
-Cost (issue 10's targets: the check and a bind at most 10 µs, bench/micro_binding.py): one HMAC per
+Cost (targets: the check and a bind at most 10 µs, bench/micro_binding.py): one HMAC per
 key and value, from per-key inner and outer hash states with the purpose absorbed, prepared once
 (:class:`Keys`); an Auth0 binding found by one find per key, its MAC compared with
 ``hmac.compare_digest``; where every record must be searched (the AuthnRequest ID, the WorkOS
@@ -379,7 +379,7 @@ def add_record(payload: bytes, values: tuple[str, ...], keys: Keys, purpose: byt
 # login adds a cookie, its callback deletes that one. ``id`` is 11 base64url characters of the
 # first value's HMAC (see :func:`_login_id`; a retried redirect of the same login replaces its own
 # cookie). The value is base64url of a format byte (4), 4 bytes of expiry, two MAC slots and a
-# 12-byte tag: the HMAC of the name's id and every byte before it (issue 20, item 8: no byte of the
+# 12-byte tag: the HMAC of the name's id and every byte before it (no byte of the
 # name or value can change and still verify). 33 bytes, 44 characters: whole base64 quanta, so no
 # two values decode alike.
 #
