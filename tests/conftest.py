@@ -26,6 +26,7 @@ import uvicorn
 from proxy.sandbox.auth0_standin import create_auth0_standin
 from proxy.sandbox.standin import UpstreamIdp
 from proxy.sandbox.workos_standin import create_workos_standin
+from tests.hostile_kit import RawUpstream
 
 ROOT = Path(__file__).resolve().parents[1]
 CNAME_KEY = "test-cname-api-key"
@@ -337,3 +338,34 @@ def client() -> Iterator[httpx.Client]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The browser suite last: it is the slowest, and its session fixtures hold a browser open."""
     items.sort(key=lambda item: "tests/e2e/" in item.nodeid)
+
+
+# --- the real server in front of a raw Auth0 (tests/hostile_kit.py) --------------------------------
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[RawUpstream]:
+    """Auth0 as bytes on the wire: what the proxy sends it is recorded byte for byte."""
+    raw = RawUpstream().start()
+    yield raw
+    raw.stop()
+
+
+@pytest.fixture(scope="module")
+def routes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh copy of ROUTES_YAML for one module's servers."""
+    path = tmp_path_factory.mktemp("routes") / "routes.yaml"
+    path.write_text(ROUTES_YAML)
+    return path
+
+
+def start_against(upstream: RawUpstream, routes: Path, **env: str) -> ProxyProcess:
+    """The real server on free loopback ports, forwarding to ``upstream`` (WorkOS unreachable; the
+    file watch off unless ``env`` turns it on)."""
+    port, admin = free_port(), free_port()
+    return ProxyProcess(
+        env=proxy_env(upstream.origin, "127.0.0.1:9", **{"SSO_PROXY_RELOAD_INTERVAL": "0", **env}),
+        args=["--routes", str(routes), "--port", str(port), "--admin-port", str(admin)],
+        port=port,
+        admin_port=admin,
+    ).start()

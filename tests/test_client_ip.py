@@ -11,38 +11,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import CNAME_KEY, ROOT, ROUTES_YAML, ProxyProcess, StandIns, free_port, proxy_env
+from tests.conftest import CNAME_KEY, ROOT, ProxyProcess, StandIns, proxy_env, start_against
 from tests.hostile_kit import RawUpstream, exchange, get, status_of
-
-
-@pytest.fixture(scope="module")
-def routes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("client-ip") / "routes.yaml"
-    path.write_text(ROUTES_YAML)
-    return path
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[RawUpstream]:
-    raw = RawUpstream().start()
-    yield raw
-    raw.stop()
-
-
-def start_against(upstream: RawUpstream, routes: Path, **env: str) -> ProxyProcess:
-    port, admin = free_port(), free_port()
-    return ProxyProcess(
-        env=proxy_env(upstream.origin, "127.0.0.1:9", SSO_PROXY_RELOAD_INTERVAL="0", **env),
-        args=["--routes", str(routes), "--port", str(port), "--admin-port", str(admin)],
-        port=port,
-        admin_port=admin,
-    ).start()
 
 
 def header_lines(request: bytes, name: bytes) -> list[bytes]:

@@ -13,10 +13,11 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROUTES_YAML, ProxyProcess, free_port, proxy_env
+from tests.conftest import ProxyProcess, start_against
 from tests.hostile_kit import RawUpstream, get, header_of, read_all, read_response, status_of
 
 LEGACY_SAML = b"/login/callback?connection=globex-adfs"
@@ -30,23 +31,8 @@ LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[RawUpstream]:
-    raw = RawUpstream().start()
-    yield raw
-    raw.stop()
-
-
-@pytest.fixture(scope="module")
-def proxy(upstream: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
-    routes = tmp_path_factory.mktemp("edge") / "routes.yaml"
-    routes.write_text(ROUTES_YAML)
-    port, admin = free_port(), free_port()
-    proc = ProxyProcess(
-        env=proxy_env(upstream.origin, "127.0.0.1:9", **LIMITS),
-        args=["--routes", str(routes), "--port", str(port), "--admin-port", str(admin)],
-        port=port,
-        admin_port=admin,
-    ).start()
+def proxy(upstream: RawUpstream, routes: Path) -> Iterator[ProxyProcess]:
+    proc = start_against(upstream, routes, **LIMITS)
     yield proc
     proc.stop()
 
@@ -315,26 +301,12 @@ TLS_CAP = 20
 
 
 @pytest.fixture(scope="module")
-def tls_proxy(upstream: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+def tls_proxy(upstream: RawUpstream, routes: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     from tests.e2e.pki import make_key_pair
 
-    directory = tmp_path_factory.mktemp("edge-tls")
-    pair = make_key_pair(directory, "login", "login.example.com")
-    routes = directory / "routes.yaml"
-    routes.write_text(ROUTES_YAML)
-    port, admin = free_port(), free_port()
-    env = {
-        **LIMITS,
-        "SSO_PROXY_MAX_CONNECTIONS": str(TLS_CAP),
-        "SSO_PROXY_TLS_CERT": str(pair.cert_file),
-        "SSO_PROXY_TLS_KEY": str(pair.key_file),
-    }
-    proc = ProxyProcess(
-        env=proxy_env(upstream.origin, "127.0.0.1:9", **env),
-        args=["--routes", str(routes), "--port", str(port), "--admin-port", str(admin)],
-        port=port,
-        admin_port=admin,
-    ).start()
+    pair = make_key_pair(tmp_path_factory.mktemp("edge-tls"), "login", "login.example.com")
+    tls = {"SSO_PROXY_TLS_CERT": str(pair.cert_file), "SSO_PROXY_TLS_KEY": str(pair.key_file)}
+    proc = start_against(upstream, routes, **LIMITS, SSO_PROXY_MAX_CONNECTIONS=str(TLS_CAP), **tls)
     yield proc
     proc.stop()
 

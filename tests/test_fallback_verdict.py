@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROUTES_YAML, ProxyProcess, StandIns, free_port, proxy_env
+from tests.conftest import ProxyProcess, StandIns, start_against
 from tests.hostile_kit import RawUpstream, exchange, get, status_of
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -74,23 +74,8 @@ def test_a_fallback_auth0_accepts_is_accepted(proxy: ProxyProcess, standins: Sta
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[RawUpstream]:
-    raw = RawUpstream().start()
-    yield raw
-    raw.stop()
-
-
-@pytest.fixture(scope="module")
-def raw_proxy(upstream: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
-    routes: Path = tmp_path_factory.mktemp("verdict") / "routes.yaml"
-    routes.write_text(ROUTES_YAML)
-    port, admin = free_port(), free_port()
-    proc = ProxyProcess(
-        env=proxy_env(upstream.origin, "127.0.0.1:9", SSO_PROXY_RELOAD_INTERVAL="0"),
-        args=["--routes", str(routes), "--port", str(port), "--admin-port", str(admin)],
-        port=port,
-        admin_port=admin,
-    ).start()
+def raw_proxy(upstream: RawUpstream, routes: Path) -> Iterator[ProxyProcess]:
+    proc = start_against(upstream, routes)
     yield proc
     proc.stop()
 

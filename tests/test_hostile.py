@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROUTES_YAML, ProxyProcess, free_port, proxy_env
+from tests.conftest import ProxyProcess, free_port, proxy_env, start_against
 from tests.hostile_kit import RawUpstream, exchange, get, header_of, post, read_all, read_response, status_of
 
 LEGACY_SAML = b"/login/callback?connection=globex-adfs"
@@ -32,33 +32,13 @@ LIMITS = {
 }
 
 
-@pytest.fixture(scope="module")
-def routes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("hostile") / "routes.yaml"
-    path.write_text(ROUTES_YAML)
-    return path
-
-
-def start_against(upstream: RawUpstream, routes: Path, **env: str) -> ProxyProcess:
-    port, admin = free_port(), free_port()
-    return ProxyProcess(
-        env=proxy_env(upstream.origin, "127.0.0.1:9", **{**LIMITS, **env}),
-        args=["--routes", str(routes), "--port", str(port), "--admin-port", str(admin)],
-        port=port,
-        admin_port=admin,
-    ).start()
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[RawUpstream]:
-    raw = RawUpstream().start()
-    yield raw
-    raw.stop()
+def start_limited(upstream: RawUpstream, routes: Path, **env: str) -> ProxyProcess:
+    return start_against(upstream, routes, **{**LIMITS, **env})
 
 
 @pytest.fixture(scope="module")
 def proxy(upstream: RawUpstream, routes: Path) -> Iterator[ProxyProcess]:
-    proc = start_against(upstream, routes)
+    proc = start_limited(upstream, routes)
     yield proc
     proc.stop()
 
@@ -254,7 +234,7 @@ def test_connection_tokens_of_responses_are_matched_case_insensitively(routes: P
         response=b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive, X-Secret\r\nX-Secret: s3cr3t\r\n"
         b"X-Other: kept\r\nContent-Length: 3\r\n\r\nok\n"
     ).start()
-    proc = start_against(raw, routes)
+    proc = start_limited(raw, routes)
     try:
         answer = exchange(proc.port, get(b"/authorize"))
         assert status_of(answer) == 200
@@ -286,7 +266,7 @@ def test_callback_is_delivered_at_most_once_when_auth0_closes_reused_connections
     """17a: Auth0 reads a callback on a reused keep-alive connection and closes it: the callback is
     not sent again (502 page); a passthrough GET in the same situation is retried and answered."""
     raw = RawUpstream(mode="close_reused").start()
-    proc = start_against(raw, routes)
+    proc = start_limited(raw, routes)
     try:
         with httpx.Client(timeout=10) as client:
             assert client.get(f"{proc.url}{LEGACY_GET.decode()}&n=1").status_code == 200
@@ -314,7 +294,7 @@ def test_abandoned_requests_never_reach_auth0_and_the_pool_wait_is_bounded(route
     pool timeout, one whose client leaves is cancelled: neither reaches Auth0; the holder's upstream
     connection is closed when its client leaves."""
     raw = RawUpstream(mode="hang").start()
-    proc = start_against(
+    proc = start_limited(
         raw, routes, SSO_PROXY_UPSTREAM_CONNECTIONS="1", SSO_PROXY_POOL_TIMEOUT="1", SSO_PROXY_READ_TIMEOUT="60"
     )
     try:
@@ -350,7 +330,7 @@ def test_break_after_the_response_started_is_logged_and_counted_as_reset(routes:
     """15: Auth0 breaks off mid-body: the client sees a truncated answer (connection closed), the log
     has a line with the request id, and callback_errors{connection, kind="reset"} counts it."""
     raw = RawUpstream(mode="break").start()
-    proc = start_against(raw, routes)
+    proc = start_limited(raw, routes)
     try:
         answer = exchange(proc.port, post(LEGACY_SAML, b"SAMLResponse=x", b"x-request-id: req-15"))
         assert status_of(answer) == 200
@@ -374,7 +354,7 @@ def test_drain_closes_keepalive_and_shutdown_cut_gets_the_proxy_page(routes: Pat
     """17: responses during the drain carry Connection: close. 14: a request cut by the shutdown
     timeout gets the proxy's own 503 page with no-store and a log line, not uvicorn's bare 500."""
     raw = RawUpstream().start()
-    proc = start_against(
+    proc = start_limited(
         raw, routes, SSO_PROXY_DRAIN_SECONDS="1.5", SSO_PROXY_SHUTDOWN_TIMEOUT="1", SSO_PROXY_READ_TIMEOUT="30"
     )
     try:

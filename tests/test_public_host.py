@@ -15,34 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROUTES_YAML, ProxyProcess, free_port, proxy_env
+from tests.conftest import ProxyProcess, start_against
 from tests.hostile_kit import RawUpstream, exchange, get, header_of, post, status_of
 
 PUBLIC = "login.example.com,auth.example.com:8443"
-
-
-@pytest.fixture(scope="module")
-def routes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("public-host") / "routes.yaml"
-    path.write_text(ROUTES_YAML)
-    return path
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[RawUpstream]:
-    raw = RawUpstream().start()
-    yield raw
-    raw.stop()
-
-
-def start_against(upstream: RawUpstream, routes: Path, **env: str) -> ProxyProcess:
-    port, admin = free_port(), free_port()
-    return ProxyProcess(
-        env=proxy_env(upstream.origin, "127.0.0.1:9", SSO_PROXY_RELOAD_INTERVAL="0", **env),
-        args=["--routes", str(routes), "--port", str(port), "--admin-port", str(admin)],
-        port=port,
-        admin_port=admin,
-    ).start()
 
 
 @pytest.fixture(scope="module")
