@@ -105,6 +105,21 @@ def _settle() -> None:
     time.sleep(3 * SCRAPE)
 
 
+def _scraped(url: str, promql: str, want: float) -> None:
+    """Wait until Prometheus holds what was sent (a loaded machine delays scrapes), then one more
+    second: a state change is recorded to the second, so what came before it must be older."""
+
+    def holds() -> bool:
+        try:
+            result = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=2).json()["data"]["result"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return False
+        return bool(result) and float(result[0]["value"][1]) == want
+
+    _until(holds, 60, f"{promql} == {want}")
+    time.sleep(1.1)
+
+
 def test_report_from_prometheus_counts_since_the_cut_over_across_a_restart(
     fleet: tuple[list[ProxyProcess], str, Path], standins: StandIns
 ) -> None:
@@ -114,7 +129,8 @@ def test_report_from_prometheus_counts_since_the_cut_over_across_a_restart(
     _send(a, legacy, 3, None)
     _send(b, legacy, 2, None)
     _send(a, "connection=acme-okta&code=c&state=s", 2, 307)
-    _settle()
+    _scraped(url, 'sum(sso_proxy_callbacks_total{connection="globex-adfs"})', 5)
+    _scraped(url, 'sum(sso_proxy_callbacks_total{connection="acme-okta"})', 2)
     old_sha = load_routemap(str(routes)).sha256
     assert run_set(str(routes), ["globex-adfs"], "workos", io.StringIO(), io.StringIO(), by="test") == 0
     since = load_routemap(str(routes)).connections["globex-adfs"].state_changed
@@ -132,7 +148,7 @@ def test_report_from_prometheus_counts_since_the_cut_over_across_a_restart(
     accepted = "connection=globex-adfs&" + urlencode({"SAMLResponse": redirect}) + "&fallback=auth0"
     _send(b, accepted, 2, 302)
     _send(a, "connection=acme-okta&code=c&state=s", 1, 307)
-    _settle()
+    _scraped(url, 'sum(sso_proxy_callbacks_total{connection="globex-adfs"})', 7 + 5)
     # b restarts (same address, so the same series: its counters reset), then takes more traffic.
     b.stop()
     restarted = ProxyProcess(env=b.env, args=b.args, port=b.port, admin_port=b.admin_port).start()
@@ -140,6 +156,10 @@ def test_report_from_prometheus_counts_since_the_cut_over_across_a_restart(
     _send(restarted, legacy, 3, 307)
     _send(restarted, accepted, 1, 302)
     _send(restarted, legacy + "&fallback=auth0", 1, 400)
+    b_workos = (
+        f'sso_proxy_callbacks_total{{connection="globex-adfs",decision="workos",instance="127.0.0.1:{b.admin_port}"}}'
+    )
+    _scraped(url, f"sum({b_workos})", 3)  # the restarted process's (the old one had 1)
     _settle()
 
     report = subprocess.run(
