@@ -198,6 +198,7 @@ class Run:
         self.port, self.admin = free_port(), free_port()
         self.tmp = tempfile.TemporaryDirectory()
         routes = os.path.join(self.tmp.name, "routes.yaml")
+        self.routes = routes
         with open(routes, "w") as f:
             f.write(ROUTES)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SSO_PROXY_", "AUTH0_", "WORKOS_"))}
@@ -244,6 +245,12 @@ class Run:
                 pass
             time.sleep(0.05)
         raise SystemExit("proxy did not become ready:\n" + "\n".join(self.log))
+
+    def connections_served(self) -> int:
+        """How many connections the map in force has (GET /routes)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=5)
+        conn.request("GET", "/routes")
+        return sum(json.loads(conn.getresponse().read())["connections_per_state"].values())
 
     def descriptors(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
@@ -390,6 +397,30 @@ def side_runs() -> dict[str, object]:
         finally:
             run.stop()
             errors += [line for line in run.log if '"level":"error"' in line or "Traceback" in line]
+    # --- a route file rewritten in place by a writer that pauses 2 s after a valid prefix ------------
+    run = Run(SSO_PROXY_RELOAD_INTERVAL="2")
+    try:
+        whole = ROUTES + "  extra-okta:\n    protocol: saml\n    state: workos\n"
+        prefix = ROUTES.split("  umbrella-google:")[0]  # a valid map of one connection
+        served: set[int] = set()
+        with open(run.routes, "w") as f:
+            f.write(prefix)
+            f.flush()
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                served.add(run.connections_served())
+                time.sleep(0.05)
+            f.write(whole[len(prefix) :])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and 3 not in served:
+            served.add(run.connections_served())
+            time.sleep(0.05)
+        out["a route file rewritten in place, the writer pausing 2 s after a valid 1-connection prefix"] = (
+            f"connection counts served meanwhile: {sorted(served)} (2 before, 3 after; 1 would be the half file)"
+        )
+    finally:
+        run.stop()
+        errors += [line for line in run.log if '"level":"error"' in line or "Traceback" in line]
     out["errors"] = errors
     return out
 
