@@ -340,6 +340,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             proxy_origin=parse_origin(args.proxy_origin) if args.proxy_origin else None,
             migrated=None if args.migrated is None else tuple(m.strip() for m in args.migrated.split(",") if m.strip()),
             standins_only=args.standins_only,
+            auth0_state_form=args.auth0_state_form,
         )
         _run(run_sandbox(plan, sys.stdout))
     except ConfigError as exc:
@@ -566,6 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Given by `make run`: errors then name its variables (PORT=...) instead of the flags.
     sandbox.add_argument("--via-make", action="store_true", help=argparse.SUPPRESS)
+    sandbox.add_argument(
+        "--auth0-state-form",
+        choices=("auth0", "opaque"),
+        default="auth0",
+        help="the state the Auth0 stand-in issues: auth0 (Auth0's own form, base64url MessagePack {h, n, tid, cid}) "
+        "or opaque (another form: the binding cookie alone routes, and sso_proxy_witness_disagreements_total counts)",
+    )
     sandbox.set_defaults(func=cmd_sandbox)
     return parser
 

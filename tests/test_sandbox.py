@@ -282,6 +282,9 @@ def test_standins_only_against_a_proxy_run_with_the_printed_settings(routes: Pat
         [
             *("--standins-only", "--routes", str(routes), "--auth0-port", auth0, "--workos-port", workos),
             *("--proxy-origin", f"http://127.0.0.1:{proxy_port}"),
+            # States of another form than Auth0's own: an unknown connection's Auth0-started login takes
+            # the WorkOS detour below (with Auth0's form it goes straight to Auth0, tests/test_witness.py).
+            *("--auth0-state-form", "opaque"),
         ]
     ).start()
     try:

@@ -24,7 +24,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from proxy.routing.callback import Callback
-from proxy.sandbox.standin import Transactions, UpstreamIdp, is_form, record, recorder, start_login
+from proxy.sandbox.standin import STATE_FORMS, Transactions, UpstreamIdp, is_form, record, recorder, start_login
 
 # Auth0's custom domain is served through an edge that compresses pages as the browser allows, and
 # browsers ask for br and zstd. The stand-in's auto-post page is compressed the same way, so the
@@ -84,13 +84,18 @@ def create_auth0_standin(
     app_url: str | None = None,
     idps: Mapping[str, UpstreamIdp] | None = None,
     public_origin: str | None = None,
+    state_form: str = "auth0",
 ) -> Starlette:
     """Auth0's custom domain as the proxy meets it (login callback, authorize, token, discovery).
 
     ``/authorize?connection=X`` for a connection in ``idps`` starts a transaction as Auth0 does: a
     302 to the IdP with ``state`` and ``redirect_uri`` (OIDC), or a real AuthnRequest by the
     HTTP-Redirect or HTTP-POST binding (SAML). What it issued is listed at ``/_standin/issued``.
+    The state (OIDC) and RelayState (SAML) are of Auth0's own form (``state_form="auth0"``, see
+    proxy/routing/auth0state.py), or random (``"opaque"``: Auth0 after a change of format).
     """
+    if state_form not in STATE_FORMS:
+        raise ValueError(f"state_form must be one of {', '.join(STATE_FORMS)}")
     received, routes = recorder()
     transactions = Transactions()
     connections = dict(idps or {})
@@ -131,7 +136,9 @@ def create_auth0_standin(
             return denied
         connection = request.query_params.get("connection")
         if connection in connections:
-            started, values = start_login(connection, connections[connection], _public_origin(request, public_origin))
+            started, values = start_login(
+                connection, connections[connection], _public_origin(request, public_origin), state_form=state_form
+            )
             transactions.issue(values)
             return edge_encoded(started, request.headers.get("accept-encoding", ""))
         # No IdP configured here for that connection: Auth0's own login page (Universal Login).

@@ -46,6 +46,7 @@ class SandboxPlan:
     # Signs the binding cookies; printed, so `sso-proxy explain -b` can read them. A fresh one per run
     # unless SSO_PROXY_TRANSACTION_KEYS is set.
     binding_key: str = field(default_factory=lambda: os.environ.get("SSO_PROXY_TRANSACTION_KEYS") or _new_key())
+    auth0_state_form: str = "auth0"  # the Auth0 stand-in's state: auth0 (its own form) | opaque (another form)
 
     @property
     def browser_host(self) -> str:
@@ -323,7 +324,12 @@ async def run_sandbox(plan: SandboxPlan, out: TextIO) -> None:
         )
     )
     auth0 = ListenerServer(
-        uvicorn_config(create_auth0_standin(SANDBOX_CNAME_API_KEY, idps=idps), plan.host, plan.auth0_port, 1.0)
+        uvicorn_config(
+            create_auth0_standin(SANDBOX_CNAME_API_KEY, idps=idps, state_form=plan.auth0_state_form),
+            plan.host,
+            plan.auth0_port,
+            1.0,
+        )
     )
     workos = ListenerServer(
         uvicorn_config(

@@ -79,13 +79,45 @@ def authn_request(request_id: str, acs_url: str, issuer: str) -> bytes:
     ).encode()
 
 
+# The forms of state a stand-in issues: ``auth0`` (Auth0's own, see proxy/routing/auth0state.py),
+# ``opaque`` (random base64url: another form, as WorkOS issues, or Auth0 after a format change).
+STATE_FORMS = ("auth0", "opaque")
+
+
+def _str(value: bytes) -> bytes:
+    """A MessagePack str header and ``value`` (fixstr up to 31 bytes, else str8)."""
+    return (bytes((0xA0 | len(value),)) if len(value) < 32 else b"\xd9" + bytes((len(value),))) + value
+
+
+def pack_map(pairs: list[tuple[str, str]]) -> bytes:
+    """A MessagePack map of short strings (fixmap), as Auth0 packs its transaction state."""
+    out = bytes((0x80 | len(pairs),))
+    for key, value in pairs:
+        out += _str(key.encode()) + _str(value.encode())
+    return out
+
+
+def auth0_state(name: str | None = "login", client_id: str | None = None) -> str:
+    """A state of Auth0's form: base64url of {h, [n,] tid, cid}, each id 32 characters."""
+    ident = "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(32))
+    pairs = [("h", secrets.token_urlsafe(24)), ("tid", secrets.token_urlsafe(24)), ("cid", client_id or ident)]
+    if name is not None:
+        pairs.insert(1, ("n", name))
+    return base64.urlsafe_b64encode(pack_map(pairs)).rstrip(b"=").decode()
+
+
+def issue_state(form: str) -> str:
+    """A fresh state of ``form`` (one of :data:`STATE_FORMS`)."""
+    return auth0_state() if form == "auth0" else secrets.token_urlsafe(24)
+
+
 def start_login(
-    connection: str, idp: UpstreamIdp, public_origin: str, tenant: str = "standin"
+    connection: str, idp: UpstreamIdp, public_origin: str, tenant: str = "standin", state_form: str = "opaque"
 ) -> tuple[Response, tuple[str, ...]]:
     """The response sending the browser to ``idp`` for ``connection``, and the values it issued
-    (OIDC: state; SAML: RelayState and the AuthnRequest ID)."""
+    (OIDC: state; SAML: RelayState and the AuthnRequest ID); the state is of ``state_form``."""
     callback = f"{public_origin}/login/callback"
-    state = secrets.token_urlsafe(24)
+    state = issue_state(state_form)
     if idp.protocol == "oidc":
         query = {
             "client_id": idp.client_id,
