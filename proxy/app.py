@@ -31,6 +31,7 @@ from proxy.errors import UpstreamError
 from proxy.logs import log_event
 from proxy.metrics import UNKNOWN, Metrics, status_class
 from proxy.reload import RouteStore
+from proxy.routing.auth0state import any_auth0_state
 from proxy.routing.binding import (
     NOT_BOUND,
     REFUSED,
@@ -42,8 +43,8 @@ from proxy.routing.binding import (
     public_names,
 )
 from proxy.routing.callback import Callback, strip_fallback, transaction_values
-from proxy.routing.decide import AUTH0, Decision, Identity, decide
-from proxy.routing.routemap import Connection
+from proxy.routing.decide import AUTH0, WORKOS, Decision, Identity, decide
+from proxy.routing.routemap import Connection, RouteMap
 from proxy.routing.txcookie import Keys
 from proxy.upstream import AppendHeaders, BadTarget, ResponseHook, Upstream, is_origin_form, is_trusted
 
@@ -304,10 +305,15 @@ class PublicApp:
         cb = Callback(query, body, form)
         binder = self.binder
         tx: CallbackBinding = NOT_BOUND
+        disagree = False  # bound by a cookie, but its state/RelayState is not of Auth0's form
         try:
             if binder is not None:
                 tx = binder.auth0_binding(scope["headers"], cb, time.time())
-            decision = decide(cb, route_map, tx.bound)
+            # The second witness: Auth0's own state form, read once, a few µs.
+            values = transaction_values(cb)
+            own_form = any_auth0_state(values) if values else False
+            disagree = bool(tx.bound) and bool(values) and not own_form
+            decision = decide(cb, route_map, tx.bound, own_form)
         except Exception:  # a bug must not lose a login: deliver to Auth0 and say so
             self.logger.exception("decision failed; forwarding to Auth0")
             decision = Decision(AUTH0, "unparseable", Identity(None, "none"), "unknown")
@@ -319,7 +325,9 @@ class PublicApp:
         elif decision.reason == "fallback" and binder is not None:
             was_sent, cookie = binder.solicited(scope["headers"], cb, time.time())
             solicited = "true" if was_sent else "false"
-        self._count(decision, cb, binder is not None)
+        self._count(decision, cb, binder is not None, route_map)
+        if disagree:
+            self.metrics.witness_disagreements.labels(decision.protocol).inc()
         if decision.action == AUTH0 and self.settings.auth0_off:
             # Only fallback=auth0 gets here (the map in force was checked): WorkOS could not complete it.
             self.metrics.auth0_off_callbacks.labels(decision.connection or UNKNOWN, decision.reason).inc()
@@ -373,16 +381,22 @@ class PublicApp:
             )
         return status
 
-    def _count(self, decision: Decision, cb: Callback, binding: bool) -> None:
+    def _count(self, decision: Decision, cb: Callback, binding: bool, route_map: RouteMap) -> None:
         m = self.metrics
         label = decision.connection or UNKNOWN
-        m.progress.record(decision.connection, decision.action, decision.reason)
+        # A connection in state shadow: what would have gone to WorkOS, in either mode.
+        conn = route_map.connections.get(label) if decision.reason == "shadow" else None
+        shadowed = conn is not None and conn.state == "shadow" and decision.would == WORKOS
+        m.progress.record(decision.connection, decision.action, decision.reason, shadowed=shadowed)
+        if shadowed:
+            m.shadow_connection.labels(label).inc()
         m.callbacks.labels(
             decision.protocol, label, decision.action, decision.reason, decision.identity.identified_by
         ).inc()
         if binding and decision.reason not in ("auth0_transaction", "fallback") and carries_login_value(cb):
             m.unbound.labels(decision.protocol, decision.action).inc()
-        if decision.reason != "fallback" and decision.would is not None:  # fallbacks: counted once Auth0 answered
+        # Fallbacks are counted once Auth0 answered (their verdict); global shadow mode counts what it would do.
+        if decision.reason != "fallback" and decision.would is not None and route_map.mode == "shadow":
             m.shadow.labels(label, decision.would).inc()
 
     async def _to_workos(

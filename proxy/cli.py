@@ -152,7 +152,8 @@ def cmd_set(args: argparse.Namespace) -> int:
         print("sso-proxy routes set: give connection names or --organization ORG, not both", file=sys.stderr)
         return 2
     gate = None
-    if state == "workos" and os.environ.get("WORKOS_API_KEY"):
+    # Shadow is the step before workos (issue 23): WorkOS must have the connection active for either.
+    if state in ("workos", "shadow") and os.environ.get("WORKOS_API_KEY"):
         gate = _workos_gate(force=args.force)
     return run_set(
         _routes_path(args),
@@ -176,7 +177,7 @@ def _workos_gate(force: bool) -> Any:
     from proxy.routing.routemap import RouteMap
 
     def gate(route_map: RouteMap, changes: list[Change]) -> list[str]:
-        names = [c.section for c in changes if c.after == "workos"]
+        names = [c.section for c in changes if c.after in ("workos", "shadow")]
         if not names:
             return []
         try:
@@ -218,7 +219,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     rows = readiness(route_map, found)
     sys.stdout.write(render_readiness(rows))
-    return 0 if all(r.ready for r in rows if r.state == "workos") else 3
+    return 0 if all(r.ready for r in rows if r.state in ("workos", "shadow")) else 3
 
 
 def cmd_default(args: argparse.Namespace) -> int:

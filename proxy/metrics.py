@@ -184,6 +184,21 @@ class Metrics:
             ["connection", "would"],
             registry=r,
         )
+        self.shadow_connection = LoopCounter(
+            "sso_proxy_shadow_total",
+            "Callbacks of a connection in state shadow that would have gone to WorkOS (they went to Auth0).",
+            ["connection"],
+            registry=r,
+        )
+        self.witness_disagreements = LoopCounter(
+            "sso_proxy_witness_disagreements_total",
+            "Callbacks a binding cookie says Auth0 started whose state/RelayState is not of the form of Auth0's "
+            "own transaction state (the two witnesses disagree: Auth0 may have changed its format), by protocol.",
+            ["protocol"],
+            registry=r,
+        )
+        for protocol in ("saml", "oidc", "unknown"):
+            self.witness_disagreements.labels(protocol)
         self.requests = LoopCounter(
             "sso_proxy_requests_total",
             "Public listener requests.",

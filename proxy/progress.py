@@ -36,13 +36,14 @@ MAX_CHANGED_SERIES = 1000
 
 
 class _Seen:
-    __slots__ = ("decisions", "fallbacks", "first", "last")
+    __slots__ = ("decisions", "fallbacks", "first", "last", "shadow")
 
     def __init__(self, now: float) -> None:
         self.first = now
         self.last = now
         self.decisions: dict[str, int] = {}
         self.fallbacks = 0
+        self.shadow = 0  # in state shadow: callbacks that would have gone to WorkOS
 
 
 class Progress:
@@ -61,8 +62,11 @@ class Progress:
         self.route_map = route_map
         self._changed = changed_recently(route_map)
 
-    def record(self, connection: str | None, decision: str, reason: str, now: float | None = None) -> None:
-        """One decided callback (``connection`` None: unidentified)."""
+    def record(
+        self, connection: str | None, decision: str, reason: str, now: float | None = None, shadowed: bool = False
+    ) -> None:
+        """One decided callback (``connection`` None: unidentified; ``shadowed``: a connection in state
+        shadow whose callback would have gone to WorkOS)."""
         name = connection or UNKNOWN
         at = time.time() if now is None else now
         seen = self._seen.get(name)
@@ -72,6 +76,8 @@ class Progress:
         seen.decisions[decision] = seen.decisions.get(decision, 0) + 1
         if reason == "fallback":
             seen.fallbacks += 1
+        if shadowed:
+            seen.shadow += 1
 
     def seen(self, connection: str) -> bool:
         return connection in self._seen
@@ -90,6 +96,7 @@ class Progress:
                 "last_callback_unix": round(seen.last, 3) if seen else None,
                 "callbacks": dict(sorted(seen.decisions.items())) if seen else {},
                 "fallbacks": seen.fallbacks if seen else 0,
+                "shadow": seen.shadow if seen else 0,
             }
             if conn is not None and conn.reachability:
                 confirmed = conn.reachability == "confirmed" or seen is not None

@@ -71,10 +71,11 @@ def map_errors(route_map: RouteMap, source: str) -> list[str]:
         errors.append(f"{source}: defaults.mode is {route_map.mode}, which sends callbacks to Auth0")
     if route_map.unknown == "auth0":
         errors.append(f"{source}: defaults.unknown is auth0: unidentified callbacks would have nowhere to go")
-    legacy = sorted(name for name, conn in route_map.connections.items() if conn.state == "legacy")
+    # A connection in shadow sends its callbacks to Auth0 too.
+    legacy = sorted(name for name, conn in route_map.connections.items() if conn.state != "workos")
     if legacy:
         errors.append(
-            f"{source}: {len(legacy)} connection(s) still legacy (on Auth0): {', '.join(legacy)}; "
+            f"{source}: {len(legacy)} connection(s) still legacy or shadow (on Auth0): {', '.join(legacy)}; "
             "set them to workos (`sso-proxy routes set ... workos`) or keep AUTH0_FALLBACK_ORIGIN"
         )
     if errors:

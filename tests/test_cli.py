@@ -140,7 +140,7 @@ INVALID_ERRORS = [
 def test_validate_valid_map(routes_path: Path) -> None:
     result = run_cli("routes", "validate", str(routes_path))
     assert result.returncode == 0, result.stderr
-    assert f"{routes_path}: valid; 5 connections (2 legacy, 3 workos)" in result.stdout
+    assert f"{routes_path}: valid; 5 connections (2 legacy, 0 shadow, 3 workos)" in result.stdout
     # The shared ADFS issuer is valid but named as a warning.
     assert SHARED_ISSUER in result.stderr
     assert "globex-adfs, globex-adfs-eu" in result.stderr
@@ -463,7 +463,7 @@ def test_import_validate_set_validate(tmp_path: Path) -> None:
 
     valid = run_cli("routes", "validate", str(routes))
     assert valid.returncode == 0, valid.stderr
-    assert "valid; 7 connections (7 legacy, 0 workos)" in valid.stdout
+    assert "valid; 7 connections (7 legacy, 0 shadow, 0 workos)" in valid.stdout
 
     callback = f"{ORIGIN}/login/callback"
     body = saml_form(saml_xml(audience="urn:auth0:globex-prod:initech-okta", issuer=None, destination=None))
@@ -489,7 +489,7 @@ def test_import_validate_set_validate(tmp_path: Path) -> None:
 
     valid = run_cli("routes", "validate", str(routes))
     assert valid.returncode == 0, valid.stderr
-    assert "valid; 7 connections (6 legacy, 1 workos)" in valid.stdout
+    assert "valid; 7 connections (6 legacy, 0 shadow, 1 workos)" in valid.stdout
 
     after = explained(run_cli("explain", "--routes", str(routes), callback, "--data", body).stdout)
     assert (after["connection"], after["identified by"], after["decision"], after["reason"]) == (

@@ -27,6 +27,10 @@ connections:
     protocol: saml
     state: legacy
     issuers: [http://globex-idp.example.com]
+  shady:
+    protocol: saml
+    state: shadow
+    issuers: [http://shady-idp.example.com]
   shared-one:
     protocol: saml
     state: workos
@@ -232,18 +236,19 @@ def test_unreadable_payload_but_named_in_query() -> None:
 
 
 # The state of the connection a callback names (None: not in the map).
-STATES = {"acme": "workos", "globex": "legacy", "nope": None}
+STATES = {"acme": "workos", "globex": "legacy", "shady": "shadow", "nope": None}
 
 
 def normal_outcome(state: str | None, unknown: str) -> tuple[str, str]:
     if state is None:
         return unknown, "unknown_default"
-    return ("workos" if state == "workos" else "auth0"), "mapped"
+    return ("auth0" if state == "legacy" else "workos"), "mapped"  # shadow: what it would do
 
 
-# What kind of callback it is beyond its connection: plain, a WS-Federation post (Auth0 only), or
-# one whose state is bound to an Auth0 transaction (the request carried its MAC).
-KINDS = ("plain", "wsfed", "bound")
+# What kind of callback it is beyond its connection: plain, a WS-Federation post (Auth0 only), one
+# whose state is bound to an Auth0 transaction (the request carried its MAC), one whose state is of
+# Auth0's own form (the second witness, issue 23), or both.
+KINDS = ("plain", "wsfed", "bound", "auth0_state", "bound_auth0_state")
 
 
 DECISION_TABLE = [
@@ -256,22 +261,28 @@ DECISION_TABLE = [
 
 @pytest.mark.parametrize(("mode", "fallback", "kind", "name", "unknown"), DECISION_TABLE)
 def test_decision_table(mode: str, fallback: bool, kind: str, name: str, unknown: str) -> None:
-    """fallback > auth0_only > auth0_transaction > kill switch > shadow > state > defaults.unknown."""
+    """fallback > auth0_only > auth0_transaction > auth0_state > kill switch > shadow mode > state
+    (shadow: to Auth0, would be WorkOS) > defaults.unknown."""
     query = f"connection={name}&state=s1" + ("&fallback=auth0" if fallback else "")
     body = b"wa=wsignin1.0&wresult=%3Ct%2F%3E&wctx=rm%3D0" if kind == "wsfed" else b""
-    bound = frozenset({"state"}) if kind == "bound" else frozenset()
-    decision = decide(Callback(query.encode(), body, True), route_map(unknown=unknown, mode=mode), bound)
+    bound = frozenset({"state"}) if kind.startswith("bound") else frozenset()
+    own_form = kind.endswith("auth0_state")
+    decision = decide(Callback(query.encode(), body, True), route_map(unknown=unknown, mode=mode), bound, own_form)
     normal, reason = normal_outcome(STATES[name], unknown)
     if fallback:
         expected = ("auth0", "fallback", None)
     elif kind == "wsfed":
         expected = ("auth0", "auth0_only", None)
-    elif kind == "bound":
+    elif kind.startswith("bound"):
         expected = ("auth0", "auth0_transaction", None)
+    elif kind == "auth0_state":
+        expected = ("auth0", "auth0_state", None)
     elif mode == "auth0":
         expected = ("auth0", "kill_switch", None)
     elif mode == "shadow":
         expected = ("auth0", "shadow", normal)
+    elif STATES[name] == "shadow":
+        expected = ("auth0", "shadow", "workos")
     else:
         expected = (normal, reason, None)
     assert (decision.action, decision.reason, decision.would) == expected

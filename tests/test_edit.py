@@ -118,8 +118,8 @@ def test_set_on_the_last_line_without_newline() -> None:
     ("text", "connection", "state", "message"),
     [
         (VALID, "nope", "workos", "connection 'nope' not found (known: hooli, initech-okta, umbrella-entra)"),
-        (VALID, "initech-okta", "auth0", "state must be one of legacy, workos (got 'auth0')"),
-        (VALID, "initech-okta", "", "state must be one of legacy, workos (got '')"),
+        (VALID, "initech-okta", "auth0", "state must be one of legacy, shadow, workos (got 'auth0')"),
+        (VALID, "initech-okta", "", "state must be one of legacy, shadow, workos (got '')"),
         ("version: 1\nconnections: [a, b]\n", "a", "workos", "has no connections mapping"),
         ("- just a list\n", "a", "workos", "not a route map"),
         ("connections: {a: [1]\n", "a", "workos", "not valid YAML"),
@@ -154,7 +154,7 @@ def test_set_refuses_a_result_that_does_not_validate() -> None:
     # hooli has no state, so the map stays invalid whatever initech-okta's state is.
     with pytest.raises(RouteMapError) as info:
         set_state(ROUTES, "initech-okta", "workos")
-    assert "connections.hooli.state: must be one of legacy, workos (got missing)" in str(info.value)
+    assert "connections.hooli.state: must be one of legacy, shadow, workos (got missing)" in str(info.value)
 
 
 def test_set_refuses_a_map_with_duplicate_keys() -> None:
@@ -224,7 +224,7 @@ def test_run_set_to_the_current_state_does_not_rewrite(tmp_path: Path) -> None:
     ("content", "connection", "state", "message"),
     [
         (VALID, "nope", "workos", "error: "),
-        (VALID, "initech-okta", "on", "error: state must be one of legacy, workos (got 'on')"),
+        (VALID, "initech-okta", "on", "error: state must be one of legacy, shadow, workos (got 'on')"),
         (ROUTES, "initech-okta", "workos", "would not be a valid route map after the edit; nothing written"),
         (None, "initech-okta", "workos", "error: cannot read"),
         (b"\xff\xfe", "initech-okta", "workos", "not UTF-8"),
@@ -255,7 +255,7 @@ def test_set_on_an_imported_map(tmp_path: Path) -> None:
     after = path.read_text()
     rm = parse_routemap(after)
     assert rm.connections["umbrella-onelogin"].state == "workos"
-    assert rm.counts_by_state() == {"legacy": 6, "workos": 1}
+    assert rm.counts_by_state() == {"legacy": 6, "shadow": 0, "workos": 1}
     diff = [line for line in difflib.unified_diff(before.splitlines(), after.splitlines(), n=0) if line[:1] in "+-"]
     assert diff[2:] == [
         "-    state: legacy",
@@ -485,7 +485,7 @@ def test_many_connections_are_edited_linearly(tmp_path: Path) -> None:
     finally:
         edit._compose = original
     assert calls["compose"] == 1
-    assert parse_routemap(path.read_text()).counts_by_state() == {"legacy": 0, "workos": 500}
+    assert parse_routemap(path.read_text()).counts_by_state() == {"legacy": 0, "shadow": 0, "workos": 500}
 
 
 @pytest.mark.parametrize(

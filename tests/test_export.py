@@ -454,7 +454,7 @@ def test_issuer_shared_by_two_connections_identifies_neither() -> None:
     assert "ambiguous identifiers (identify no connection): 2" in summary
     assert warning in summary
     assert "issuers: 1 (1 ambiguous)" in summary
-    assert "saml: 2 (legacy 1, workos 1)" in summary
+    assert "saml: 2 (legacy 1, shadow 0, workos 1)" in summary
 
 
 # --- run_import --------------------------------------------------------------------------------
@@ -474,8 +474,8 @@ def test_run_import_to_a_file_prints_summary_and_sha256(tmp_path: Path) -> None:
     assert run_import(str(SHARED / "redacted" / "sso"), str(target), out, err) == 0
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
     assert out.getvalue().endswith(f"wrote {target} (sha256 {digest})\n")
-    assert "saml: 4 (legacy 4, workos 0)" in out.getvalue()
-    assert "oidc: 3 (legacy 3, workos 0)" in out.getvalue()
+    assert "saml: 4 (legacy 4, shadow 0, workos 0)" in out.getvalue()
+    assert "oidc: 3 (legacy 3, shadow 0, workos 0)" in out.getvalue()
     assert err.getvalue() == ""
 
 

@@ -593,13 +593,14 @@ def test_routemap_info_and_connections(mproxy: ProxyProcess, routes_path: Path) 
         key("sso_proxy_routemap_info", sha256=sha, source=str(routes_path)): 1.0,
         key("sso_proxy_routemap_connections", state="workos"): 3.0,
         key("sso_proxy_routemap_connections", state="legacy"): 2.0,
+        key("sso_proxy_routemap_connections", state="shadow"): 0.0,
     }
     assert scrape[key("sso_proxy_routemap_reloads_total", result="success")] >= 1.0
     assert time.time() - 3600 < scrape[key("sso_proxy_routemap_last_success_timestamp_seconds")] <= time.time()
     routes = httpx.get(f"{mproxy.admin}/routes").json()
     assert routes["sha256"] == sha
     assert routes["version"] == __version__
-    assert routes["connections_per_state"] == {"workos": 3, "legacy": 2}
+    assert routes["connections_per_state"] == {"workos": 3, "shadow": 0, "legacy": 2}
 
 
 def test_reload_metrics(mproxy: ProxyProcess, routes_path: Path) -> None:

@@ -17,6 +17,7 @@ from proxy.migrate.report import (
     DONE,
     NEVER,
     ON_AUTH0,
+    SHADOW,
     WAITING,
     _Merged,
     classify,
@@ -53,6 +54,7 @@ def test_progress_records_and_snapshots() -> None:
         "last_callback_unix": 160.0,
         "callbacks": {"auth0": 1, "workos": 1},
         "fallbacks": 1,
+        "shadow": 0,
         "reachability": "confirmed",
         "confirmed_by": "traffic",
     }
@@ -125,10 +127,28 @@ def test_state_changed_series_are_bounded() -> None:
         ("legacy", {"workos": 2}, 0, ON_AUTH0),  # just rolled back: next callbacks go to Auth0
         (None, {"workos": 2}, 0, DONE),  # _unknown, all to WorkOS
         (None, {"auth0": 2}, 0, ON_AUTH0),
+        ("shadow", {"auth0": 4}, 0, SHADOW),  # on Auth0 on purpose, counting what WorkOS would get
+        ("shadow", {}, 0, SHADOW),
     ],
 )
 def test_classify(state: str | None, decisions: dict[str, int], fallbacks: int, status: str) -> None:
     assert classify("x", _Merged(state=state, decisions=decisions, fallbacks=fallbacks)).status == status
+
+
+def test_shadow_counts_are_merged_and_shown() -> None:
+    """``routes report`` for a connection in state shadow: the replicas' counts of callbacks that would
+    have gone to WorkOS, summed, in their own column and line."""
+    one = {"s": {"state": "shadow", "last_callback_unix": 10, "callbacks": {"auth0": 3}, "fallbacks": 0, "shadow": 2}}
+    two = {"s": {"state": "shadow", "last_callback_unix": 20, "callbacks": {"auth0": 1}, "fallbacks": 0, "shadow": 1}}
+    (row,) = report_rows([one, two])
+    assert (row.status, row.auth0, row.shadow) == (SHADOW, 4, 3)
+    text = render_report([row], now=30.0)
+    assert text.splitlines()[1].split()[-2:] == ["3", "-"]
+    assert "in shadow (callbacks go to Auth0; 'shadow' counts those that would have gone to WorkOS): s 3" in text
+    progress = Progress()
+    progress.record("s", "auth0", "shadow", now=1.0, shadowed=True)
+    progress.record("s", "auth0", "auth0_transaction", now=2.0)
+    assert progress.snapshot()["s"]["shadow"] == 1
 
 
 def test_replicas_are_merged() -> None:
@@ -151,10 +171,14 @@ def test_replicas_are_merged() -> None:
         "workos",
         "auth0",
         "fallbacks",
+        "shadow",
         "reachability",
     ]
     assert "1h ago" in text
-    assert "done: 0, still on Auth0: 1, workos, no WorkOS callback yet: 0, never seen: 1" in text
+    assert (
+        "done: 0, still on Auth0: 1, workos, no WorkOS callback yet: 0, shadow, on Auth0, counting: 0, never seen: 1"
+        in text
+    )
     assert "reachability unconfirmed (never seen through the proxy; their IdP may post to Auth0 directly): b" in text
     assert "counted since 2026-11-30T10:00:00Z" in text
 

@@ -204,7 +204,7 @@ def test_symlink_swap_is_picked_up_within_the_interval(
     assert info["sha256"] == sha(VERSION_B)
     assert info["source"] == str(configmap.path)  # the stable path, not the version directory
     assert info["connections"]["acme-okta"] == "legacy"
-    assert info["connections_per_state"] == {"legacy": 3, "workos": 2}
+    assert info["connections_per_state"] == {"legacy": 3, "shadow": 0, "workos": 2}
     assert info["last_error"] is None
 
     after = watched.scrape()
@@ -212,7 +212,7 @@ def test_symlink_swap_is_picked_up_within_the_interval(
     assert reloads(after, "error") == reloads(before, "error")
     assert info_shas(after) == [sha(VERSION_B)]
     assert after[("sso_proxy_routemap_last_success_timestamp_seconds", ())] >= started - 1
-    assert per_state(after) == {"legacy": 3, "workos": 2}
+    assert per_state(after) == {"legacy": 3, "shadow": 0, "workos": 2}
     assert connection_states(after)["acme-okta"] == "legacy"
     [loaded] = [e for e in log_events(watched, "route map loaded") if e["trigger"] == "file"]
     assert loaded["changed"] == ["acme-okta: workos -> legacy"]
@@ -344,7 +344,7 @@ def test_broken_file_keeps_the_old_map_serving(
         during[("sso_proxy_routemap_last_success_timestamp_seconds", ())]
         == before[("sso_proxy_routemap_last_success_timestamp_seconds", ())]
     )
-    assert per_state(during) == {"legacy": 2, "workos": 3}
+    assert per_state(during) == {"legacy": 2, "shadow": 0, "workos": 3}
     assert connection_states(during)["acme-okta"] == "workos"
     assert decision_of(client, watched) == "workos"
     assert decision_of(client, watched, query="") == "workos"
@@ -371,7 +371,7 @@ def test_broken_file_keeps_the_old_map_serving(
     assert reloads(after, "success") == reloads(before, "success") + 1
     assert reloads(after, "error") == reloads(before, "error") + 2
     assert info_shas(after) == [sha(VERSION_B)]
-    assert per_state(after) == {"legacy": 3, "workos": 2}
+    assert per_state(after) == {"legacy": 3, "shadow": 0, "workos": 2}
     assert connection_states(after)["acme-okta"] == "legacy"
     info = routes_info(watched)
     assert info["sha256"] == sha(VERSION_B)

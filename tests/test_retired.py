@@ -51,12 +51,15 @@ def test_path_label_is_bounded(path: str, label: str) -> None:
         ({"mode": "auth0"}, ["defaults.mode is auth0"]),
         ({"mode": "shadow"}, ["defaults.mode is shadow"]),
         ({"unknown": "auth0"}, ["defaults.unknown is auth0"]),
-        ({"legacy": ("b", "a")}, ["2 connection(s) still legacy (on Auth0): a, b"]),
+        ({"legacy": ("b", "a")}, ["2 connection(s) still legacy or shadow (on Auth0): a, b"]),
+        ({"shadow": ("s",)}, ["1 connection(s) still legacy or shadow (on Auth0): s"]),  # shadow goes to Auth0
     ],
 )
 def test_map_errors_name_what_still_needs_auth0(kwargs: dict[str, object], says: list[str]) -> None:
     legacy = kwargs.pop("legacy", ())
+    shadow = kwargs.pop("shadow", ())
     conns = [Connection("w", "saml", "workos"), *(Connection(n, "saml", "legacy") for n in legacy)]  # type: ignore[attr-defined]
+    conns += [Connection(n, "saml", "shadow") for n in shadow]  # type: ignore[attr-defined]
     errors = map_errors(make_routemap(conns, **kwargs), "routes.yaml")  # type: ignore[arg-type]
     for text in says:
         assert any(text in e for e in errors), errors
@@ -159,7 +162,7 @@ def test_serve_refuses_a_map_that_still_needs_auth0(standins: StandIns, tmp_path
     log = "\n".join(proc.log_lines)
     assert "cannot be served with Auth0 switched off; not starting:" in log
     assert "defaults.mode is shadow" in log
-    assert "2 connection(s) still legacy (on Auth0): globex-adfs, umbrella-google" in log
+    assert "2 connection(s) still legacy or shadow (on Auth0): globex-adfs, umbrella-google" in log
 
 
 def start_env(standins: StandIns) -> dict[str, str]:
@@ -227,7 +230,7 @@ def test_auth0_off_a_reload_to_a_legacy_map_is_refused_and_the_last_good_map_sta
     )
     reply = httpx.post(f"{proc.admin}/-/reload", headers=ADMIN_AUTH)
     assert reply.status_code == 422
-    assert any("still legacy (on Auth0): acme-okta" in e for e in reply.json()["errors"])
+    assert any("still legacy or shadow (on Auth0): acme-okta" in e for e in reply.json()["errors"])
     assert httpx.get(f"{proc.admin}/routes").json()["sha256"] == in_force
     time.sleep(0.8)  # four watch intervals: the file watcher refuses it too
     assert httpx.get(f"{proc.admin}/routes").json()["sha256"] == in_force

@@ -87,7 +87,7 @@ connections:
     assert rm.lookup("client_ids", "c1") == "umbrella"
     assert rm.lookup("issuers", "nope") is None
     assert rm.lookup("no-such-kind", "x") is None
-    assert rm.counts_by_state() == {"legacy": 1, "workos": 1}
+    assert rm.counts_by_state() == {"legacy": 1, "shadow": 0, "workos": 1}
 
 
 def test_empty_defaults_and_connections() -> None:
@@ -120,7 +120,10 @@ def test_empty_defaults_and_connections() -> None:
             "r.yaml: connections.acme.protocol: must be one of saml, oidc (got missing)",
         ),
         (one_connection("    protocol: ws-fed\n    state: legacy\n"), "connections.acme.protocol: must be one of"),
-        (one_connection("    protocol: saml\n"), "r.yaml: connections.acme.state: must be one of legacy, workos"),
+        (
+            one_connection("    protocol: saml\n"),
+            "r.yaml: connections.acme.state: must be one of legacy, shadow, workos",
+        ),
         (one_connection("    protocol: saml\n    state: moved\n"), "connections.acme.state: must be one of"),
         (
             one_connection("    protocol: saml\n    state: legacy\n    colour: red\n"),

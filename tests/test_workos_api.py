@@ -123,7 +123,7 @@ def test_readiness_table() -> None:
     assert "organization in WorkOS is org_01INITECH, the map says org_01OTHER" in rows[4].note
     text = render_readiness(rows)
     assert "ready in WorkOS: 2 of 5" in text
-    assert "cut over but NOT ready in WorkOS (their logins bounce back or fail): c" in text
+    assert "cut over (or in shadow) but NOT ready in WorkOS (their logins bounce back or fail): c" in text
     assert refusals(rows, ["a", "b", "d"]) == [
         "b: WorkOS connection conn_ping is inactive (only active connections authenticate (WorkOS says inactive)); "
         "use --force to set it anyway",

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 EXIT_WORKOS = 0  # redirected to WorkOS
 EXIT_AUTH0 = 10  # forwarded to Auth0: mapped legacy, unknown with defaults.unknown auth0, fallback, Auth0-only,
-# bound to an Auth0 transaction, kill switch, shadow mode, or not a callback at all (passed through unchanged)
+# bound to an Auth0 transaction, Auth0's own state form, kill switch, shadow mode or a connection in shadow, or not a
+# callback at all (passed through unchanged)
 EXIT_INPUT = 2  # nothing decided: a missing or malformed argument, file or route map (argparse's own status too)
 MAX_INPUT_BYTES = 16 * 1024 * 1024  # a saved request or body file; far above any real callback
 
@@ -187,7 +188,12 @@ def explain(
     except InputError as exc:
         err.write(f"sso-proxy explain: {exc}\n")
         return EXIT_INPUT
-    decision = decide(cb, route_map, bound)
+    from proxy.routing.auth0state import any_auth0_state
+    from proxy.routing.callback import transaction_values
+
+    values = transaction_values(cb)
+    own_form = any_auth0_state(values) if values else False
+    decision = decide(cb, route_map, bound, own_form)
     identity = decision.identity
     conn = route_map.connections.get(identity.connection) if identity.connection else None
     out.write(
@@ -209,12 +215,18 @@ def explain(
         )
     if binding_line is not None:
         out.write(f"binding:        {binding_line}\n")
+    if values:
+        names = "/".join(dict.fromkeys(name for name, _ in values))
+        shape = "of the form of Auth0's own transaction state" if own_form else "not of the form of Auth0's own state"
+        out.write(f"auth0 state:    {names} {shape}\n")
     out.write(f"decision:       {decision.action}\n")
-    out.write(
-        f"reason:         {decision.reason}"
-        + (f" (normal mode would send it to {decision.would})" if decision.would else "")
-        + "\n"
-    )
+    if decision.would and conn is not None and conn.state == "shadow" and route_map.mode != "shadow":
+        would = f" (connection in shadow: would go to {decision.would}; counted in sso_proxy_shadow_total)"
+    elif decision.would:
+        would = f" (normal mode would send it to {decision.would})"
+    else:
+        would = ""
+    out.write(f"reason:         {decision.reason}{would}\n")
     if decision.action == "workos":
         if os.environ.get("WORKOS_CUSTOM_DOMAIN") and os.environ.get("WORKOS_CLIENT_ID"):
             from proxy.app import workos_target

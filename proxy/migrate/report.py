@@ -24,6 +24,9 @@ NEVER = "never seen"
 WAITING = "workos, no WorkOS callback yet"
 
 
+SHADOW = "shadow, on Auth0, counting"
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     """One connection in ``routes report``."""
@@ -36,6 +39,7 @@ class Row:
     auth0: int
     fallbacks: int
     reachability: str | None = None
+    shadow: int = 0  # in state shadow: callbacks that would have gone to WorkOS
 
 
 @dataclass(slots=True)
@@ -45,6 +49,7 @@ class _Merged:
     decisions: dict[str, int] = field(default_factory=dict)
     fallbacks: int = 0
     reachability: set[str] = field(default_factory=set)
+    shadow: int = 0
 
 
 def merge_snapshots(snapshots: Iterable[Mapping[str, Mapping[str, Any]]]) -> dict[str, _Merged]:
@@ -64,6 +69,8 @@ def merge_snapshots(snapshots: Iterable[Mapping[str, Mapping[str, Any]]]) -> dic
                     m.decisions[str(decision)] = m.decisions.get(str(decision), 0) + count
             fallbacks = entry.get("fallbacks")
             m.fallbacks += fallbacks if isinstance(fallbacks, int) else 0
+            shadow = entry.get("shadow")
+            m.shadow += shadow if isinstance(shadow, int) and not isinstance(shadow, bool) else 0
             reach = entry.get("reachability")
             if isinstance(reach, str):
                 m.reachability.add(reach)
@@ -72,9 +79,12 @@ def merge_snapshots(snapshots: Iterable[Mapping[str, Mapping[str, Any]]]) -> dic
 
 def classify(name: str, m: _Merged) -> Row:
     """Where one connection stands: still on Auth0 (any Auth0 callback: legacy or fallbacks), done
-    (workos and only WorkOS callbacks), waiting (workos, not seen yet) or never seen (legacy, no traffic)."""
+    (workos and only WorkOS callbacks), waiting (workos, not seen yet), in shadow (on Auth0 on purpose,
+    counting what would go to WorkOS) or never seen (legacy, no traffic)."""
     workos, auth0 = m.decisions.get("workos", 0), m.decisions.get("auth0", 0)
-    if auth0 or m.fallbacks:
+    if m.state == "shadow":
+        status = SHADOW
+    elif auth0 or m.fallbacks:
         status = ON_AUTH0
     elif m.state == "workos" and workos:
         status = DONE
@@ -85,11 +95,11 @@ def classify(name: str, m: _Merged) -> Row:
     else:
         status = NEVER
     reach = "confirmed" if "confirmed" in m.reachability else next(iter(m.reachability), None)
-    return Row(name, m.state, status, m.last, workos, auth0, m.fallbacks, reach)
+    return Row(name, m.state, status, m.last, workos, auth0, m.fallbacks, reach, m.shadow)
 
 
 def report_rows(snapshots: Iterable[Mapping[str, Mapping[str, Any]]]) -> list[Row]:
-    order = {ON_AUTH0: 0, WAITING: 1, NEVER: 2, DONE: 3}
+    order = {ON_AUTH0: 0, WAITING: 1, SHADOW: 2, NEVER: 3, DONE: 4}
     rows = [classify(name, m) for name, m in merge_snapshots(snapshots).items()]
     return sorted(rows, key=lambda r: (order.get(r.status, 9), r.connection))
 
@@ -106,7 +116,17 @@ def _age(last: float | None, now: float) -> str:
 
 def render_report(rows: list[Row], now: float, since: str | None = None) -> str:
     """A plain table plus a one-line tally: what is done, what still sees Auth0, what was never seen."""
-    header = ("connection", "state", "status", "last callback", "workos", "auth0", "fallbacks", "reachability")
+    header = (
+        "connection",
+        "state",
+        "status",
+        "last callback",
+        "workos",
+        "auth0",
+        "fallbacks",
+        "shadow",
+        "reachability",
+    )
     table = [header] + [
         (
             r.connection,
@@ -116,6 +136,7 @@ def render_report(rows: list[Row], now: float, since: str | None = None) -> str:
             str(r.workos),
             str(r.auth0),
             str(r.fallbacks),
+            str(r.shadow) if r.state == "shadow" or r.shadow else "-",
             r.reachability or "-",
         )
         for r in rows
@@ -128,7 +149,13 @@ def render_report(rows: list[Row], now: float, since: str | None = None) -> str:
             tally[r.status] = tally.get(r.status, 0) + 1
     unconfirmed = sorted(r.connection for r in rows if r.reachability == "unconfirmed")
     lines.append("")
-    lines.append(", ".join(f"{status}: {tally.get(status, 0)}" for status in (DONE, ON_AUTH0, WAITING, NEVER)))
+    lines.append(", ".join(f"{status}: {tally.get(status, 0)}" for status in (DONE, ON_AUTH0, WAITING, SHADOW, NEVER)))
+    shadowed = [r for r in rows if r.state == "shadow"]
+    if shadowed:
+        lines.append(
+            "in shadow (callbacks go to Auth0; 'shadow' counts those that would have gone to WorkOS): "
+            + ", ".join(f"{r.connection} {r.shadow}" for r in shadowed)
+        )
     if unconfirmed:
         lines.append(
             f"reachability unconfirmed (never seen through the proxy; their IdP may post to Auth0 directly): "

@@ -178,16 +178,18 @@ def render_readiness(rows: list[Readiness]) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
     ready = sum(r.ready for r in rows)
-    risky = sorted(r.connection for r in rows if r.state == "workos" and not r.ready)
+    risky = sorted(r.connection for r in rows if r.state in ("workos", "shadow") and not r.ready)
     lines.append("")
     lines.append(f"ready in WorkOS: {ready} of {len(rows)}")
     if risky:
-        lines.append(f"cut over but NOT ready in WorkOS (their logins bounce back or fail): {', '.join(risky)}")
+        lines.append(
+            f"cut over (or in shadow) but NOT ready in WorkOS (their logins bounce back or fail): {', '.join(risky)}"
+        )
     return "\n".join(lines) + "\n"
 
 
 def refusals(rows: list[Readiness], names: list[str]) -> list[str]:
-    """Why ``routes set NAMES workos`` must not go ahead: one line per connection WorkOS cannot take."""
+    """Why ``routes set NAMES workos`` (or ``shadow``) must not go ahead: one line per connection WorkOS cannot take."""
     by_name = {r.connection: r for r in rows}
     out = []
     for name in names:

@@ -42,10 +42,11 @@ class Decision(NamedTuple):
     """Where a callback goes and why."""
 
     action: str  # workos | auth0
-    reason: str  # mapped, unknown_default, fallback, auth0_only, auth0_transaction, kill_switch, shadow, unparseable
+    # mapped, unknown_default, fallback, auth0_only, auth0_transaction, auth0_state, kill_switch, shadow, unparseable
+    reason: str
     identity: Identity
     protocol: str  # saml | oidc | unknown
-    would: str | None = None  # in shadow mode: what normal mode would have done
+    would: str | None = None  # in shadow mode, or for a connection in state shadow: what it would have done
 
     @property
     def connection(self) -> str | None:
@@ -117,14 +118,20 @@ def identify(cb: Callback, route_map: RouteMap) -> Identity:
 NOT_BOUND: frozenset[str] = frozenset()
 
 
-def decide(cb: Callback, route_map: RouteMap, bound: frozenset[str] = NOT_BOUND) -> Decision:
-    """fallback > Auth0-only callbacks > bound to an Auth0 transaction > kill switch > shadow >
-    the connection's state > defaults.unknown.
+def decide(cb: Callback, route_map: RouteMap, bound: frozenset[str] = NOT_BOUND, auth0_state: bool = False) -> Decision:
+    """fallback > Auth0-only callbacks > bound to an Auth0 transaction > Auth0's own state > kill
+    switch > shadow mode > the connection's state (``shadow``: to Auth0, would be WorkOS) >
+    defaults.unknown.
 
     ``bound`` names the callback's values (state, RelayState, InResponseTo) whose MAC the request's
     binding cookie holds: the login was started by Auth0 (proxy/routing/binding.py), so only Auth0 can
     finish it, whatever the connection's state. A forged or stale binding can only send a callback
     to Auth0, which checks its own state anyway.
+
+    ``auth0_state``: the callback's state or RelayState is of the form of Auth0's own transaction
+    state (proxy/routing/auth0state.py), the second witness, read when no cookie binds the callback
+    (the cookie is gone: a fresh browser context, more logins than the cookies kept, a key
+    rotation). Forging the form, too, only sends a callback to Auth0.
     """
     identity = identify(cb, route_map)
     conn = route_map.connections.get(identity.connection) if identity.connection else None
@@ -135,12 +142,17 @@ def decide(cb: Callback, route_map: RouteMap, bound: frozenset[str] = NOT_BOUND)
         return Decision(AUTH0, "auth0_only", identity, protocol)
     if bound:
         return Decision(AUTH0, "auth0_transaction", identity, protocol)
+    if auth0_state:
+        return Decision(AUTH0, "auth0_state", identity, protocol)
     if conn is not None:
-        normal, reason = (WORKOS if conn.state == "workos" else AUTH0), "mapped"
+        # A connection in shadow would go to WorkOS: that is what its shadow state counts.
+        normal, reason = (AUTH0 if conn.state == "legacy" else WORKOS), "mapped"
     else:
         normal, reason = route_map.unknown, "unparseable" if identity.unparseable else "unknown_default"
     if route_map.mode == "auth0":
         return Decision(AUTH0, "kill_switch", identity, protocol)
     if route_map.mode == "shadow":
         return Decision(AUTH0, "shadow", identity, protocol, would=normal)
+    if conn is not None and conn.state == "shadow":
+        return Decision(AUTH0, "shadow", identity, protocol, would=WORKOS)
     return Decision(normal, reason, identity, protocol)

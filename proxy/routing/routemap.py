@@ -21,7 +21,10 @@ import yaml
 
 from proxy.errors import RouteMapError
 
-STATES = ("legacy", "workos")
+# legacy: callbacks go to Auth0; shadow: they still go to Auth0, and those that would go to WorkOS
+# are counted (sso_proxy_shadow_total{connection}); workos: they go to WorkOS. A connection moves
+# legacy -> shadow -> workos (issue 23).
+STATES = ("legacy", "shadow", "workos")
 PROTOCOLS = ("saml", "oidc")
 UNKNOWN_DEFAULTS = ("workos", "auth0")
 MODES = ("normal", "auth0", "shadow")
