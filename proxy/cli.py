@@ -101,7 +101,7 @@ def _announce_keys(keys: tuple[bytes, ...], shared: bool, metrics: Any) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from proxy.routing.routemap import ambiguity_warnings, cutover_warnings, load_routemap
+    from proxy.routing.routemap import WSFED_STRATEGIES, ambiguity_warnings, cutover_warnings, load_routemap
 
     workos_domain = os.environ.get("WORKOS_CUSTOM_DOMAIN") or None
     try:
@@ -113,6 +113,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1
     for warning in ambiguity_warnings(route_map) + cutover_warnings(route_map):
         print(f"{args.path}: warning: {warning}", file=sys.stderr)
+    for name, conn in sorted(route_map.connections.items()):
+        if conn.strategy in WSFED_STRATEGIES:  # issue 23: cannot move until the customer moved to SAML
+            moved = "moved_to_saml: true (may move)" if conn.moved_to_saml else "not moved to SAML (stays legacy)"
+            print(f"{args.path}: {name}: {conn.strategy}, WS-Federation; {moved}")
     counts = ", ".join(f"{n} {s}" for s, n in route_map.counts_by_state().items())
     print(
         f"{args.path}: valid; {len(route_map.connections)} connections ({counts}); mode {route_map.mode}, "

@@ -31,6 +31,7 @@ from proxy.errors import ProxyError, RouteMapError
 from proxy.migrate.routefile import write_routemap_atomic
 from proxy.routing.routemap import (
     MODES,
+    MOVING_STATES,
     STATES,
     UNKNOWN_DEFAULTS,
     RouteMap,
@@ -38,6 +39,7 @@ from proxy.routing.routemap import (
     cutover_warnings,
     format_instant,
     parse_routemap,
+    wsfed_problem,
 )
 
 # A one-line scalar that can be swapped for another word: plain, or single/double quoted.
@@ -441,6 +443,24 @@ def select_by_organizations(
     return selection
 
 
+def refuse_wsfed(text: str, names: Sequence[str], state: str, source: str, workos_domain: str | None) -> None:
+    """Issue 23: an Auth0 ``adfs`` connection (WS-Federation) cannot move to shadow or workos until the
+    map records ``moved_to_saml: true`` (EditError naming each, with why). A map that does not parse
+    is left to the edit's own validation."""
+    try:
+        route_map = parse_routemap(text, source=source, workos_domain=workos_domain)
+    except RouteMapError:
+        return
+    problems = []
+    for name in names:
+        conn = route_map.connections.get(name)
+        problem = wsfed_problem(name, conn.strategy, state, conn.moved_to_saml) if conn is not None else None
+        if problem is not None:
+            problems.append(f"refused: {problem}")
+    if problems:
+        raise EditError("\n".join(problems) + f"\n{source}: nothing written")
+
+
 def run_set(
     path: str,
     connections: str | Sequence[str],
@@ -471,6 +491,8 @@ def run_set(
             for note in selection.notes():
                 stderr.write(f"note: {note}\n")
             chosen = list(selection.names)
+        if state in MOVING_STATES:
+            refuse_wsfed(text, chosen, state, path, workos_domain)
         return plan_states(text, chosen, state, path, when=format_instant(now()))
 
     label = None

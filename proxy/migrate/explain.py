@@ -203,6 +203,9 @@ def explain(
     out.write(f"protocol:       {decision.protocol}\n")
     if conn is not None:
         out.write(f"connection:     {identity.connection} (state {conn.state})\n")
+        if conn.strategy:
+            moved = " (moved_to_saml: the customer added a SAML relying party)" if conn.moved_to_saml else ""
+            out.write(f"strategy:       {conn.strategy}{moved}\n")
         out.write(f"identified by:  {identity.identified_by}" + (f" = {identity.hint}" if identity.hint else "") + "\n")
     else:
         # identify() keeps an unmapped ?connection= value as the hint: it named no connection of the map.

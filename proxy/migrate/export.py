@@ -61,6 +61,7 @@ from proxy.migrate.package import (
     locate_package,
     read_csv,
     read_notes,
+    read_strategies,
     read_tenant,
     summary_lines,
     tenant_from_host,
@@ -70,6 +71,7 @@ from proxy.routing.routemap import (
     ID_KINDS,
     PROTOCOLS,
     STATES,
+    WSFED_STRATEGIES,
     Connection,
     RouteMap,
     ambiguity_warnings,
@@ -169,6 +171,7 @@ class _Draft:
     organizations: tuple[str, ...] = ()  # from warnings.jsonl: the organizations sharing the connection
     workos_connection_id: str | None = None
     workos_acs_url: str | None = None
+    strategy: str | None = None  # only where it matters: adfs (WS-Federation)
     # Ordered sets (dict keys): `value not in list` made many rows of one connection quadratic.
     ids: dict[str, dict[str, None]] = field(default_factory=lambda: {kind: {} for kind in ID_KINDS})
     remarks: list[str] = field(default_factory=list)
@@ -192,6 +195,7 @@ class _Draft:
             workos_connection_id=self.workos_connection_id,
             workos_acs_url=self.workos_acs_url,
             reachability=reachability,
+            strategy=self.strategy,
             audiences=tuple(self.ids["audiences"]),
             issuers=tuple(self.ids["issuers"]),
             acs_urls=tuple(self.ids["acs_urls"]),
@@ -429,6 +433,29 @@ def _file_shared_connections(builder: _Builder, shared: Mapping[str, tuple[str, 
             draft.organization = None
 
 
+WSFED_REMARK = (
+    "Auth0 {strategy} connection: WS-Federation (wresult/wctx), which WorkOS does not take (AD FS only as SAML). "
+    "It stays on Auth0 until the customer adds a SAML relying party for WorkOS; then set moved_to_saml: true "
+    "and `sso-proxy routes set {name} shadow|workos`"
+)
+
+
+def _mark_wsfed(builder: _Builder, strategies: Mapping[str, str]) -> None:
+    """Issue 23: mark the connections whose raw Auth0 strategy is WS-Federation (``adfs``); the CSVs
+    list such a connection as SAML (or the exporter skipped it, and warnings.jsonl brought it in)."""
+    for name, draft in builder.drafts.items():
+        strategy = strategies.get(name)
+        if strategy not in WSFED_STRATEGIES:
+            continue
+        draft.strategy = strategy
+        draft.remark(WSFED_REMARK.format(strategy=strategy, name=name))
+        if draft.state != "legacy":
+            builder.warnings.append(
+                f"{name}: cutoverState {draft.state} ignored: an {strategy} connection stays legacy"
+            )
+            draft.state = "legacy"
+
+
 def import_export(path: str, custom_domain: str | None = None) -> ImportResult:
     """Read an SSO export package (its root or its ``sso/`` folder) into a route map.
 
@@ -458,6 +485,7 @@ def import_export(path: str, custom_domain: str | None = None) -> ImportResult:
     for note in notes.skipped:
         if note.connection and note.protocol in PROTOCOLS and note.connection not in builder.drafts:
             builder.drafts[note.connection] = _Draft(note.connection, note.protocol, "legacy", "warnings.jsonl")
+    _mark_wsfed(builder, read_strategies(root))
     for name, texts in notes.remarks.items():
         if name in builder.drafts:
             for text in texts:

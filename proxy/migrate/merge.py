@@ -41,6 +41,8 @@ CONNECTION_KEYS = (
     "workos_acs_url",
     "reachability",
     "notes",
+    "strategy",
+    "moved_to_saml",
 )
 
 # Lists of a connection, as rendered: its organizations when several share it, then its identifiers.
@@ -188,7 +190,7 @@ def merge_connection(
         merged = replace(merged, state_changed=existing.state_changed)
     merged, said = _merge_organizations(merged, existing)
     notes.extend(said)
-    for attr in ("workos_connection_id", "workos_acs_url", "notes"):
+    for attr in ("workos_connection_id", "workos_acs_url", "notes", "moved_to_saml"):
         old, new = getattr(existing, attr), getattr(exported, attr)
         if old and old != new:
             if new:
@@ -290,7 +292,10 @@ def render_connection(
         if value:
             anchor = (conn.name, key, "")
             used.add(anchor)
-            shown = value if key == "state_changed" else scalar(value)  # validated: 2026-12-07T19:50:00Z
+            if key == "state_changed":  # validated: 2026-12-07T19:50:00Z
+                shown = str(value)
+            else:
+                shown = scalar(value) if isinstance(value, str) else "true"  # moved_to_saml, the one boolean
             out.append(_with_inline(f"{inner}{key}: {shown}", inline.get(anchor)))
         if key == "state_changed" and len(conn.organizations) == 1:  # the single form, as operators write it
             anchor = (conn.name, "organization", "")

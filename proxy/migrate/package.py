@@ -397,3 +397,35 @@ def summary_lines(notes: PackageNotes) -> list[str]:
         lines.append(f"{WARNINGS_FILE} lines not read: {len(notes.problems)}")
         lines.extend(f"  {p}" for p in notes.problems)
     return lines or ["exporter notes: none"]
+
+
+# --- raw/auth0-connections.jsonl -------------------------------------------------------------------
+
+RAW_CONNECTIONS = "raw/auth0-connections.jsonl"
+_MAX_RAW_LINE = 4 * 1024 * 1024  # a connection with inline metadata XML; far above a real one
+_STRATEGY = re.compile(r"[a-z0-9-]{1,40}")
+
+
+def read_strategies(root: Path) -> dict[str, str]:
+    """Auth0 connection name -> its ``strategy`` (``samlp``, ``oidc``, ``adfs`` ...), from the raw
+    connections the exporter writes beside the CSVs (absent or unreadable: {}). The CSVs do not say
+    it: the exporter writes an ADFS connection (WS-Federation) as a SAML one, or skips it."""
+    path = root / RAW_CONNECTIONS
+    out: dict[str, str] = {}
+    if not path.is_file():
+        return out
+    try:
+        with path.open("rb") as fh:
+            for raw in iter(lambda: fh.readline(_MAX_RAW_LINE), b""):
+                try:
+                    record = json.loads(raw)
+                except (ValueError, RecursionError):
+                    continue
+                if not isinstance(record, dict):
+                    continue
+                name, strategy = record.get("name"), record.get("strategy")
+                if isinstance(name, str) and isinstance(strategy, str) and _STRATEGY.fullmatch(strategy.lower()):
+                    out[name] = strategy.lower()
+    except OSError:
+        return out
+    return out

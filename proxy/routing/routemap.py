@@ -46,9 +46,27 @@ _CONNECTION_FIELDS = frozenset(
         "workos_acs_url",
         "reachability",
         "notes",
+        "strategy",
+        "moved_to_saml",
         *ID_KINDS,
     )
 )
+# Auth0's ADFS connections (strategy ``adfs``) speak WS-Federation to /login/callback (``wresult``,
+# ``wctx``); WorkOS takes AD FS only as SAML (a SAML relying party the customer adds). Until the map
+# records ``moved_to_saml: true`` such a connection cannot be on workos or shadow (issue 23).
+WSFED_STRATEGIES = frozenset(("adfs",))
+MOVING_STATES = frozenset(("shadow", "workos"))
+
+
+def wsfed_problem(name: str, strategy: str | None, state: str, moved_to_saml: bool) -> str | None:
+    """Why a WS-Federation connection cannot be in ``state`` (None: it can)."""
+    if strategy not in WSFED_STRATEGIES or moved_to_saml or state not in MOVING_STATES:
+        return None
+    return (
+        f"{name} is an Auth0 {strategy} connection: it speaks WS-Federation (wresult/wctx), which WorkOS does not "
+        "take (AD FS only as SAML), so its callbacks would stay on Auth0 whatever the map says. The customer "
+        "must add a SAML relying party for WorkOS first; then record it with `moved_to_saml: true`"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +85,8 @@ class Connection:
     workos_acs_url: str | None = None
     reachability: str | None = None
     notes: str | None = None
+    strategy: str | None = None  # the Auth0 strategy, where it matters (adfs: WS-Federation), from the import
+    moved_to_saml: bool = False  # an adfs connection whose customer added a SAML relying party for WorkOS
     audiences: tuple[str, ...] = ()
     issuers: tuple[str, ...] = ()
     acs_urls: tuple[str, ...] = ()
@@ -306,6 +326,16 @@ def _parse_connection(
         errors.append(f"{where}: give organization or organizations, not both")
     elif single is not None:
         organizations = (single,)
+    strategy = _optional_string(raw, "strategy", where, errors)
+    moved = raw.get("moved_to_saml", False)
+    if not isinstance(moved, bool):
+        errors.append(f"{where}.moved_to_saml: must be true or false (got {moved!r})")
+        moved = False
+    if moved and strategy not in WSFED_STRATEGIES:
+        errors.append(f"{where}.moved_to_saml: only for a WS-Federation connection (strategy: adfs)")
+    problem = wsfed_problem(name, strategy, state, moved)
+    if problem is not None:
+        errors.append(f"{where}.state: {state}: {problem}")
     return Connection(
         name=name,
         protocol=protocol,
@@ -316,6 +346,8 @@ def _parse_connection(
         workos_acs_url=acs,
         reachability=reachability,
         notes=_optional_string(raw, "notes", where, errors),
+        strategy=strategy,
+        moved_to_saml=moved,
         **lists,
     )
 
@@ -484,10 +516,12 @@ def connection_to_dict(conn: Connection) -> dict[str, Any]:
         out["organization"] = conn.organizations[0]
     elif conn.organizations:
         out["organizations"] = list(conn.organizations)
-    for key in ("workos_connection_id", "workos_acs_url", "reachability", "notes"):
+    for key in ("workos_connection_id", "workos_acs_url", "reachability", "notes", "strategy"):
         value = getattr(conn, key)
         if value:
             out[key] = value
+    if conn.moved_to_saml:
+        out["moved_to_saml"] = True
     for kind in ID_KINDS:
         values = getattr(conn, kind)
         if values:
@@ -505,7 +539,9 @@ def _node(data: Any) -> yaml.Node:
         return yaml.MappingNode(_MAP, [(_node(k), _node(v)) for k, v in data.items()], flow_style=False)
     if isinstance(data, list):
         return yaml.SequenceNode(_SEQ, [_node(item) for item in data], flow_style=False)
-    if isinstance(data, bool) or not isinstance(data, (str, int)):  # pragma: no cover - the callers' data
+    if isinstance(data, bool):
+        return yaml.ScalarNode("tag:yaml.org,2002:bool", "true" if data else "false")
+    if not isinstance(data, (str, int)):  # pragma: no cover - the callers' data
         raise TypeError(f"cannot dump {type(data).__name__}")
     if isinstance(data, int):
         return yaml.ScalarNode("tag:yaml.org,2002:int", str(data))

@@ -1,0 +1,166 @@
+"""Issue 23: connections that cannot move transparently. Auth0's ADFS connections (strategy ``adfs``)
+speak WS-Federation; WorkOS takes AD FS only as SAML. The real export has none, so one is added to a
+copy of it as the WorkOS exporter (``@workos/migrations``) writes one: its raw connection in
+``raw/auth0-connections.jsonl`` (options as Auth0's Management API returns them for ``adfs``:
+``adfs_server``, ``signInEndpoint``, ``thumbprints``), and, because the exporter reads
+``signInEndpoint`` as a SAML SSO URL but finds no entity ID or certificate, an
+``incomplete_connection_configuration`` warning (protocol saml, strategy adfs) instead of a CSV row.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from proxy.cli import main
+from proxy.migrate.edit import run_set
+from proxy.migrate.export import run_import
+from proxy.routing.routemap import load_routemap, parse_routemap
+
+EXPORT = Path(__file__).resolve().parent / "fixtures" / "auth0-export" / "redacted"
+ADFS = "hooli-adfs"
+RAW = {
+    "id": "con_Ad7Fs2Wf9Hq4Lm1N",
+    "name": ADFS,
+    "display_name": "Hooli AD FS",
+    "strategy": "adfs",
+    "is_domain_connection": False,
+    "enabled_clients": ["kQ7v2XbN9mLp4RtY8sWc3HdF6jGa1ZeU"],
+    "realms": [ADFS],
+    "show_as_button": True,
+    "options": {
+        "adfs_server": "https://adfs.hooli.com/FederationMetadata/2007-06/FederationMetadata.xml",
+        "signInEndpoint": "https://adfs.hooli.com/adfs/ls/",
+        "thumbprints": ["3f5a1c2b9e8d7f6a5b4c3d2e1f0a9b8c7d6e5f4a"],
+        "domain_aliases": ["hooli.com"],
+        "tenant_domain": "hooli.com",
+    },
+}
+WARNING = {
+    "timestamp": "2026-11-28T08:38:20.463Z",
+    "code": "incomplete_connection_configuration",
+    "message": f"auth0 saml connection {ADFS} was skipped because required handoff configuration was not available.",
+    "connection_name": ADFS,
+    "protocol": "saml",
+    "details": {
+        "strategy": "adfs",
+        "missingFields": ["idpEntityId", "x509Cert"],
+        "reason": "SAML handoff requires IdP metadata URL or the entity ID, SSO URL, and signing certificate.",
+    },
+}
+
+
+@pytest.fixture()
+def export(tmp_path: Path) -> Path:
+    """A copy of the real export with one ADFS connection, as the exporter writes it."""
+    root = tmp_path / "export"
+    shutil.copytree(EXPORT, root)
+    with (root / "raw" / "auth0-connections.jsonl").open("a") as fh:
+        fh.write(json.dumps(RAW, separators=(",", ":")) + "\n")
+    with (root / "warnings.jsonl").open("a") as fh:
+        fh.write(json.dumps(WARNING, separators=(",", ":")) + "\n")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["entitiesExported"]["warnings"] += 1
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return root
+
+
+def imported(export: Path, tmp_path: Path) -> Path:
+    routes = tmp_path / "routes.yaml"
+    out, err = io.StringIO(), io.StringIO()
+    assert run_import(str(export), str(routes), out, err) == 0, err.getvalue()
+    return routes
+
+
+def test_the_real_export_has_no_adfs_connection() -> None:
+    lines = (EXPORT / "raw" / "auth0-connections.jsonl").read_text().splitlines()
+    strategies = {json.loads(line)["strategy"] for line in lines}
+    assert "adfs" not in strategies
+
+
+def test_import_marks_an_adfs_connection(export: Path, tmp_path: Path) -> None:
+    routes = imported(export, tmp_path)
+    conn = load_routemap(str(routes)).connections[ADFS]
+    assert (conn.protocol, conn.state, conn.strategy, conn.moved_to_saml) == ("saml", "legacy", "adfs", False)
+    text = routes.read_text()
+    assert "WS-Federation (wresult/wctx), which WorkOS does not take (AD FS only as SAML)" in text
+    assert "    strategy: adfs\n" in text
+    # The other connections are what they were: no strategy written for SAML/OIDC ones.
+    assert all(c.strategy is None for n, c in load_routemap(str(routes)).connections.items() if n != ADFS)
+
+
+@pytest.mark.parametrize("state", ["workos", "shadow"])
+def test_routes_set_refuses_it_until_the_map_records_the_move_to_saml(
+    export: Path, tmp_path: Path, state: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    routes = imported(export, tmp_path)
+    before = routes.read_bytes()
+    out, err = io.StringIO(), io.StringIO()
+    assert run_set(str(routes), [ADFS], state, out, err) == 1
+    said = err.getvalue()
+    assert f"refused: {ADFS} is an Auth0 adfs connection: it speaks WS-Federation" in said
+    assert (
+        "The customer must add a SAML relying party for WorkOS first; then record it with `moved_to_saml: true`" in said
+    )
+    assert "nothing written" in said
+    assert routes.read_bytes() == before
+    # Several at once: the others are not moved either.
+    assert run_set(str(routes), ["initech-okta", ADFS], state, io.StringIO(), io.StringIO()) == 1
+    assert routes.read_bytes() == before
+
+    # The customer added a SAML relying party: recorded in the map, the move is allowed.
+    routes.write_text(
+        routes.read_text().replace("    strategy: adfs\n", "    strategy: adfs\n    moved_to_saml: true\n")
+    )
+    assert main(["routes", "validate", str(routes)]) == 0
+    assert f"{ADFS}: adfs, WS-Federation; moved_to_saml: true (may move)" in capsys.readouterr().out
+    out = io.StringIO()
+    assert run_set(str(routes), [ADFS], state, out, io.StringIO()) == 0
+    assert f"{ADFS} legacy -> {state}" in out.getvalue()
+    conn = load_routemap(str(routes)).connections[ADFS]
+    assert (conn.state, conn.moved_to_saml) == (state, True)
+    # A re-import keeps what the operator recorded and decided.
+    assert run_import(str(export), str(routes), io.StringIO(), io.StringIO()) == 0
+    conn = load_routemap(str(routes)).connections[ADFS]
+    assert (conn.state, conn.strategy, conn.moved_to_saml) == (state, "adfs", True)
+
+
+BASE = "version: 1\nconnections:\n  a:\n    protocol: saml\n"
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ("    state: workos\n    strategy: adfs\n", "connections.a.state: workos: a is an Auth0 adfs connection"),
+        ("    state: shadow\n    strategy: adfs\n", "connections.a.state: shadow: a is an Auth0 adfs connection"),
+        ("    state: legacy\n    moved_to_saml: true\n", "connections.a.moved_to_saml: only for a WS-Federation"),
+        ("    state: legacy\n    strategy: samlp\n    moved_to_saml: true\n", "moved_to_saml: only for"),
+        ("    state: legacy\n    strategy: adfs\n    moved_to_saml: 'yes'\n", "moved_to_saml: must be true or false"),
+        ("    state: legacy\n    strategy: [adfs]\n", "connections.a.strategy: must be a string"),
+        ("    state: legacy\n    strategy: adfs\n", None),
+        ("    state: workos\n    strategy: adfs\n    moved_to_saml: true\n", None),
+        ("    state: workos\n    strategy: samlp\n", None),
+    ],
+)
+def test_validate(fields: str, error: str | None) -> None:
+    if error is None:
+        parse_routemap(BASE + fields)
+        return
+    with pytest.raises(Exception) as raised:
+        parse_routemap(BASE + fields)
+    assert error in str(raised.value)
+
+
+def test_explain_shows_the_strategy(export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    routes = imported(export, tmp_path)
+    wsfed = "wa=wsignin1.0&wresult=%3Ct%2F%3E&wctx=rm%3D0"
+    url = f"https://login.globex.com/login/callback?connection={ADFS}"
+    assert main(["explain", "--routes", str(routes), url, "-d", wsfed]) == 10
+    shown = capsys.readouterr().out
+    assert f"connection:     {ADFS} (state legacy)" in shown
+    assert "strategy:       adfs\n" in shown
+    assert "reason:         auth0_only" in shown
