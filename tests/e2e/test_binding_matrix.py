@@ -299,7 +299,11 @@ def routes_for(unknown: str) -> dict[str, object]:
 
 
 @contextmanager
-def running_matrix(tmp: Path) -> Iterator[Matrix]:
+def running_matrix(
+    tmp: Path, state_form: str = "auth0", run: tuple[tuple[str, str], ...] = PROXIES
+) -> Iterator[Matrix]:
+    """The matrix's world; ``state_form``: the state the Auth0 stand-in issues (its own form, or
+    ``opaque``: another), ``run``: which of :data:`PROXIES` to start (tests/e2e/test_state_witness.py)."""
     from proxy.routing.routemap import parse_routemap
     from proxy.sandbox.auth0_standin import create_auth0_standin
     from proxy.sandbox.standin import UpstreamIdp
@@ -336,10 +340,14 @@ def running_matrix(tmp: Path) -> Iterator[Matrix]:
         auth0 = StandIn("auth0 stand-in", headers={"cname-api-key": cname_key})
         app_url = f"https://app.globex.test:{app.port}/callback"
         auth0_idps = {**upstream, SOCIAL: social}
-        started.append(auth0.start(create_auth0_standin(cname_api_key=cname_key, app_url=app_url, idps=auth0_idps)))
+        started.append(
+            auth0.start(
+                create_auth0_standin(cname_api_key=cname_key, app_url=app_url, idps=auth0_idps, state_form=state_form)
+            )
+        )
 
         pending: list[tuple[str, str, ProxyProcess, TlsStandIn]] = []
-        for unknown, redirect in PROXIES:
+        for unknown, redirect in run:
             routes = tmp / f"routes-{unknown}-{redirect}.yaml"
             text = yaml.safe_dump(routes_for(unknown), sort_keys=False)
             routes.write_text(text)
