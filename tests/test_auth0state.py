@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import time
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +182,22 @@ def test_work_is_bounded_whatever_the_length(unit: str) -> None:
     is read: the length is checked first); quadratic work would cost 256 times as much."""
     small, large = unit * 4_000, unit * 64_000
     assert _best(large) / max(_best(small), 1e-9) < 4
+
+
+def test_explain_says_whether_the_state_is_of_auth0s_form(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`sso-proxy explain` reads the second witness as the server does: an unbound code callback whose
+    state is of Auth0's form is decided Auth0 (reason auth0_state); another state follows the map."""
+    from proxy.cli import main
+    from tests.conftest import ROUTES_YAML
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES_YAML)
+    url = "https://login.example.com/login/callback?code=c1&state="
+    assert main(["explain", "--routes", str(routes), url + UNIVERSAL]) == 10
+    shown = capsys.readouterr().out
+    assert "auth0 state:    state of the form of Auth0's own transaction state" in shown
+    assert "reason:         auth0_state" in shown
+    assert main(["explain", "--routes", str(routes), url + "opaque-state"]) == 0  # unknown -> workos
+    shown = capsys.readouterr().out
+    assert "auth0 state:    state not of the form of Auth0's own state" in shown
+    assert "reason:         unknown_default" in shown

@@ -280,11 +280,6 @@ def test_kill_switch_sends_every_callback_to_auth0(
     )
     assert response.status_code == 302
     assert metric(kill_switch_proxy, "sso_proxy_callbacks_total", reason="kill_switch", connection="acme-okta") == 1
-    # The code callback's state is of Auth0's own form (issue 23): that reason is given before the kill
-    # switch, as a bound callback's is; either way it goes to Auth0.
-    assert metric(kill_switch_proxy, "sso_proxy_callbacks_total", reason="auth0_state", connection="_unknown") == 1
-    response = client.get(f"{kill_switch_proxy.url}/login/callback?code=c&state=not-auth0s-form")
-    assert response.status_code == 400  # forwarded; the Auth0 stand-in refuses a state it did not issue
     assert metric(kill_switch_proxy, "sso_proxy_callbacks_total", reason="kill_switch", connection="_unknown") == 1
 
 
@@ -310,20 +305,19 @@ def test_shadow_forwards_and_counts_what_normal_mode_would_do(
     response = client.post(f"{shadow_proxy.url}/login/callback", content=body, headers=FORM)
     assert response.status_code == 302
     assert body_of(last_received(standins, "auth0")) == body
-    # Its RelayState is of Auth0's own form (issue 23): normal mode would send it to Auth0 as well, so
-    # it is no shadow decision. IdP-initiated ones (nobody started them) are.
-    idp_initiated = saml_body()
-    client.post(f"{shadow_proxy.url}/login/callback?connection=acme-okta", content=idp_initiated, headers=FORM)
-    client.post(f"{shadow_proxy.url}/login/callback?connection=globex-adfs", content=idp_initiated, headers=FORM)
+    client.post(f"{shadow_proxy.url}/login/callback?connection=globex-adfs", content=body, headers=FORM)
     client.get(f"{shadow_proxy.url}/login/callback?code=c&state=s")
     shadow = "sso_proxy_shadow_decisions_total"
     assert metric(shadow_proxy, shadow, connection="acme-okta", would="workos") == 1
     assert metric(shadow_proxy, shadow, connection="globex-adfs", would="auth0") == 1
     assert metric(shadow_proxy, shadow, connection="_unknown", would="workos") == 1
     assert metric(shadow_proxy, "sso_proxy_callbacks_total", decision="workos") == 0
-    callbacks = "sso_proxy_callbacks_total"
-    assert metric(shadow_proxy, callbacks, reason="auth0_state", identified_by="saml_audience", protocol="saml") == 1
-    assert metric(shadow_proxy, callbacks, reason="shadow", identified_by="query", connection="acme-okta") == 1
+    assert (
+        metric(
+            shadow_proxy, "sso_proxy_callbacks_total", reason="shadow", identified_by="saml_audience", protocol="saml"
+        )
+        == 1
+    )
 
 
 def test_unknown_connection_follows_defaults_unknown(

@@ -303,7 +303,7 @@ def running_matrix(
     tmp: Path, state_form: str = "auth0", run: tuple[tuple[str, str], ...] = PROXIES
 ) -> Iterator[Matrix]:
     """The matrix's world; ``state_form``: the state the Auth0 stand-in issues (its own form, or
-    ``opaque``: another), ``run``: which of :data:`PROXIES` to start (tests/e2e/test_state_witness.py)."""
+    ``opaque``: another), ``run``: which of :data:`PROXIES` to start (tests/e2e/test_binding_witness.py)."""
     from proxy.routing.routemap import parse_routemap
     from proxy.sandbox.auth0_standin import create_auth0_standin
     from proxy.sandbox.standin import UpstreamIdp

@@ -35,6 +35,9 @@ TABS = 12
 IN_FLIGHT = 8  # txcookie/binding: the list of logins keeps the newest 8
 
 
+# Its own Playwright, like test_binding_matrix.py's: the Sync API allows one per thread at a time, so
+# this module must run before the session browser of tests/e2e/conftest.py starts (test_cookies.py
+# onwards): hence its name, which sorts right after test_binding_matrix.py.
 @pytest.fixture(scope="module", params=["auth0", "opaque"])
 def witness(
     request: pytest.FixtureRequest, e2e_tools: None, tmp_path_factory: pytest.TempPathFactory
