@@ -114,7 +114,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for warning in ambiguity_warnings(route_map) + cutover_warnings(route_map):
         print(f"{args.path}: warning: {warning}", file=sys.stderr)
     for name, conn in sorted(route_map.connections.items()):
-        if conn.strategy in WSFED_STRATEGIES:  # issue 23: cannot move until the customer moved to SAML
+        if conn.strategy in WSFED_STRATEGIES:  # cannot move until the customer moved to SAML
             moved = "moved_to_saml: true (may move)" if conn.moved_to_saml else "not moved to SAML (stays legacy)"
             print(f"{args.path}: {name}: {conn.strategy}, WS-Federation; {moved}")
     counts = ", ".join(f"{n} {s}" for s, n in route_map.counts_by_state().items())
@@ -156,7 +156,7 @@ def cmd_set(args: argparse.Namespace) -> int:
         print("sso-proxy routes set: give connection names or --organization ORG, not both", file=sys.stderr)
         return 2
     gate = None
-    # Shadow is the step before workos (issue 23): WorkOS must have the connection active for either.
+    # Shadow is the step before workos: WorkOS must have the connection active for either.
     if state in ("workos", "shadow") and os.environ.get("WORKOS_API_KEY"):
         gate = _workos_gate(force=args.force)
     return run_set(

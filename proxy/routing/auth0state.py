@@ -1,4 +1,4 @@
-"""Is a ``state`` / ``RelayState`` of the form Auth0 gives its own transaction state? (issue 23)
+"""Is a ``state`` / ``RelayState`` of the form Auth0 gives its own transaction state?
 
 The form: base64url (no padding, canonical) of a MessagePack map whose keys are exactly ``h``,
 ``tid``, ``cid`` (classic login, ``g6Fo2SB…``: fixmap of 3, fixstr ``h``, str8 of 32) or ``h``,

@@ -23,7 +23,7 @@ from proxy.errors import RouteMapError
 
 # legacy: callbacks go to Auth0; shadow: they still go to Auth0, and those that would go to WorkOS
 # are counted (sso_proxy_shadow_total{connection}); workos: they go to WorkOS. A connection moves
-# legacy -> shadow -> workos (issue 23).
+# legacy -> shadow -> workos.
 STATES = ("legacy", "shadow", "workos")
 PROTOCOLS = ("saml", "oidc")
 UNKNOWN_DEFAULTS = ("workos", "auth0")
@@ -53,7 +53,7 @@ _CONNECTION_FIELDS = frozenset(
 )
 # Auth0's ADFS connections (strategy ``adfs``) speak WS-Federation to /login/callback (``wresult``,
 # ``wctx``); WorkOS takes AD FS only as SAML (a SAML relying party the customer adds). Until the map
-# records ``moved_to_saml: true`` such a connection cannot be on workos or shadow (issue 23).
+# records ``moved_to_saml: true`` such a connection cannot be on workos or shadow.
 WSFED_STRATEGIES = frozenset(("adfs",))
 MOVING_STATES = frozenset(("shadow", "workos"))
 
