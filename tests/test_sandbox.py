@@ -436,7 +436,10 @@ def test_the_operator_commands_work_against_the_sandbox(tmp_path: Path) -> None:
 
         check = cli("routes", "check")  # the printed SSO_PROXY_ROUTES names the sandbox's map
         assert "ready in WorkOS: 2 of 4" in check.stdout, check.stdout + check.stderr
-        assert "cut over but NOT ready in WorkOS (their logins bounce back or fail): hooli-ping" in check.stdout
+        assert (
+            "cut over (or in shadow) but NOT ready in WorkOS (their logins bounce back or fail): hooli-ping"
+            in check.stdout
+        )
         refused = cli("routes", "set", "globex-adfs", "workos", "--routes", str(routes))
         assert refused.returncode != 0
         assert "globex-adfs: WorkOS connection conn_01JGLOBEXADFS000000000000000 is draft" in refused.stderr
