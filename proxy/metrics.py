@@ -282,12 +282,6 @@ class Metrics:
         self.routemap_connections = Gauge(
             "sso_proxy_routemap_connections", "Connections in the map in force, per state.", ["state"], registry=r
         )
-        self.connection_state = Gauge(
-            "sso_proxy_connection_state",
-            "1 for each connection of the map in force, with its state.",
-            ["connection", "state"],
-            registry=r,
-        )
         self.draining = Gauge("sso_proxy_draining", "1 while draining after SIGTERM.", registry=r)
         # Which transaction key signs and which verify, by public id (a rotation is safe while every
         # replica's signing key is among every replica's verifying ones: routes check-fleet).
@@ -297,7 +291,8 @@ class Metrics:
             ["signs", "verifies"],
             registry=r,
         )
-        # Per-connection last callback and counts by decision (GET /routes and two gauges).
+        # Per-connection last callback, counts by decision, state (GET /routes and three gauges), with
+        # series only for connections seen or watched (progress.py).
         self.progress = Progress(r)
         self.auth0_off = Gauge(
             "sso_proxy_auth0_off", "1 when Auth0 is switched off (SSO_PROXY_AUTH0_OFF=true).", registry=r

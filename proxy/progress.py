@@ -13,7 +13,18 @@ as two gauges:
   ``state_changed`` in the map in force, for connections whose state changed in the last
   :data:`RECENT_SECONDS` (at most :data:`MAX_CHANGED_SERIES`, the most recent): the rollout's moving
   part, so dashboards and queries count "since cut-over" without a series per connection of a large
-  map. ``routes report`` reads ``state_changed`` from the map itself, whatever its age.
+  map. ``routes report`` reads ``state_changed`` from the map itself, whatever its age;
+- ``sso_proxy_connection_state{connection, state}``: 1 with the connection's state in the map in force.
+
+**Series follow traffic, not the map** (issue 21): a per-connection series exists only for a
+connection this process has *seen* (a callback identified as it) or is *watched*: its state was
+changed by a reload this process applied (cut over or rolled back since it started), and for the
+unconfirmed gauge, one cut over to WorkOS. A map of 20,000 connections with 40 seen exposes a few
+hundred series, not 20,000; the per-connection values are computed at scrape time from the map in
+force, so nothing per connection is kept for the map's sake.
+
+Collection copies the two dicts it iterates (one C call each) before reading them, so a scrape may
+run in a worker thread while the event loop records callbacks.
 
 Everything here counts since the process started; ``sso-proxy routes report`` (``proxy.migrate.report``)
 merges replicas.
@@ -22,7 +33,7 @@ merges replicas.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -51,16 +62,33 @@ class Progress:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self._seen: dict[str, _Seen] = {}
-        self.route_map: RouteMap | None = None
+        # Connections whose state a reload changed since start; replaced, never mutated, so a scrape
+        # in a worker thread reads one consistent set.
+        self._switched: frozenset[str] = frozenset()
         self._changed: tuple[tuple[str, float], ...] = ()  # (connection, state_changed), most recent first
+        self._unconfirmed_cut_over: tuple[str, ...] = ()
+        self.route_map: RouteMap | None = None
         self.started_at = time.time()
         if registry is not None:
             registry.register(self)
 
-    def use_map(self, route_map: RouteMap) -> None:
-        """The map in force (for the unconfirmed and state-changed gauges); called on every load."""
-        self.route_map = route_map
+    def use_map(self, route_map: RouteMap, changed: Iterable[str] = ()) -> None:
+        """The map in force; called by the route store on every load, with the connections whose
+        state that load changed (they are watched from then on: their state series appear)."""
+        self._switched = frozenset(name for name in (*self._switched, *changed) if name in route_map.connections)
+        self._unconfirmed_cut_over = tuple(
+            name
+            for name, conn in route_map.connections.items()
+            if conn.reachability == "unconfirmed" and conn.state == "workos"
+        )
         self._changed = changed_recently(route_map)
+        self.route_map = route_map
+
+    def watched(self, rm: RouteMap) -> list[str]:
+        """The connections of ``rm`` with per-connection series: seen, or changed by a reload."""
+        seen = dict(self._seen)  # one C call: the loop may record callbacks meanwhile
+        names = [name for name in seen if name in rm.connections]
+        return names + [name for name in self._switched if name not in seen and name in rm.connections]
 
     def record(
         self, connection: str | None, decision: str, reason: str, now: float | None = None, shadowed: bool = False
@@ -82,19 +110,21 @@ class Progress:
     def seen(self, connection: str) -> bool:
         return connection in self._seen
 
-    def snapshot(self) -> dict[str, dict[str, Any]]:
-        """Per connection of the map in force (and ``_unknown``): what ``GET /routes`` shows."""
-        rm = self.route_map
+    def snapshot(self, route_map: RouteMap | None = None) -> dict[str, dict[str, Any]]:
+        """Per connection of ``route_map`` (default: the map in force) and ``_unknown``: what ``GET /routes``
+        shows. Safe in a worker thread."""
+        rm = route_map if route_map is not None else self.route_map
         names = sorted(rm.connections) if rm is not None else []
+        seen_now = dict(self._seen)  # one C call: the loop may record callbacks meanwhile
         out: dict[str, dict[str, Any]] = {}
-        for name in [*names, *sorted(n for n in self._seen if rm is None or n not in rm.connections)]:
+        for name in [*names, *sorted(n for n in seen_now if rm is None or n not in rm.connections)]:
             conn = rm.connections.get(name) if rm is not None else None
-            seen = self._seen.get(name)
+            seen = seen_now.get(name)
             entry: dict[str, Any] = {
                 "state": conn.state if conn is not None else None,
                 "last_callback": _iso(seen.last) if seen else None,
                 "last_callback_unix": round(seen.last, 3) if seen else None,
-                "callbacks": dict(sorted(seen.decisions.items())) if seen else {},
+                "callbacks": dict(sorted(list(seen.decisions.items()))) if seen else {},
                 "fallbacks": seen.fallbacks if seen else 0,
                 "shadow": seen.shadow if seen else 0,
             }
@@ -119,19 +149,35 @@ class Progress:
             "Unix time of the last callback identified as each connection (since the process started).",
             labels=["connection"],
         )
-        for name, seen in self._seen.items():
+        seen_now = dict(self._seen)  # one C call: the loop may record callbacks meanwhile
+        for name, seen in seen_now.items():
             last.add_metric([name], seen.last)
         yield last
+        rm, cut_over = self.route_map, self._unconfirmed_cut_over  # a reload may swap them meanwhile
+        watched = self.watched(rm) if rm is not None else []
+        state = GaugeMetricFamily(
+            "sso_proxy_connection_state",
+            "1 with its state for each connection of the map in force this process has seen a callback of "
+            "or whose state a reload changed since it started (series follow traffic, not the map).",
+            labels=["connection", "state"],
+        )
         unconfirmed = GaugeMetricFamily(
             "sso_proxy_connection_unconfirmed",
             "1 for a connection marked reachability: unconfirmed whose callbacks this process has not "
-            "seen yet (its IdP may post to Auth0 directly); 0 once one is seen.",
+            "seen yet (its IdP may post to Auth0 directly); 0 once one is seen. Only for connections cut "
+            "over to WorkOS, seen, or changed by a reload.",
             labels=["connection"],
         )
-        if self.route_map is not None:
-            for name, conn in self.route_map.connections.items():
-                if conn.reachability == "unconfirmed":
-                    unconfirmed.add_metric([name], 0.0 if name in self._seen else 1.0)
+        if rm is not None:
+            for name in watched:
+                state.add_metric([name, rm.connections[name].state], 1.0)
+            # The unconfirmed ones an operator watches: cut over to WorkOS (their IdP may still post
+            # to Auth0 directly), besides the seen and changed ones.
+            for name in dict.fromkeys([*watched, *cut_over]):
+                conn = rm.connections.get(name)
+                if conn is not None and conn.reachability == "unconfirmed":
+                    unconfirmed.add_metric([name], 0.0 if name in seen_now else 1.0)
+        yield state
         yield unconfirmed
         changed = GaugeMetricFamily(
             "sso_proxy_connection_state_changed_seconds",

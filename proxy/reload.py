@@ -168,22 +168,22 @@ class RouteStore:
         m.routemap_info.labels(route_map.sha256, self.path).set(1)
         for state, count in route_map.counts_by_state().items():
             m.routemap_connections.labels(state).set(count)
-        m.progress.use_map(route_map)
-        m.connection_state.clear()
-        for conn in route_map.connections.values():
-            m.connection_state.labels(conn.name, conn.state).set(1)
+        changed: list[str] = []
+        switched: list[str] = []  # connections of the previous map whose state this load changes
+        if previous is not None:
+            old = previous.route_map.connections
+            for n, c in route_map.connections.items():
+                was = old.get(n)
+                if was is None or was.state != c.state:
+                    changed.append(f"{n}: {was.state if was is not None else 'absent'} -> {c.state}")
+                    if was is not None:
+                        switched.append(n)
+        # Per-connection series follow traffic: the switched connections are watched from now on.
+        m.progress.use_map(route_map, switched)
         self.last_error = None
         self._failed_sha = None
         self._failed_errors = ()
         self.current = loaded
-        changed = []
-        if previous is not None:
-            old = previous.route_map.connections
-            changed = [
-                f"{n}: {old[n].state if n in old else 'absent'} -> {c.state}"
-                for n, c in route_map.connections.items()
-                if n not in old or old[n].state != c.state
-            ]
         log_event(
             self.logger,
             logging.INFO,

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from proxy import __version__
+from proxy.routing.routemap import parse_routemap
 from tests.conftest import ADMIN_AUTH, ROUTES_YAML, ProxyProcess, StandIns, free_port, start_proxy
 from tests.samples import id_token, saml_form, saml_redirect_query, saml_xml
 
@@ -39,6 +40,17 @@ VARYING_NAMES = frozenset(("sso_proxy_connection_last_callback_timestamp_seconds
 
 def key(name: str, **labels: str) -> Key:
     return (name, tuple(sorted(labels.items())))
+
+
+STATES = {name: conn.state for name, conn in parse_routemap(ROUTES_YAML).connections.items()}
+
+
+def first_seen(before: Scrape, connection: str) -> dict[Key, float]:
+    """A connection's state series appears with its first callback (series follow traffic, issue 21)."""
+    if connection not in STATES:
+        return {}
+    series = key("sso_proxy_connection_state", connection=connection, state=STATES[connection])
+    return {} if series in before else {series: 1.0}
 
 
 def changes(before: Scrape, after: Scrape) -> dict[Key, float]:
@@ -338,7 +350,7 @@ def test_callback_metrics(mproxy: ProxyProcess, standins: StandIns, case: Case) 
     assert reply.status_code == case.status, reply.text
     if case.status == 307:
         assert "/sso/client_test/auth0/callback" in reply.headers["location"]
-    expected = case_changes(case)
+    expected = add(case_changes(case), first_seen(before, case.labels[1]))
     assert settle(mproxy, before, expected) == expected
 
 
@@ -490,6 +502,7 @@ def test_upstream_connect_error(standins: StandIns, routes_path: Path) -> None:
             {callback_key("saml", "globex-adfs", "auth0", "mapped", "query"): 1.0},
             # the lost login is attributed to its connection (the dashboard's per-connection errors)
             {key("sso_proxy_callback_errors_total", connection="globex-adfs", kind="connect"): 1.0},
+            first_seen(before, "globex-adfs"),
         )
         assert settle(proc, before, expected) == expected
         assert proc.scrape()[key("sso_proxy_upstream_in_flight")] == 0.0

@@ -265,3 +265,44 @@ def test_routes_and_report_on_a_running_proxy(standins: StandIns, tmp_path: Path
     )
     assert failed.returncode == 1
     assert failed.stderr.startswith("sso-proxy routes report: ") and "cannot connect" in failed.stderr
+
+
+def test_per_connection_series_appear_only_for_connections_seen_or_switched() -> None:
+    """Series follow traffic, not the map (issue 21): 1,000 connections, 3 seen -> 3 connections in /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from proxy.metrics import Metrics
+
+    def conns(workos: frozenset[str] = frozenset()) -> list[Connection]:
+        return [
+            Connection(f"c{i:04d}", "saml", "workos" if f"c{i:04d}" in workos else "legacy", reachability="unconfirmed")
+            for i in range(1000)
+        ]
+
+    def per_connection(metrics: Metrics) -> dict[str, set[str]]:
+        text = generate_latest(metrics.registry).decode()
+        out: dict[str, set[str]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if "connection" in sample.labels:
+                    out.setdefault(sample.name, set()).add(sample.labels["connection"])
+        return out
+
+    metrics = Metrics(CollectorRegistry())
+    metrics.progress.use_map(make_routemap(conns(), hashed=False))
+    assert per_connection(metrics) == {}
+    for name in ("c0001", "c0500", "c0999"):
+        metrics.progress.record(name, "auth0", "mapped")
+        metrics.callbacks.labels("saml", name, "auth0", "mapped", "query").inc()
+    seen = {"c0001", "c0500", "c0999"}
+    got = per_connection(metrics)
+    assert got["sso_proxy_connection_state"] == seen
+    assert got["sso_proxy_connection_last_callback_timestamp_seconds"] == seen
+    assert got["sso_proxy_connection_unconfirmed"] == seen
+    assert all(names <= seen for names in got.values()), got
+    # A reload that cuts one over: it is watched from then on (state 1, unconfirmed 1 until seen).
+    metrics.progress.use_map(make_routemap(conns(frozenset({"c0002"})), hashed=False), ["c0002"])
+    got = per_connection(metrics)
+    assert got["sso_proxy_connection_state"] == seen | {"c0002"}
+    assert got["sso_proxy_connection_unconfirmed"] == seen | {"c0002"}
+    assert len(generate_latest(metrics.registry).splitlines()) < 300  # whatever the map's size
