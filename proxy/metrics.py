@@ -64,7 +64,9 @@ class LoopCounter:
     prometheus_client's Counter takes a lock and runs checks on every ``inc``; on the callback path
     that was a measurable share of the per-request budget (bench/NOTES.md). Every update here
     happens on the one event loop thread, and the scrape runs on that same loop, so no lock is
-    needed. Exposed like a Counter (``<name>_total``), with HELP/TYPE even before the first sample.
+    needed. A scrape may run in a worker thread (``/metrics`` renders off the loop): it copies the
+    cells in one C call before reading them, and reads each value as a whole float.
+    Exposed like a Counter (``<name>_total``), with HELP/TYPE even before the first sample.
     """
 
     def __init__(self, name: str, documentation: str, labelnames: list[str], registry: CollectorRegistry) -> None:
@@ -85,7 +87,7 @@ class LoopCounter:
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, cell in self._cells.items():
+        for values, cell in list(self._cells.items()):
             family.add_metric(list(values), cell.value)
         yield family
 
@@ -125,10 +127,10 @@ class LoopHistogram:
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         les = [repr(float(b)) for b in self.bounds] + ["+Inf"]  # 0.005, 1.0: as prometheus_client writes them
-        for values, cell in self._cells.items():
+        for values, cell in list(self._cells.items()):
             total = 0
             buckets = []
-            for le, count in zip(les, cell.counts, strict=True):
+            for le, count in zip(les, list(cell.counts), strict=True):
                 total += count
                 buckets.append((le, float(total)))
             family.add_metric(list(values), buckets, cell.sum)
