@@ -117,9 +117,19 @@ class Progress:
         names = sorted(rm.connections) if rm is not None else []
         seen_now = dict(self._seen)  # one C call: the loop may record callbacks meanwhile
         out: dict[str, dict[str, Any]] = {}
+        # A connection never seen and without reachability shows only its state: one shared entry per
+        # state (callers only serialise the snapshot; never mutate an entry), not one dict per
+        # connection of the map: at 20,000 connections those dicts' garbage collections held the GIL.
+        unseen: dict[str, dict[str, Any]] = {}
         for name in [*names, *sorted(n for n in seen_now if rm is None or n not in rm.connections)]:
             conn = rm.connections.get(name) if rm is not None else None
             seen = seen_now.get(name)
+            if seen is None and conn is not None and not conn.reachability:
+                shared = unseen.get(conn.state)
+                if shared is None:
+                    shared = unseen[conn.state] = _unseen_entry(conn.state)
+                out[name] = shared
+                continue
             entry: dict[str, Any] = {
                 "state": conn.state if conn is not None else None,
                 "last_callback": _iso(seen.last) if seen else None,
@@ -201,6 +211,10 @@ def changed_recently(route_map: RouteMap, limit: int = MAX_CHANGED_SERIES) -> tu
     ]
     stamped.sort(key=lambda item: (-item[1], item[0]))
     return tuple(stamped[:limit])
+
+
+def _unseen_entry(state: str) -> dict[str, Any]:
+    return {"state": state, "last_callback": None, "last_callback_unix": None, "callbacks": {}, "fallbacks": 0}
 
 
 def _iso(at: float) -> str:
