@@ -17,10 +17,13 @@ Two rules keep a reload from hurting traffic :
   /-/reload`` and the start read the file twice ``settle`` seconds apart (``SSO_PROXY_RELOAD_SETTLE``)
   and keep reading until two reads agree (a file still changing after a few rounds is not applied:
   the result is ``unsettled``, and the watcher picks it up once it settles).
-- **Parsing never runs on the event loop.** Reading, hashing, parsing, validating and installing a
-  map run in a worker thread (:func:`asyncio.to_thread`), one reload at a time; requests keep being
-  answered while a map of any size loads. The new map becomes visible with one reference
-  assignment, after its metrics are in place.
+- **Parsing never runs on the event loop, nor in this process.** Reading, hashing, indexing and
+  installing a map run in a worker thread (:func:`asyncio.to_thread`), one reload at a time; the
+  parse and validation run in a child process (:mod:`proxy.mapbuild`), which hands the connections
+  back in small pickles, so the worker never holds the GIL for more than about a millisecond at a
+  time and the parse's garbage never lands in the server's heap (issue 21). The start uses the
+  same child. The new map becomes visible with one reference assignment, after its metrics are in
+  place.
 
 Reloads are also cheap to ask for: content that equals the map in force or the last rejected
 content is recognised by its hash without parsing, and counted and logged once per content, not per
@@ -40,8 +43,12 @@ from dataclasses import dataclass
 
 from proxy.errors import RouteMapError
 from proxy.logs import log_event
+from proxy.mapbuild import build_routemap
 from proxy.metrics import Metrics
-from proxy.routing.routemap import RouteMap, ambiguity_warnings, parse_routemap
+from proxy.routing.routemap import RouteMap, ambiguity_warnings
+
+# (bytes, source, WorkOS domain) -> a validated, indexed map, or RouteMapError.
+Build = Callable[[bytes, str, "str | None"], RouteMap]
 
 UNREADABLE = "unreadable"
 # Seconds new content rewritten in place must read the same before the watcher applies it: more
@@ -89,10 +96,13 @@ class RouteStore:
         logger: logging.Logger,
         require: Callable[[RouteMap, str], list[str]] | None = None,
         settle: float = 0.5,
+        build: Build = build_routemap,
     ) -> None:
         """``require``: a further check a map must pass to be served (errors, or [] to accept), e.g.
-        :func:`proxy.retired.map_errors` when Auth0 is switched off."""
+        :func:`proxy.retired.map_errors` when Auth0 is switched off. ``build``: how bytes become a map
+        (a child process by default; :func:`proxy.routing.routemap.parse_routemap` in this process)."""
         self.path = path
+        self.build = build
         self.require = require
         self.workos_domain = workos_domain
         self.metrics = metrics
@@ -148,7 +158,7 @@ class RouteStore:
         if snap.data is None:
             raise RouteMapError(self.path, list(snap.errors))
         self._polled_file = snap.file
-        route_map = parse_routemap(snap.data, self.path, self.workos_domain)
+        route_map = self.build(snap.data, self.path, self.workos_domain)
         refused = self.require(route_map, self.path) if self.require is not None else []
         if refused:
             raise RouteMapError(self.path, refused)
@@ -218,7 +228,7 @@ class RouteStore:
             bytes=len(snap.data),
         )
         try:
-            route_map = parse_routemap(snap.data, self.path, self.workos_domain)
+            route_map = self.build(snap.data, self.path, self.workos_domain)
         except RouteMapError as exc:
             return self._reject(trigger, snap.sha256, exc.errors)
         refused = self.require(route_map, self.path) if self.require is not None else []

@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import yaml
@@ -292,7 +292,7 @@ def _choice(
         shown = "missing" if value is None else repr(value)
         errors.append(f"{where}.{key}: must be one of {', '.join(choices)} (got {shown})")
         return choices[0]
-    return str(value)
+    return choices[choices.index(value)]  # the one constant, not a copy per connection
 
 
 def _parse_connection(
@@ -366,86 +366,195 @@ _NULL = "tag:yaml.org,2002:null"
 _MERGE = "tag:yaml.org,2002:merge"
 
 
-class _Builder:
-    """Builds the Python value of a composed document and records located structural problems.
+_SCALAR = yaml.ScalarEvent
+_OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+ItemHook = Callable[[Any, Any], Any]
 
-    What ``yaml.safe_load`` returns, in one pass over the nodes: the common tags (str, null, map,
-    seq) directly, every other tag by PyYAML's safe constructor; about twice as fast as
-    ``construct_document``, whose per-node generators dominate a large map's load time. Problems:
+
+class _Builder:
+    """Builds the Python value of a document from the parser's events and records located problems.
+
+    What ``yaml.safe_load`` returns, in one pass over libyaml's events without composing a node tree
+    (issue 21: the tree of a 20,000-connection map, with two marks per node, peaked at 137 MB; the
+    events are read one at a time): the common tags (str, null, map, seq) directly, every other tag
+    by PyYAML's safe constructor. ``connections`` hands each connection's value to ``item_hook`` as
+    soon as it is built, so a map is validated as it streams and only one raw connection is held at
+    a time. Problems:
 
     - a mapping key written twice (``yaml.safe_load`` would silently keep the last one): a map with
       ``defaults`` or a connection written twice is ambiguous about what the operator meant;
     - an alias (``*name``): a route map has no use for them, and one node reached through many
-      aliases would make validation work grow with the product of their counts (fatal);
+      aliases would make validation work grow with the product of their counts (fatal; located at
+      the anchored node);
     - a key that is not a plain value: a merge key ``<<``, a list or a mapping (fatal);
     - nesting deeper than :data:`MAX_NESTING` (fatal; it also bounds this recursion).
     """
 
-    def __init__(self, loader: yaml.SafeLoader) -> None:
+    def __init__(self, loader: yaml.SafeLoader, item_hook: ItemHook | None = None) -> None:
         self.loader = loader
+        self.item_hook = item_hook
         self.problems: list[tuple[int, int, str]] = []
         self.fatal = False
-        self.seen: set[int] = set()
+        self.anchors: dict[str, yaml.Mark] = {}
 
-    def _problem(self, node: yaml.Node, text: str, fatal: bool) -> None:
-        self.problems.append((node.start_mark.line + 1, node.start_mark.column + 1, text))
+    def _problem(self, mark: Any, text: str, fatal: bool) -> None:
+        self.problems.append((mark.line + 1, mark.column + 1, text))
         self.fatal = self.fatal or fatal
 
-    def build(self, node: yaml.Node, depth: int = 0) -> Any:
-        if id(node) in self.seen:
-            self._problem(node, "an anchored node is repeated by an alias", True)
+    def _event(self) -> Any:
+        return self.loader.get_event()  # type: ignore[no-untyped-call]
+
+    def _tag(self, event: Any, kind: type[yaml.Node]) -> str:
+        tag: str | None = event.tag
+        if tag is None or tag == "!":
+            value = event.value if kind is yaml.ScalarNode else None
+            tag = self.loader.resolve(kind, value, event.implicit)  # type: ignore[no-untyped-call]
+        return str(tag)
+
+    def _skip(self, event: Any) -> None:
+        """Consume the rest of a collection whose start is ``event`` (nothing for a scalar or alias)."""
+        depth = 1 if isinstance(event, _OPEN) else 0
+        while depth:
+            event = self._event()
+            depth += 1 if isinstance(event, _OPEN) else -1 if isinstance(event, _CLOSE) else 0
+
+    def _alias(self, event: Any) -> None:
+        mark = self.anchors.get(event.anchor)
+        if mark is None:
+            raise yaml.composer.ComposerError(None, None, f"found undefined alias {event.anchor!r}", event.start_mark)
+        self._problem(mark, "an anchored node is repeated by an alias", True)
+
+    def build(self, event: Any, depth: int = 0, item_hook: ItemHook | None = None) -> Any:
+        if isinstance(event, yaml.AliasEvent):
+            self._alias(event)
             return None
-        self.seen.add(id(node))
         if depth > MAX_NESTING:
-            self._problem(node, f"nested more than {MAX_NESTING} levels deep", True)
+            self._problem(event.start_mark, f"nested more than {MAX_NESTING} levels deep", True)
+            self._skip(event)
             return None
-        tag = node.tag
-        if isinstance(node, yaml.ScalarNode):
+        if event.anchor is not None:
+            self.anchors[event.anchor] = event.start_mark
+        if isinstance(event, _SCALAR):
+            tag = self._tag(event, yaml.ScalarNode)
             if tag == _STR:
-                return node.value
+                return event.value
             if tag == _NULL:
                 return None
-            return self.loader.construct_object(node, deep=True)
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            raw_keys: set[str] = set()
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
-                    self._problem(key_node, "a key must be a plain value (no <<, list or mapping)", True)
-                    continue
-                if key_node.value in raw_keys:
-                    self._problem(
-                        key_node, f"duplicate key {key_node.value!r} (the YAML loader would keep the last one)", False
-                    )
-                raw_keys.add(key_node.value)
-                out[self.build(key_node, depth + 1)] = self.build(value_node, depth + 1)
-            return out if tag == _MAP else self.loader.construct_object(node, deep=True)
-        if isinstance(node, yaml.SequenceNode):
-            items = [self.build(item, depth + 1) for item in node.value]
-            return items if tag == _SEQ else self.loader.construct_object(node, deep=True)
-        return self.loader.construct_object(node, deep=True)  # pragma: no cover - no other node kind
+            return self.loader.construct_object(self._compose(event, depth), deep=True)
+        if isinstance(event, yaml.SequenceStartEvent):
+            if self._tag(event, yaml.SequenceNode) != _SEQ:
+                return self.loader.construct_object(self._compose(event, depth), deep=True)
+            items = []
+            while not isinstance(item := self._event(), yaml.SequenceEndEvent):
+                items.append(self.build(item, depth + 1))
+            return items
+        if self._tag(event, yaml.MappingNode) != _MAP:
+            return self.loader.construct_object(self._compose(event, depth), deep=True)
+        out: dict[Any, Any] = {}
+        raw_keys: set[str] = set()
+        while not isinstance(key_event := self._event(), yaml.MappingEndEvent):
+            if not isinstance(key_event, _SCALAR) or self._tag(key_event, yaml.ScalarNode) == _MERGE:
+                if isinstance(key_event, yaml.AliasEvent):
+                    self._alias(key_event)
+                else:
+                    self._problem(key_event.start_mark, "a key must be a plain value (no <<, list or mapping)", True)
+                self._skip(key_event)
+                self._skip(self._event())
+                continue
+            if key_event.value in raw_keys:
+                self._problem(
+                    key_event.start_mark,
+                    f"duplicate key {key_event.value!r} (the YAML loader would keep the last one)",
+                    False,
+                )
+            raw_keys.add(key_event.value)
+            key = self.build(key_event, depth + 1)
+            hook = self.item_hook if depth == 0 and key == "connections" else None
+            value = self.build(self._event(), depth + 1, hook)
+            out[key] = item_hook(key, value) if item_hook is not None else value
+        return out
+
+    def _compose(self, event: Any, depth: int) -> yaml.Node:
+        """The node of a value with an uncommon tag (``!!set``, ``!!binary``...), for the safe constructor."""
+        if isinstance(event, yaml.AliasEvent):
+            self._alias(event)
+            return yaml.ScalarNode(_NULL, "")
+        if depth > MAX_NESTING:
+            self._problem(event.start_mark, f"nested more than {MAX_NESTING} levels deep", True)
+            self._skip(event)
+            return yaml.ScalarNode(_NULL, "")
+        if event.anchor is not None:
+            self.anchors[event.anchor] = event.start_mark
+        start: Any = event.start_mark
+        end: Any = event.end_mark
+        if isinstance(event, _SCALAR):
+            tag = self._tag(event, yaml.ScalarNode)
+            return yaml.ScalarNode(tag, event.value, start, end, style=event.style)
+        if isinstance(event, yaml.SequenceStartEvent):
+            items = []
+            while not isinstance(item := self._event(), yaml.SequenceEndEvent):
+                items.append(self._compose(item, depth + 1))
+            return yaml.SequenceNode(self._tag(event, yaml.SequenceNode), items, start, end)
+        pairs = []
+        while not isinstance(key_event := self._event(), yaml.MappingEndEvent):
+            pairs.append((self._compose(key_event, depth + 1), self._compose(self._event(), depth + 1)))
+        return yaml.MappingNode(self._tag(event, yaml.MappingNode), pairs, start, end)
 
 
-def _load_yaml(data: bytes) -> tuple[Any, list[str], bool]:
-    """(document, located structural problems, whether they stop validation: the document is then None)."""
+def _load_yaml(data: bytes, item_hook: ItemHook | None = None) -> tuple[Any, list[str], bool]:
+    """(document, located structural problems, whether they stop validation: the document is then None).
+
+    ``item_hook(name, value)`` replaces each entry of the top-level ``connections`` mapping as it is read.
+    """
     loader = SafeLoader(data)
     try:
-        node = loader.get_single_node()
-        if node is None:
+        loader.get_event()  # type: ignore[no-untyped-call]  # stream start
+        start = loader.get_event()  # type: ignore[no-untyped-call]
+        if isinstance(start, yaml.StreamEndEvent):
             return None, [], False
-        builder = _Builder(loader)
-        document = builder.build(node)
+        builder = _Builder(loader, item_hook)
+        document = builder.build(loader.get_event())  # type: ignore[no-untyped-call]
+        loader.get_event()  # type: ignore[no-untyped-call]  # document end
+        after = loader.get_event()  # type: ignore[no-untyped-call]
+        if not isinstance(after, yaml.StreamEndEvent):
+            raise yaml.composer.ComposerError(
+                "expected a single document in the stream",
+                start.start_mark,
+                "but found another document",
+                after.start_mark,
+            )
         problems = [f"{line}:{column}: {text}" for line, column, text in sorted(builder.problems)]
         return (None if builder.fatal else document), problems, builder.fatal
     finally:
         loader.dispose()
 
 
-def parse_routemap(text: str | bytes, source: str = "routes.yaml", workos_domain: str | None = None) -> RouteMap:
-    """Parse and fully validate a route map; raise :class:`RouteMapError` listing every error."""
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """One connection validated as it was read: the connection (None when refused) and its errors."""
+
+    conn: Connection | None
+    errors: list[str]
+
+
+def parse_routemap(
+    text: str | bytes, source: str = "routes.yaml", workos_domain: str | None = None, indexed: bool = True
+) -> RouteMap:
+    """Parse and fully validate a route map; raise :class:`RouteMapError` listing every error.
+
+    ``indexed=False``: without lookup indexes (:func:`with_index` adds them), for a builder that
+    hands the connections to another process.
+    """
     data = text.encode() if isinstance(text, str) else text
+
+    def parse_connection(name: Any, body: Any) -> _Parsed:
+        found: list[str] = []
+        conn = _parse_connection(name, body, f"{source}: connections.{_shown(name)}", found, workos_domain)
+        return _Parsed(conn, found)
+
     try:
-        raw, problems, fatal = _load_yaml(data)
+        raw, problems, fatal = _load_yaml(data, parse_connection)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
@@ -476,25 +585,31 @@ def parse_routemap(text: str | bytes, source: str = "routes.yaml", workos_domain
         raw_connections = {}
     connections: dict[str, Connection] = {}
     for name, body in raw_connections.items():
-        conn = _parse_connection(name, body, f"{source}: connections.{_shown(name)}", errors, workos_domain)
-        if conn is not None:
-            connections[conn.name] = conn
+        parsed = body if isinstance(body, _Parsed) else parse_connection(name, body)  # read as it streamed
+        errors += parsed.errors
+        if parsed.conn is not None:
+            connections[parsed.conn.name] = parsed.conn
     if errors:
         raise RouteMapError(source, errors)
-    return _assemble(connections, unknown, mode, hashlib.sha256(data).hexdigest())
+    draft = RouteMap(
+        unknown=unknown, mode=mode, connections=MappingProxyType(connections), sha256=hashlib.sha256(data).hexdigest()
+    )
+    return with_index(draft) if indexed else draft
+
+
+def with_index(route_map: RouteMap) -> RouteMap:
+    """``route_map`` with its lookup indexes built from its connections."""
+    index, ambiguous = build_index(route_map.connections)
+    return replace(
+        route_map,
+        index=MappingProxyType({k: MappingProxyType(v) for k, v in index.items()}),
+        ambiguous=MappingProxyType({k: MappingProxyType(v) for k, v in ambiguous.items()}),
+    )
 
 
 def _assemble(connections: dict[str, Connection], unknown: str, mode: str, sha256: str) -> RouteMap:
     """A read-only RouteMap with its lookup indexes, from validated connections."""
-    index, ambiguous = build_index(connections)
-    return RouteMap(
-        unknown=unknown,
-        mode=mode,
-        connections=MappingProxyType(connections),
-        index=MappingProxyType({k: MappingProxyType(v) for k, v in index.items()}),
-        ambiguous=MappingProxyType({k: MappingProxyType(v) for k, v in ambiguous.items()}),
-        sha256=sha256,
-    )
+    return with_index(RouteMap(unknown=unknown, mode=mode, connections=MappingProxyType(connections), sha256=sha256))
 
 
 def load_routemap(path: str, workos_domain: str | None = None) -> RouteMap:

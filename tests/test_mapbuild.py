@@ -1,0 +1,30 @@
+"""Tests for proxy.mapbuild: the route map built in a child process equals the one parsed here."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.errors import RouteMapError
+from proxy.mapbuild import build_routemap
+from proxy.routing.routemap import parse_routemap
+from tests.conftest import ROUTES_YAML, big_routes_yaml
+
+
+def test_the_child_builds_the_same_map() -> None:
+    text = (
+        big_routes_yaml(600)
+        + "  dup:\n    protocol: saml\n    state: legacy\n    issuers: [http://www.okta.com/acme]\n"
+    ).encode()
+    here = parse_routemap(text, "r.yaml", "auth.example.com")
+    there = build_routemap(text, "r.yaml", "auth.example.com", in_process_below=0)
+    assert there == here
+    assert there.lookup("audiences", "urn:auth0:globex-prod:gen-000599") == "gen-000599"
+    assert there.ambiguous["issuers"]["http://www.okta.com/acme"] == ("acme-okta", "dup")
+
+
+@pytest.mark.parametrize("below", [0, 1 << 20], ids=["child", "in-process"])
+def test_errors_are_located_either_way(below: int) -> None:
+    text = ROUTES_YAML.replace("state: legacy", "state: paused", 1).encode()
+    with pytest.raises(RouteMapError) as info:
+        build_routemap(text, "r.yaml", None, in_process_below=below)
+    assert info.value.errors == ["r.yaml: connections.globex-adfs.state: must be one of legacy, workos (got 'paused')"]
