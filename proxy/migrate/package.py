@@ -27,7 +27,6 @@ every text that reaches the summary or a YAML comment is one printable line of b
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -113,17 +112,37 @@ def read_csv(path: Path, label: str, skipped: list[SkippedRow]) -> Iterator[Row]
     unknown extra columns (kept, never read). Rows whose field count differs from the header's are
     skipped: their columns cannot be trusted. Anything that makes the file unreadable as a whole
     (not UTF-8, malformed CSV, a field over the csv module's 128 KiB limit, a column named twice)
-    is an :class:`ExportError` naming the file and line. Time and memory are linear in the file.
+    is an :class:`ExportError` naming the file and line. Streamed: time is linear in the file and
+    memory bounded by its longest row (issue 21: a 200,000-connection export was read whole, three
+    copies at once).
     """
     try:
-        data = path.read_bytes()
+        fh = path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="")
     except OSError as exc:
         raise ExportError(f"{label}: cannot read: {exc.strerror or exc}") from exc
+    with fh:
+        yield from _rows(_utf8_lines(fh, label), label, skipped)
+
+
+# A byte that is not UTF-8 decodes, under surrogateescape, to one of these (valid UTF-8 never does).
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _utf8_lines(fh: Iterable[str], label: str) -> Iterator[str]:
+    """The file's lines; ExportError at the first line holding a byte that is not UTF-8."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ExportError(f"{label}:{_line_of(data, exc.start)}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        for number, line in enumerate(fh, start=1):
+            bad = _NOT_UTF8.search(line)
+            if bad is not None:
+                byte = ord(bad.group()) - 0xDC00
+                raise ExportError(f"{label}:{number}: not UTF-8 (invalid byte 0x{byte:02x})")
+            yield line
+    except OSError as exc:
+        raise ExportError(f"{label}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _rows(lines: Iterator[str], label: str, skipped: list[SkippedRow]) -> Iterator[Row]:
+    reader = csv.reader(lines, strict=True)
     header: list[str] | None = None
     next_line = 1
     try:

@@ -366,6 +366,15 @@ _NULL = "tag:yaml.org,2002:null"
 _MERGE = "tag:yaml.org,2002:merge"
 
 
+# First characters of a plain scalar that no implicit resolver (bool, int, float, null, timestamp,
+# merge...) of the loader starts with: such a scalar is a string, no regular expression needed (the
+# resolver's per-scalar regexes were a third of a large map's parse).
+_RESOLVERS: dict[Any, Any] = getattr(SafeLoader, "yaml_implicit_resolvers", {})
+_STRING_FIRSTS = (
+    frozenset()
+    if None in _RESOLVERS
+    else frozenset(chr(c) for c in range(0x20, 0x7F) if chr(c) not in _RESOLVERS) - {""}
+)
 _SCALAR = yaml.ScalarEvent
 _OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
@@ -408,6 +417,8 @@ class _Builder:
     def _tag(self, event: Any, kind: type[yaml.Node]) -> str:
         tag: str | None = event.tag
         if tag is None or tag == "!":
+            if kind is yaml.ScalarNode and (not event.implicit[0] or event.value[:1] in _STRING_FIRSTS):
+                return _STR  # quoted, or a plain value no implicit resolver starts with: what resolve() says
             value = event.value if kind is yaml.ScalarNode else None
             tag = self.loader.resolve(kind, value, event.implicit)  # type: ignore[no-untyped-call]
         return str(tag)
