@@ -82,17 +82,23 @@ def serve_child(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
 
 def build_routemap(
-    data: bytes, source: str, workos_domain: str | None, in_process_below: int = IN_PROCESS_BELOW
+    data: bytes,
+    source: str,
+    workos_domain: str | None,
+    in_process_below: int = IN_PROCESS_BELOW,
+    python: str | None = None,
 ) -> RouteMap:
     """Parse, validate and index ``data`` with the parse in a child process (blocking: call it from a
-    worker thread). Raises :class:`RouteMapError` for an invalid map, or when the child fails."""
+    worker thread). Raises :class:`RouteMapError` for an invalid map, or when the child fails.
+    ``python``: the child's interpreter (default: this one)."""
     if len(data) < in_process_below:
         return parse_routemap(data, source, workos_domain)
-    env = dict(os.environ)
+    # The child needs the interpreter's environment, not the service's settings or secrets.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH0_", "WORKOS_", "SSO_PROXY_"))}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
     try:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "proxy.mapbuild"],
+        child = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+            [python or sys.executable, "-m", "proxy.mapbuild"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

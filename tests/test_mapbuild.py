@@ -28,3 +28,17 @@ def test_errors_are_located_either_way(below: int) -> None:
     with pytest.raises(RouteMapError) as info:
         build_routemap(text, "r.yaml", None, in_process_below=below)
     assert info.value.errors == ["r.yaml: connections.globex-adfs.state: must be one of legacy, workos (got 'paused')"]
+
+
+@pytest.mark.parametrize(
+    ("python", "expected"),
+    [
+        ("/nonexistent/python", "r.yaml: cannot start the map builder"),
+        ("/bin/false", "r.yaml: the map builder failed ("),  # exits at once: no map comes back
+    ],
+)
+def test_a_failing_child_is_one_located_error_and_no_map(python: str, expected: str) -> None:
+    with pytest.raises(RouteMapError) as info:
+        build_routemap(ROUTES_YAML.encode(), "r.yaml", None, in_process_below=0, python=python)
+    [error] = info.value.errors
+    assert error.startswith(expected), error
