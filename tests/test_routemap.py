@@ -383,9 +383,9 @@ def test_same_value_as_safe_load_for_every_tag() -> None:
         "version: 1\ns: text\nq: 'quoted'\ni: 7\nf: 1.5\nb: true\nn: ~\nd: 2001-12-14\n"
         "l: [1, two]\nm: {k: v}\nset: !!set {x}\nbin: !!binary aGVsbG8=\n"
     )
-    from proxy.routing.routemap import _load_yaml
+    from proxy.routing.yamlread import load_yaml
 
-    document, problems, fatal = _load_yaml(text.encode())
+    document, problems, fatal = load_yaml(text.encode())
     assert (problems, fatal) == ([], False)
     assert document == yaml.safe_load(text)
 
