@@ -457,7 +457,7 @@ def create_ops_app(
     ``POST /-/reload`` the admin token); see proxy/admin.py.
     """
 
-    # Rendering runs in a worker thread (issue 21): at 20,000 connections /metrics and /routes held
+    # Rendering runs in a worker thread: at 20,000 connections /metrics and /routes held
     # the loop 0.2-0.7 s. The thread's Python code gives the GIL back every switch interval (5 ms);
     # the collectors copy what the loop mutates before reading it (metrics.py, progress.py).
     async def get_metrics(request: Request) -> Response:

@@ -1,4 +1,4 @@
-"""Builds a route map in a child process, so no request waits on a reload (issue 21).
+"""Builds a route map in a child process, so no request waits on a reload.
 
 Parsing a 20,000-connection map in a worker thread still held the server's GIL for 0.5-1.1 s at a
 time: libyaml composed the whole document in one C call, and its node tree (two marks per node)

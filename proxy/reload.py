@@ -21,7 +21,7 @@ Two rules keep a reload from hurting traffic :
   installing a map run in a worker thread (:func:`asyncio.to_thread`), one reload at a time; the
   parse and validation run in a child process (:mod:`proxy.mapbuild`), which hands the connections
   back in small pickles, so the worker never holds the GIL for more than about a millisecond at a
-  time and the parse's garbage never lands in the server's heap (issue 21). The start uses the
+  time and the parse's garbage never lands in the server's heap. The start uses the
   same child. The new map becomes visible with one reference assignment, after its metrics are in
   place.
 

@@ -181,7 +181,7 @@ async def serve(
         on_terminate(signal.Signals[name])
     # What start-up built (modules, the app, the first route map) lives as long as the process: out
     # of the collector's sight, so a full collection scans only what was made since, not 20,000
-    # connections' objects on every one (issue 21: they held the GIL tens of ms during a reload).
+    # connections' objects on every one (they held the GIL tens of ms during a reload).
     # Frozen objects are still freed by reference counting (a replaced map's objects are acyclic).
     gc.collect()
     gc.freeze()

@@ -113,7 +113,7 @@ def read_csv(path: Path, label: str, skipped: list[SkippedRow]) -> Iterator[Row]
     skipped: their columns cannot be trusted. Anything that makes the file unreadable as a whole
     (not UTF-8, malformed CSV, a field over the csv module's 128 KiB limit, a column named twice)
     is an :class:`ExportError` naming the file and line. Streamed: time is linear in the file and
-    memory bounded by its longest row (issue 21: a 200,000-connection export was read whole, three
+    memory bounded by its longest row (a 200,000-connection export was read whole, three
     copies at once).
     """
     try:

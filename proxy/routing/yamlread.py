@@ -46,7 +46,7 @@ class _Builder:
     """Builds the Python value of a document from the parser's events and records located problems.
 
     What ``yaml.safe_load`` returns, in one pass over libyaml's events without composing a node tree
-    (issue 21: the tree of a 20,000-connection map, with two marks per node, peaked at 137 MB; the
+    (the tree of a 20,000-connection map, with two marks per node, peaked at 137 MB; the
     events are read one at a time): the common tags (str, null, map, seq) directly, every other tag
     by PyYAML's safe constructor. ``connections`` hands each connection's value to ``item_hook`` as
     soon as it is built, so a map is validated as it streams and only one raw connection is held at
