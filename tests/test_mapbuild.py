@@ -27,7 +27,9 @@ def test_errors_are_located_either_way(below: int) -> None:
     text = ROUTES_YAML.replace("state: legacy", "state: paused", 1).encode()
     with pytest.raises(RouteMapError) as info:
         build_routemap(text, "r.yaml", None, in_process_below=below)
-    assert info.value.errors == ["r.yaml: connections.globex-adfs.state: must be one of legacy, workos (got 'paused')"]
+    assert info.value.errors == [
+        "r.yaml: connections.globex-adfs.state: must be one of legacy, shadow, workos (got 'paused')"
+    ]
 
 
 @pytest.mark.parametrize(
