@@ -372,3 +372,15 @@ def start_against(upstream: RawUpstream, routes: Path, **env: str) -> ProxyProce
         port=port,
         admin_port=admin,
     ).start()
+
+
+@pytest.fixture()
+def record(upstream: RawUpstream) -> RawUpstream:
+    """The raw Auth0's record, emptied: what one test sent it."""
+    upstream.requests.clear()
+    return upstream
+
+
+def rejected(proc: ProxyProcess, reason: str) -> float:
+    """``sso_proxy_rejected_requests_total{reason}`` of a running proxy."""
+    return proc.scrape().get(("sso_proxy_rejected_requests_total", (("reason", reason),)), 0.0)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ProxyProcess, start_against
+from tests.conftest import ProxyProcess, rejected, start_against
 from tests.hostile_kit import RawUpstream, get, header_of, read_all, read_response, status_of
 
 LEGACY_SAML = b"/login/callback?connection=globex-adfs"
@@ -35,16 +35,6 @@ def proxy(upstream: RawUpstream, routes: Path) -> Iterator[ProxyProcess]:
     proc = start_against(upstream, routes, **LIMITS)
     yield proc
     proc.stop()
-
-
-@pytest.fixture()
-def record(upstream: RawUpstream) -> RawUpstream:
-    upstream.requests.clear()
-    return upstream
-
-
-def rejected(proc: ProxyProcess, reason: str) -> float:
-    return proc.scrape().get(("sso_proxy_rejected_requests_total", (("reason", reason),)), 0.0)
 
 
 def trickle_until_closed(sock: socket.socket, data: bytes, every: float, within: float) -> tuple[float, bytes]:

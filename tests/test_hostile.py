@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ProxyProcess, free_port, proxy_env, start_against
+from tests.conftest import ProxyProcess, free_port, proxy_env, rejected, start_against
 from tests.hostile_kit import RawUpstream, exchange, get, header_of, post, read_all, read_response, status_of
 
 LEGACY_SAML = b"/login/callback?connection=globex-adfs"
@@ -41,16 +41,6 @@ def proxy(upstream: RawUpstream, routes: Path) -> Iterator[ProxyProcess]:
     proc = start_limited(upstream, routes)
     yield proc
     proc.stop()
-
-
-@pytest.fixture()
-def record(upstream: RawUpstream) -> RawUpstream:
-    upstream.requests.clear()
-    return upstream
-
-
-def rejected(proc: ProxyProcess, reason: str) -> float:
-    return proc.scrape().get(("sso_proxy_rejected_requests_total", (("reason", reason),)), 0.0)
 
 
 # --- finding 3: the request head is bounded ------------------------------------------------------
