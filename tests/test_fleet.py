@@ -185,3 +185,18 @@ def test_check_keys(keys: dict[str, tuple[str, tuple[str, ...]]], problems: list
     assert len(got) == len(problems)
     for line, start in zip(got, problems, strict=True):
         assert line.startswith(start)
+
+
+def test_a_restart_is_the_scrape_that_first_saw_the_new_process() -> None:
+    """process_start_time_seconds can read up to a second early (the boot time is whole seconds):
+    a restart is placed at the first scrape of the new process, never between two old samples."""
+    from proxy.migrate.fleet import increase_since, new_process_scrapes
+
+    starts = [(100.0, 50.3), (101.0, 50.3), (102.0, 50.3), (104.0, 102.6), (105.0, 102.6), (106.0, float("nan"))]
+    assert new_process_scrapes(starts) == [104.0]
+    # The old process's series stayed at 2 through its last scrape (103.0); the new one never had it.
+    old_only = [(99.0, 2.0), (101.0, 2.0), (102.0, 2.0), (103.0, 2.0)]
+    assert increase_since(old_only, 100.5, new_process_scrapes(starts)) == 0
+    # A series both processes had: 2 before the restart, 2 again after it: 2 new, not 0, not 4.
+    both = [(99.0, 2.0), (101.0, 2.0), (103.0, 2.0), (104.0, 2.0), (105.0, 2.0)]
+    assert increase_since(both, 100.5, new_process_scrapes(starts)) == 2

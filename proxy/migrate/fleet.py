@@ -57,9 +57,9 @@ def increase_since(samples: Sequence[Sample], since: float, restarts: Sequence[f
     """How much a counter rose after ``since``: the baseline is its last sample at or before ``since``
     (none: the series started after it, counted from zero); a drop is a reset (the new value is new).
 
-    ``restarts``: when its process started (``process_start_time_seconds``). A restart between two
-    samples is a reset even when the new value is not lower (1 before, 3 after: 3 new, where
-    ``increase()`` would see 2).
+    ``restarts``: when a new process of its replica was first scraped (:func:`new_process_scrapes`).
+    A restart between two samples is a reset even when the new value is not lower (1 before, 3
+    after: 3 new, where ``increase()`` would see 2).
     """
     baseline = 0.0
     total = 0.0
@@ -287,11 +287,27 @@ def fleet_report(
     first = min(starts) - LOOKBACK
     callbacks = api.series("sso_proxy_callbacks_total", first, at)
     fallbacks = api.series("sso_proxy_fallbacks_total", first, at)
-    restarts: dict[str, set[float]] = {}
+    started: dict[str, list[float]] = {}
     for labels, samples in api.series('process_start_time_seconds{job=~".+"}', first, at):
-        restarts.setdefault(labels.get("instance", ""), set()).update(value for _, value in samples)
-    started = {instance: sorted(values) for instance, values in restarts.items()}
+        started.setdefault(labels.get("instance", ""), []).extend(new_process_scrapes(samples))
     return report_entries(targets, callbacks, fallbacks, default_start, oldest, started)
+
+
+def new_process_scrapes(samples: Sequence[Sample]) -> list[float]:
+    """When a replica restarted, as the scrape that first saw the new process: the time of the
+    first sample whose ``process_start_time_seconds`` differs from the one before. Not the start
+    time itself: it is derived from the boot time, which the kernel gives in whole seconds, so it
+    can read up to a second early, before the old process's last scrape (which then looked like a
+    restart between two samples of the old process and counted its value twice)."""
+    out: list[float] = []
+    previous: float | None = None
+    for at, value in samples:
+        if value != value:  # NaN: a staleness marker
+            continue
+        if previous is not None and value != previous:
+            out.append(at)
+        previous = value
+    return out
 
 
 # --- every replica on the map: the runbook's gate between the map and the application's flag ----------
