@@ -28,14 +28,14 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from tests.hostile_kit import RawUpstream, get, post, status_of  # noqa: E402
+from tests.hostile_kit import Probe, RawUpstream, get, post, status_of  # noqa: E402
 
 ROUTES = """version: 1
 defaults: {unknown: workos, mode: normal}
@@ -69,36 +69,6 @@ class Row:
     seconds: float
     stall_ms: float  # the slowest /healthz answer while this attack ran
     note: str = ""
-
-
-@dataclass
-class Probe:
-    """GET /healthz on the operations listener every 10 ms; the slowest answer is the worst stall."""
-
-    port: int
-    worst: float = 0.0
-    window: float = 0.0  # the slowest answer since the last reset
-    probes: int = 0
-    failures: int = 0
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        while not self.stop.is_set():
-            started = time.perf_counter()
-            try:
-                conn.request("GET", "/healthz")
-                ok = conn.getresponse().read() == b"ok\n"
-            except (OSError, http.client.HTTPException):
-                ok = False
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            took = time.perf_counter() - started
-            self.worst = max(self.worst, took)
-            self.window = max(self.window, took)
-            self.probes += 1
-            self.failures += not ok
-            time.sleep(0.01)
 
 
 def answers_of(socks: list[socket.socket], timeout: float) -> collections.Counter[int]:

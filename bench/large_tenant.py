@@ -39,6 +39,10 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.hostile_kit import Probe  # noqa: E402
+
 MIB = 1024 * 1024
 LIMIT_MIB = 256  # deploy/kubernetes/base/deployment.yaml
 SEEN = 40
@@ -108,41 +112,6 @@ class Sampler:
         while not self.stop.is_set():
             self.peak = max(self.peak, tree_rss(self.pid))
             time.sleep(0.02)
-
-
-@dataclass
-class Probe:
-    """A callback (307 to WorkOS) every 10 ms on the public listener; the slowest answer since reset."""
-
-    port: int
-    path: str
-    window: float = 0.0
-    probes: int = 0
-    failures: int = 0
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        while not self.stop.is_set():
-            started = time.perf_counter()
-            try:
-                conn.request("GET", self.path)
-                response = conn.getresponse()
-                response.read()
-                ok = response.status == 307
-            except (OSError, http.client.HTTPException):
-                ok = False
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            took = time.perf_counter() - started
-            self.window = max(self.window, took)
-            self.probes += 1
-            self.failures += not ok
-            time.sleep(0.01)
-
-    def reset(self) -> float:
-        worst, self.window = self.window, 0.0
-        return worst
 
 
 def get(port: int, path: str, timeout: float = 60) -> tuple[int, bytes]:
@@ -235,19 +204,19 @@ def main() -> int:
             seen = [f"conn-{i:06d}" for i in range(1, 3 * SEEN, 3)][:SEEN]
             for name in seen:
                 assert get(port, f"/login/callback?connection={name}")[0] == 307
-            probe = Probe(port, f"/login/callback?connection={seen[0]}")
+            probe = Probe(port, f"/login/callback?connection={seen[0]}", 307)
             threading.Thread(target=probe.run, daemon=True).start()
             time.sleep(3.0)
-            figures["idle_worst_ms"] = round(probe.reset() * 1000, 1)
+            figures["idle_worst_ms"] = round(probe.take() * 1000, 1)
             # Scrapes.
             worst_metrics = worst_routes = 0.0
             for _ in range(args.scrapes):
-                probe.reset()
+                probe.take()
                 t = time.perf_counter()
                 status, body = get(admin_port, "/metrics")
                 figures["metrics_s"] = round(time.perf_counter() - t, 3)
                 time.sleep(0.1)
-                worst_metrics = max(worst_metrics, probe.reset())
+                worst_metrics = max(worst_metrics, probe.take())
                 assert status == 200
                 figures["series"] = sum(1 for line in body.decode().splitlines() if line and line[0] != "#")
                 figures["metrics_kb"] = round(len(body) / 1000, 1)
@@ -256,7 +225,7 @@ def main() -> int:
                 figures["routes_s"] = round(time.perf_counter() - t, 3)
                 figures["routes_kb"] = round(len(body) / 1000, 1)
                 time.sleep(0.1)
-                worst_routes = max(worst_routes, probe.reset())
+                worst_routes = max(worst_routes, probe.take())
                 assert status == 200
             figures["scrape_metrics_worst_ms"] = round(worst_metrics * 1000, 1)
             figures["scrape_routes_worst_ms"] = round(worst_routes * 1000, 1)
@@ -268,7 +237,7 @@ def main() -> int:
                 state = "legacy" if i % 2 else "workos"
                 target = "conn-000030"  # legacy in the generated map
                 before = loads.count
-                probe.reset()
+                probe.take()
                 t = time.perf_counter()
                 subprocess.run(
                     [sys.executable, "-m", "proxy", "routes", "set", "--routes", str(routes), target, state],
@@ -279,7 +248,7 @@ def main() -> int:
                     stderr=subprocess.DEVNULL,
                 )
                 edited = time.perf_counter()
-                worst_set = max(worst_set, probe.reset())
+                worst_set = max(worst_set, probe.take())
                 while loads.count == before:
                     if time.perf_counter() - t > 120:
                         raise SystemExit("edit not applied in 120 s: " + "\n".join(loads.lines[-5:]))
@@ -287,7 +256,7 @@ def main() -> int:
                 figures[f"edit{i + 1}_set_s"] = round(edited - t, 2)
                 figures[f"edit{i + 1}_applied_s"] = round(time.perf_counter() - t, 2)
                 time.sleep(1.0)
-                worst = probe.reset()
+                worst = probe.take()
                 figures[f"edit{i + 1}_reload_worst_ms"] = round(worst * 1000, 1)
                 worst_reload = max(worst_reload, worst)
                 figures[f"rss_after_reload{i + 1}_mib"] = round(tree_rss(proc.pid), 1)

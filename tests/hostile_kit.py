@@ -8,6 +8,7 @@ connections, as told. ``exchange`` and ``Raw`` are clients that send exactly the
 from __future__ import annotations
 
 import asyncio
+import http.client
 import socket
 import threading
 import time
@@ -182,3 +183,46 @@ def post(path: bytes, body: bytes, *headers: bytes, close: bool = True) -> bytes
     if close:
         lines.append(b"connection: close")
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+@dataclass
+class Probe:
+    """GET ``path`` every 10 ms and time each answer: ``worst`` over the whole run, ``window`` since
+    the last :meth:`take`. An answer other than ``status`` (or none) is a failure. The benchmarks'
+    and the tests' probe of event-loop stalls (``/healthz`` on the operations listener, or a
+    callback on the public one)."""
+
+    port: int
+    path: str = "/healthz"
+    status: int = 200
+    worst: float = 0.0
+    window: float = 0.0
+    probes: int = 0
+    failures: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            try:
+                conn.request("GET", self.path)
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == self.status
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            took = time.perf_counter() - started
+            self.worst = max(self.worst, took)
+            self.window = max(self.window, took)
+            self.probes += 1
+            self.failures += not ok
+            time.sleep(0.01)
+        conn.close()
+
+    def take(self) -> float:
+        """The slowest answer since the last call, and a new window."""
+        worst, self.window = self.window, 0.0
+        return worst

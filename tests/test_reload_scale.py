@@ -9,17 +9,16 @@ times the idle worst) and a scrape 0.2-0.7 s.
 
 from __future__ import annotations
 
-import http.client
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import ADMIN_AUTH, ProxyProcess, StandIns, big_routes_yaml, start_proxy
+from tests.hostile_kit import Probe
 
 CONNECTIONS = 20_000
 IDLE_SECONDS = 3.0
@@ -29,45 +28,12 @@ RATIO = 10.0
 FLOOR_MS = 10.0  # an idle worst below this is taken as this (a quiet machine's 1 ms is no yardstick)
 
 
-@dataclass
-class Probe:
-    """A callback every 10 ms; the slowest answer of the current window."""
-
-    port: int
-    window: float = 0.0
-    failures: int = 0
-    probes: int = 0
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        while not self.stop.is_set():
-            started = time.perf_counter()
-            try:
-                conn.request("GET", "/login/callback?connection=acme-okta")
-                response = conn.getresponse()
-                response.read()
-                self.failures += response.status != 307
-            except (OSError, http.client.HTTPException):
-                self.failures += 1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            self.window = max(self.window, time.perf_counter() - started)
-            self.probes += 1
-            time.sleep(0.01)
-        conn.close()
-
-    def take(self) -> float:
-        worst, self.window = self.window, 0.0
-        return worst
-
-
 @pytest.fixture()
 def large(standins: StandIns, tmp_path: Path) -> Iterator[tuple[ProxyProcess, Path, Probe]]:
     path = tmp_path / "routes.yaml"
     path.write_text(big_routes_yaml(CONNECTIONS))
     proc = start_proxy(standins, path, SSO_PROXY_RELOAD_INTERVAL="0", SSO_PROXY_LOG_LEVEL="warning")
-    probe = Probe(proc.port)
+    probe = Probe(proc.port, "/login/callback?connection=acme-okta", 307)
     thread = threading.Thread(target=probe.run, daemon=True)
     thread.start()
     try:
