@@ -31,15 +31,21 @@ taken out. The same numbers in PromQL, for a dashboard over a fixed range::
 from __future__ import annotations
 
 import json
+import os
+import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from proxy.errors import RouteMapError
+from proxy.migrate.report import fetch_routes, replica_urls
 from proxy.progress import UNKNOWN
-from proxy.routing.routemap import RouteMap, format_instant, parse_instant
+from proxy.routing.routemap import RouteMap, format_instant, load_routemap, parse_instant
 
 DONE = "done"
 ON_AUTH0 = "still reaching Auth0"
@@ -175,7 +181,6 @@ def report_entries(
 
 
 def format_instant_unix(at: float) -> str:
-    from datetime import UTC, datetime
 
     return format_instant(datetime.fromtimestamp(at, UTC))
 
@@ -373,13 +378,6 @@ def keys_from_prometheus(api: Prometheus, at: float) -> dict[str, tuple[str, tup
 
 def run_prometheus_report(url: str, routes: str | None, fmt: str) -> int:
     """``routes report --prometheus``: the fleet's counters since each connection's change, printed."""
-    import json
-    import os
-    import sys
-    import time
-
-    from proxy.errors import RouteMapError
-    from proxy.routing.routemap import load_routemap
 
     at = time.time()
     try:
@@ -407,13 +405,6 @@ def run_prometheus_report(url: str, routes: str | None, fmt: str) -> int:
 def run_check_fleet(prometheus: str | None, admins: list[str] | None, sha256: str | None, routes: str) -> int:
     """``routes check-fleet``: every replica serves the map (by sha256), and with Prometheus every
     replica verifies every signing key: the runbook's gate before switching an application's flag."""
-    import os
-    import sys
-    import time
-
-    from proxy.errors import RouteMapError
-    from proxy.migrate.report import fetch_routes, replica_urls
-    from proxy.routing.routemap import load_routemap
 
     try:
         want = sha256 or load_routemap(routes, os.environ.get("WORKOS_CUSTOM_DOMAIN") or None).sha256

@@ -6,9 +6,17 @@ process started (:class:`proxy.progress.Progress`); the report merges them.
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from proxy.progress import UNKNOWN
 
@@ -173,7 +181,6 @@ Resolver = Callable[[str, int], list[str]]
 
 def resolve_all(host: str, port: int) -> list[str]:
     """Every A and AAAA address of ``host`` (a headless Service's name lists one per ready pod)."""
-    import socket
 
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -184,8 +191,6 @@ def replica_urls(admins: Iterable[str], resolve: Resolver = resolve_all) -> list
     each), so a headless Service's DNS name finds every replica; the same replica named twice (or by
     name and by address) is asked once, so no count is doubled. ``localhost`` is kept as it is: it
     names this host's loopback twice (127.0.0.1, ::1) and the listener may be on only one."""
-    import ipaddress
-    from urllib.parse import urlsplit
 
     out: dict[str, None] = {}
     for admin in admins:
@@ -213,9 +218,6 @@ def replica_urls(admins: Iterable[str], resolve: Resolver = resolve_all) -> list
 
 def fetch_routes(admin: str, timeout: float = 10.0) -> dict[str, Any]:
     """``GET <admin>/routes`` of a running proxy, as JSON. ValueError with a one-line reason."""
-    import json
-    import urllib.error
-    import urllib.request
 
     url = admin.rstrip("/") + "/routes"
     if not url.startswith(("http://", "https://")):
@@ -255,9 +257,6 @@ def fetch_progress(admin: str, timeout: float = 10.0) -> tuple[dict[str, Any], s
 
 def run_admin_report(admins: list[str], fmt: str) -> int:
     """``routes report --admin``: every replica's ``GET /routes`` asked once, merged, printed."""
-    import json
-    import sys
-    import time
 
     snapshots = []
     since: list[str] = []
