@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-conns", type=int, default=64)
     args = ap.parse_args(argv)
     parsed = urllib.parse.urlsplit(args.url)
-    if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+    if parsed.hostname not in ("127.0.0.1", "127.0.0.2", "localhost", "::1"):
         ap.error("loopback only")
     body = open(args.body_file, "rb").read() if args.body_file else b""
     try:

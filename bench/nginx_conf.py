@@ -51,6 +51,9 @@ def _http_common(prefix: str) -> str:
 
 
 PUBLIC_HOST = "login.bench.test"  # the service's SSO_PROXY_PUBLIC_HOST in the benchmark
+# The Auth0 stand-in listens on another loopback address: the service refuses an origin that names one
+# of its own public hosts (wrk addresses the service as 127.0.0.1), as a request to it would loop.
+UPSTREAM_HOST = "127.0.0.2"
 IDP_LOCATION = (
     "https://idp.bench.test/oauth2/v1/authorize?client_id=0oa1b2c3d4&response_type=code&scope=openid%20email"
     f"&redirect_uri=https%3A%2F%2F{PUBLIC_HOST}%2Flogin%2Fcallback&state="
@@ -68,7 +71,7 @@ def upstream_conf(prefix: str, port: int, big_dir: str) -> str:
         + f"""http {{
 {_http_common(prefix)}
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen {UPSTREAM_HOST}:{port} backlog=4096;
         client_max_body_size 2m;
         client_body_buffer_size 2m;
         location = /big {{
@@ -122,7 +125,7 @@ def reference_conf(
 {route_map}
     }}
     upstream auth0 {{
-        server 127.0.0.1:{upstream_port};
+        server {UPSTREAM_HOST}:{upstream_port};
         keepalive 512;
     }}
     server {{
@@ -131,7 +134,7 @@ def reference_conf(
         client_body_buffer_size 1m;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
-        proxy_set_header Host 127.0.0.1:{upstream_port};
+        proxy_set_header Host {UPSTREAM_HOST}:{upstream_port};
         proxy_set_header X-Forwarded-For $remote_addr;
         proxy_set_header True-Client-IP $remote_addr;
         proxy_buffering off;

@@ -1,6 +1,6 @@
 """The benchmark harness (``make bench``): the service against nginx and the Python floor, on loopback.
 
-What runs (all on 127.0.0.1, every loop bounded):
+What runs (all on loopback, every loop bounded; the Auth0 stand-in on 127.0.0.2):
 
 - an **upstream stand-in** (nginx: small 200 for every request, a 100 MB file at ``/big``);
 - the **service**, one server process: ``python -m proxy serve --routes <generated> ...``;
@@ -274,7 +274,12 @@ class Server:
 
 
 def wait_http(
-    port: int, path: str = "/", timeout: float = 20.0, proc: subprocess.Popen | None = None, want: int | None = None
+    port: int,
+    path: str = "/",
+    timeout: float = 20.0,
+    proc: subprocess.Popen | None = None,
+    want: int | None = None,
+    host: str = "127.0.0.1",
 ) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -282,7 +287,7 @@ def wait_http(
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn = http.client.HTTPConnection(host, port, timeout=2)
             conn.request("GET", path)
             status = conn.getresponse().status
             conn.close()
@@ -291,7 +296,7 @@ def wait_http(
         except OSError as exc:
             last = exc
         time.sleep(0.05)
-    raise RuntimeError(f"nothing answered on 127.0.0.1:{port}{path} within {timeout}s ({last})")
+    raise RuntimeError(f"nothing answered on {host}:{port}{path} within {timeout}s ({last})")
 
 
 class Lab:
@@ -323,7 +328,7 @@ class Lab:
             preexec_fn=pin(self.cpu("load")),
         )
         self.upstream = Server("nginx", self.upstream_port, proc)
-        wait_http(self.upstream_port, proc=proc)
+        wait_http(self.upstream_port, proc=proc, host=nginx_conf.UPSTREAM_HOST)
 
     def start(self, name: str) -> Server:
         port = free_port()
@@ -335,7 +340,7 @@ class Lab:
             env.update(
                 WORKOS_CUSTOM_DOMAIN=WORKOS_DOMAIN,
                 WORKOS_CLIENT_ID=CLIENT_ID,
-                AUTH0_FALLBACK_ORIGIN=f"http://127.0.0.1:{self.upstream_port}",
+                AUTH0_FALLBACK_ORIGIN=f"http://{nginx_conf.UPSTREAM_HOST}:{self.upstream_port}",
                 SSO_PROXY_LOG_LEVEL="warning",
                 # wrk addresses the service as 127.0.0.1:<port>: a public host too, else every request is a 421.
                 SSO_PROXY_PUBLIC_HOST=f"{nginx_conf.PUBLIC_HOST},127.0.0.1",
@@ -368,7 +373,7 @@ class Lab:
                 "--client",
                 name.split("_")[1],
                 "--upstream",
-                f"http://127.0.0.1:{self.upstream_port}",
+                f"http://{nginx_conf.UPSTREAM_HOST}:{self.upstream_port}",
                 "--port",
                 str(port),
             ]
@@ -565,12 +570,14 @@ def stream_big(lab: Lab, target: str) -> dict[str, Any]:
     return out
 
 
-def fixed_rate(lab: Lab, port: int, w: Workload, rate: float, seconds: float) -> dict[str, Any]:
+def fixed_rate(
+    lab: Lab, port: int, w: Workload, rate: float, seconds: float, host: str = "127.0.0.1"
+) -> dict[str, Any]:
     argv = [
         PY,
         os.path.join(HERE, "fixed_rate.py"),
         "--url",
-        f"http://127.0.0.1:{port}{w.path}",
+        f"http://{host}:{port}{w.path}",
         "--method",
         w.method,
         "--rate",
@@ -590,7 +597,7 @@ def fixed_rate(lab: Lab, port: int, w: Workload, rate: float, seconds: float) ->
 def added_latency(lab: Lab, args: argparse.Namespace) -> list[dict[str, Any]]:
     w = next(x for x in WORKLOADS if x.key == "fallback")
     rows = []
-    direct = fixed_rate(lab, lab.upstream_port, w, args.rate, args.rate_seconds)
+    direct = fixed_rate(lab, lab.upstream_port, w, args.rate, args.rate_seconds, nginx_conf.UPSTREAM_HOST)
     direct["target"] = "direct to upstream"
     rows.append(direct)
     for target in ("service", "nginx", "fwd_aiohttp"):
