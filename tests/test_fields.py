@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from proxy.routing.callback import Callback, form_field
 from proxy.routing.fields import MAX_INDEXED, Fields
 
+# Appended to data, a field long enough that the data is indexed by spans, not split.
+LONG = b"&pad=" + b"p" * 1100
 NAMES = [b"SAMLResponse", b"RelayState", b"state", b"code", b"connection", b"", b"x", b"a=b"]
 
 
@@ -34,8 +36,10 @@ NAMES = [b"SAMLResponse", b"RelayState", b"state", b"code", b"connection", b"", 
         (b"&".join([b"x=1"] * MAX_INDEXED) + b"&xstate=no", b"state", None),
     ],
 )
-def test_first(data: bytes, name: bytes, expected: bytes | None) -> None:
-    fields = Fields(data)
+@pytest.mark.parametrize("pad", [b"", LONG])
+def test_first(data: bytes, name: bytes, expected: bytes | None, pad: bytes) -> None:
+    """Short data is split, long data (a form) indexed by spans: the same answers."""
+    fields = Fields(data + pad)
     assert fields.first(name) == expected
     assert fields.has(name) is (expected is not None)
 
@@ -50,9 +54,9 @@ PIECES = st.sampled_from([b"state=s", b"state=", b"state", b"xstate=x", b"RelayS
     st.sampled_from(NAMES),
 )
 def test_the_index_agrees_with_a_scan_of_the_whole_data(pieces: list[bytes], sep: bytes, name: bytes) -> None:
-    data = sep.join(pieces)
-    assert Fields(data).first(name) == form_field(data, name)
-    assert Fields(data).has(name) is (form_field(data, name) is not None)
+    for data in (sep.join(pieces), sep.join(pieces) + LONG, LONG[1:] + sep + sep.join(pieces)):
+        assert Fields(data).first(name) == form_field(data, name)
+        assert Fields(data).has(name) is (form_field(data, name) is not None)
 
 
 def test_a_callback_reads_the_form_only_when_it_is_one() -> None:
