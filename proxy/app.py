@@ -176,7 +176,22 @@ class PublicApp:
                 self.metrics.rejected.labels("bad_target").inc()
                 status = await send_page(send, 400)
                 return
-            if self.public_names and not self._for_public_host(scope):
+            # One pass over the headers for everything this app reads of them.
+            length, form = -1, False
+            host = forwarded = None
+            cookies: list[tuple[bytes, bytes]] = []  # the Cookie headers, all the binding reads
+            for name, value in scope["headers"]:
+                if name == b"host":
+                    host = value
+                elif name == b"cookie":
+                    cookies.append((name, value))
+                elif name == b"content-length":
+                    length = int(value) if value.isdigit() else -1
+                elif name == b"content-type":
+                    form = value[:33].lower() == b"application/x-www-form-urlencoded"
+                elif name == b"x-forwarded-host":
+                    forwarded = value
+            if self.public_names and not self._for_public_host(scope, host, forwarded):
                 # RFC 9110 section 15.5.20: this service does not answer for that authority. Nothing is
                 # forwarded, redirected or bound for a host that is not the custom domain.
                 self.metrics.rejected.labels("misdirected").inc()
@@ -189,12 +204,6 @@ class PublicApp:
             if not is_callback and not self.settings.passthrough:
                 status = await send_page(send, 404)
                 return
-            length, form = -1, False  # one pass over the headers for what this app reads
-            for name, value in scope["headers"]:
-                if name == b"content-length":
-                    length = int(value) if value.isdigit() else -1
-                elif name == b"content-type":
-                    form = value[:33].lower() == b"application/x-www-form-urlencoded"
             try:
                 body = await read_body(receive, length, self.settings.max_body_bytes, self.budget)
             except BodyTooLarge:
@@ -211,7 +220,7 @@ class PublicApp:
                 return
             try:
                 if is_callback:
-                    status = await self._callback(scope, body, form, send, started)
+                    status = await self._callback(scope, body, form, cookies, send, started)
                 else:
                     hook = None
                     if self.binder is not None:
@@ -226,15 +235,9 @@ class PublicApp:
             m.requests.labels(group, m.method_label(scope["method"]), status_class(status)).inc()
             m.duration.labels(group).observe(time.perf_counter() - started)
 
-    def _for_public_host(self, scope: Scope) -> bool:
+    def _for_public_host(self, scope: Scope, host: bytes | None, forwarded: bytes | None) -> bool:
         """The request's Host, and a trusted proxy's X-Forwarded-Host (what Auth0 would be told),
         name a public host: one lookup of the lowered name without port per header."""
-        host = forwarded = None
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value
-            elif name == b"x-forwarded-host":
-                forwarded = value
         if host is None or host_name(host) not in self.public_names:
             return False
         if forwarded is None:
@@ -298,18 +301,23 @@ class PublicApp:
             control.abort()
             return exc.status
 
-    async def _callback(self, scope: Scope, body: bytes, form: bool, send: Send, started: float) -> int:
+    async def _callback(
+        self, scope: Scope, body: bytes, form: bool, cookies: list[tuple[bytes, bytes]], send: Send, started: float
+    ) -> int:
+        """Decide one callback and answer it. ``cookies`` are the request's Cookie headers (what the
+        binding reads of its headers)."""
         query: bytes = scope["query_string"]
         loaded = self.store.current
         assert loaded is not None  # the server does not start without a map
         route_map = loaded.route_map
         cb = Callback(query, body, form)
         binder = self.binder
+        now = time.time()
         tx: CallbackBinding = NOT_BOUND
         disagree = False  # bound by a cookie, but its state/RelayState is not of Auth0's form
         try:
             if binder is not None:
-                tx = binder.auth0_binding(scope["headers"], cb, time.time())
+                tx = binder.auth0_binding(cookies, cb, now)
             # The second witness: Auth0's own state form, read once, a few µs.
             values = transaction_values(cb)
             own_form = any_auth0_state(values) if values else False
@@ -324,7 +332,7 @@ class PublicApp:
         if decision.reason == "auth0_transaction" and binder is not None:
             cookie = binder.used_cookie(tx)
         elif decision.reason == "fallback" and binder is not None:
-            was_sent, cookie = binder.solicited(scope["headers"], cb, time.time())
+            was_sent, cookie = binder.solicited(cookies, cb, now)
             solicited = "true" if was_sent else "false"
         self._count(decision, cb, binder is not None, route_map)
         if disagree:
@@ -352,7 +360,7 @@ class PublicApp:
         else:
             conn = route_map.connections.get(decision.connection) if decision.connection else None
             if binder is not None:
-                cookie = binder.workos_cookie(scope["headers"], cb, time.time())
+                cookie = binder.workos_cookie(cookies, cb, now)
             status = await self._to_workos(scope, conn, query, body, form, send, cookie)
         fallback: dict[str, str] = {}
         if decision.reason == "fallback":
