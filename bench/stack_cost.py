@@ -12,6 +12,7 @@ Prints µs of CPU per request for each (best of alternating rounds) and floor/se
 
     python bench/stack_cost.py [--number N] [--rounds R] [--workloads saml_query,oidc_get]
     python bench/stack_cost.py --profile oidc_get
+    python bench/stack_cost.py --env SSO_PROXY_TRANSACTION_BINDING=false   # what the binding costs
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def request_bytes(w: bench.Workload, files: dict[str, str]) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-def build_service(work: str, files: dict[str, str]) -> Any:
+def build_service(work: str, files: dict[str, str], extra: dict[str, str] | None = None) -> Any:
     from proxy.app import PublicApp
     from proxy.config import load_settings
     from proxy.metrics import Metrics
@@ -69,6 +70,7 @@ def build_service(work: str, files: dict[str, str]) -> Any:
         "SSO_PROXY_ROUTES": files["routes"],
         "SSO_PROXY_LOG_LEVEL": "warning",
         "SSO_PROXY_PUBLIC_HOST": f"{bench.nginx_conf.PUBLIC_HOST},127.0.0.1",
+        **(extra or {}),
     }
     settings = load_settings(env, {})
     logger = logging.getLogger("bench.stack_cost")
@@ -116,7 +118,7 @@ async def per_request(protocol: Any, request: bytes, number: int) -> float:
 async def main_async(args: argparse.Namespace) -> None:
     work = tempfile.mkdtemp(prefix="sso-stack-cost-")
     files = bench.write_inputs(work)
-    service = build_service(work, files)
+    service = build_service(work, files, dict(item.split("=", 1) for item in args.env))
     plain, guarded = protocols()
     keys = args.profile.split(",") if args.profile else args.workloads.split(",")
     for key in keys:
@@ -147,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--workloads", default=",".join(REDIRECTS))
     ap.add_argument("--profile", default="")
+    ap.add_argument("--env", action="append", default=[], help="KEY=VALUE: a setting of the service (repeatable)")
     args = ap.parse_args(argv)
     import uvloop
 
