@@ -69,7 +69,7 @@ class Fields:
         """The raw first value of ``name``, or None when no field has that name."""
         found = self._first.get(name)
         if found is not None:
-            return self._data[found[0] : found[1]] if self._spans else found  # type: ignore[no-any-return]
+            return self._data[found[0] : found[1]] if self._spans else found
         if self._rest < 0:
             return None
         key = b"&" + name + b"="
