@@ -31,8 +31,13 @@ METHODS = frozenset(("GET", "POST", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS")
 DURATION_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+_CLASSES = tuple(f"{first}xx" for first in range(10))
+
+
 def status_class(status: int) -> str:
-    return f"{status // 100}xx"
+    """``2xx`` for 204: a label made once, not formatted per request."""
+    first = status // 100
+    return _CLASSES[first] if 0 <= first < 10 else f"{first}xx"
 
 
 class _CounterCell:

@@ -18,6 +18,7 @@ from proxy.upstream import (
     client_address,
     is_origin_form,
     request_headers,
+    response_headers,
     retry_guard_available,
     upstream_url,
 )
@@ -310,6 +311,28 @@ def test_utf8_header_values_are_kept_exactly_and_others_refused() -> None:
 )
 def test_response_connection_tokens_any_case(headers: list[tuple[bytes, bytes]], hidden: bool) -> None:
     assert (b"x-secret" in _connection_tokens(headers)) is hidden
+
+
+@pytest.mark.parametrize(
+    ("raw", "passed"),
+    [
+        (
+            [(b"Content-Type", b"text/html"), (b"Set-Cookie", b"a=1")],
+            [(b"content-type", b"text/html"), (b"set-cookie", b"a=1")],
+        ),
+        ([(b"Connection", b"Keep-Alive, X-Secret"), (b"X-Secret", b"1"), (b"Keep-Alive", b"timeout=5")], []),
+        ([(b"Transfer-Encoding", b"chunked"), (b"Location", b"/x")], [(b"location", b"/x")]),
+        (
+            [(b"x-secret", b"1"), (b"CONNECTION", b"x-secret"), (b"Vary", b"Cookie")],
+            [(b"vary", b"Cookie")],
+        ),  # named after
+        ([(b"Set-Cookie", b"a=1"), (b"set-cookie", b"b=2")], [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")]),
+    ],
+)
+def test_response_headers_drop_hop_by_hop_and_named_ones(
+    raw: list[tuple[bytes, bytes]], passed: list[tuple[bytes, bytes]]
+) -> None:
+    assert response_headers(raw) == passed
 
 
 def test_retry_guard_is_detected() -> None:
