@@ -13,6 +13,7 @@ Prints µs of CPU per request for each (best of alternating rounds) and floor/se
     python bench/stack_cost.py [--number N] [--rounds R] [--workloads saml_query,oidc_get]
     python bench/stack_cost.py --profile oidc_get
     python bench/stack_cost.py --env SSO_PROXY_TRANSACTION_BINDING=false   # what the binding costs
+    python bench/stack_cost.py --forwards   # forwards to nginx (another process) against min_forwarder
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from floor_app import floor_app  # noqa: E402
 from protocol_cost import Transport  # noqa: E402
 
 REDIRECTS = ("saml_query", "saml_xml", "oidc_get")
+FORWARDS = ("fallback", "pass_get", "pass_post", "pass_302")
 
 
 def request_bytes(w: bench.Workload, files: dict[str, str]) -> bytes:
@@ -56,7 +58,9 @@ def request_bytes(w: bench.Workload, files: dict[str, str]) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-def build_service(work: str, files: dict[str, str], extra: dict[str, str] | None = None) -> Any:
+def build_service(
+    work: str, files: dict[str, str], extra: dict[str, str] | None = None, origin: str = "http://127.0.0.2:9"
+) -> Any:
     from proxy.app import PublicApp
     from proxy.config import load_settings
     from proxy.metrics import Metrics
@@ -66,7 +70,7 @@ def build_service(work: str, files: dict[str, str], extra: dict[str, str] | None
     env = {
         "WORKOS_CUSTOM_DOMAIN": bench.WORKOS_DOMAIN,
         "WORKOS_CLIENT_ID": bench.CLIENT_ID,
-        "AUTH0_FALLBACK_ORIGIN": "http://127.0.0.2:9",
+        "AUTH0_FALLBACK_ORIGIN": origin,
         "SSO_PROXY_ROUTES": files["routes"],
         "SSO_PROXY_LOG_LEVEL": "warning",
         "SSO_PROXY_PUBLIC_HOST": f"{bench.nginx_conf.PUBLIC_HOST},127.0.0.1",
@@ -115,9 +119,84 @@ async def per_request(protocol: Any, request: bytes, number: int) -> float:
     return (time.process_time() - started) / number * 1e6
 
 
+def signalled(protocol: Any) -> asyncio.Event:
+    """An event set each time ``protocol`` completes a response (waiting on the upstream without spinning)."""
+    done = asyncio.Event()
+    complete = protocol.on_response_complete
+
+    def on_response_complete() -> None:
+        complete()
+        done.set()
+
+    protocol.on_response_complete = on_response_complete  # each request's cycle is given this one
+    return done
+
+
+async def per_forward(protocol: Any, request: bytes, number: int) -> float:
+    """µs of this process's CPU per forwarded request; the upstream (nginx) is another process."""
+    done = getattr(protocol, "_bench_done", None)
+    if done is None:
+        done = protocol._bench_done = signalled(protocol)
+    for _ in range(200):
+        done.clear()
+        protocol.data_received(request)
+        await done.wait()
+    gc.collect()
+    started = time.process_time()
+    for _ in range(number):
+        done.clear()
+        protocol.data_received(request)
+        await done.wait()
+    return (time.process_time() - started) / number * 1e6
+
+
+async def forwards(args: argparse.Namespace, work: str, files: dict[str, str]) -> None:
+    """The forward workloads against the minimal aiohttp forwarder, both in this process."""
+    from min_forwarder import aiohttp_app
+
+    lab = bench.Lab(work, files, False, work)
+    lab.start_upstream()
+    origin = f"http://{bench.nginx_conf.UPSTREAM_HOST}:{lab.upstream_port}"
+    try:
+        extra = dict(item.split("=", 1) for item in args.env)
+        service = build_service(work, files, extra, origin)
+        nobind = build_service(work, files, {**extra, "SSO_PROXY_TRANSACTION_BINDING": "false"}, origin)
+        await service.upstream.start()
+        await nobind.upstream.start()
+        forwarder, start, stop = aiohttp_app(origin)
+        await start()
+        plain, guarded = protocols()
+        try:
+            for key in args.workloads.split(","):
+                w = next(x for x in bench.WORKLOADS if x.key == key)
+                request = request_bytes(w, files)
+                svc, _ = connection(guarded, service)
+                off, _ = connection(guarded, nobind)
+                fwd, _ = connection(plain, forwarder)
+                best_s = best_f = best_o = float("inf")
+                for _ in range(args.rounds):
+                    best_f = min(best_f, await per_forward(fwd, request, args.number))
+                    best_s = min(best_s, await per_forward(svc, request, args.number))
+                    best_o = min(best_o, await per_forward(off, request, args.number))
+                print(
+                    f"{key:<11} forwarder {best_f:6.1f} µs  service {best_s:6.1f} µs  binding off {best_o:6.1f} µs  "
+                    f"forwarder/service {best_f / best_s:.2f}  off/on {best_o / best_s:.2f}"
+                )
+        finally:
+            await stop()
+            await service.upstream.close()
+            await nobind.upstream.close()
+    finally:
+        assert lab.upstream is not None
+        lab.upstream.stop()
+
+
 async def main_async(args: argparse.Namespace) -> None:
     work = tempfile.mkdtemp(prefix="sso-stack-cost-")
     files = bench.write_inputs(work)
+    if args.forwards:
+        await forwards(args, work, files)
+        return
     service = build_service(work, files, dict(item.split("=", 1) for item in args.env))
     plain, guarded = protocols()
     keys = args.profile.split(",") if args.profile else args.workloads.split(",")
@@ -149,8 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--workloads", default=",".join(REDIRECTS))
     ap.add_argument("--profile", default="")
+    ap.add_argument("--forwards", action="store_true", help=f"the forward workloads ({', '.join(FORWARDS)}) instead")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE: a setting of the service (repeatable)")
     args = ap.parse_args(argv)
+    if args.forwards and args.workloads == ",".join(REDIRECTS):
+        args.workloads = ",".join(FORWARDS)
     import uvloop
 
     uvloop.run(main_async(args))
