@@ -795,7 +795,7 @@ def render(
         r = by.get((wk, t))
         return r.cpu_per_1k if r and not r.note else 0.0
 
-    def vs_ref(wk: str, ref: str, goal: float, name: str) -> None:
+    def vs_ref(wk: str, ref: str, goal: float, name: str, issue: str = "25") -> None:
         """Throughput ratio (the target as written) and, beside it, the ratio of CPU per request:
         with the server alone on its core the two agree; when other load shares the machine the
         CPU ratio is the steadier one."""
@@ -803,10 +803,12 @@ def render(
             return
         q = rps(wk, "service") / rps(wk, ref)
         c = cpu(wk, ref) / cpu(wk, "service") if cpu(wk, "service") else 0.0
-        add(name, f"{q:.0%} of req/s (CPU per request: {c:.0%})", q >= goal)
+        add(name, f"{q:.0%} of req/s (CPU per request: {c:.0%})", q >= goal, issue)
 
+    # The callback budget (issue 25; issue 7 had set 60% and 40% for the SAML redirects).
     vs_ref("saml_query", "floor", 0.60, "Redirect, ?connection: >= 60% of the floor")
-    vs_ref("saml_xml", "floor", 0.40, "Redirect, connection from XML: >= 40% of the floor")
+    vs_ref("oidc_get", "floor", 0.60, "Redirect, OIDC GET: >= 60% of the floor")
+    vs_ref("saml_xml", "floor", 0.30, "Redirect, connection from XML: >= 30% of the floor")
     micro_us = None
     for line in micro_out.splitlines():
         if line.startswith("svc   decide.identify"):
@@ -819,6 +821,15 @@ def render(
         )
     for wk in ("fallback", "pass_get", "pass_post"):
         vs_ref(wk, "fwd_aiohttp", 0.85, f"Forward ({wk}): >= 85% of the minimal aiohttp forwarder")
+    if rps("pass_302", "service") and rps("pass_302", "service_nobind"):
+        q = rps("pass_302", "service") / rps("pass_302", "service_nobind")
+        c = cpu("pass_302", "service_nobind") / cpu("pass_302", "service") if cpu("pass_302", "service") else 0.0
+        add(
+            "A 302 to an IdP, bound: >= 85% of binding off",
+            f"{q:.0%} of req/s (CPU per request: {c:.0%})",
+            q >= 0.85,
+            "25",
+        )
     svc_lat = next((r for r in lat if r["target"] == "service"), None)
     if svc_lat:
         add(
@@ -877,9 +888,6 @@ def render(
                 q >= 0.95,
                 "10",
             )
-    if rps("pass_302", "service") and rps("pass_302", "service_nobind"):
-        q = rps("pass_302", "service") / rps("pass_302", "service_nobind")
-        add("A 302 to an IdP, bound (binding on / off; no target)", f"{q:.0%} of req/s", None, "10")
 
     targets = ["| issue | target | measured | met |", "|---|---|---|---|"]
     targets += [f"| {i} | {n} | {v} | {'-' if ok is None else 'yes' if ok else 'NO'} |" for i, n, v, ok in checks]
