@@ -164,3 +164,111 @@ def test_explain_shows_the_strategy(export: Path, tmp_path: Path, capsys: pytest
     assert f"connection:     {ADFS} (state legacy)" in shown
     assert "strategy:       adfs\n" in shown
     assert "reason:         auth0_only" in shown
+
+
+# --- an ADFS connection the exporter skips as outside its scope ------------------------------------
+# @workos/migrations (src/exporters/auth0/sso-mapper.ts, classifyAuth0ConnectionProtocol) reads an
+# enterprise strategy as SAML only when its options carry a field it knows (metadataUrl, signInEndpoint,
+# a certificate ...). An adfs connection configured by its AD FS server's address (``adfs_server``, one of
+# the two ways Auth0's Management API takes, the other ``fedMetadataXml``) has none of them, so the
+# exporter writes no CSV row and an ``unsupported_connection_protocol`` line whose protocol is the
+# strategy (src/sso/handoff.ts, unsupportedConnectionProtocolWarning), in the form of the real export's.
+SKIPPED = "initrode-adfs"
+SKIPPED_RAW = {
+    "id": "con_Ad9Ws4Fd2Xk7Pq3R",
+    "name": SKIPPED,
+    "display_name": "Initrode AD FS",
+    "strategy": "adfs",
+    "is_domain_connection": False,
+    "enabled_clients": ["kQ7v2XbN9mLp4RtY8sWc3HdF6jGa1ZeU"],
+    "realms": [SKIPPED],
+    "show_as_button": True,
+    "options": {
+        "adfs_server": "https://adfs.initrode.com",
+        "thumbprints": ["9c1e4b7a2d5f8e3a6c9b2e5d8f1a4c7b0e3d6f9a"],
+        "domain_aliases": ["initrode.com"],
+        "tenant_domain": "initrode.com",
+    },
+}
+SKIPPED_WARNING = {
+    "timestamp": "2026-11-28T08:38:20.432Z",
+    "code": "unsupported_connection_protocol",
+    "message": f"auth0 adfs connection {SKIPPED} was skipped because it is outside the WorkOS SSO handoff scope.",
+    "connection_name": SKIPPED,
+    "protocol": "adfs",
+    "details": {
+        "strategy": "adfs",
+        "reason": "Auth0 enterprise strategy did not expose enough SAML or OIDC handoff configuration.",
+    },
+}
+
+
+def skipped_export(tmp_path: Path, raw: bool = True) -> Path:
+    """A copy of the real export with one ADFS connection the exporter skipped as outside its scope
+    (``raw``: its raw connection too, as the exporter writes every connection there)."""
+    root = tmp_path / "export-skipped"
+    shutil.copytree(EXPORT, root)
+    if raw:
+        with (root / "raw" / "auth0-connections.jsonl").open("a") as fh:
+            fh.write(json.dumps(SKIPPED_RAW, separators=(",", ":")) + "\n")
+    lines = (root / "warnings.jsonl").read_text().splitlines(keepends=True)
+    # The exporter writes a connection's warnings in the order it reads connections: after the other
+    # skipped ones (the real export's lines 2 and 3).
+    lines.insert(3, json.dumps(SKIPPED_WARNING, separators=(",", ":")) + "\n")
+    (root / "warnings.jsonl").write_text("".join(lines))
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["entitiesExported"]["warnings"] += 1
+    manifest["warnings"].insert(3, SKIPPED_WARNING["message"])
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return root
+
+
+def test_the_real_export_writes_unsupported_connections_this_way() -> None:
+    """The line added is shaped as the real export's own unsupported_connection_protocol lines."""
+    real = [json.loads(x) for x in (EXPORT / "warnings.jsonl").read_text().splitlines()]
+    unsupported = [w for w in real if w["code"] == "unsupported_connection_protocol"]
+    assert unsupported and all(sorted(w) == sorted(SKIPPED_WARNING) for w in unsupported)
+    assert all(sorted(w["details"]) == sorted(SKIPPED_WARNING["details"]) for w in unsupported)
+    assert all(w["protocol"] == w["details"]["strategy"] for w in unsupported)
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["with-raw", "warning-only"])
+def test_an_adfs_connection_skipped_as_unsupported_is_imported_and_marked(
+    tmp_path: Path, raw: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Imported as a legacy SAML connection with strategy adfs (from the raw connection or, without
+    it, from the warning's details), never listed as staying on Auth0."""
+    routes = tmp_path / "routes.yaml"
+    out, err = io.StringIO(), io.StringIO()
+    assert run_import(str(skipped_export(tmp_path, raw)), str(routes), out, err) == 0, err.getvalue()
+    conn = load_routemap(str(routes)).connections[SKIPPED]
+    assert (conn.protocol, conn.state, conn.strategy, conn.moved_to_saml) == ("saml", "legacy", "adfs", False)
+    assert conn.audiences == (f"urn:auth0:globex-prod:{SKIPPED}",)
+    text = routes.read_text()
+    assert f"{SKIPPED} (social or other" not in text  # not in the header's "stay on Auth0" list
+    assert "WS-Federation (wresult/wctx), which WorkOS does not take (AD FS only as SAML)" in text
+    assert f"  {SKIPPED}: skipped by the exporter (strategy adfs: WS-Federation" in out.getvalue()
+    # The real export's own unsupported connections still stay on Auth0, out of the map.
+    assert "Username-Password-Authentication" not in load_routemap(str(routes)).connections
+    assert "Username-Password-Authentication (database, strategy auth0) stays on Auth0" in text
+
+    # routes set explains, it does not say "unknown connection"; nothing is written.
+    before = routes.read_bytes()
+    capsys.readouterr()
+    assert main(["routes", "set", SKIPPED, "workos", "--routes", str(routes), "--by", "test"]) == 1
+    said = capsys.readouterr().err
+    assert "unknown" not in said
+    assert f"refused: {SKIPPED} is an Auth0 adfs connection: it speaks WS-Federation" in said
+    assert "add a SAML relying party for WorkOS first; then record it with `moved_to_saml: true`" in said
+    assert routes.read_bytes() == before
+
+    assert main(["routes", "validate", str(routes)]) == 0
+    assert f"{SKIPPED}: adfs, WS-Federation; not moved to SAML (stays legacy)" in capsys.readouterr().out
+
+    wsfed = "wa=wsignin1.0&wresult=%3Ct%2F%3E&wctx=rm%3D0"
+    url = f"https://login.globex.com/login/callback?connection={SKIPPED}"
+    assert main(["explain", "--routes", str(routes), url, "-d", wsfed]) == 10
+    shown = capsys.readouterr().out
+    assert f"connection:     {SKIPPED} (state legacy)" in shown
+    assert "strategy:       adfs\n" in shown
+    assert "reason:         auth0_only" in shown

@@ -47,6 +47,23 @@ from proxy.migrate.package import (
         ),
         (
             {
+                "code": "unsupported_connection_protocol",
+                "connection_name": "initrode-adfs",
+                "protocol": "adfs",
+                "details": {"strategy": "adfs"},
+            },
+            "skipped",  # WS-Federation: its logins come back to the proxy; imported, marked adfs
+            "initrode-adfs",
+            "skipped by the exporter (strategy adfs: WS-Federation",
+        ),
+        (
+            {"code": "unsupported_connection_protocol", "connection_name": "w", "protocol": "ADFS"},
+            "skipped",  # no details: the protocol is the strategy, as the exporter writes it
+            "w",
+            "(strategy adfs: WS-Federation",
+        ),
+        (
+            {
                 "code": "incomplete_connection_configuration",
                 "connection_name": "hooli-okta-sandbox",
                 "protocol": "saml",

@@ -485,7 +485,10 @@ def import_export(path: str, custom_domain: str | None = None) -> ImportResult:
     for note in notes.skipped:
         if note.connection and note.protocol in PROTOCOLS and note.connection not in builder.drafts:
             builder.drafts[note.connection] = _Draft(note.connection, note.protocol, "legacy", "warnings.jsonl")
-    _mark_wsfed(builder, read_strategies(root))
+    _mark_wsfed(
+        builder,
+        {n.connection: n.strategy for n in notes.skipped if n.connection and n.strategy} | read_strategies(root),
+    )
     for name, texts in notes.remarks.items():
         if name in builder.drafts:
             for text in texts:

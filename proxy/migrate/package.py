@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from proxy.errors import ProxyError
+from proxy.routing.routemap import WSFED_STRATEGIES
 
 ROUTES_CSV = "proxy_routes.csv"
 
@@ -231,6 +232,7 @@ class Note:
     connection: str | None = None
     protocol: str | None = None
     encrypted: bool = False
+    strategy: str | None = None  # skipped: the Auth0 strategy where it matters (adfs: WS-Federation)
     organizations: tuple[str, ...] = ()  # multi_org_connection_consolidated: the organizations sharing it
 
 
@@ -269,6 +271,18 @@ def classify(record: Mapping[str, Any]) -> Note:
     assert isinstance(details, Mapping)
     message = _text(record, "message") or code
     strategy = (_text(details, "strategy") or protocol or "").lower()
+    if code == "unsupported_connection_protocol" and name and strategy in WSFED_STRATEGIES:
+        # An enterprise connection speaking WS-Federation whose options carry no SAML data the exporter
+        # reads: its logins return to /login/callback, so it goes in the map, legacy and marked.
+        return Note(
+            "skipped",
+            code,
+            f"skipped by the exporter (strategy {strategy}: WS-Federation, outside its SAML/OIDC handoff): "
+            "WorkOS will not have it; it stays legacy",
+            name,
+            "saml",
+            strategy=strategy,
+        )
     if code == "unsupported_connection_protocol" and name:
         kind = "database" if strategy in DATABASE_STRATEGIES else "social or other"
         return Note(
@@ -287,6 +301,7 @@ def classify(record: Mapping[str, Any]) -> Note:
             f"skipped by the exporter ({why}): WorkOS will not have it; keep it legacy until it is set up in WorkOS",
             name,
             protocol,
+            strategy=strategy if strategy in WSFED_STRATEGIES else None,
         )
     if code == "multi_org_connection_consolidated" and name:
         orgs = _strings(details.get("sourceOrganizationIds"))
