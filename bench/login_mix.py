@@ -190,6 +190,7 @@ class RoundRobin:
         self.out: set[int] = set()
         self.turn = 0
         self.per_replica: Counter[int] = Counter()
+        self.active: Counter[int] = Counter()  # connections open to each replica now
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self.started = threading.Event()
@@ -244,6 +245,7 @@ class RoundRobin:
             writer.close()
             return
         up_reader, up_writer = upstream
+        self.active[index] += 1
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
@@ -258,7 +260,17 @@ class RoundRobin:
                 except OSError:
                     pass
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        finally:
+            self.active[index] -= 1
+
+    def drain(self, index: int, deadline: float = 10.0) -> None:
+        """Wait until no connection to replica ``index`` is open (it is out of rotation already), as
+        a pod's drain period lets the requests it holds finish before it stops."""
+        end = time.monotonic() + deadline
+        while self.active[index] > 0 and time.monotonic() < end:
+            time.sleep(0.02)
 
 
 # --- the world: stand-ins, two replicas, the balancer -----------------------------------------------
@@ -301,6 +313,7 @@ class World:
     def restart(self, index: int, keys: str) -> None:
         """Replica ``index`` out of rotation, stopped (its counters kept), started with ``keys``, back."""
         self.balancer.out.add(index)
+        self.balancer.drain(index)
         old = self.replicas[index]
         self.gone.update(metric_totals(old.scrape()))
         old.stop()
