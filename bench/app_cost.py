@@ -81,13 +81,24 @@ async def per_call_us(app: Any, scope: dict[str, Any], body: bytes, number: int)
     return best
 
 
-def build_service() -> Any:
+def public_app(env: dict[str, str], name: str) -> Any:
+    """The service's ``PublicApp`` for these settings, its route map loaded, logging at warning."""
     from proxy.app import PublicApp
     from proxy.config import load_settings
     from proxy.metrics import Metrics
     from proxy.reload import RouteStore
     from proxy.upstream import Upstream
 
+    settings = load_settings({"SSO_PROXY_LOG_LEVEL": "warning", **env}, {})
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.WARNING)
+    metrics = Metrics()
+    store = RouteStore(settings.routes, settings.workos_domain, metrics, logger)
+    store.load_initial()
+    return PublicApp(settings, store, metrics, Upstream(settings, metrics), logger)
+
+
+def build_service() -> Any:
     fd, routes = tempfile.mkstemp(prefix="sso-bench-app-", suffix=".yaml")
     with os.fdopen(fd, "w") as fh:
         fh.write(ROUTES)
@@ -96,16 +107,10 @@ def build_service() -> Any:
         "WORKOS_CLIENT_ID": "client_bench",
         "AUTH0_FALLBACK_ORIGIN": "http://127.0.0.1:9",
         "SSO_PROXY_ROUTES": routes,
-        "SSO_PROXY_LOG_LEVEL": "warning",
     }
-    settings = load_settings(env, {})
-    logger = logging.getLogger("bench.app_cost")
-    logger.setLevel(logging.WARNING)
-    metrics = Metrics()
-    store = RouteStore(settings.routes, settings.workos_domain, metrics, logger)
-    store.load_initial()
+    service = public_app(env, "bench.app_cost")
     os.unlink(routes)  # loaded; nothing watches it here
-    return PublicApp(settings, store, metrics, Upstream(settings, metrics), logger)
+    return service
 
 
 async def main_async(number: int) -> None:

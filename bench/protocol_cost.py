@@ -69,11 +69,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-async def per_request(protocol_class: Any, request: bytes, number: int) -> float:
-    config = uvicorn.Config(app, http="httptools", lifespan="off", log_config=None, proxy_headers=False)
-    config.load()
-    protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
-    protocol.connection_made(Transport())
+async def timed(protocol: Any, request: bytes, number: int) -> float:
+    """µs of CPU per request fed to ``protocol`` (after a warm-up), each answered in the loop's next turn."""
     for _ in range(200):  # warm-up
         protocol.data_received(request)
         await asyncio.sleep(0)
@@ -83,6 +80,14 @@ async def per_request(protocol_class: Any, request: bytes, number: int) -> float
         protocol.data_received(request)
         await asyncio.sleep(0)  # the request task runs and answers
     return (time.process_time() - started) / number * 1e6
+
+
+async def per_request(protocol_class: Any, request: bytes, number: int) -> float:
+    config = uvicorn.Config(app, http="httptools", lifespan="off", log_config=None, proxy_headers=False)
+    config.load()
+    protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
+    protocol.connection_made(Transport())
+    return await timed(protocol, request, number)
 
 
 async def main(number: int) -> None:

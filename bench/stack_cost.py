@@ -35,8 +35,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import run as bench  # noqa: E402
+from app_cost import public_app  # noqa: E402
 from floor_app import floor_app  # noqa: E402
-from protocol_cost import Transport  # noqa: E402
+from protocol_cost import Transport, timed  # noqa: E402
 
 REDIRECTS = ("saml_query", "saml_xml", "oidc_get")
 FORWARDS = ("fallback", "pass_get", "pass_post", "pass_302")
@@ -61,28 +62,15 @@ def request_bytes(w: bench.Workload, files: dict[str, str]) -> bytes:
 def build_service(
     work: str, files: dict[str, str], extra: dict[str, str] | None = None, origin: str = "http://127.0.0.2:9"
 ) -> Any:
-    from proxy.app import PublicApp
-    from proxy.config import load_settings
-    from proxy.metrics import Metrics
-    from proxy.reload import RouteStore
-    from proxy.upstream import Upstream
-
     env = {
         "WORKOS_CUSTOM_DOMAIN": bench.WORKOS_DOMAIN,
         "WORKOS_CLIENT_ID": bench.CLIENT_ID,
         "AUTH0_FALLBACK_ORIGIN": origin,
         "SSO_PROXY_ROUTES": files["routes"],
-        "SSO_PROXY_LOG_LEVEL": "warning",
         "SSO_PROXY_PUBLIC_HOST": f"{bench.nginx_conf.PUBLIC_HOST},127.0.0.1",
         **(extra or {}),
     }
-    settings = load_settings(env, {})
-    logger = logging.getLogger("bench.stack_cost")
-    logger.setLevel(logging.WARNING)
-    metrics = Metrics()
-    store = RouteStore(settings.routes, settings.workos_domain, metrics, logger)
-    store.load_initial()
-    return PublicApp(settings, store, metrics, Upstream(settings, metrics), logger)
+    return public_app(env, "bench.stack_cost")
 
 
 def protocols() -> tuple[Any, Any]:
@@ -105,18 +93,6 @@ def connection(protocol_class: Any, app: Any) -> Any:
     transport = Transport()
     protocol.connection_made(transport)
     return protocol, transport
-
-
-async def per_request(protocol: Any, request: bytes, number: int) -> float:
-    for _ in range(200):
-        protocol.data_received(request)
-        await asyncio.sleep(0)
-    gc.collect()
-    started = time.process_time()
-    for _ in range(number):
-        protocol.data_received(request)
-        await asyncio.sleep(0)  # the request's task runs and answers
-    return (time.process_time() - started) / number * 1e6
 
 
 def signalled(protocol: Any) -> asyncio.Event:
@@ -206,18 +182,18 @@ async def main_async(args: argparse.Namespace) -> None:
         svc, svc_out = connection(guarded, service)
         flo, flo_out = connection(plain, floor_app)
         if args.profile:
-            await per_request(svc, request, 200)
+            await timed(svc, request, 200)
             prof = cProfile.Profile()
             prof.enable()
-            await per_request(svc, request, args.number)
+            await timed(svc, request, args.number)
             prof.disable()
             print(f"--- {key}")
             pstats.Stats(prof).sort_stats("tottime").print_stats(40)
             continue
         best_s = best_f = float("inf")
         for _ in range(args.rounds):  # alternating, the best of each: the machine's noise only ever adds
-            best_f = min(best_f, await per_request(flo, request, args.number))
-            best_s = min(best_s, await per_request(svc, request, args.number))
+            best_f = min(best_f, await timed(flo, request, args.number))
+            best_s = min(best_s, await timed(svc, request, args.number))
         assert svc_out.written and flo_out.written
         print(f"{key:<11} floor {best_f:6.1f} µs  service {best_s:6.1f} µs  floor/service {best_f / best_s:.2f}")
 
