@@ -40,25 +40,29 @@ def chromium_path() -> str | None:
 
 
 @contextmanager
-def launch(user_data_dir: Path) -> Iterator[BrowserContext]:
-    """A persistent context on a fresh profile directory, closed on exit."""
+def launch(user_data_dir: Path, spki: str | None = None, timeout_ms: int = 10_000) -> Iterator[BrowserContext]:
+    """A persistent context on a fresh profile directory, closed on exit; with ``spki``, trusting
+    exactly the test certificate of that public key (base64 SHA-256), as a TLS world needs."""
     executable = chromium_path()
     if executable is None:
         raise RuntimeError("no Chromium: apt-get install -y chromium")
     with sync_playwright() as playwright:
-        context = _launch(playwright, executable, user_data_dir)
+        context = _launch(playwright, executable, user_data_dir, spki, timeout_ms)
         try:
             yield context
         finally:
             context.close()
 
 
-def _launch(playwright: Playwright, executable: str, user_data_dir: Path) -> BrowserContext:
+def _launch(
+    playwright: Playwright, executable: str, user_data_dir: Path, spki: str | None = None, timeout_ms: int = 10_000
+) -> BrowserContext:
+    args = ARGS if spki is None else [*ARGS, f"--ignore-certificate-errors-spki-list={spki}"]
     context = playwright.chromium.launch_persistent_context(
-        str(user_data_dir), executable_path=executable, headless=True, args=ARGS
+        str(user_data_dir), executable_path=executable, headless=True, args=args
     )
-    context.set_default_timeout(10_000)
-    context.set_default_navigation_timeout(10_000)
+    context.set_default_timeout(timeout_ms)
+    context.set_default_navigation_timeout(timeout_ms)
     return context
 
 

@@ -47,12 +47,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from playwright.sync_api import BrowserContext, sync_playwright
+from playwright.sync_api import BrowserContext
 
 from proxy.sandbox.auth0_standin import accepted_encoding
 
 from .app_page import WELCOME, create_app_page
-from .browser import ARGS, chromium_path, travel
+from .browser import launch, travel
 from .idp import OidcIdp, SamlIdp, SamlSp, create_idp_app
 from .pki import make_key_pair
 from .servers import Labels, ProxyProcess, Recorded, StandIn, ThreadedServer, parse_metrics
@@ -411,21 +411,8 @@ def matrix(e2e_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 @pytest.fixture(scope="module")
 def tls_browser(matrix: Matrix, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
     """Chromium trusting exactly the test certificate's keys (no blanket certificate-error switch)."""
-    executable = chromium_path()
-    assert executable is not None
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-tls")),
-            executable_path=executable,
-            headless=True,
-            args=[*ARGS, f"--ignore-certificate-errors-spki-list={matrix.spki}"],
-        )
-        context.set_default_timeout(15_000)
-        context.set_default_navigation_timeout(15_000)
-        try:
-            yield context
-        finally:
-            context.close()
+    with launch(tmp_path_factory.mktemp("chromium-tls"), matrix.spki, 15_000) as context:
+        yield context
 
 
 def start_url(matrix: Matrix, side: Side, name: str, started_by: str) -> str:

@@ -27,10 +27,10 @@ from urllib.parse import urlencode
 
 import pytest
 import yaml
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page
 
 from .app_page import WELCOME, create_app_page
-from .browser import ARGS, chromium_path
+from .browser import launch
 from .idp import OidcIdp, SamlIdp, SamlSp, create_idp_app
 from .pki import make_key_pair
 from .servers import Labels, ProxyProcess, StandIn, ThreadedServer, free_port, http, parse_metrics
@@ -155,21 +155,8 @@ def pair(request: pytest.FixtureRequest, e2e_tools: None, tmp_path_factory: pyte
 @pytest.fixture(scope="module")
 def chromium(pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
     """Its own Playwright, before the session browser starts (see test_binding_witness.py)."""
-    executable = chromium_path()
-    assert executable is not None
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp(f"chromium-rotation-{pair.form}")),
-            executable_path=executable,
-            headless=True,
-            args=[*ARGS, f"--ignore-certificate-errors-spki-list={pair.spki}"],
-        )
-        context.set_default_timeout(20_000)
-        context.set_default_navigation_timeout(20_000)
-        try:
-            yield context
-        finally:
-            context.close()
+    with launch(tmp_path_factory.mktemp(f"chromium-rotation-{pair.form}"), pair.spki, 20_000) as context:
+        yield context
 
 
 def at_the_idp(context: BrowserContext, pair: Pair, connection: str) -> Page:

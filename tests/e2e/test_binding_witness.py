@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import BrowserContext, sync_playwright
+from playwright.sync_api import BrowserContext
 
 from .app_page import WELCOME
-from .browser import ARGS, chromium_path, travel
+from .browser import launch, travel
 from .servers import Labels
 from .test_binding_matrix import CLIENT_ID, Matrix, Side, conn_name, running_matrix, start_url
 
@@ -44,22 +44,9 @@ def witness(
 ) -> Iterator[tuple[str, Matrix, BrowserContext]]:
     """(the stand-in's state form, the world, Chromium trusting exactly its test certificate)."""
     form = str(request.param)
-    executable = chromium_path()
-    assert executable is not None
     with running_matrix(tmp_path_factory.mktemp(f"witness-{form}"), state_form=form, run=(SIDE,)) as matrix:
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(tmp_path_factory.mktemp(f"chromium-witness-{form}")),
-                executable_path=executable,
-                headless=True,
-                args=[*ARGS, f"--ignore-certificate-errors-spki-list={matrix.spki}"],
-            )
-            context.set_default_timeout(15_000)
-            context.set_default_navigation_timeout(15_000)
-            try:
-                yield form, matrix, context
-            finally:
-                context.close()
+        with launch(tmp_path_factory.mktemp(f"chromium-witness-{form}"), matrix.spki, 15_000) as context:
+            yield form, matrix, context
 
 
 def moved(side: Side, name: str, before: dict[Labels, float]) -> dict[str, float]:
