@@ -156,12 +156,16 @@ def test_validate(fields: str, error: str | None) -> None:
 
 
 def test_explain_shows_the_strategy(export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    routes = imported(export, tmp_path)
+    assert_explained_as_adfs(imported(export, tmp_path), ADFS, capsys)
+
+
+def assert_explained_as_adfs(routes: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``explain`` of a WS-Federation sign-in to ``name``: a legacy adfs connection, kept on Auth0."""
     wsfed = "wa=wsignin1.0&wresult=%3Ct%2F%3E&wctx=rm%3D0"
-    url = f"https://login.globex.com/login/callback?connection={ADFS}"
+    url = f"https://login.globex.com/login/callback?connection={name}"
     assert main(["explain", "--routes", str(routes), url, "-d", wsfed]) == 10
     shown = capsys.readouterr().out
-    assert f"connection:     {ADFS} (state legacy)" in shown
+    assert f"connection:     {name} (state legacy)" in shown
     assert "strategy:       adfs\n" in shown
     assert "reason:         auth0_only" in shown
 
@@ -265,10 +269,4 @@ def test_an_adfs_connection_skipped_as_unsupported_is_imported_and_marked(
     assert main(["routes", "validate", str(routes)]) == 0
     assert f"{SKIPPED}: adfs, WS-Federation; not moved to SAML (stays legacy)" in capsys.readouterr().out
 
-    wsfed = "wa=wsignin1.0&wresult=%3Ct%2F%3E&wctx=rm%3D0"
-    url = f"https://login.globex.com/login/callback?connection={SKIPPED}"
-    assert main(["explain", "--routes", str(routes), url, "-d", wsfed]) == 10
-    shown = capsys.readouterr().out
-    assert f"connection:     {SKIPPED} (state legacy)" in shown
-    assert "strategy:       adfs\n" in shown
-    assert "reason:         auth0_only" in shown
+    assert_explained_as_adfs(routes, SKIPPED, capsys)
