@@ -13,6 +13,7 @@ Prints µs of CPU per request for each (best of alternating rounds) and floor/se
     python bench/stack_cost.py [--number N] [--rounds R] [--workloads saml_query,oidc_get]
     python bench/stack_cost.py --profile oidc_get
     python bench/stack_cost.py --env SSO_PROXY_TRANSACTION_BINDING=false   # what the binding costs
+    python bench/stack_cost.py --split      # the protocol's share, the app's, the binding's
     python bench/stack_cost.py --forwards   # forwards to nginx (another process) against min_forwarder
 """
 
@@ -173,7 +174,9 @@ async def main_async(args: argparse.Namespace) -> None:
     if args.forwards:
         await forwards(args, work, files)
         return
-    service = build_service(work, files, dict(item.split("=", 1) for item in args.env))
+    extra = dict(item.split("=", 1) for item in args.env)
+    service = build_service(work, files, extra)
+    nobind = build_service(work, files, {**extra, "SSO_PROXY_TRANSACTION_BINDING": "false"})
     plain, guarded = protocols()
     keys = args.profile.split(",") if args.profile else args.workloads.split(",")
     for key in keys:
@@ -190,6 +193,9 @@ async def main_async(args: argparse.Namespace) -> None:
             print(f"--- {key}")
             pstats.Stats(prof).sort_stats("tottime").print_stats(40)
             continue
+        if args.split:
+            await split(key, request, service, nobind, args)
+            continue
         best_s = best_f = float("inf")
         for _ in range(args.rounds):  # alternating, the best of each: the machine's noise only ever adds
             best_f = min(best_f, await timed(flo, request, args.number))
@@ -198,12 +204,35 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"{key:<11} floor {best_f:6.1f} µs  service {best_s:6.1f} µs  floor/service {best_f / best_s:.2f}")
 
 
+async def split(key: str, request: bytes, service: Any, nobind: Any, args: argparse.Namespace) -> None:
+    """Where a request's µs go: each protocol with each app, and the service with binding off."""
+    plain, guarded = protocols()
+    combos = {
+        "floor": (plain, floor_app),
+        "+guard": (guarded, floor_app),
+        "+app": (plain, service),
+        "service": (guarded, service),
+        "binding off": (guarded, nobind),
+    }
+    made = {name: connection(protocol, app)[0] for name, (protocol, app) in combos.items()}
+    best = dict.fromkeys(combos, float("inf"))
+    for _ in range(args.rounds):
+        for name, protocol in made.items():
+            best[name] = min(best[name], await timed(protocol, request, args.number))
+    print(f"{key:<11} " + "  ".join(f"{name} {us:6.1f} µs" for name, us in best.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--number", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--workloads", default=",".join(REDIRECTS))
     ap.add_argument("--profile", default="")
+    ap.add_argument(
+        "--split",
+        action="store_true",
+        help="where the µs go: the floor, the guarded protocol, the app, both, binding off",
+    )
     ap.add_argument("--forwards", action="store_true", help=f"the forward workloads ({', '.join(FORWARDS)}) instead")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE: a setting of the service (repeatable)")
     args = ap.parse_args(argv)
