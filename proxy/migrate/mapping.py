@@ -17,12 +17,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from proxy.migrate.package import one_line
-from proxy.routing.routemap import RouteMap, make_routemap
+from proxy.routing.routemap import Connection, RouteMap, make_routemap
 
 MAX_BYTES = 32 * 1024 * 1024
 NAME_KEYS = frozenset(
@@ -155,28 +155,42 @@ def read_auth0_ids(root: Path) -> dict[str, str]:
     return ids
 
 
+def resolve(auth0: str, is_connection: Callable[[str], bool], auth0_ids: Mapping[str, str]) -> str | None:
+    """The connection of the map a row's Auth0 side names (a name, or an id through ``auth0_ids``)."""
+    name = auth0 if is_connection(auth0) else auth0_ids.get(auth0)
+    return name if name is not None and is_connection(name) else None
+
+
+def unmatched_line(row: MappingRow) -> str:
+    return f"{row.where}: {one_line(row.auth0, 120)} is not a connection of the route map"
+
+
+def apply_row(conn: Connection, row: MappingRow) -> tuple[Connection, str | None]:
+    """One row applied to its connection: the connection, and what changed (None: nothing)."""
+    said = []
+    if conn.workos_connection_id != row.workos_connection_id:
+        said.append(f"workos_connection_id {conn.workos_connection_id or '(none)'} -> {row.workos_connection_id}")
+    conn = replace(conn, workos_connection_id=row.workos_connection_id)
+    if row.workos_organization_id and conn.organizations != (row.workos_organization_id,):
+        said.append(f"organization {', '.join(conn.organizations) or '(none)'} -> {row.workos_organization_id}")
+        conn = replace(conn, organizations=(row.workos_organization_id,))
+    return conn, (f"{conn.name}: {', '.join(said)}" if said else None)
+
+
 def apply_mapping(route_map: RouteMap, rows: list[MappingRow], auth0_ids: Mapping[str, str]) -> MappingResult:
     """Fill ``workos_connection_id`` and ``organization`` (the WorkOS organization) from the rows."""
     connections = dict(route_map.connections)
     result = MappingResult(route_map)
     mapped: set[str] = set()
     for row in rows:
-        name = row.auth0 if row.auth0 in connections else auth0_ids.get(row.auth0)
-        if name is None or name not in connections:
-            result.unmatched.append(f"{row.where}: {one_line(row.auth0, 120)} is not a connection of the route map")
+        name = resolve(row.auth0, connections.__contains__, auth0_ids)
+        if name is None:
+            result.unmatched.append(unmatched_line(row))
             continue
-        conn = connections[name]
-        said = []
-        if conn.workos_connection_id != row.workos_connection_id:
-            said.append(f"workos_connection_id {conn.workos_connection_id or '(none)'} -> {row.workos_connection_id}")
-        conn = replace(conn, workos_connection_id=row.workos_connection_id)
-        if row.workos_organization_id and conn.organizations != (row.workos_organization_id,):
-            said.append(f"organization {', '.join(conn.organizations) or '(none)'} -> {row.workos_organization_id}")
-            conn = replace(conn, organizations=(row.workos_organization_id,))
-        connections[name] = conn
+        connections[name], applied = apply_row(connections[name], row)
         mapped.add(name)
-        if said:
-            result.applied.append(f"{name}: {', '.join(said)}")
+        if applied is not None:
+            result.applied.append(applied)
     result.unmapped = sorted(n for n, c in connections.items() if n not in mapped and not c.workos_connection_id)
     result.route_map = make_routemap(list(connections.values()), unknown=route_map.unknown, mode=route_map.mode)
     return result

@@ -31,8 +31,8 @@ _OLD_GENERATED = (
     "# An identifier listed under several",
     "# ambiguous: ",
 )
-_INLINE = re.compile(r"[ \t]+#(.*)")
-_KEY_INLINE = re.compile(r"[ \t]*:[ \t]+#(.*)")
+INLINE = re.compile(r"[ \t]+#(.*)")
+KEY_INLINE = re.compile(r"[ \t]*:[ \t]+#(.*)")
 CONNECTION_KEYS = (
     "protocol",
     "state",
@@ -61,7 +61,7 @@ class Comments:
     inline: Mapping[Anchor, str] = field(default_factory=dict)  # anchor -> end-of-line comment (with "#")
 
 
-def _is_generated(comment: str) -> bool:
+def is_generated(comment: str) -> bool:
     return comment.startswith(GENERATED.rstrip()) or comment.startswith(_OLD_GENERATED)
 
 
@@ -96,17 +96,17 @@ def _pair(mapping: yaml.MappingNode, name: str) -> tuple[yaml.Node, yaml.Node] |
 def _inline_of(text: str, key: yaml.Node, value: yaml.Node, section: str, name: str, out: dict[Anchor, str]) -> None:
     """End-of-line comments on one field: after its scalar value, after its key, after list items."""
     if isinstance(value, yaml.ScalarNode):
-        match = _INLINE.match(_rest_of_line(text, value.end_mark.index))
+        match = INLINE.match(_rest_of_line(text, value.end_mark.index))
         if match:
             out[(section, name, "")] = "#" + match.group(1)
         return
-    match = _KEY_INLINE.match(_rest_of_line(text, key.end_mark.index))
+    match = KEY_INLINE.match(_rest_of_line(text, key.end_mark.index))
     if match:
         out[(section, name, "")] = "#" + match.group(1)
     if isinstance(value, yaml.SequenceNode) and not value.flow_style:
         for item in value.value:
             if isinstance(item, yaml.ScalarNode):
-                found = _INLINE.match(_rest_of_line(text, item.end_mark.index))
+                found = INLINE.match(_rest_of_line(text, item.end_mark.index))
                 if found:
                     out[(section, name, str(item.value))] = "#" + found.group(1)
 
@@ -119,7 +119,7 @@ def read_comments(text: str) -> Comments:
         return Comments()
     lines = text.splitlines()
     full = {i: line.strip() for i, line in enumerate(lines) if line.lstrip().startswith("#")}
-    full = {i: c for i, c in full.items() if not _is_generated(c)}
+    full = {i: c for i, c in full.items() if not is_generated(c)}
     owner: dict[int, str] = {}
     inline: dict[Anchor, str] = {}
     if isinstance(root, yaml.MappingNode):
@@ -138,12 +138,12 @@ def read_comments(text: str) -> Comments:
                 for line in range(previous_end + 1, last + 1):
                     owner[line] = name
                 previous_end = last
-                match = _KEY_INLINE.match(_rest_of_line(text, key.end_mark.index))
+                match = KEY_INLINE.match(_rest_of_line(text, key.end_mark.index))
                 if match and isinstance(body, yaml.MappingNode) and not body.flow_style:
                     inline[(name, "", "")] = "#" + match.group(1)
                 elif isinstance(body, yaml.CollectionNode) and body.flow_style:
                     # `name: {protocol: oidc, ...}  # comment`: kept on the name's line.
-                    after = _INLINE.match(_rest_of_line(text, body.end_mark.index))
+                    after = INLINE.match(_rest_of_line(text, body.end_mark.index))
                     if after:
                         inline[(name, "", "")] = "#" + after.group(1)
                 if isinstance(body, yaml.MappingNode):
@@ -324,6 +324,21 @@ def render_connection(
     return out
 
 
+def render_head(
+    unknown: str, mode: str, header: Iterable[str], comments: Comments | None = None, empty: bool = False
+) -> list[str]:
+    """The lines before the first connection: generated header, kept comments, version, defaults."""
+    kept = comments or Comments()
+    lines = [comment_line(h) for h in header]
+    lines.extend(kept.header)
+    lines.append("version: 1")
+    lines.append("defaults:")
+    for key, value in (("unknown", unknown), ("mode", mode)):
+        lines.append(_with_inline(f"  {key}: {value}", kept.inline.get(("defaults", key, ""))))
+    lines.append("connections: {}" if empty else "connections:")
+    return lines
+
+
 def render(
     route_map: RouteMap,
     header: Iterable[str] = (),
@@ -333,16 +348,7 @@ def render(
     """The YAML text of a route map, with generated header lines, remarks and kept comments."""
     kept = comments or Comments()
     remarks = remarks or {}
-    lines = [comment_line(h) for h in header]
-    lines.extend(kept.header)
-    lines.append("version: 1")
-    lines.append("defaults:")
-    for key in ("unknown", "mode"):
-        lines.append(_with_inline(f"  {key}: {getattr(route_map, key)}", kept.inline.get(("defaults", key, ""))))
-    if not route_map.connections:
-        lines.append("connections: {}")
-        return "\n".join(lines) + "\n"
-    lines.append("connections:")
+    lines = render_head(route_map.unknown, route_map.mode, header, kept, not route_map.connections)
     for name in sorted(route_map.connections):
         lines.extend(render_connection(route_map.connections[name], remarks.get(name, ()), kept))
     return "\n".join(lines) + "\n"

@@ -8,6 +8,8 @@ import fcntl
 import os
 import tempfile
 import time
+from collections.abc import Callable
+from typing import BinaryIO
 
 # A temp file of an interrupted write (``routes set`` or ``routes import`` killed) is removed by
 # the next write once no process holds its lock and it is at least this old.
@@ -59,13 +61,20 @@ def remove_stale_temp_files(target: str, now: float | None = None) -> list[str]:
 
 
 def write_routemap_atomic(text: str, path: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never a mix.
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never a mix (:func:`write_atomic`)."""
+    data = text.encode("utf-8")
+    write_atomic(path, lambda fh: fh.write(data))
+
+
+def write_atomic(path: str, write: Callable[[BinaryIO], object], check: Callable[[str], None] | None = None) -> None:
+    """Write a file to ``path`` with ``write(fh)`` so readers see the old file or the new one, never a mix.
 
     A temp file in the same directory is written, fsynced and renamed over the target (rename is
     atomic within one file system). A symlinked target is followed, so the link is kept. The file
     keeps the mode of the file it replaces (else 0644), so a proxy running as another user can
     still read it. Temp files left by an earlier, interrupted write are removed first (see
     :func:`remove_stale_temp_files`); the proxy's watcher reads only ``path`` and never sees them.
+    ``check(temp path)`` runs before the rename: whatever it raises leaves the target as it was.
     """
     target = os.path.realpath(path)
     directory = os.path.dirname(target)
@@ -78,10 +87,12 @@ def write_routemap_atomic(text: str, path: str) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # held until the rename: this temp file has a live writer
         with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8"))
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
             os.chmod(tmp, mode)
+            if check is not None:
+                check(tmp)
             os.replace(tmp, target)
     except BaseException:
         try:

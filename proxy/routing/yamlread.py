@@ -9,7 +9,7 @@ handed to a hook as they are read (so a large map is validated as it streams).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -174,7 +174,7 @@ class _Builder:
         return yaml.MappingNode(self._tag(event, yaml.MappingNode), pairs, start, end)
 
 
-def load_yaml(data: bytes, item_hook: ItemHook | None = None) -> tuple[Any, list[str], bool]:
+def load_yaml(data: bytes | IO[bytes], item_hook: ItemHook | None = None) -> tuple[Any, list[str], bool]:
     """(document, located structural problems, whether they stop validation: the document is then None).
 
     ``item_hook(name, value)`` replaces each entry of the top-level ``connections`` mapping as it is read.
