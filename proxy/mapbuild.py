@@ -26,6 +26,7 @@ the route file's content is never unpickled, only YAML-parsed (safe loader) in t
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import json
 import os
@@ -34,9 +35,10 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from types import MappingProxyType
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import proxy
 from proxy.errors import RouteMapError
@@ -86,6 +88,32 @@ def serve_child(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     for at in range(0, len(connections), CHUNK):
         _write(stdout, connections[at : at + CHUNK])
     _write(stdout, ("end", len(connections)))
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library is not glibc (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return cast("Callable[[int], int]", trim)
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def release_freed_memory() -> bool:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim(0)``); False without glibc.
+
+    Call it once a replaced map is gone: glibc returns the free pages inside its heaps only when
+    asked, so without it the server's RSS kept the high-water mark of every reload.
+    """
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
+    return True
 
 
 def build_routemap(

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from proxy.errors import RouteMapError
 from proxy.logs import log_event
-from proxy.mapbuild import build_routemap
+from proxy.mapbuild import build_routemap, release_freed_memory
 from proxy.metrics import Metrics
 from proxy.routing.routemap import RouteMap, ambiguity_warnings
 
@@ -235,6 +235,7 @@ class RouteStore:
         if refused:
             return self._reject(trigger, snap.sha256, refused)
         self._install(route_map, trigger)
+        release_freed_memory()  # the replaced map is gone (nothing else refers to it): give its pages back
         return ReloadResult("success", route_map.sha256)
 
     def _settle(self, trigger: str) -> None:

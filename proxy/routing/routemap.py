@@ -123,21 +123,31 @@ class RouteMap:
 def build_index(
     connections: Mapping[str, Connection],
 ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, tuple[str, ...]]]]:
-    """Index every identifier; one claimed by several connections goes to ``ambiguous`` instead."""
-    claims: dict[str, dict[str, list[str]]] = {kind: {} for kind in ID_KINDS}
-    for conn in connections.values():
-        for kind in ID_KINDS:
-            for value in getattr(conn, kind):
-                owners = claims[kind].setdefault(value, [])
-                # Connections are visited one at a time, so a repeat within one is the last owner:
-                # a constant-time check where `in owners` was quadratic in the claimants.
-                if not owners or owners[-1] != conn.name:
-                    owners.append(conn.name)
+    """Index every identifier; one claimed by several connections goes to ``ambiguous`` instead.
+
+    No list per identifier while indexing (one for each shared one only): temporaries made between
+    the map's own objects are the holes the next map's objects fill, which kept a replaced map's
+    memory from going back to the system.
+    """
     index: dict[str, dict[str, str]] = {}
     ambiguous: dict[str, dict[str, tuple[str, ...]]] = {}
-    for kind, table in claims.items():
-        index[kind] = {value: owners[0] for value, owners in table.items() if len(owners) == 1}
-        ambiguous[kind] = {value: tuple(sorted(owners)) for value, owners in table.items() if len(owners) > 1}
+    for kind in ID_KINDS:
+        table: dict[str, str] = {}
+        shared: dict[str, list[str]] = {}
+        for conn in connections.values():
+            name = conn.name
+            for value in getattr(conn, kind):
+                first = table.setdefault(value, name)
+                if first != name:
+                    owners = shared.get(value)
+                    if owners is None:
+                        shared[value] = [first, name]
+                    # Connections are visited one at a time, so a repeat within one is the last owner.
+                    elif owners[-1] != name:
+                        owners.append(name)
+        # Both in the order identifiers were first claimed, as before.
+        ambiguous[kind] = {value: tuple(sorted(shared[value])) for value in table if value in shared} if shared else {}
+        index[kind] = {value: owner for value, owner in table.items() if value not in shared} if shared else table
     return index, ambiguous
 
 
