@@ -463,28 +463,30 @@ def test_a_file_changed_during_the_edit_is_not_overwritten(tmp_path: Path) -> No
     assert "someone else's edit" in path.read_text()
 
 
-def test_many_connections_are_edited_linearly(tmp_path: Path) -> None:
-    """500 connections set by organization: the text is composed once (an operation count, not a time)."""
-    from proxy.migrate import edit
+def test_many_connections_are_edited_linearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """500 connections set by organization: the text is read for them once, as a stream (an operation
+    count, not a time), and never composed whole."""
+    from proxy.migrate import edit, locate
 
     body = "".join(f"  c{i}:\n    protocol: saml\n    state: legacy\n    organization: org_big\n" for i in range(500))
     text = "version: 1\nconnections:\n" + body
-    calls = {"compose": 0}
-    real = edit._compose
+    calls = {"compose": 0, "locate": 0}
+    compose, stream = edit._compose, locate.Locator.locate
 
-    def counting(t: str, s: str) -> object:
+    def composing(t: str, s: str) -> object:
         calls["compose"] += 1
-        return real(t, s)
+        return compose(t, s)
+
+    def streaming(self: locate.Locator) -> object:
+        calls["locate"] += 1
+        return stream(self)
 
     path = tmp_path / "routes.yaml"
     path.write_text(text)
-    original = edit._compose
-    edit._compose = counting  # type: ignore[assignment]
-    try:
-        assert run_set(str(path), [], "workos", io.StringIO(), io.StringIO(), organization="org_big") == 0
-    finally:
-        edit._compose = original
-    assert calls["compose"] == 1
+    monkeypatch.setattr(edit, "_compose", composing)
+    monkeypatch.setattr(locate.Locator, "locate", streaming)
+    assert run_set(str(path), [], "workos", io.StringIO(), io.StringIO(), organization="org_big") == 0
+    assert calls == {"compose": 0, "locate": 1}
     assert parse_routemap(path.read_text()).counts_by_state() == {"legacy": 0, "shadow": 0, "workos": 500}
 
 

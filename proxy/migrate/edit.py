@@ -28,12 +28,14 @@ from typing import NamedTuple, TextIO
 import yaml
 
 from proxy.errors import ProxyError, RouteMapError
+from proxy.migrate.locate import Irregular, Located, Locator
 from proxy.migrate.routefile import write_routemap_atomic
 from proxy.routing.routemap import (
     MODES,
     MOVING_STATES,
     STATES,
     UNKNOWN_DEFAULTS,
+    WSFED_STRATEGIES,
     RouteMap,
     SafeLoader,
     cutover_warnings,
@@ -112,6 +114,22 @@ def _connections(root: yaml.MappingNode, source: str) -> yaml.MappingNode:
     return pair[1]
 
 
+def locate_connections(text: str, names: Sequence[str], source: str) -> tuple[Located, list[str]]:
+    """(name -> (key node, body node) for each of ``names`` the map has, every connection name).
+
+    Read from the event stream; a file that is anything but one plain mapping (aliases, several
+    documents, a YAML error) is composed whole instead, so its errors read as they always did."""
+    try:
+        found = Locator(text, set(names)).locate()
+    except (yaml.YAMLError, Irregular):
+        connections = _connections(_compose(text, source), source)
+        bodies = {str(k.value): (k, v) for k, v in connections.value if isinstance(k, yaml.ScalarNode)}
+        return {n: bodies[n] for n in names if n in bodies}, list(bodies)
+    if found is None:
+        raise EditError(f"{source}: has no connections mapping")
+    return found
+
+
 def scalar_splice(
     text: str, mapping: yaml.MappingNode, key: str, value: str, what: str, source: str, after: str | None = None
 ) -> tuple[Splice | None, str | None]:
@@ -157,7 +175,12 @@ def apply_splices(text: str, splices: Sequence[Splice]) -> str:
 
 
 def plan_states(
-    text: str, names: Sequence[str], state: str, source: str = "routes.yaml", when: str | None = None
+    text: str,
+    names: Sequence[str],
+    state: str,
+    source: str = "routes.yaml",
+    when: str | None = None,
+    located: tuple[Located, list[str]] | None = None,
 ) -> tuple[str, list[Change]]:
     """Set ``connections.<name>.state`` for every name: (new text, one Change per name). Not validated.
 
@@ -166,9 +189,8 @@ def plan_states(
     """
     if state not in STATES:
         raise EditError(f"state must be one of {', '.join(STATES)} (got {state!r})")
-    connections = _connections(_compose(text, source), source)
-    # One pass over the names (the last of a duplicate, as the loader keeps), so many edits stay linear.
-    bodies = {str(k.value): (k, v) for k, v in connections.value if isinstance(k, yaml.ScalarNode)}
+    # One pass over the file (the last of a duplicate, as the loader keeps), so many edits stay linear.
+    bodies, known = located if located is not None else locate_connections(text, names, source)
     splices: list[Splice] = []
     changes: list[Change] = []
     missing: list[str] = []
@@ -194,7 +216,7 @@ def plan_states(
                     splices.append(stamp)
         changes.append(Change(name, "state", old, state))
     if missing:
-        known = sorted(bodies)
+        known = sorted(set(known))
         named = ("connection " if len(missing) == 1 else "connections ") + ", ".join(repr(m) for m in missing)
         raise EditError(f"{source}: {named} not found (known: {', '.join(known) or 'none'})")
     return apply_splices(text, splices), changes
@@ -443,10 +465,20 @@ def select_by_organizations(
     return selection
 
 
-def refuse_wsfed(text: str, names: Sequence[str], state: str, source: str, workos_domain: str | None) -> None:
+def refuse_wsfed(
+    text: str,
+    names: Sequence[str],
+    state: str,
+    source: str,
+    workos_domain: str | None,
+    located: Located | None = None,
+) -> None:
     """Issue 23: an Auth0 ``adfs`` connection (WS-Federation) cannot move to shadow or workos until the
     map records ``moved_to_saml: true`` (EditError naming each, with why). A map that does not parse
-    is left to the edit's own validation."""
+    is left to the edit's own validation. ``located`` (:func:`locate_connections`): the whole map is
+    parsed only when one of the named connections says ``strategy: adfs``."""
+    if located is not None and not any(_says_wsfed(body) for _, body in located.values()):
+        return
     try:
         route_map = parse_routemap(text, source=source, workos_domain=workos_domain)
     except RouteMapError:
@@ -459,6 +491,13 @@ def refuse_wsfed(text: str, names: Sequence[str], state: str, source: str, worko
             problems.append(f"refused: {problem}")
     if problems:
         raise EditError("\n".join(problems) + f"\n{source}: nothing written")
+
+
+def _says_wsfed(body: yaml.Node) -> bool:
+    return isinstance(body, yaml.MappingNode) and any(
+        isinstance(k, yaml.ScalarNode) and k.value == "strategy" and getattr(v, "value", None) in WSFED_STRATEGIES
+        for k, v in body.value
+    )
 
 
 def run_set(
@@ -491,9 +530,10 @@ def run_set(
             for note in selection.notes():
                 stderr.write(f"note: {note}\n")
             chosen = list(selection.names)
+        located = locate_connections(text, chosen, path) if state in STATES else None
         if state in MOVING_STATES:
-            refuse_wsfed(text, chosen, state, path, workos_domain)
-        return plan_states(text, chosen, state, path, when=format_instant(now()))
+            refuse_wsfed(text, chosen, state, path, workos_domain, located[0] if located else None)
+        return plan_states(text, chosen, state, path, when=format_instant(now()), located=located)
 
     label = None
     if orgs:
