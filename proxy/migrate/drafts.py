@@ -377,7 +377,7 @@ DraftWarning = tuple[int, int, str]
 
 
 def finish(draft: Draft, package: Package, domain: str | None) -> tuple[Connection, list[DraftWarning]]:
-    """One draft made a connection: the exporter's notes about it, WS-Federation (issue 23), the
+    """One draft made a connection: the exporter's notes about it, WS-Federation, the
     organizations sharing it, the tenant's default audience, reachability on ``domain``."""
     name, said = draft.name, []
     if not draft.in_routes and draft.origin != NOTE_ORIGIN:
