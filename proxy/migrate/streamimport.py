@@ -31,7 +31,7 @@ from proxy.migrate.package import ExportError, locate_package
 from proxy.migrate.routefile import write_atomic
 from proxy.migrate.routestream import read_comments_file, scan_routemap
 from proxy.migrate.spill import Spill
-from proxy.routing.routemap import Connection
+from proxy.routing.routemap import Connection, RouteMap
 
 
 class _Refused(Exception):
@@ -62,7 +62,7 @@ class _Mapping:
 
     def lines(self) -> list[str]:
         result = mapping.MappingResult(
-            route_map=None,  # type: ignore[arg-type]  # summary_lines reads only the lists
+            route_map=RouteMap(),  # summary_lines reads only the lists
             applied=[text for _, text in sorted(self.applied)],
             unmatched=self.unmatched,
             unmapped=self.unmapped,
