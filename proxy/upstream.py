@@ -154,7 +154,7 @@ def is_origin_form(raw_path: bytes | None) -> bool:
 def upstream_url(origin: URL, raw_path: bytes, query: bytes) -> URL:
     """Auth0's URL for a request: scheme, host and port from configuration, path and query as they came.
 
-    Issue 11, finding 1: the origin string concatenated with *any* request target let the target
+    The origin string concatenated with *any* request target would let the target
     pick the host (``https://auth0.host`` + ``*@attacker.example/x`` parses with the attacker's
     host). Only a target that starts with "/" is accepted, so the configured authority is closed
     before the client's bytes begin; the parsed result is then checked to address exactly the

@@ -405,7 +405,7 @@ def run_edit(
 
 
 def _warn_cutover(checked: RouteMap, changes: Sequence[Change], stderr: TextIO) -> None:
-    """Issue 10: an OIDC connection cut over while defaults.unknown is auth0 cannot take its
+    """An OIDC connection cut over while defaults.unknown is auth0 cannot take its
     code-flow callbacks; say so for the connections this edit moved (all of them when it set unknown)."""
     moved = [c for c in changes if c.changed]
     if any(c.section == "defaults" and c.key == "unknown" for c in moved):
@@ -473,7 +473,7 @@ def refuse_wsfed(
     workos_domain: str | None,
     located: Located | None = None,
 ) -> None:
-    """Issue 23: an Auth0 ``adfs`` connection (WS-Federation) cannot move to shadow or workos until the
+    """An Auth0 ``adfs`` connection (WS-Federation) cannot move to shadow or workos until the
     map records ``moved_to_saml: true`` (EditError naming each, with why). A map that does not parse
     is left to the edit's own validation. ``located`` (:func:`locate_connections`): the whole map is
     parsed only when one of the named connections says ``strategy: adfs``."""
