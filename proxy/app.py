@@ -251,14 +251,15 @@ class PublicApp:
         detour (a fallback, a WorkOS round trip) can be traced to the request that started it.
         Its kind and request id only: never the state or RelayState."""
         self.metrics.bindings.labels(kind).inc()
-        log_event(
-            self.logger,
-            logging.INFO,
-            "login bound",
-            request_id=request_id(scope),
-            kind=kind,
-            path=retired.path_label(scope["path"]),
-        )
+        if self.logger.isEnabledFor(logging.INFO):  # its fields are not made for a line not written
+            log_event(
+                self.logger,
+                logging.INFO,
+                "login bound",
+                request_id=request_id(scope),
+                kind=kind,
+                path=retired.path_label(scope["path"]),
+            )
 
     async def _forward(
         self,

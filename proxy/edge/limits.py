@@ -33,9 +33,9 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import os
 import re
 import resource
-import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, cast
 
@@ -181,7 +181,7 @@ class RequestControl:
     def request_id(self) -> str:
         """The client's ``X-Request-Id`` (up to 128 bytes), else a new one; the same for the whole request."""
         if self._id is None:
-            self._id = _client_request_id(self.headers) or uuid.uuid4().hex
+            self._id = _client_request_id(self.headers) or new_request_id()
         return self._id
 
     def arm(self) -> bool:
@@ -214,6 +214,12 @@ def control_of(scope: Scope) -> RequestControl | None:
     return extensions.get(EXTENSION) if extensions else None
 
 
+def new_request_id() -> str:
+    """32 random hex digits, like a UUID4's hex but without building one (uuid.UUID's Python
+    constructor cost 3 µs of every logged request)."""
+    return os.urandom(16).hex()
+
+
 def _client_request_id(headers: Headers) -> str | None:
     for name, value in headers:
         if name == b"x-request-id" and 0 < len(value) <= 128:
@@ -226,7 +232,7 @@ def request_id(scope: Scope) -> str:
     control = control_of(scope)
     if control is not None:
         return control.request_id
-    return _client_request_id(scope["headers"]) or uuid.uuid4().hex
+    return _client_request_id(scope["headers"]) or new_request_id()
 
 
 @dataclass(frozen=True, slots=True)
