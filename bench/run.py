@@ -431,7 +431,7 @@ def wrk(
         "wrk",
         f"-t{threads}",
         f"-c{conns}",
-        f"-d{seconds}s",
+        f"-d{seconds:g}s",
         "--latency",
         "--timeout",
         "10s",
