@@ -7,7 +7,8 @@ benchmark). :class:`Fields` reads the data once, recording the first value of ea
 :data:`MAX_INDEXED` fields (a query split in one C call; a form as the span of each value, sliced
 only when asked for, so a SAMLResponse is not copied); a real callback has two or three. A name
 not among them is looked for in the rest with one C-speed find, so the answer is the same as a
-scan of the whole data and the work stays linear (at most :data:`MAX_INDEXED` Python steps, then finds) whatever the input.
+scan of the whole data and the work stays linear (at most :data:`MAX_INDEXED` Python steps, then
+finds) whatever the input.
 
 Matching is on the raw, still percent-encoded bytes, as written: ``name=`` at the start or right
 after ``&`` (IdPs, Auth0 and WorkOS never percent-encode these names). A piece without ``=`` names
