@@ -18,15 +18,8 @@ import yaml
 
 from proxy.errors import RouteMapError
 from proxy.migrate import merge
-from proxy.routing.routemap import (
-    MODES,
-    UNKNOWN_DEFAULTS,
-    Connection,
-    _choice,
-    _parse_connection,
-    _shown,
-)
-from proxy.routing.yamlread import SafeLoader, load_yaml
+from proxy.routing.routemap import Connection, _parse_connection, _shown, read_top_level
+from proxy.routing.yamlread import SafeLoader
 
 
 def scan_routemap(
@@ -44,34 +37,7 @@ def scan_routemap(
         if conn is not None:
             on_connection(conn)
 
-    try:
-        raw, problems, fatal = load_yaml(stream, parse_connection)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RouteMapError(source, [f"{where}: not valid YAML: {problem}"]) from exc
-    errors = [f"{source}:{problem}" for problem in problems]
-    if fatal:
-        raise RouteMapError(source, errors)
-    if not isinstance(raw, dict):
-        raise RouteMapError(source, [f"{source}: must be a mapping with version, defaults, connections"])
-    for key in sorted(set(raw) - {"version", "defaults", "connections"}, key=str):
-        errors.append(f"{source}: {_shown(key)}: unknown top-level field")
-    if type(raw.get("version")) is not int or raw.get("version") != 1:  # True == 1 in Python
-        errors.append(f"{source}: version: must be 1 (got {raw.get('version')!r})")
-    defaults = raw.get("defaults") or {}
-    if not isinstance(defaults, dict):
-        errors.append(f"{source}: defaults: must be a mapping")
-        defaults = {}
-    for key in sorted(set(defaults) - {"unknown", "mode"}, key=str):
-        errors.append(f"{source}: defaults.{_shown(key)}: unknown field")
-    unknown = _choice(defaults, "unknown", UNKNOWN_DEFAULTS, f"{source}: defaults", errors, "workos")
-    mode = _choice(defaults, "mode", MODES, f"{source}: defaults", errors, "normal")
-    connections = raw.get("connections") or {}
-    if not isinstance(connections, dict):
-        errors.append(f"{source}: connections: must be a mapping of connection name to route")
-        connections = {}
+    errors, unknown, mode, connections = read_top_level(stream, parse_connection, source)
     for name, body in connections.items():
         if body is not None:  # a value the hook did not see (a mapping with an unusual tag)
             parse_connection(name, body)

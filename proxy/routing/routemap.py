@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import IO, Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import yaml
@@ -375,21 +375,12 @@ class _Parsed:
     errors: list[str]
 
 
-def parse_routemap(
-    text: str | bytes, source: str = "routes.yaml", workos_domain: str | None = None, indexed: bool = True
-) -> RouteMap:
-    """Parse and fully validate a route map; raise :class:`RouteMapError` listing every error.
-
-    ``indexed=False``: without lookup indexes (:func:`with_index` adds them), for a builder that
-    hands the connections to another process.
-    """
-    data = text.encode() if isinstance(text, str) else text
-
-    def parse_connection(name: Any, body: Any) -> _Parsed:
-        found: list[str] = []
-        conn = _parse_connection(name, body, f"{source}: connections.{_shown(name)}", found, workos_domain)
-        return _Parsed(conn, found)
-
+def read_top_level(
+    data: bytes | IO[bytes], parse_connection: Callable[[Any, Any], Any], source: str
+) -> tuple[list[str], str, str, dict[Any, Any]]:
+    """Load a route file, each connection's mapping handed to ``parse_connection`` as it streams, and
+    check its top level: (errors so far, defaults.unknown, defaults.mode, the connections as loaded,
+    each the hook's result). :class:`RouteMapError` when the file cannot be read as a route map."""
     try:
         raw, problems, fatal = load_yaml(data, parse_connection)
     except yaml.YAMLError as exc:
@@ -420,6 +411,25 @@ def parse_routemap(
     if not isinstance(raw_connections, dict):
         errors.append(f"{source}: connections: must be a mapping of connection name to route")
         raw_connections = {}
+    return errors, unknown, mode, raw_connections
+
+
+def parse_routemap(
+    text: str | bytes, source: str = "routes.yaml", workos_domain: str | None = None, indexed: bool = True
+) -> RouteMap:
+    """Parse and fully validate a route map; raise :class:`RouteMapError` listing every error.
+
+    ``indexed=False``: without lookup indexes (:func:`with_index` adds them), for a builder that
+    hands the connections to another process.
+    """
+    data = text.encode() if isinstance(text, str) else text
+
+    def parse_connection(name: Any, body: Any) -> _Parsed:
+        found: list[str] = []
+        conn = _parse_connection(name, body, f"{source}: connections.{_shown(name)}", found, workos_domain)
+        return _Parsed(conn, found)
+
+    errors, unknown, mode, raw_connections = read_top_level(data, parse_connection, source)
     connections: dict[str, Connection] = {}
     for name, body in raw_connections.items():
         parsed = body if isinstance(body, _Parsed) else parse_connection(name, body)  # read as it streamed
