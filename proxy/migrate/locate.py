@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from proxy.routing.routemap import SafeLoader
+from proxy.routing.yamlread import ALIAS_EVENT, MAP_END, MAP_START, SCALAR_EVENT, SEQ_END, SEQ_START
 
 
 class Irregular(Exception):
@@ -39,44 +40,46 @@ class Locator:
         self.wanted = wanted
 
     def node(self, event: Any) -> yaml.Node:
-        if isinstance(event, _ALIAS):
+        if isinstance(event, ALIAS_EVENT):
             raise Irregular
-        if isinstance(event, _SCALAR):
+        if isinstance(event, SCALAR_EVENT):
             return yaml.ScalarNode(event.tag or "", event.value, event.start_mark, event.end_mark, style=event.style)
-        if isinstance(event, _SEQ):
+        if isinstance(event, SEQ_START):
             items = []
-            while not isinstance(item := self.next(), _SEQ_END):
+            while not isinstance(item := self.next(), SEQ_END):
                 items.append(self.node(item))
             return yaml.SequenceNode(event.tag or "", items, event.start_mark, item.end_mark, event.flow_style)
         pairs = []
-        while not isinstance(key := self.next(), _MAP_END):
+        while not isinstance(key := self.next(), MAP_END):
             pairs.append((self.node(key), self.node(self.next())))
         return yaml.MappingNode(event.tag or "", pairs, event.start_mark, key.end_mark, event.flow_style)
 
     def skip(self, event: Any) -> None:
-        depth = 1 if isinstance(event, (_SEQ, _MAP)) else 0
-        if isinstance(event, _ALIAS):
+        depth = 1 if isinstance(event, (SEQ_START, MAP_START)) else 0
+        if isinstance(event, ALIAS_EVENT):
             raise Irregular
         while depth:
             event = self.next()
-            if isinstance(event, _ALIAS):
+            if isinstance(event, ALIAS_EVENT):
                 raise Irregular
-            depth += 1 if isinstance(event, (_SEQ, _MAP)) else -1 if isinstance(event, (_SEQ_END, _MAP_END)) else 0
+            depth += (
+                1 if isinstance(event, (SEQ_START, MAP_START)) else -1 if isinstance(event, (SEQ_END, MAP_END)) else 0
+            )
 
     def locate(self) -> tuple[Located, list[str]] | None:
         """(wanted name -> (key, body), every connection name); None: no connections mapping.
         Irregular when the file is anything but one mapping without aliases."""
         try:
             self.next()  # stream start
-            if not isinstance(self.next(), yaml.DocumentStartEvent) or not isinstance(root := self.next(), _MAP):
+            if not isinstance(self.next(), yaml.DocumentStartEvent) or not isinstance(root := self.next(), MAP_START):
                 raise Irregular
             found: tuple[Located, list[str]] | None = None
-            while not isinstance(key := self.next(), _MAP_END):
-                if not isinstance(key, _SCALAR):
+            while not isinstance(key := self.next(), MAP_END):
+                if not isinstance(key, SCALAR_EVENT):
                     raise Irregular
                 value = self.next()
                 if key.value == "connections":
-                    found = self.connections(value) if isinstance(value, _MAP) else None
+                    found = self.connections(value) if isinstance(value, MAP_START) else None
                 else:
                     self.skip(value)
             self.next()  # document end
@@ -91,8 +94,8 @@ class Locator:
             raise Irregular
         located: Located = {}
         names: list[str] = []
-        while not isinstance(key := self.next(), _MAP_END):
-            if not isinstance(key, _SCALAR):
+        while not isinstance(key := self.next(), MAP_END):
+            if not isinstance(key, SCALAR_EVENT):
                 self.skip(key)
                 self.skip(self.next())
                 continue
@@ -103,12 +106,3 @@ class Locator:
             else:
                 self.skip(body)
         return located, names
-
-
-# libyaml's event classes, as Any: the marks of the events a parser makes are always set.
-_SCALAR: Any = yaml.ScalarEvent
-_ALIAS: Any = yaml.AliasEvent
-_SEQ: Any = yaml.SequenceStartEvent
-_MAP: Any = yaml.MappingStartEvent
-_SEQ_END: Any = yaml.SequenceEndEvent
-_MAP_END: Any = yaml.MappingEndEvent

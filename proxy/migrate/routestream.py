@@ -19,7 +19,7 @@ import yaml
 from proxy.errors import RouteMapError
 from proxy.migrate import merge
 from proxy.routing.routemap import Connection, _parse_connection, _shown, read_top_level
-from proxy.routing.yamlread import SafeLoader
+from proxy.routing.yamlread import MAP_END, MAP_START, SCALAR_EVENT, SEQ_END, SEQ_START, STREAM_END, SafeLoader
 
 
 def scan_routemap(
@@ -50,15 +50,6 @@ def scan_routemap(
 
 # Characters str.splitlines() breaks lines at but YAML does not: a file holding one is read whole.
 _ODD_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]|\r(?!\n?$)")
-
-
-# libyaml's event classes, as Any: the marks of the events a parser makes are always set.
-_SCALAR: Any = yaml.ScalarEvent
-_MAP: Any = yaml.MappingStartEvent
-_SEQ: Any = yaml.SequenceStartEvent
-_MAP_END: Any = yaml.MappingEndEvent
-_SEQ_END: Any = yaml.SequenceEndEvent
-_STREAM_END: Any = yaml.StreamEndEvent
 
 
 class _Lines:
@@ -111,13 +102,13 @@ class _Walker:
     def last_line(self, event: Any, items: Callable[[Any], None] | None = None) -> int:
         """Consume the node ``event`` starts; the last line holding its content (merge._last_line).
         ``items`` sees each direct item of a block sequence."""
-        if isinstance(event, _SCALAR):
+        if isinstance(event, SCALAR_EVENT):
             start, end = event.start_mark, event.end_mark
             return int(end.line - 1 if end.column == 0 and end.line > start.line else end.line)
-        if not isinstance(event, (_MAP, _SEQ)):
+        if not isinstance(event, (MAP_START, SEQ_START)):
             return int(event.start_mark.line)  # an alias: a valid route map has none
         last = event.start_mark.line
-        while not isinstance(child := self.next(), (_MAP_END, _SEQ_END)):
+        while not isinstance(child := self.next(), (MAP_END, SEQ_END)):
             if items is not None and not event.flow_style:
                 items(child)
             last = max(last, self.last_line(child))
@@ -128,22 +119,22 @@ class _Walker:
         """One field of a connection or of defaults: its end-of-line comments (merge._inline_of)."""
         value = self.next()
         name = str(key.value)
-        if isinstance(value, _SCALAR):
+        if isinstance(value, SCALAR_EVENT):
             self._comment((section, name, ""), merge.INLINE, value.end_mark)
             return self.last_line(value)
         self._comment((section, name, ""), merge.KEY_INLINE, key.end_mark)
 
         def item(event: Any) -> None:
-            if isinstance(event, _SCALAR):
+            if isinstance(event, SCALAR_EVENT):
                 self._comment((section, name, str(event.value)), merge.INLINE, event.end_mark)
 
-        return self.last_line(value, item if isinstance(value, _SEQ) else None)
+        return self.last_line(value, item if isinstance(value, SEQ_START) else None)
 
     def mapping(self, event: Any, section: str) -> int:
         """A mapping's fields (a connection's, or defaults); its last line."""
         last = event.start_mark.line
-        while not isinstance(key := self.next(), _MAP_END):
-            if isinstance(key, _SCALAR):
+        while not isinstance(key := self.next(), MAP_END):
+            if isinstance(key, SCALAR_EVENT):
                 last = max(last, key.end_mark.line, self.field(key, section))
             else:
                 last = max(last, self.last_line(key), self.last_line(self.next()))
@@ -153,18 +144,18 @@ class _Walker:
     def connections(self, key: Any, owner: Callable[[int, int, str], None]) -> None:
         """The top-level ``connections`` mapping: each connection's lines (previous end + 1 to its last)."""
         event = self.next()
-        if not isinstance(event, _MAP):
+        if not isinstance(event, MAP_START):
             self.last_line(event)
             return
         previous_end = key.start_mark.line
-        while not isinstance(name_event := self.next(), _MAP_END):
+        while not isinstance(name_event := self.next(), MAP_END):
             body = self.next()
-            if not isinstance(name_event, _SCALAR):
+            if not isinstance(name_event, SCALAR_EVENT):
                 self.last_line(name_event)
                 self.last_line(body)
                 continue
             name = str(name_event.value)
-            if isinstance(body, _MAP):
+            if isinstance(body, MAP_START):
                 if not body.flow_style:
                     self._comment((name, "", ""), merge.KEY_INLINE, name_event.end_mark)
                 last = self.mapping(body, name)
@@ -172,7 +163,7 @@ class _Walker:
                     self._comment((name, "", ""), merge.INLINE, self.end_mark)
             else:
                 last = self.last_line(body)
-                if isinstance(body, _SEQ) and body.flow_style:
+                if isinstance(body, SEQ_START) and body.flow_style:
                     self._comment((name, "", ""), merge.INLINE, self.end_mark)
             last = max(last, name_event.start_mark.line)
             owner(previous_end + 1, last, name)
@@ -180,17 +171,17 @@ class _Walker:
 
     def walk(self, owner: Callable[[int, int, str], None]) -> None:
         self.next()  # stream start
-        if isinstance(self.next(), _STREAM_END):
+        if isinstance(self.next(), STREAM_END):
             return
         root = self.next()
-        if not isinstance(root, _MAP):
+        if not isinstance(root, MAP_START):
             return
-        while not isinstance(key := self.next(), _MAP_END):
-            if isinstance(key, _SCALAR) and key.value == "connections":
+        while not isinstance(key := self.next(), MAP_END):
+            if isinstance(key, SCALAR_EVENT) and key.value == "connections":
                 self.connections(key, owner)
                 continue
             value = self.next()
-            if isinstance(key, _SCALAR) and key.value == "defaults" and isinstance(value, _MAP):
+            if isinstance(key, SCALAR_EVENT) and key.value == "defaults" and isinstance(value, MAP_START):
                 self.mapping(value, "defaults")
             else:
                 self.last_line(key)

@@ -37,6 +37,15 @@ _STRING_FIRSTS = (
     else frozenset(chr(c) for c in range(0x20, 0x7F) if chr(c) not in _RESOLVERS) - {""}
 )
 _SCALAR = yaml.ScalarEvent
+# libyaml's event classes, typed Any for the tools that walk a route file's events (the marks of the
+# events a parser makes are always set).
+SCALAR_EVENT: Any = yaml.ScalarEvent
+ALIAS_EVENT: Any = yaml.AliasEvent
+MAP_START: Any = yaml.MappingStartEvent
+MAP_END: Any = yaml.MappingEndEvent
+SEQ_START: Any = yaml.SequenceStartEvent
+SEQ_END: Any = yaml.SequenceEndEvent
+STREAM_END: Any = yaml.StreamEndEvent
 _OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 ItemHook = Callable[[Any, Any], Any]
