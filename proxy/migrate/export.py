@@ -40,7 +40,6 @@ import warns, naming every claimant.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TextIO
 
 from proxy.migrate import merge, streamimport
 from proxy.migrate.drafts import (
@@ -158,28 +157,5 @@ def render(result: ImportResult, comments: merge.Comments | None = None) -> str:
     return merge.render(result.route_map, header_lines(result), remarks, comments)
 
 
-def run_import(
-    export_dir: str,
-    output: str,
-    stdout: TextIO,
-    stderr: TextIO,
-    workos_domain: str | None = None,
-    *,
-    prune: bool = False,
-    custom_domain: str | None = None,
-    workos_mapping: str | None = None,
-) -> int:
-    """``sso-proxy routes import EXPORT_DIR [-o PATH] [--prune] [--custom-domain HOST]``; ``-`` writes to stdout.
-
-    Streams, in memory bounded whatever the export's size: :func:`proxy.migrate.streamimport.run_import`.
-    """
-    return streamimport.run_import(
-        export_dir,
-        output,
-        stdout,
-        stderr,
-        workos_domain,
-        prune=prune,
-        custom_domain=custom_domain,
-        workos_mapping=workos_mapping,
-    )
+# ``sso-proxy routes import``: it streams, in memory bounded whatever the export's size.
+run_import = streamimport.run_import
