@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import yaml
 
-from proxy.routing.routemap import ID_KINDS, Connection, RouteMap, make_routemap
+from proxy.routing.routemap import ID_KINDS, SCALAR_FIELDS, Connection, RouteMap, make_routemap
 
 GENERATED = "# [import] "
 # Header lines written by imports before GENERATED existed: not the operator's, so not kept.
@@ -33,17 +33,7 @@ _OLD_GENERATED = (
 )
 INLINE = re.compile(r"[ \t]+#(.*)")
 KEY_INLINE = re.compile(r"[ \t]*:[ \t]+#(.*)")
-CONNECTION_KEYS = (
-    "protocol",
-    "state",
-    "state_changed",
-    "workos_connection_id",
-    "workos_acs_url",
-    "reachability",
-    "notes",
-    "strategy",
-    "moved_to_saml",
-)
+CONNECTION_KEYS = SCALAR_FIELDS  # the organization goes after state_changed (render_connection)
 
 # Lists of a connection, as rendered: its organizations when several share it, then its identifiers.
 LIST_KEYS = ("organizations", *ID_KINDS)

@@ -37,22 +37,20 @@ REACHABILITY = ("unconfirmed", "confirmed")
 # Identifier lists a connection may carry, and the index each one feeds.
 ID_KINDS = ("audiences", "issuers", "acs_urls", "client_ids")
 _HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
-_CONNECTION_FIELDS = frozenset(
-    (
-        "protocol",
-        "state",
-        "state_changed",
-        "organization",
-        "organizations",
-        "workos_connection_id",
-        "workos_acs_url",
-        "reachability",
-        "notes",
-        "strategy",
-        "moved_to_saml",
-        *ID_KINDS,
-    )
+# A connection's one-value fields, in the order a route file lists them (the organization, and its
+# lists, are written around them).
+SCALAR_FIELDS = (
+    "protocol",
+    "state",
+    "state_changed",
+    "workos_connection_id",
+    "workos_acs_url",
+    "reachability",
+    "notes",
+    "strategy",
+    "moved_to_saml",
 )
+_CONNECTION_FIELDS = frozenset((*SCALAR_FIELDS, "organization", "organizations", *ID_KINDS))
 # Auth0's ADFS connections (strategy ``adfs``) speak WS-Federation to /login/callback (``wresult``,
 # ``wctx``); WorkOS takes AD FS only as SAML (a SAML relying party the customer adds). Until the map
 # records ``moved_to_saml: true`` such a connection cannot be on workos or shadow.
