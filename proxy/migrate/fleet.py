@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from proxy.errors import RouteMapError
-from proxy.migrate.report import fetch_routes, replica_urls
+from proxy.migrate.report import fetch_routes, read_json, replica_urls
 from proxy.progress import UNKNOWN
 from proxy.routing.routemap import RouteMap, format_instant, load_routemap, parse_instant
 
@@ -234,19 +234,15 @@ class Prometheus:
         form = urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}"}).encode()
         request = urllib.request.Request(f"{self.base}/api/v1/query", data=form, method="POST")  # noqa: S310
         request.add_header("Content-Type", "application/x-www-form-urlencoded")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - scheme checked
-                data = response.read(MAX_ANSWER_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            raise ValueError(f"{self.base}: HTTP {exc.code} for {expr}: {_error_of(exc.read(4096))}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise ValueError(f"{self.base}: cannot connect: {getattr(exc, 'reason', exc)}") from exc
-        if len(data) > MAX_ANSWER_BYTES:
-            raise ValueError(f"{self.base}: answer larger than {MAX_ANSWER_BYTES} bytes; name fewer connections")
-        try:
-            body = json.loads(data)
-        except ValueError as exc:
-            raise ValueError(f"{self.base}: not JSON (not Prometheus's API?)") from exc
+        body = read_json(
+            request,
+            self.base,
+            MAX_ANSWER_BYTES,
+            self.timeout,
+            http_detail=lambda exc: f" for {expr}: {_error_of(exc.read(4096))}",
+            too_large="; name fewer connections",
+            not_json=" (not Prometheus's API?)",
+        )
         result = body.get("data", {}).get("result") if isinstance(body, dict) else None
         if body.get("status") != "success" or not isinstance(result, list):
             raise ValueError(f"{self.base}: query failed: {body.get('error', body)}")

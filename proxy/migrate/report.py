@@ -216,26 +216,41 @@ def replica_urls(admins: Iterable[str], resolve: Resolver = resolve_all) -> list
     return list(out)
 
 
+def read_json(
+    target: str | urllib.request.Request,
+    label: str,
+    limit: int,
+    timeout: float,
+    *,
+    http_detail: Callable[[urllib.error.HTTPError], str] = lambda _exc: "",
+    too_large: str = "",
+    not_json: str = "",
+) -> Any:
+    """The JSON answer of an HTTP request (``target``'s scheme checked by the caller), read to at
+    most ``limit`` bytes. ValueError with a one-line reason starting with ``label``; ``http_detail``,
+    ``too_large`` and ``not_json`` add to the reason for an HTTP error, a larger answer, not JSON."""
+    try:
+        with urllib.request.urlopen(target, timeout=timeout) as response:  # noqa: S310 - scheme checked by caller
+            data = response.read(limit + 1)
+    except urllib.error.HTTPError as exc:
+        raise ValueError(f"{label}: HTTP {exc.code}{http_detail(exc)}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise ValueError(f"{label}: cannot connect: {getattr(exc, 'reason', exc)}") from exc
+    if len(data) > limit:
+        raise ValueError(f"{label}: answer larger than {limit} bytes{too_large}")
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise ValueError(f"{label}: not JSON{not_json}") from exc
+
+
 def fetch_routes(admin: str, timeout: float = 10.0) -> dict[str, Any]:
     """``GET <admin>/routes`` of a running proxy, as JSON. ValueError with a one-line reason."""
 
     url = admin.rstrip("/") + "/routes"
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"{admin}: give the operations listener's URL, e.g. http://127.0.0.1:9090")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - scheme checked above
-            data = response.read(MAX_ROUTES_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise ValueError(f"{url}: HTTP {exc.code}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ValueError(f"{url}: cannot connect: {reason}") from exc
-    if len(data) > MAX_ROUTES_BYTES:
-        raise ValueError(f"{url}: answer larger than {MAX_ROUTES_BYTES} bytes")
-    try:
-        body = json.loads(data)
-    except ValueError as exc:
-        raise ValueError(f"{url}: not JSON") from exc
+    body = read_json(url, url, MAX_ROUTES_BYTES, timeout)
     if not isinstance(body, dict):
         raise ValueError(f"{url}: not a GET /routes answer")
     return body
