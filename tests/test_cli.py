@@ -10,10 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +21,7 @@ import httpx
 import pytest
 
 from proxy.cli import main
-from tests.conftest import ROOT, ProxyProcess, StandIns, start_proxy
+from tests.conftest import ProxyProcess, StandIns, clean_env, run_cli, start_proxy
 from tests.samples import XXE, id_token, saml_b64, saml_form, saml_redirect_query, saml_xml
 
 EXPORTS = Path(__file__).resolve().parent / "fixtures" / "auth0-export"
@@ -66,25 +63,6 @@ connections:
 """
 
 SHARED_ISSUER = "http://adfs.globex.com/adfs/services/trust"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SSO_PROXY_", "AUTH0_", "WORKOS_"))}
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m proxy ARGS`` as an operator runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
-        cwd=ROOT,
-        env=env if env is not None else clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def explained(output: str) -> dict[str, str]:

@@ -12,7 +12,6 @@ import io
 import json
 import shutil
 import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import pytest
 
 from proxy.migrate.edit import run_set
 from proxy.routing.routemap import load_routemap
-from tests.conftest import ROOT, ROUTES_YAML, ProxyProcess, StandIns, free_port, start_proxy
+from tests.conftest import ROUTES_YAML, ProxyProcess, StandIns, free_port, run_cli, start_proxy
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="the prometheus server (Debian package prometheus)")
@@ -162,14 +161,7 @@ def test_report_from_prometheus_counts_since_the_cut_over_across_a_restart(
     _scraped(url, f"sum({b_workos})", 3)  # the restarted process's (the old one had 1)
     _settle()
 
-    report = subprocess.run(
-        [sys.executable, "-m", "proxy", "routes", "report", "--prometheus", url, "--routes", str(routes), *JSON],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    report = run_cli("routes", "report", "--prometheus", url, "--routes", str(routes), *JSON)
     assert report.returncode == 0, report.stderr
     rows = {row["connection"]: row for row in json.loads(report.stdout)["connections"]}
     moved = rows["globex-adfs"]
@@ -185,22 +177,14 @@ def test_report_from_prometheus_counts_since_the_cut_over_across_a_restart(
     assert rows["umbrella-google"]["callbacks"] == {"workos": 0, "auth0": 0}
     assert rows["umbrella-google"]["verdict"] == "never seen"
 
-    table = subprocess.run(
-        [sys.executable, "-m", "proxy", "routes", "report", "--prometheus", url],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    table = run_cli("routes", "report", "--prometheus", url)
     assert table.returncode == 0, table.stderr
     line = next(line for line in table.stdout.splitlines() if line.startswith("globex-adfs "))
     assert since is not None and since in line and "still reaching Auth0" in line  # since: from the gauge
 
     # The runbook's gate: every replica serves the new map (Prometheus, then each replica asked).
     def check_fleet(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "proxy", "routes", "check-fleet", "--routes", str(routes), *args]
-        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+        return run_cli("routes", "check-fleet", "--routes", str(routes), *args)
 
     on_it = check_fleet("--prometheus", url)
     assert on_it.returncode == 0, on_it.stdout + on_it.stderr

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from proxy.migrate.report import (
 )
 from proxy.progress import UNKNOWN, Progress
 from proxy.routing.routemap import Connection, make_routemap
-from tests.conftest import ROOT, ROUTES_YAML, ProxyProcess, StandIns, start_proxy
+from tests.conftest import ROUTES_YAML, ProxyProcess, StandIns, run_cli, start_proxy
 
 
 def test_progress_records_and_snapshots() -> None:
@@ -224,14 +222,7 @@ def test_routes_and_report_on_a_running_proxy(standins: StandIns, tmp_path: Path
         assert samples[("sso_proxy_connection_unconfirmed", (("connection", "hooli-ping"),))] == 1.0
         assert samples[("sso_proxy_connection_unconfirmed", (("connection", "globex-adfs"),))] == 0.0
         assert ("sso_proxy_connection_last_callback_timestamp_seconds", (("connection", "acme-okta"),)) in samples
-        report = subprocess.run(
-            [sys.executable, "-m", "proxy", "routes", "report", "--admin", proc.admin, "--admin", proc.admin],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        report = run_cli("routes", "report", "--admin", proc.admin, "--admin", proc.admin)
         assert report.returncode == 0, report.stderr
         lines = {line.split()[0]: line for line in report.stdout.splitlines() if line.strip()}
         # The same replica named twice is asked once: no count doubled (issue 22).
@@ -241,28 +232,14 @@ def test_routes_and_report_on_a_running_proxy(standins: StandIns, tmp_path: Path
         assert "workos, no WorkOS callback yet" in lines["hooli-ping"]
         assert "never seen" in lines["umbrella-google"]
         assert "their IdP may post to Auth0 directly): hooli-ping" in report.stdout
-        as_json = subprocess.run(
-            [sys.executable, "-m", "proxy", "routes", "report", "--admin", proc.admin, "--format", "json"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        as_json = run_cli("routes", "report", "--admin", proc.admin, "--format", "json")
         assert as_json.returncode == 0, as_json.stderr
         rows = {row["connection"]: row for row in json.loads(as_json.stdout)["connections"]}
         assert rows["acme-okta"]["callbacks"] == {"workos": 1, "auth0": 0}
         assert rows["umbrella-google"]["callbacks"] == {"workos": 0, "auth0": 0}
     finally:
         proc.stop()
-    failed = subprocess.run(
-        [sys.executable, "-m", "proxy", "routes", "report", "--admin", proc.admin],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    failed = run_cli("routes", "report", "--admin", proc.admin)
     assert failed.returncode == 1
     assert failed.stderr.startswith("sso-proxy routes report: ") and "cannot connect" in failed.stderr
 

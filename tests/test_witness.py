@@ -32,6 +32,7 @@ from tests.conftest import (
     StandIns,
     ThreadServer,
     free_port,
+    run_cli,
     start_proxy,
 )
 from tests.samples import saml_form, saml_xml
@@ -175,10 +176,8 @@ def test_a_connection_in_shadow_goes_to_auth0_and_counts_what_would_go_to_workos
 
     progress = httpx.get(f"{proxy.admin}/routes", timeout=10).json()["connections_progress"]["hooli-ping"]
     assert progress["state"] == "shadow" and progress["shadow"] == before + 2
-    report = subprocess.run(
-        [sys.executable, "-m", "proxy", "routes", "report", "--admin", proxy.admin],
-        capture_output=True, text=True, cwd=ROOT, timeout=60, check=True,
-    )  # fmt: skip
+    report = run_cli("routes", "report", "--admin", proxy.admin)
+    assert report.returncode == 0, report.stderr
     (line,) = [row for row in report.stdout.splitlines() if row.startswith("hooli-ping ")]
     assert "shadow, on Auth0, counting" in line
     counted = f"would have gone to WorkOS): hooli-ping {int(before) + 2}"
