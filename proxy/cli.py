@@ -37,6 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"sso-proxy: {exc}", file=sys.stderr)
         early.restore()
         return 2
+    from proxy.heap import map_large_blocks
     from proxy.logs import log_event, setup_logging
     from proxy.metrics import Metrics
     from proxy.reload import RouteStore
@@ -56,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store = RouteStore(
         settings.routes, settings.workos_domain, metrics, logger, require=require, settle=settings.reload_settle
     )
+    map_large_blocks()  # before the first map: a replaced map's buffers go back to the system whole
     try:
         store.load_initial()
     except RouteMapError as exc:

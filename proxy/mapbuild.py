@@ -4,29 +4,27 @@ Parsing a 20,000-connection map in a worker thread still held the server's GIL f
 time: libyaml composed the whole document in one C call, and its node tree (two marks per node)
 peaked at 137 MB in the server's own heap, which never gave it back. Here the server hands the
 bytes it read (and hashed) to ``python -m proxy.mapbuild`` on a pipe; the child parses and
-validates them as they stream (:func:`proxy.routing.routemap.parse_routemap`, no lookup indexes)
-and writes back length-prefixed pickles:
+validates them as they stream (:func:`proxy.routing.routemap.parse_routemap`), indexes them, and
+writes back, each with a 4-byte length:
 
-1. ``("map", fields)``: the map's own fields but its connections and indexes, or
-   ``("error", [located errors])``;
-2. lists of at most :data:`CHUNK` :class:`~proxy.routing.routemap.Connection` objects;
-3. ``("end", count)``.
+1. a pickle of ``("map", fields, ambiguous)``: the map's own fields but its connections and
+   indexes, and the identifiers several connections claim; or ``("error", [located errors])``;
+2. the :data:`~proxy.routing.packedmap.BUFFERS` buffers of the packed connections and indexes
+   (:mod:`proxy.routing.packedmap`), raw.
 
-The server unpickles one chunk at a time (a fraction of a millisecond each, the only C call that
-holds the GIL; the worker sleeps 0 s after each, so the loop takes the GIL at once) and builds the
-indexes in Python (:func:`~proxy.routing.routemap.with_index`), which gives the GIL back every
-switch interval. The child's memory is the child's: it exits when the map is built, so the
-server's heap holds the map in force and the one being installed, nothing of the parse. The child
-runs at a lower priority (nice 10): where the pod's CPU is short, requests go first.
+The server reads the buffers into place: no Python object per connection is made, so the GIL is
+held only for copies of a few MB, and the map replaced by a reload goes back to the system whole
+(large buffers come from the C library, not from the small-object arenas that kept a replaced
+map's pages). The child's memory is the child's: it exits when the map is built. The child runs
+at a lower priority (nice 10): where the pod's CPU is short, requests go first.
 
-The pickles come from this module's own code in a child it started, over a pipe nobody else holds;
-the route file's content is never unpickled, only YAML-parsed (safe loader) in the child.
+The pickle comes from this module's own code in a child it started, over a pipe nobody else
+holds; the route file's content is never unpickled, only YAML-parsed (safe loader) in the child.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import json
 import os
@@ -34,17 +32,15 @@ import pickle
 import struct
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import fields
 from types import MappingProxyType
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import proxy
 from proxy.errors import RouteMapError
-from proxy.routing.routemap import Connection, RouteMap, parse_routemap, with_index
+from proxy.routing.packedmap import BUFFERS, pack, packed, unpack
+from proxy.routing.routemap import RouteMap, build_index, parse_routemap
 
-CHUNK = 64  # connections per pickle: a quarter of a millisecond to load, a collection's worth at most
 # Below this size a map is parsed in the calling thread: a few milliseconds of Python that gives the
 # GIL back every switch interval, where starting the child costs about 0.2 s (about 300 connections).
 IN_PROCESS_BELOW = 64 * 1024
@@ -58,7 +54,7 @@ def _write(out: IO[bytes], value: Any) -> None:
     out.write(_LENGTH.pack(len(data)) + data)
 
 
-def _read(stream: IO[bytes]) -> Any:
+def _read_buffer(stream: IO[bytes]) -> bytes:
     head = stream.read(_LENGTH.size)
     if len(head) < _LENGTH.size:
         raise EOFError("the map builder's output ended early")
@@ -66,7 +62,11 @@ def _read(stream: IO[bytes]) -> Any:
     data = stream.read(size)
     if len(data) < size:
         raise EOFError("the map builder's output ended early")
-    return pickle.loads(data)  # noqa: S301 - our own child over our own pipe (module docstring)
+    return data
+
+
+def _read(stream: IO[bytes]) -> Any:
+    return pickle.loads(_read_buffer(stream))  # noqa: S301 - our own child over our own pipe (module docstring)
 
 
 def serve_child(stdin: IO[bytes], stdout: IO[bytes]) -> None:
@@ -82,38 +82,12 @@ def serve_child(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     except RouteMapError as exc:
         _write(stdout, ("error", list(exc.errors)))
         return
+    index, ambiguous = build_index(route_map.connections)
     own = {f.name: getattr(route_map, f.name) for f in fields(RouteMap) if f.name not in _OWN_FIELDS}
-    _write(stdout, ("map", own))
-    connections = list(route_map.connections.values())
-    for at in range(0, len(connections), CHUNK):
-        _write(stdout, connections[at : at + CHUNK])
-    _write(stdout, ("end", len(connections)))
-
-
-def _libc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where the C library is not glibc (musl, macOS)."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return cast("Callable[[int], int]", trim)
-
-
-_MALLOC_TRIM = _libc_trim()
-
-
-def release_freed_memory() -> bool:
-    """Hand the C heap's free pages back to the system (glibc ``malloc_trim(0)``); False without glibc.
-
-    Call it once a replaced map is gone: glibc returns the free pages inside its heaps only when
-    asked, so without it the server's RSS kept the high-water mark of every reload.
-    """
-    if _MALLOC_TRIM is None:
-        return False
-    _MALLOC_TRIM(0)
-    return True
+    _write(stdout, ("map", own, ambiguous))
+    for buffer in pack(route_map.connections, index):
+        stdout.write(_LENGTH.pack(len(buffer)))
+        stdout.write(buffer)
 
 
 def build_routemap(
@@ -127,7 +101,7 @@ def build_routemap(
     worker thread). Raises :class:`RouteMapError` for an invalid map, or when the child fails.
     ``python``: the child's interpreter (default: this one)."""
     if len(data) < in_process_below:
-        return parse_routemap(data, source, workos_domain)
+        return packed(parse_routemap(data, source, workos_domain))
     # The child needs the interpreter's environment, not the service's settings or secrets.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH0_", "WORKOS_", "SSO_PROXY_"))}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
@@ -147,19 +121,11 @@ def build_routemap(
         child.stdin.write(json.dumps({"source": source, "workos_domain": workos_domain}).encode() + b"\n")
         child.stdin.write(data)
         child.stdin.close()
-        kind, body = _read(child.stdout)
+        kind, *body = _read(child.stdout)
         if kind == "error":
-            raise RouteMapError(source, list(body))
-        connections: dict[str, Connection] = {}
-        while True:
-            chunk = _read(child.stdout)
-            if isinstance(chunk, tuple):
-                break
-            for conn in chunk:
-                connections[conn.name] = conn
-            time.sleep(0)  # hand the GIL to the event loop between chunks, not only every switch interval
-        if chunk != ("end", len(connections)):
-            raise EOFError("the map builder's output does not add up")
+            raise RouteMapError(source, list(body[0]))
+        own, ambiguous = body
+        connections, index = unpack([_read_buffer(child.stdout) for _ in range(BUFFERS)])
     except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
         child.kill()
         child.wait()
@@ -170,7 +136,12 @@ def build_routemap(
         for stream in (child.stdin, child.stdout, child.stderr):
             stream.close()
         child.wait()
-    return with_index(RouteMap(connections=MappingProxyType(connections), **body))
+    return RouteMap(
+        connections=connections,
+        index=MappingProxyType(index),
+        ambiguous=MappingProxyType({kind: MappingProxyType(table) for kind, table in ambiguous.items()}),
+        **own,
+    )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from proxy.errors import RouteMapError
+from proxy.heap import release_freed_memory
 from proxy.logs import log_event
-from proxy.mapbuild import build_routemap, release_freed_memory
+from proxy.mapbuild import build_routemap
 from proxy.metrics import Metrics
 from proxy.routing.routemap import RouteMap, ambiguity_warnings
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from proxy import mapbuild
+from proxy import heap
 from proxy.errors import RouteMapError
-from proxy.mapbuild import build_routemap, release_freed_memory
+from proxy.heap import release_freed_memory
+from proxy.mapbuild import build_routemap
 from proxy.metrics import Metrics
 from proxy.reload import RouteStore
 from proxy.routing.routemap import parse_routemap
@@ -55,33 +57,43 @@ def test_a_failing_child_is_one_located_error_and_no_map(python: str, expected: 
 
 
 def test_freed_memory_is_handed_back_where_the_c_library_can(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert release_freed_memory() is (mapbuild._MALLOC_TRIM is not None)
-    monkeypatch.setattr(mapbuild, "_MALLOC_TRIM", None)  # musl, macOS: nothing to call
+    assert release_freed_memory() is (heap._MALLOC_TRIM is not None)
+    assert heap.map_large_blocks() is (heap._MALLOPT is not None)
+    monkeypatch.setattr(heap, "_MALLOC_TRIM", None)  # musl, macOS: nothing to call
+    monkeypatch.setattr(heap, "_MALLOPT", None)
     assert release_freed_memory() is False
+    assert heap.map_large_blocks() is False
 
 
 def test_a_reload_frees_the_map_it_replaces(tmp_path: Path) -> None:
-    """Nothing keeps a replaced map alive (the store, the metrics' per-connection state, the
-    collector's frozen generation): three reloads later the objects allocated are those of one map."""
+    """A map in the server is a few buffers, not objects per connection, and nothing keeps a replaced
+    map alive (the store, the metrics' per-connection state, the collector's frozen generation):
+    three reloads later the memory allocated is what it was with one map."""
     path = tmp_path / "routes.yaml"
     text = big_routes_yaml(3000)
     path.write_text(text)
     store = RouteStore(str(path), None, Metrics(), logging.getLogger("test-mapbuild"), settle=0)
     gc.collect()  # what earlier tests left is not counted as this map (the count is the process's)
-    empty = sys.getallocatedblocks()
-    store.load_initial()
-    gc.collect()
-    gc.freeze()  # as serve does once started
+    tracemalloc.start()
     try:
-        loaded = sys.getallocatedblocks()
-        for i in range(3):
-            state = "legacy" if i % 2 == 0 else "workos"
-            path.write_text(text.replace("state: workos", f"state: {state}", 1) + f"# edit {i}\n")
-            assert store.apply(store.snapshot(), "test").result == "success"
+        empty, empty_bytes = sys.getallocatedblocks(), tracemalloc.get_traced_memory()[0]
+        store.load_initial()
         gc.collect()
-        after = sys.getallocatedblocks()
+        gc.freeze()  # as serve does once started
+        try:
+            loaded, loaded_bytes = sys.getallocatedblocks(), tracemalloc.get_traced_memory()[0]
+            for i in range(3):
+                state = "legacy" if i % 2 == 0 else "workos"
+                path.write_text(text.replace("state: workos", f"state: {state}", 1) + f"# edit {i}\n")
+                assert store.apply(store.snapshot(), "test").result == "success"
+            gc.collect()
+            after, after_bytes = sys.getallocatedblocks(), tracemalloc.get_traced_memory()[0]
+        finally:
+            gc.unfreeze()
     finally:
-        gc.unfreeze()
-    one_map = loaded - empty
-    assert one_map > 10_000, (empty, loaded)  # about 8 blocks per connection
-    assert after - loaded < one_map / 3, (empty, loaded, after)  # a map kept alive would add one_map
+        tracemalloc.stop()
+    one_map = loaded_bytes - empty_bytes
+    assert one_map > 3000 * 50, (empty_bytes, loaded_bytes)  # the map is there: 90 bytes a connection
+    assert loaded - empty < 3000 / 4, (empty, loaded)  # but not as objects per connection
+    assert abs(after_bytes - loaded_bytes) < one_map / 20, (empty_bytes, loaded_bytes, after_bytes)
+    assert after - loaded < 3000 / 4, (empty, loaded, after)

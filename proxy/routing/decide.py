@@ -59,7 +59,7 @@ def _audience_connection(audience: str, route_map: RouteMap) -> str | None:
     ambiguous = audience in route_map.ambiguous.get("audiences", {})
     if found is None and not ambiguous and audience.startswith("urn:auth0:"):
         name = audience.rsplit(":", 1)[1]
-        if name in route_map.connections:
+        if route_map.connection(name) is not None:
             return name
     return found
 
@@ -69,7 +69,7 @@ def _destination_connection(destination: str, route_map: RouteMap) -> str | None
     if found is None:
         _, _, rest = destination.partition("?")
         named = query_value(rest.partition("#")[0].encode("utf-8", "surrogatepass"), "connection")
-        if named is not None and named in route_map.connections:
+        if named is not None and route_map.connection(named) is not None:
             return named
     return found
 
@@ -77,7 +77,7 @@ def _destination_connection(destination: str, route_map: RouteMap) -> str | None
 def identify(cb: Callback, route_map: RouteMap) -> Identity:
     """Try each hint in order; stop at the first that names exactly one mapped connection."""
     named = named_connection(cb)
-    if named is not None and named in route_map.connections:
+    if named is not None and route_map.connection(named) is not None:
         return Identity(named, "query", named)
     unparseable = False
     xml = saml_document(cb)
@@ -134,7 +134,7 @@ def decide(cb: Callback, route_map: RouteMap, bound: frozenset[str] = NOT_BOUND,
     rotation). Forging the form, too, only sends a callback to Auth0.
     """
     identity = identify(cb, route_map)
-    conn = route_map.connections.get(identity.connection) if identity.connection else None
+    conn = route_map.connection(identity.connection) if identity.connection else None
     protocol = conn.protocol if conn is not None else guess_protocol(cb)
     if is_fallback(cb.query):
         return Decision(AUTH0, "fallback", identity, protocol)

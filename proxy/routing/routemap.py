@@ -111,6 +111,12 @@ class RouteMap:
         table = self.index.get(kind)
         return table.get(value) if table is not None else None
 
+    def connection(self, name: str) -> Connection | None:
+        """The connection called ``name``, or None: the request path's read (a packed map,
+        :mod:`proxy.routing.packedmap`, keeps what is read here and only here)."""
+        remember = getattr(self.connections, "remember", None)
+        return remember(name) if remember is not None else self.connections.get(name)
+
     def counts_by_state(self) -> dict[str, int]:
         counts = {state: 0 for state in STATES}
         for conn in self.connections.values():
