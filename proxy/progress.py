@@ -39,7 +39,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from proxy.routing.routemap import RouteMap, parse_instant
+from proxy.routing.routemap import STATES, RouteMap, parse_instant
 
 UNKNOWN = "_unknown"
 RECENT_SECONDS = 30 * 86400
@@ -113,22 +113,18 @@ class Progress:
     def snapshot(self, route_map: RouteMap | None = None) -> dict[str, dict[str, Any]]:
         """Per connection of ``route_map`` (default: the map in force) and ``_unknown``: what ``GET /routes``
         shows. Safe in a worker thread."""
+        return dict(self.entries(route_map))
+
+    def entries(self, route_map: RouteMap | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """:meth:`snapshot`'s items one at a time, in name order (the map's, then those only seen)."""
         rm = route_map if route_map is not None else self.route_map
         names = sorted(rm.connections) if rm is not None else []
         seen_now = dict(self._seen)  # one C call: the loop may record callbacks meanwhile
-        out: dict[str, dict[str, Any]] = {}
-        # A connection never seen and without reachability shows only its state: one shared entry per
-        # state (callers only serialise the snapshot; never mutate an entry), not one dict per
-        # connection of the map: at 20,000 connections those dicts' garbage collections held the GIL.
-        unseen: dict[str, dict[str, Any]] = {}
         for name in [*names, *sorted(n for n in seen_now if rm is None or n not in rm.connections)]:
             conn = rm.connections.get(name) if rm is not None else None
             seen = seen_now.get(name)
             if seen is None and conn is not None and not conn.reachability:
-                shared = unseen.get(conn.state)
-                if shared is None:
-                    shared = unseen[conn.state] = _unseen_entry(conn.state)
-                out[name] = shared
+                yield name, UNSEEN[conn.state]
                 continue
             entry: dict[str, Any] = {
                 "state": conn.state if conn is not None else None,
@@ -144,8 +140,7 @@ class Progress:
                 entry["confirmed_by"] = (
                     "traffic" if seen is not None else "operator" if conn.reachability == "confirmed" else None
                 )
-            out[name] = entry
-        return out
+            yield name, entry
 
     def describe(self) -> list[Metric]:
         return list(self._families())
@@ -215,6 +210,12 @@ def changed_recently(route_map: RouteMap, limit: int = MAX_CHANGED_SERIES) -> tu
 
 def _unseen_entry(state: str) -> dict[str, Any]:
     return {"state": state, "last_callback": None, "last_callback_unix": None, "callbacks": {}, "fallbacks": 0}
+
+
+# A connection never seen and without reachability shows only its state: one shared entry per state
+# (callers only serialise entries, never mutate one), not one dict per connection of the map: at
+# 20,000 connections those dicts' garbage collections held the GIL.
+UNSEEN = {state: _unseen_entry(state) for state in STATES}
 
 
 def _iso(at: float) -> str:

@@ -212,7 +212,9 @@ def test_routes_and_report_on_a_running_proxy(standins: StandIns, tmp_path: Path
             assert (
                 client.get(f"{proc.url}/login/callback?connection=globex-adfs&code=c&state={issued}").status_code == 302
             )
-        body = httpx.get(f"{proc.admin}/routes").json()
+        page = httpx.get(f"{proc.admin}/routes").text
+        body = json.loads(page)
+        assert page == json.dumps(body, indent=2) + "\n"  # written piece by piece, laid out as json.dumps does
         progress = body["connections_progress"]
         assert progress["acme-okta"]["callbacks"] == {"workos": 1}
         assert progress["globex-adfs"]["reachability"] == "confirmed"  # seen through the proxy
