@@ -4,9 +4,9 @@ Generates a route map of N connections (default 20,000; each with two audiences,
 organization), starts ``python -m proxy serve`` on loopback with the shipped manifest's reload
 settings, and records:
 
-- RSS of every process of the server (the server and any child it starts) once ready, after each of
-  three ``sso-proxy routes set`` edits (each a reload), and the peak (sampled every 20 ms, and the
-  kernel's VmHWM);
+- RSS of every process of the server (the server and any child it starts) once ready, after the
+  scrapes below (the figure before any reload), after each of three ``sso-proxy routes set`` edits
+  (each a reload), and the peak (sampled every 20 ms, and the kernel's VmHWM);
 - the longest wait of a callback during each reload (from the end of ``routes set`` to one second
   after the new map is in force; separately, while ``routes set`` itself runs: another process on
   the same cores) and during scrapes of ``/metrics`` and ``GET /routes``, measured by a probe
@@ -229,6 +229,8 @@ def main() -> int:
                 assert status == 200
             figures["scrape_metrics_worst_ms"] = round(worst_metrics * 1000, 1)
             figures["scrape_routes_worst_ms"] = round(worst_routes * 1000, 1)
+            time.sleep(1.0)
+            figures["rss_after_scrapes_mib"] = round(tree_rss(proc.pid), 1)
             # Edits, each a reload; the probe's worst wait while `routes set` runs (another process on
             # the same cores) and from its end to the new map in force (the reload itself).
             sampler.peak = 0.0
@@ -277,6 +279,8 @@ def main() -> int:
                 proc.kill()
                 proc.wait()
     ready, peak = float(figures["rss_ready_mib"]), float(figures["rss_peak_mib"])
+    before_edits = float(figures["rss_after_scrapes_mib"])
+    reloaded = max(float(figures[f"rss_after_reload{i + 1}_mib"]) for i in range(args.edits))
     targets = [
         ("RSS once ready <= 60% of 256 MiB", ready <= 0.6 * LIMIT_MIB, f"{ready:.0f} MiB ({ready / LIMIT_MIB:.0%})"),
         ("peak through three reloads <= 75%", peak <= 0.75 * LIMIT_MIB, f"{peak:.0f} MiB ({peak / LIMIT_MIB:.0%})"),
@@ -291,6 +295,11 @@ def main() -> int:
             f"/metrics {figures['scrape_metrics_worst_ms']} ms, /routes {figures['scrape_routes_worst_ms']} ms",
         ),
         ("series with 40 seen: a few thousand at most", int(figures["series"]) <= 3000, str(figures["series"])),
+        (
+            "a reload frees the map it replaces: RSS after each within 2 MiB of before the first",
+            reloaded - before_edits <= 2,
+            f"before {before_edits:.1f} MiB, after reloads at most {reloaded:.1f} MiB",
+        ),
     ]
     print(f"| measure ({args.n} connections, map {figures['map_mib']} MB) | value |")
     print("|---|---|")
