@@ -82,7 +82,8 @@ async def per_call_us(app: Any, scope: dict[str, Any], body: bytes, number: int)
 
 
 def public_app(env: dict[str, str], name: str) -> Any:
-    """The service's ``PublicApp`` for these settings, its route map loaded, logging at warning."""
+    """The service's ``PublicApp`` for these settings, its route map loaded, logging at warning (or at
+    ``SSO_PROXY_LOG_LEVEL`` from ``env``: info, production's default, writes each callback's JSON line)."""
     from proxy.app import PublicApp
     from proxy.config import load_settings
     from proxy.metrics import Metrics
@@ -91,7 +92,13 @@ def public_app(env: dict[str, str], name: str) -> Any:
 
     settings = load_settings({"SSO_PROXY_LOG_LEVEL": "warning", **env}, {})
     logger = logging.getLogger(name)
-    logger.setLevel(logging.WARNING)
+    logger.setLevel(settings.log_level.upper())
+    if logger.isEnabledFor(logging.INFO):  # production's level: its JSON lines, written to /dev/null
+        from proxy.logs import LOGGER_NAME, setup_logging
+
+        setup_logging(settings.log_level)  # the service's own handler and settings, on stderr
+        logger = logging.getLogger(LOGGER_NAME)
+        logger.handlers[0].setStream(open(os.devnull, "w"))
     metrics = Metrics()
     store = RouteStore(settings.routes, settings.workos_domain, metrics, logger)
     store.load_initial()
