@@ -1,0 +1,82 @@
+"""Tests for proxy.logs: one JSON object per line, never a secret-named field."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from proxy.logs import JsonFormatter, log_event, setup_logging
+
+
+@pytest.fixture
+def lines() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    saved = logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing
+    logger = setup_logging("info")
+    handlers = list(logger.handlers)
+    out = io.StringIO()
+    logger.handlers[0].setStream(out)  # type: ignore[attr-defined]
+    try:
+        yield logger, out
+    finally:
+        logger.handlers[:] = handlers
+        logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing = saved
+
+
+def _read(out: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("fields", "kept"),
+    [
+        ({"connection": "acme", "status": 307}, {"connection": "acme", "status": 307}),
+        ({"code": "c", "State": "s", "SAMLResponse": "x", "ok": 1}, {"ok": 1}),
+        ({"Cookie": "a=b", "set-cookie": "x", "cname-api-key": "k", "query": "q", "body": "b"}, {}),
+        ({"relaystate": "r", "id_token": "t", "Authorization": "Bearer x", "request_id": "r1"}, {"request_id": "r1"}),
+    ],
+    ids=["plain", "mixed case", "only secrets", "tokens"],
+)
+def test_secret_named_fields_never_reach_a_line(
+    lines: tuple[logging.Logger, io.StringIO], fields: dict[str, object], kept: dict[str, object]
+) -> None:
+    logger, out = lines
+    for _ in range(3):  # the same names again: the formatter remembers the set, not the verdict of another
+        log_event(logger, logging.INFO, "callback", **fields)
+    for line in _read(out):
+        assert {k: v for k, v in line.items() if k not in ("ts", "level", "msg")} == kept
+        assert line["msg"] == "callback" and line["level"] == "info"
+
+
+def test_the_time_is_of_each_record_to_the_millisecond() -> None:
+    formatter = JsonFormatter()
+    stamps = []
+    for created in (1_700_000_000.5, 1_700_000_000.999, 1_700_000_001.0, 1_699_999_999.25):
+        record = logging.LogRecord("t", logging.INFO, "x", 0, "m", (), None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        stamps.append(json.loads(formatter.format(record))["ts"])
+    assert stamps == [
+        "2023-11-14T22:13:20.500Z",
+        "2023-11-14T22:13:20.999Z",
+        "2023-11-14T22:13:21.000Z",
+        "2023-11-14T22:13:19.250Z",
+    ]
+
+
+def test_an_exception_is_its_last_line(lines: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, out = lines
+    try:
+        raise ValueError("no route map")
+    except ValueError:
+        logger.exception("failed")
+    [line] = _read(out)
+    assert line["error"] == "ValueError: no route map"
+
+
+def test_below_the_level_nothing_is_built(lines: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, out = lines
+    log_event(logger, logging.DEBUG, "detail", connection="acme")
+    assert out.getvalue() == ""
