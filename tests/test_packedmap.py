@@ -115,6 +115,10 @@ def test_buffers_that_do_not_fit_are_refused() -> None:
     cut[0] = cut[0][:-1]  # the names' text one byte short of their offsets
     with pytest.raises(ValueError, match="inconsistent"):
         unpack(cut)
+    bad_slot = list(buffers)
+    bad_slot[2] = (10_000).to_bytes(4, "little") + bad_slot[2][4:]  # a slot naming a key there is not
+    with pytest.raises(ValueError, match="inconsistent"):
+        unpack(bad_slot)
     wrong_owner = list(buffers)
     wrong_owner[8] = (10_000).to_bytes(4, "little") * (len(wrong_owner[8]) // 4)  # audiences owned by no connection
     with pytest.raises(ValueError, match="inconsistent"):

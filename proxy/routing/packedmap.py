@@ -48,7 +48,10 @@ class Keys:
     __slots__ = ("_at", "_blob", "_mask", "_slots")
 
     def __init__(self, blob: bytes, at: array[int], slots: array[int]) -> None:
+        # At most half full (so a probe always meets an empty slot) and naming only keys there are.
         if len(at) < 1 or len(slots) & (len(slots) - 1) or len(slots) < 2 * (len(at) - 1) or at[-1] != len(blob):
+            raise ValueError("inconsistent packed keys")
+        if max(slots, default=_EMPTY) >= len(at) - 1:
             raise ValueError("inconsistent packed keys")
         self._blob = blob
         self._at = at
