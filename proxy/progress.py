@@ -110,13 +110,9 @@ class Progress:
     def seen(self, connection: str) -> bool:
         return connection in self._seen
 
-    def snapshot(self, route_map: RouteMap | None = None) -> dict[str, dict[str, Any]]:
-        """Per connection of ``route_map`` (default: the map in force) and ``_unknown``: what ``GET /routes``
-        shows. Safe in a worker thread."""
-        return dict(self.entries(route_map))
-
     def entries(self, route_map: RouteMap | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-        """:meth:`snapshot`'s items one at a time, in name order (the map's, then those only seen)."""
+        """Per connection of ``route_map`` (default: the map in force) and ``_unknown``, one at a time in
+        name order (the map's, then those only seen): what ``GET /routes`` shows. Safe in a worker thread."""
         rm = route_map if route_map is not None else self.route_map
         names = sorted(rm.connections) if rm is not None else []
         seen_now = dict(self._seen)  # one C call: the loop may record callbacks meanwhile

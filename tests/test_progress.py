@@ -44,7 +44,7 @@ def test_progress_records_and_snapshots() -> None:
     progress.record("a", "workos", "mapped", now=100.0)
     progress.record("a", "auth0", "fallback", now=160.0)
     progress.record(None, "auth0", "unknown_default", now=50.0)
-    snap = progress.snapshot()
+    snap = dict(progress.entries())
     assert list(snap) == ["a", "b", "c", "d", UNKNOWN]
     assert snap["a"] == {
         "state": "workos",
@@ -146,7 +146,7 @@ def test_shadow_counts_are_merged_and_shown() -> None:
     progress = Progress()
     progress.record("s", "auth0", "shadow", now=1.0, shadowed=True)
     progress.record("s", "auth0", "auth0_transaction", now=2.0)
-    assert progress.snapshot()["s"]["shadow"] == 1
+    assert dict(progress.entries())["s"]["shadow"] == 1
 
 
 def test_replicas_are_merged() -> None:

@@ -38,6 +38,13 @@ _EMPTY = -1
 _FIELDS = fields(Connection)  # a record is these, in this order: Connection(*record)
 
 
+def _array(typecode: str, raw: bytes) -> array[int]:
+    """An ``array`` of ``typecode`` read from a buffer :meth:`array.tobytes` wrote."""
+    out = array(typecode)
+    out.frombytes(raw)
+    return out
+
+
 def _encode(key: str) -> bytes:
     return key.encode("utf-8", "surrogatepass")  # any str a parser produced, lone surrogates included
 
@@ -108,10 +115,7 @@ class Keys:
 
     @classmethod
     def from_buffers(cls, blob: bytes, at: bytes, slots: bytes) -> Keys:
-        offsets, table = array(_OFFSET), array(_SLOT)
-        offsets.frombytes(at)
-        table.frombytes(slots)
-        return cls(blob, offsets, table)
+        return cls(blob, _array(_OFFSET, at), _array(_SLOT, slots))
 
 
 class _Values(ValuesView[Connection]):
@@ -205,9 +209,7 @@ class PackedConnections(Mapping[str, Connection]):
 
     @classmethod
     def from_buffers(cls, names: Keys, records: bytes, at: bytes) -> PackedConnections:
-        offsets = array(_OFFSET)
-        offsets.frombytes(at)
-        return cls(names, records, offsets)
+        return cls(names, records, _array(_OFFSET, at))
 
 
 class PackedIndex(Mapping[str, str]):
@@ -254,9 +256,7 @@ class PackedIndex(Mapping[str, str]):
 
     @classmethod
     def from_buffers(cls, blob: bytes, at: bytes, slots: bytes, owners: bytes, names: Keys) -> PackedIndex:
-        table = array(_OFFSET)
-        table.frombytes(owners)
-        return cls(Keys.from_buffers(blob, at, slots), table, names)
+        return cls(Keys.from_buffers(blob, at, slots), _array(_OFFSET, owners), names)
 
 
 # Buffers per part, in the order :func:`pack` lists them: names (3), records (2), then per ID kind (4).
