@@ -144,12 +144,22 @@ async def forwards(args: argparse.Namespace, work: str, files: dict[str, str]) -
         await start()
         plain, guarded = protocols()
         try:
-            for key in args.workloads.split(","):
+            for key in (args.profile or args.workloads).split(","):
                 w = next(x for x in bench.WORKLOADS if x.key == key)
                 request = request_bytes(w, files)
                 svc, _ = connection(guarded, service)
                 off, _ = connection(guarded, nobind)
                 fwd, _ = connection(plain, forwarder)
+                if args.profile:
+                    await per_forward(svc, request, 200)
+                    prof = cProfile.Profile()
+                    prof.enable()
+                    await per_forward(svc, request, args.number)
+                    prof.disable()
+                    print(f"--- {key}")
+                    order, lines = os.environ.get("PSORT", "tottime"), int(os.environ.get("PLINES", "45"))
+                    pstats.Stats(prof).sort_stats(order).print_stats(lines)
+                    continue
                 best_s = best_f = best_o = float("inf")
                 for _ in range(args.rounds):
                     best_f = min(best_f, await per_forward(fwd, request, args.number))
