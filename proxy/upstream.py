@@ -408,8 +408,14 @@ class Upstream:
                     return status
                 if prefix:
                     await send({"type": "http.response.body", "body": prefix, "more_body": True})
+                content = response.content
+                last = b""
                 try:
-                    async for chunk in response.content.iter_chunked(CHUNK):
+                    while not content.at_eof():
+                        chunk = await content.read(CHUNK)
+                        if content.at_eof() or not chunk:
+                            last = chunk  # the whole rest is here: it goes out as the last write
+                            break
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     error = _translate(exc)
@@ -417,7 +423,7 @@ class Upstream:
                     raise UpstreamAborted(f"Auth0's answer broke off: {error}", status) from exc
                 if control is not None:
                     control.disarm()  # the last write completes the response; a disconnect now changes nothing
-                await send({"type": "http.response.body", "body": b""})
+                await send({"type": "http.response.body", "body": last})
             return status
         except asyncio.CancelledError:
             if control is None or not control.gone:

@@ -21,12 +21,14 @@ OK_RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3
 class RawUpstream:
     """``mode``: answer | close_reused (answers a connection's first request only; reads the next one
     and closes without answering) | hang (never answers) | break (sends headers and part of the body,
-    then closes)."""
+    then closes) | drip (sends the head and the first half of ``response``'s body, the rest once
+    ``released`` is set)."""
 
     mode: str = "answer"
     response: bytes = OK_RESPONSE
     requests: list[bytes] = field(default_factory=list)
     closed_by_client: int = 0
+    released: threading.Event = field(default_factory=threading.Event)
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
     _server: asyncio.Server | None = None
@@ -102,6 +104,18 @@ class RawUpstream:
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"x" * 10)
                 await writer.drain()
                 return
+            if self.mode == "drip":
+                split = self.response.index(b"\r\n\r\n") + 4
+                split += (len(self.response) - split) // 2
+                writer.write(self.response[:split])
+                await writer.drain()
+                while not self.released.is_set():
+                    await asyncio.sleep(0.01)
+                writer.write(self.response[split:])
+                await writer.drain()
+                if b"content-length:" in self.response[:split].lower() or b"chunked" in self.response[:split]:
+                    continue
+                return  # a body delimited by the close
             writer.write(self.response)
             await writer.drain()
 

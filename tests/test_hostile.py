@@ -337,6 +337,60 @@ def test_break_after_the_response_started_is_logged_and_counted_as_reset(routes:
         raw.stop()
 
 
+def dechunk(data: bytes) -> bytes:
+    """A chunked body's content (the test's own reading; sizes are hex and may hold a or b)."""
+    out = b""
+    while True:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return out
+        out += data[:size]
+        data = data[size + 2 :]
+
+
+HALVES = b"a" * 5000 + b"b" * 5000
+FRAMINGS = {
+    "content-length": b"content-length: 10000\r\n\r\n" + HALVES,
+    "chunked": b"transfer-encoding: chunked\r\n\r\n"
+    + b"".join(b"1388\r\n" + half + b"\r\n" for half in (HALVES[:5000], HALVES[5000:]))
+    + b"0\r\n\r\n",
+    "close-delimited": b"connection: close\r\n\r\n" + HALVES,
+}
+
+
+@pytest.mark.parametrize("framing", list(FRAMINGS))
+@pytest.mark.parametrize(
+    "request_bytes",
+    [get(b"/userinfo"), post(LEGACY_SAML, b"SAMLResponse=x")],
+    ids=["passthrough", "callback-forward"],
+)
+def test_an_answer_is_passed_on_as_it_arrives(routes: Path, framing: str, request_bytes: bytes) -> None:
+    """Auth0's answer streams: what has arrived reaches the browser before the rest exists, and the
+    whole body arrives once Auth0 sends the rest, however Auth0 frames it."""
+    raw = RawUpstream(mode="drip", response=b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n" + FRAMINGS[framing])
+    raw.start()
+    proc = start_limited(raw, routes)
+    try:
+        with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as sock:
+            sock.sendall(request_bytes)
+            sock.settimeout(10)
+            early = b""
+            while early.count(b"a") < 4000:
+                chunk = sock.recv(65536)
+                assert chunk, "closed before the first half arrived"
+                early += chunk
+            assert b"b" not in early.split(b"\r\n\r\n", 1)[1]  # Auth0 has not sent the rest yet
+            raw.released.set()
+            answer = early + read_all(sock, 10)
+        assert status_of(answer) == 200
+        body = answer.partition(b"\r\n\r\n")[2]
+        assert (dechunk(body) if header_of(answer, b"transfer-encoding") == b"chunked" else body) == HALVES
+    finally:
+        proc.stop()
+        raw.stop()
+
+
 # --- findings 14 and 17: drain and shutdown ------------------------------------------------------
 
 
