@@ -157,6 +157,8 @@ async def forwards(args: argparse.Namespace, work: str, files: dict[str, str]) -
                     await per_forward(svc, request, args.number)
                     prof.disable()
                     print(f"--- {key}")
+                    if os.environ.get("PDUMP"):  # for pstats comparisons of two settings
+                        prof.dump_stats(os.environ["PDUMP"])
                     order, lines = os.environ.get("PSORT", "tottime"), int(os.environ.get("PLINES", "45"))
                     pstats.Stats(prof).sort_stats(order).print_stats(lines)
                     continue
