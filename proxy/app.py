@@ -46,7 +46,7 @@ from proxy.routing.binding import (
     host_name,
     public_names,
 )
-from proxy.routing.callback import Callback, strip_fallback, transaction_values
+from proxy.routing.callback import Callback, is_fallback, strip_fallback, transaction_values
 from proxy.routing.decide import AUTH0, WORKOS, Decision, Identity, decide
 from proxy.routing.routemap import Connection, RouteMap
 from proxy.routing.txcookie import Keys
@@ -335,15 +335,21 @@ class PublicApp:
         binder = self.binder
         now = time.time()
         tx: CallbackBinding = NOT_BOUND
-        disagree = False  # bound by a cookie, but its state/RelayState is not of Auth0's form
+        disagree = False  # routed by a cookie, but its state/RelayState is not of Auth0's form
         try:
-            if binder is not None:
-                tx = binder.auth0_binding(cookies, cb, now)
-            # The second witness: Auth0's own state form, read once, a few µs.
-            values = transaction_values(cb)
-            own_form = any_auth0_state(values) if values else False
-            disagree = bool(tx.bound) and bool(values) and not own_form
-            decision = decide(cb, route_map, tx.bound, own_form)
+            if is_fallback(query):
+                # decide's first rule: a fallback goes to Auth0 whatever binds it, so neither witness
+                # is read (nor the body, for one named by ?connection).
+                decision = decide(cb, route_map)
+            else:
+                if binder is not None:
+                    tx = binder.auth0_binding(cookies, cb, now)
+                # The second witness: Auth0's own state form, read once, a few µs.
+                values = transaction_values(cb)
+                own_form = any_auth0_state(values) if values else False
+                decision = decide(cb, route_map, tx.bound, own_form)
+                # Counted among what the alert divides by: the callbacks the cookie routed.
+                disagree = decision.reason == "auth0_transaction" and bool(values) and not own_form
         except Exception:  # a bug must not lose a login: deliver to Auth0 and say so
             self.logger.exception("decision failed; forwarding to Auth0")
             decision = Decision(AUTH0, "unparseable", Identity(None, "none"), "unknown")

@@ -199,8 +199,9 @@ class Metrics:
         )
         self.witness_disagreements = LoopCounter(
             "sso_proxy_witness_disagreements_total",
-            "Callbacks a binding cookie says Auth0 started whose state/RelayState is not of the form of Auth0's "
-            "own transaction state (the two witnesses disagree: Auth0 may have changed its format), by protocol.",
+            "Callbacks a binding cookie routed to Auth0 (reason auth0_transaction) whose state/RelayState is not of "
+            "the form of Auth0's own transaction state (the two witnesses disagree: Auth0 may have changed its "
+            "format), by protocol.",
             ["protocol"],
             registry=r,
         )

@@ -135,6 +135,22 @@ def test_with_its_cookie_the_cookie_routes_and_the_witnesses_are_compared(
     assert after - before == (0 if form == "auth0" else 1)
 
 
+def test_a_fallback_is_not_compared(world: tuple[str, StandIns, ProxyProcess]) -> None:
+    """A bound callback that comes back with fallback=auth0 goes to Auth0 as a fallback whatever binds
+    it: its witnesses are not read, so a state of another form is no disagreement (the alert divides
+    the disagreements by the callbacks the cookie routed, reason auth0_transaction)."""
+    _, standins, proxy = world
+    _, state, cookie = start_login(proxy, "initech-entra")
+    before = metric(proxy, "sso_proxy_witness_disagreements_total", protocol="oidc")
+    standins.clear()
+    reply = httpx.get(
+        f"{proxy.url}/login/callback?code=c1&state={state}&fallback=auth0", headers={"cookie": cookie}, timeout=10
+    )
+    assert reply.status_code == 302, reply.text  # Auth0 issued that state: it signs in
+    assert [r["path"] for r in standins.received("auth0")] == ["/login/callback"]
+    assert metric(proxy, "sso_proxy_witness_disagreements_total", protocol="oidc") == before
+
+
 def test_a_forged_state_of_the_form_only_reaches_auth0_which_refuses_it(
     world: tuple[str, StandIns, ProxyProcess],
 ) -> None:
