@@ -31,6 +31,10 @@ SECRET_FIELDS = frozenset(
 )
 
 
+# One encoder for every line (json.dumps with these options builds a new one per call).
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 class JsonFormatter(logging.Formatter):
     """Formats a record and its ``fields`` extra as one JSON line.
 
@@ -45,16 +49,26 @@ class JsonFormatter(logging.Formatter):
         self._clean: dict[tuple[str, ...], bool] = {}  # field names -> none is a secret's
 
     def format(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
+        error = self.formatException(record.exc_info).splitlines()[-1] if record.exc_info else None
+        fields = getattr(record, "fields", None)
+        return self.line(
+            record.created,
+            record.levelname.lower(),
+            record.getMessage(),
+            fields if isinstance(fields, dict) else None,
+            error,
+        )
+
+    def line(
+        self, created: float, level: str, msg: str, fields: dict[str, Any] | None, error: str | None = None
+    ) -> str:
+        """The JSON line: time to the millisecond (UTC), level, message, the fields not named like a
+        secret, and an exception's last line."""
+        second = int(created)
         if second != self._second:
             self._stamp, self._second = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)), second
-        out: dict[str, Any] = {
-            "ts": f"{self._stamp}.{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "msg": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
+        out: dict[str, Any] = {"ts": f"{self._stamp}.{int((created - second) * 1000):03d}Z", "level": level, "msg": msg}
+        if fields:
             names = tuple(fields)
             clean = self._clean.get(names)
             if clean is None:
@@ -62,9 +76,33 @@ class JsonFormatter(logging.Formatter):
                 if len(self._clean) < 256:  # the code's own call sites: a handful of sets
                     self._clean[names] = clean
             out.update(fields if clean else {k: v for k, v in fields.items() if k.lower() not in SECRET_FIELDS})
-        if record.exc_info:
-            out["error"] = self.formatException(record.exc_info).splitlines()[-1]
-        return json.dumps(out, separators=(",", ":"), default=str)
+        if error is not None:
+            out["error"] = error
+        return _encode(out)
+
+
+class JsonHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The service's handler: a ``logging.StreamHandler`` with :class:`JsonFormatter`, which
+    :func:`log_event` also writes to directly (no ``LogRecord``: half a line's cost)."""
+
+    formatter: JsonFormatter
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self.setFormatter(JsonFormatter())
+
+    def event(self, level: int, msg: str, fields: dict[str, Any]) -> None:
+        """Write one event's line, as ``emit`` writes a record's: under the handler's lock, flushed."""
+        try:
+            text = self.formatter.line(time.time(), _LEVEL_NAMES[level], msg, fields) + self.terminator
+            with self.lock:  # type: ignore[union-attr]
+                self.stream.write(text)
+                self.flush()
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": msg, "levelno": level}))
+
+
+_LEVEL_NAMES = {level: logging.getLevelName(level).lower() for level in range(0, 60)}
 
 
 def setup_logging(level: str) -> logging.Logger:
@@ -78,8 +116,7 @@ def setup_logging(level: str) -> logging.Logger:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler = JsonHandler(sys.stderr)
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
@@ -96,5 +133,16 @@ def get_logger() -> logging.Logger:
 
 
 def log_event(logger: logging.Logger, level: int, msg: str, **fields: Any) -> None:
-    if logger.isEnabledFor(level):
-        logger.log(level, msg, extra={"fields": fields})
+    """One event's JSON line with ``fields``. When the logger's only handler is the service's own, with
+    no filter on either and nothing propagated to a parent, the line is written to it directly (what
+    ``Logger.log`` would write, without a ``LogRecord`` and the handler chain); otherwise through
+    ``logging``."""
+    if not logger.isEnabledFor(level):
+        return
+    handlers = logger.handlers
+    if len(handlers) == 1 and not logger.filters and not logger.propagate:
+        handler = handlers[0]
+        if type(handler) is JsonHandler and not handler.filters and level >= handler.level:
+            handler.event(level, msg, fields)
+            return
+    logger.log(level, msg, extra={"fields": fields})

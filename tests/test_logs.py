@@ -23,6 +23,7 @@ def lines() -> Iterator[tuple[logging.Logger, io.StringIO]]:
         yield logger, out
     finally:
         logger.handlers[:] = handlers
+        logger.filters.clear()
         logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing = saved
 
 
@@ -40,10 +41,13 @@ def _read(out: io.StringIO) -> list[dict[str, object]]:
     ],
     ids=["plain", "mixed case", "only secrets", "tokens"],
 )
+@pytest.mark.parametrize("via_logging", [False, True], ids=["direct", "through-logging"])
 def test_secret_named_fields_never_reach_a_line(
-    lines: tuple[logging.Logger, io.StringIO], fields: dict[str, object], kept: dict[str, object]
+    lines: tuple[logging.Logger, io.StringIO], fields: dict[str, object], kept: dict[str, object], via_logging: bool
 ) -> None:
     logger, out = lines
+    if via_logging:  # a filter on the logger: log_event goes through a LogRecord
+        logger.addFilter(lambda record: True)
     for _ in range(3):  # the same names again: the formatter remembers the set, not the verdict of another
         log_event(logger, logging.INFO, "callback", **fields)
     for line in _read(out):
@@ -80,3 +84,55 @@ def test_below_the_level_nothing_is_built(lines: tuple[logging.Logger, io.String
     logger, out = lines
     log_event(logger, logging.DEBUG, "detail", connection="acme")
     assert out.getvalue() == ""
+
+
+def test_the_direct_line_is_the_line_logging_writes(lines: tuple[logging.Logger, io.StringIO]) -> None:
+    """log_event writes to the service's handler without a LogRecord; a filter on the logger sends it
+    through logging instead. Both write the same line (but for its time)."""
+    logger, out = lines
+    fields = {"connection": "acme", "status": 307, "code": "never", "duration_ms": 1.25, "would": None}
+    log_event(logger, logging.INFO, "callback", **fields)
+    logger.addFilter(lambda record: True)
+    try:
+        log_event(logger, logging.INFO, "callback", **fields)
+    finally:
+        logger.filters.clear()
+    direct, through_logging = _read(out)
+    assert direct.pop("ts") and through_logging.pop("ts")
+    assert (
+        direct
+        == through_logging
+        == {
+            "level": "info",
+            "msg": "callback",
+            "connection": "acme",
+            "status": 307,
+            "duration_ms": 1.25,
+            "would": None,
+        }
+    )
+
+
+def test_a_filter_or_the_handler_level_still_decides(lines: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, out = lines
+    logger.addFilter(lambda record: False)
+    try:
+        log_event(logger, logging.WARNING, "dropped by the filter")
+    finally:
+        logger.filters.clear()
+    logger.handlers[0].setLevel(logging.WARNING)
+    log_event(logger, logging.INFO, "below the handler's level")
+    log_event(logger, logging.WARNING, "kept")
+    assert [line["msg"] for line in _read(out)] == ["kept"]
+
+
+def test_a_stream_that_fails_does_not_raise(
+    lines: tuple[logging.Logger, io.StringIO], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As logging's own emit: a failed write goes to handleError, never to the request."""
+    logger, out = lines
+    failed: list[logging.LogRecord] = []
+    monkeypatch.setattr(logger.handlers[0], "handleError", failed.append)
+    out.close()
+    log_event(logger, logging.INFO, "callback", connection="acme")
+    assert [record.getMessage() for record in failed] == ["callback"]
