@@ -83,7 +83,7 @@ class JsonFormatter(logging.Formatter):
 
 class JsonHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The service's handler: a ``logging.StreamHandler`` with :class:`JsonFormatter`, which
-    :func:`log_event` also writes to directly (no ``LogRecord``: half a line's cost)."""
+    :func:`log_event` also writes to directly (no ``LogRecord``: a third of a line's cost)."""
 
     formatter: JsonFormatter
 
@@ -94,7 +94,8 @@ class JsonHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def event(self, level: int, msg: str, fields: dict[str, Any]) -> None:
         """Write one event's line, as ``emit`` writes a record's: under the handler's lock, flushed."""
         try:
-            text = self.formatter.line(time.time(), _LEVEL_NAMES[level], msg, fields) + self.terminator
+            name = _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower()
+            text = self.formatter.line(time.time(), name, msg, fields) + self.terminator
             with self.lock:  # type: ignore[union-attr]
                 self.stream.write(text)
                 self.flush()
@@ -102,7 +103,7 @@ class JsonHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(logging.makeLogRecord({"msg": msg, "levelno": level}))
 
 
-_LEVEL_NAMES = {level: logging.getLevelName(level).lower() for level in range(0, 60)}
+_LEVEL_NAMES = {level: logging.getLevelName(level).lower() for level in range(0, 60, 10)}
 
 
 def setup_logging(level: str) -> logging.Logger:

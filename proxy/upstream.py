@@ -409,6 +409,7 @@ class Upstream:
                 if prefix:
                     await send({"type": "http.response.body", "body": prefix, "more_body": True})
                 content = response.content
+                content.set_read_chunk_size(CHUNK)  # the buffer's limits as iter_chunked(CHUNK) sets them
                 last = b""
                 try:
                     while not content.at_eof():

@@ -136,3 +136,13 @@ def test_a_stream_that_fails_does_not_raise(
     out.close()
     log_event(logger, logging.INFO, "callback", connection="acme")
     assert [record.getMessage() for record in failed] == ["callback"]
+
+
+@pytest.mark.parametrize("level", [logging.WARNING, 25, logging.ERROR])
+def test_a_level_is_named_as_logging_names_it(lines: tuple[logging.Logger, io.StringIO], level: int) -> None:
+    logger, out = lines
+    log_event(logger, level, "event")
+    logger.addFilter(lambda record: True)
+    log_event(logger, level, "event")
+    direct, through_logging = _read(out)
+    assert direct["level"] == through_logging["level"] == logging.getLevelName(level).lower()
