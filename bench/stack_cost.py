@@ -15,6 +15,8 @@ Prints µs of CPU per request for each (best of alternating rounds) and floor/se
     python bench/stack_cost.py --env SSO_PROXY_TRANSACTION_BINDING=false   # what the binding costs
     python bench/stack_cost.py --split      # the protocol's share, the app's, the binding's
     python bench/stack_cost.py --forwards   # forwards to nginx (another process) against min_forwarder
+    python bench/stack_cost.py --forwards --split --workloads pass_302   # where a bind's µs go
+    PSORT=cumulative PDUMP=out.prof python bench/stack_cost.py --forwards --profile fallback
 """
 
 from __future__ import annotations
@@ -162,6 +164,9 @@ async def forwards(args: argparse.Namespace, work: str, files: dict[str, str]) -
                     order, lines = os.environ.get("PSORT", "tottime"), int(os.environ.get("PLINES", "45"))
                     pstats.Stats(prof).sort_stats(order).print_stats(lines)
                     continue
+                if args.split:
+                    await forward_split(key, svc, off, request, args)
+                    continue
                 best_s = best_f = best_o = float("inf")
                 for _ in range(args.rounds):
                     best_f = min(best_f, await per_forward(fwd, request, args.number))
@@ -178,6 +183,35 @@ async def forwards(args: argparse.Namespace, work: str, files: dict[str, str]) -
     finally:
         assert lab.upstream is not None
         lab.upstream.stop()
+
+
+async def forward_split(key: str, svc: Any, off: Any, request: bytes, args: argparse.Namespace) -> None:
+    """Where a passthrough's binding µs go: the service as it is, with the response head's inspection
+    skipped (``PassthroughHook.head`` answering "nothing to bind"), with every HMAC a constant
+    (``txcookie._finish``), and with binding off. One process, the variants swapped in turn."""
+    from proxy.routing import binding, txcookie
+
+    real_head, real_finish = binding.PassthroughHook.head, txcookie._finish
+
+    def skipped(self: Any, status: int, headers: Any) -> tuple[list[Any], int]:
+        return [], 0
+
+    def constant(inner: Any, outer: Any, data: bytes) -> bytes:
+        return bytes(32)
+
+    variants = {"service": (real_head, real_finish), "head skipped": (skipped, real_finish)}
+    variants["HMAC constant"] = (real_head, constant)
+    best = dict.fromkeys([*variants, "binding off"], float("inf"))
+    try:
+        for _ in range(args.rounds):
+            for name, (head, finish) in variants.items():
+                binding.PassthroughHook.head, txcookie._finish = head, finish  # type: ignore[method-assign]
+                best[name] = min(best[name], await per_forward(svc, request, args.number))
+            binding.PassthroughHook.head, txcookie._finish = real_head, real_finish  # type: ignore[method-assign]
+            best["binding off"] = min(best["binding off"], await per_forward(off, request, args.number))
+    finally:
+        binding.PassthroughHook.head, txcookie._finish = real_head, real_finish  # type: ignore[method-assign]
+    print(f"{key:<11} " + "  ".join(f"{name} {us:6.1f} µs" for name, us in best.items()))
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -243,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--split",
         action="store_true",
-        help="where the µs go: the floor, the guarded protocol, the app, both, binding off",
+        help="where the µs go: the floor, the guarded protocol, the app, both, binding off (with --forwards: "
+        "the bind's inspection skipped, its HMACs constant, binding off)",
     )
     ap.add_argument("--forwards", action="store_true", help=f"the forward workloads ({', '.join(FORWARDS)}) instead")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE: a setting of the service (repeatable)")
