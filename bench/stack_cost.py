@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import gc
 import logging
 import os
@@ -31,7 +32,7 @@ import pstats
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -129,6 +130,20 @@ async def per_forward(protocol: Any, request: bytes, number: int) -> float:
     return (time.process_time() - started) / number * 1e6
 
 
+async def profiled(key: str, measure: Callable[[int], Awaitable[float]], number: int) -> None:
+    """A cProfile of ``number`` requests (after 200 to warm up), printed by ``PSORT`` (tottime) to
+    ``PLINES`` (40) lines; ``PDUMP`` names a pstats file to write too, to compare two settings."""
+    await measure(200)
+    prof = cProfile.Profile()
+    prof.enable()
+    await measure(number)
+    prof.disable()
+    print(f"--- {key}")
+    if os.environ.get("PDUMP"):
+        prof.dump_stats(os.environ["PDUMP"])
+    pstats.Stats(prof).sort_stats(os.environ.get("PSORT", "tottime")).print_stats(int(os.environ.get("PLINES", "40")))
+
+
 async def forwards(args: argparse.Namespace, work: str, files: dict[str, str]) -> None:
     """The forward workloads against the minimal aiohttp forwarder, both in this process."""
     from min_forwarder import aiohttp_app
@@ -153,16 +168,7 @@ async def forwards(args: argparse.Namespace, work: str, files: dict[str, str]) -
                 off, _ = connection(guarded, nobind)
                 fwd, _ = connection(plain, forwarder)
                 if args.profile:
-                    await per_forward(svc, request, 200)
-                    prof = cProfile.Profile()
-                    prof.enable()
-                    await per_forward(svc, request, args.number)
-                    prof.disable()
-                    print(f"--- {key}")
-                    if os.environ.get("PDUMP"):  # for pstats comparisons of two settings
-                        prof.dump_stats(os.environ["PDUMP"])
-                    order, lines = os.environ.get("PSORT", "tottime"), int(os.environ.get("PLINES", "45"))
-                    pstats.Stats(prof).sort_stats(order).print_stats(lines)
+                    await profiled(key, functools.partial(per_forward, svc, request), args.number)
                     continue
                 if args.split:
                     await forward_split(key, svc, off, request, args)
@@ -231,13 +237,7 @@ async def main_async(args: argparse.Namespace) -> None:
         svc, svc_out = connection(guarded, service)
         flo, flo_out = connection(plain, floor_app)
         if args.profile:
-            await timed(svc, request, 200)
-            prof = cProfile.Profile()
-            prof.enable()
-            await timed(svc, request, args.number)
-            prof.disable()
-            print(f"--- {key}")
-            pstats.Stats(prof).sort_stats("tottime").print_stats(40)
+            await profiled(key, functools.partial(timed, svc, request), args.number)
             continue
         if args.split:
             await split(key, request, service, nobind, args)
