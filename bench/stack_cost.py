@@ -92,6 +92,7 @@ def eager(guarded: Any) -> Any:
     inline to its completion (a redirect never waits), as Python 3.12's ``eager_task_factory``
     would start it. What the task and the loop's turn cost per request. A measurement only: it
     assumes the whole request arrives in one read and refuses an answer that waits (a forward)."""
+    from proxy.edge.limits import control_of
 
     class Eager(guarded):  # type: ignore[misc, valid-type]
         _deferred: Any = None
@@ -104,8 +105,6 @@ def eager(guarded: Any) -> Any:
             deferred, self._deferred = self._deferred, None
             if deferred is None:
                 return
-            from proxy.edge.limits import control_of
-
             cycle, app = deferred
             control = control_of(cycle.scope)
             control.cycle = cycle
